@@ -1,0 +1,54 @@
+"""The napari-gr2r engine: GR2R training and tiled denoising in pure PyTorch.
+
+Importable without napari or Qt.
+
+>>> from napari_gr2r import engine
+>>> cfg = engine.TrainConfig(steps=2000, seed=0)                   # doctest: +SKIP
+>>> model = engine.train(noisy, axes="ZYX", config=cfg)            # doctest: +SKIP
+>>> out = engine.denoise(model, noisy, axes="ZYX")                 # doctest: +SKIP
+>>> engine.save_model(model, "nuclei.gr2r.pt")                     # doctest: +SKIP
+"""
+
+from .checkpoint import load_model, save_model
+from .config import METHODS, PRESETS, TrainConfig
+from .data import AxesInfo, guess_axes, parse_axes
+from .devices import available_devices, resolve_device
+from .errors import AxesError, CheckpointError, ConfigError, GR2RError, InputError
+from .events import (
+    CollapseDetected,
+    TrainEvent,
+    TrainingFinished,
+    TrainingProgress,
+    TrainingStarted,
+)
+from .inference import denoise
+from .model import GR2RModel
+from .training import CollapseWarning, Trainer, train
+
+__all__ = [
+    "METHODS",
+    "PRESETS",
+    "AxesError",
+    "AxesInfo",
+    "CheckpointError",
+    "CollapseDetected",
+    "CollapseWarning",
+    "ConfigError",
+    "GR2RError",
+    "GR2RModel",
+    "InputError",
+    "TrainConfig",
+    "TrainEvent",
+    "Trainer",
+    "TrainingFinished",
+    "TrainingProgress",
+    "TrainingStarted",
+    "available_devices",
+    "denoise",
+    "guess_axes",
+    "load_model",
+    "parse_axes",
+    "resolve_device",
+    "save_model",
+    "train",
+]

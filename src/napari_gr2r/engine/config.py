@@ -1,0 +1,190 @@
+"""Plain-type configuration of training: method, network, patches, optimiser.
+
+Everything here is a dataclass of ints, floats, strings and tuples so that it can be stored
+in a checkpoint and loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+METHODS = ("gr2r", "gr2r-paper", "r2r", "n2c")
+"""Training objectives; see :mod:`napari_gr2r.engine.losses`."""
+
+PRESETS = ("fast", "balanced", "quality")
+"""Network and budget presets: a laptop CPU (``fast``), a workstation, a GPU (``quality``)."""
+
+NOISE_MODELS = ("gaussian", "poisson-gaussian")
+
+# Method defaults for (gamma, lambda_g). "gr2r-paper" is equation 14 of the paper with its
+# best gamma (Table 3); "gr2r" drops the regular term, which pulls straight to identity.
+_METHOD_WEIGHTS = {
+    "gr2r": (1.0, 0.0),
+    "gr2r-paper": (2.0, 1.0),
+    "r2r": (0.0, 0.0),
+    "n2c": (0.0, 0.0),
+}
+
+_PRESET_VALUES: dict[str, dict[str, Any]] = {
+    "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=400),
+    "balanced": dict(width=32, depth=3, patch_size=64, patch_size_z=16, batch_size=8, steps=2000),
+    "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000),
+}
+
+
+@dataclass
+class TrainConfig:
+    """How to train a denoiser.
+
+    The defaults are the stable GR2R preset (``method="gr2r"``, ``preset="balanced"``).
+    Use :meth:`from_preset` to start from another preset and override single fields.
+
+    Parameters
+    ----------
+    method : str
+        ``"gr2r"`` (default): generative recorrupted-to-recorrupted with the generated noise
+        pinned to a noise level estimated before training, so it cannot collapse onto the noisy
+        input. ``"gr2r-paper"``: the paper's equation 14 with its weights (lambda_g = 1,
+        gamma = 2), faithfully; it can collapse, which training detects and reports.
+        ``"r2r"``: recorrupted-to-recorrupted with a known noise model (``noise_model``,
+        ``noise_sigma``, ``noise_gain``). ``"n2c"``: supervised, needs a clean target.
+    preset : str
+        The preset the network and budget came from (informative; see :meth:`from_preset`).
+    steps : int
+        Optimiser steps.
+    batch_size, patch_size, patch_size_z : int
+        Patches per step and their size in YX (and Z for a 3D network).
+    lr : float
+        Peak learning rate of Adam; a short warm-up, then cosine decay to ``lr * lr_min_factor``.
+    gamma, lambda_g : float or None
+        Weights of the pseudo-supervised and regular terms; None takes the method's default.
+    pin_noise : bool or None
+        Rescale the generated noise to the estimated noise level (None: True for ``gr2r``).
+    width, depth : int
+        U-Net channels at the first level and number of down-samplings.
+    net_dims : str
+        ``"auto"`` (3D network when the data has a Z axis deep enough, else 2D), ``"2d"`` or
+        ``"3d"``. A 2D network on a Z stack is trained and applied slice by slice.
+    val_fraction : float
+        Fraction of the data held out for the validation loss (0 disables validation).
+    val_every, event_every : int
+        Steps between validations and between progress events.
+    seed : int or None
+        Seed of every random draw; runs with the same seed are identical on the CPU.
+    noise_model, noise_sigma, noise_gain, r2r_alpha : for ``method="r2r"``
+        Noise of the input in its own intensity units: Gaussian with standard deviation
+        ``noise_sigma``, or Poisson-Gaussian with variance ``noise_gain * signal + noise_sigma**2``.
+    collapse_fraction : float
+        Collapse is reported when the residual energy falls below this fraction of the
+        estimated noise variance.
+    """
+
+    method: str = "gr2r"
+    preset: str = "balanced"
+    steps: int = 2000
+    batch_size: int = 8
+    patch_size: int = 64
+    patch_size_z: int = 16
+    lr: float = 3e-4
+    lr_min_factor: float = 0.05
+    warmup_steps: int = 50
+    gamma: float | None = None
+    lambda_g: float | None = None
+    pin_noise: bool | None = None
+    width: int = 32
+    depth: int = 3
+    net_dims: str = "auto"
+    val_fraction: float = 0.1
+    val_every: int = 50
+    event_every: int = 10
+    seed: int | None = 0
+    noise_model: str = "gaussian"
+    noise_sigma: float | None = None
+    noise_gain: float | None = None
+    r2r_alpha: float = 0.5
+    collapse_fraction: float = 0.3
+    augment: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_preset(cls, preset: str = "balanced", **overrides: Any) -> TrainConfig:
+        """Build a config from a preset (``fast``, ``balanced``, ``quality``) and overrides."""
+        if preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        values = dict(_PRESET_VALUES[preset], preset=preset)
+        values.update(overrides)
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` with a helpful message when a field is out of range."""
+        if self.method not in METHODS:
+            raise ConfigError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        if self.net_dims not in ("auto", "2d", "3d"):
+            raise ConfigError(f"net_dims must be 'auto', '2d' or '3d', not {self.net_dims!r}.")
+        if self.noise_model not in NOISE_MODELS:
+            raise ConfigError(
+                f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."
+            )
+        positive_ints = ("steps", "batch_size", "patch_size", "patch_size_z", "width", "depth",
+                         "val_every", "event_every")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}.")
+        if self.patch_size < 8:
+            raise ConfigError(f"patch_size must be at least 8 pixels, not {self.patch_size}.")
+        if self.depth > 6:
+            raise ConfigError(f"depth must be at most 6, not {self.depth}.")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr must be between 0 and 1, not {self.lr}.")
+        if not 0 <= self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be in [0, 0.5), not {self.val_fraction}.")
+        for name in ("gamma", "lambda_g"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be zero or positive, not {value}.")
+        if not 0 < self.r2r_alpha < 1:
+            raise ConfigError(f"r2r_alpha must be between 0 and 1, not {self.r2r_alpha}.")
+        if self.method == "r2r":
+            if self.noise_sigma is None or self.noise_sigma < 0:
+                raise ConfigError(
+                    "method='r2r' needs the noise level: set noise_sigma (the Gaussian standard "
+                    "deviation in the image's intensity units) and, for Poisson-Gaussian noise, "
+                    "noise_model='poisson-gaussian' and noise_gain."
+                )
+            if self.noise_model == "poisson-gaussian" and not self.noise_gain:
+                raise ConfigError("noise_model='poisson-gaussian' needs noise_gain > 0.")
+
+    @property
+    def resolved_gamma(self) -> float:
+        return self.gamma if self.gamma is not None else _METHOD_WEIGHTS[self.method][0]
+
+    @property
+    def resolved_lambda_g(self) -> float:
+        return self.lambda_g if self.lambda_g is not None else _METHOD_WEIGHTS[self.method][1]
+
+    @property
+    def resolved_pin_noise(self) -> bool:
+        return self.pin_noise if self.pin_noise is not None else self.method == "gr2r"
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict`, ignoring keys a newer version may have added."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,65 @@
+"""Choosing where the network runs: CUDA, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """``(device, label)`` pairs for what this machine has, the CPU last.
+
+    >>> available_devices()[-1]
+    ('cpu', 'CPU')
+    """
+    found = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            found.append((f"cuda:{i}", f"CUDA {i}: {torch.cuda.get_device_name(i)}"))
+    if _mps_available():
+        found.append(("mps", "Apple MPS"))
+    found.append(("cpu", "CPU"))
+    return found
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) picks CUDA, then MPS, then CPU; other names are checked."""
+    if device is None or str(device) == "auto":
+        return torch.device(available_devices()[0][0])
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but this PyTorch sees no CUDA GPU; use 'auto' or 'cpu'.")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError("MPS was asked for but is not available here; use 'auto' or 'cpu'.")
+    return dev
+
+
+def usable_device(net: nn.Module, device: torch.device, dims: int, channels: int) -> torch.device:
+    """``device`` if the network runs a forward and backward pass there, else the CPU.
+
+    Apple's MPS backend lacks some operations (3D pooling among them in older PyTorch);
+    instead of failing in the middle of training, fall back to the CPU with a warning.
+    """
+    if device.type != "mps":
+        return device
+    probe = torch.zeros((1, channels) + (8,) * dims, device=device, requires_grad=False)
+    try:
+        net.to(device)
+        net(probe).sum().backward()
+        net.zero_grad(set_to_none=True)
+        return device
+    except (NotImplementedError, RuntimeError) as exc:
+        warnings.warn(
+            f"The {dims}D network does not run on Apple MPS ({exc}); using the CPU instead.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        net.to("cpu")
+        return torch.device("cpu")

@@ -1,0 +1,72 @@
+"""Typed progress events yielded by :meth:`Trainer.iter_fit`.
+
+Plain dataclasses of numbers and strings: a GUI draws them, a script prints them, a test
+asserts on them. None carries a tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainEvent:
+    """Base class: where training stands."""
+
+    step: int
+    total_steps: int
+    elapsed_s: float
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 1.0
+
+
+@dataclass
+class TrainingStarted(TrainEvent):
+    """Training is set up: the network, the device, the data it sees."""
+
+    device: str = "cpu"
+    net_dims: int = 2
+    n_parameters: int = 0
+    patch_shape: tuple[int, ...] = ()
+    noise_sd: float = 0.0
+    """Estimated noise standard deviation, in the input's intensity units (first channel)."""
+    has_validation: bool = False
+    resumed_from_step: int = 0
+
+
+@dataclass
+class TrainingProgress(TrainEvent):
+    """Every ``event_every`` steps: the losses, averaged since the previous event."""
+
+    loss: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    val_loss: float | None = None
+    """The latest validation loss (None before the first validation or without validation)."""
+    validated: bool = False
+    """True when ``val_loss`` was computed since the previous event."""
+    residual_energy: float | None = None
+    """``mean((y - f(y))**2)`` in normalised units; falling towards zero is a sign of collapse."""
+    lr: float = 0.0
+    patches_per_s: float = 0.0
+    eta_s: float = 0.0
+
+
+@dataclass
+class CollapseDetected(TrainEvent):
+    """The network is sliding towards the identity: its output is turning into its input."""
+
+    residual_energy: float = 0.0
+    noise_variance: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class TrainingFinished(TrainEvent):
+    """Training ended, by reaching its step budget or by :meth:`Trainer.request_stop`."""
+
+    stopped: bool = False
+    best_step: int = 0
+    best_val_loss: float | None = None
+    collapsed: bool = False

@@ -1,0 +1,192 @@
+r"""Training objectives: GR2R (stable and paper forms), R2R with a known noise model, N2C.
+
+All work on normalised batches ``y`` of shape ``(B, C, *spatial)`` and one network ``f``.
+
+GR2R, paper equation 14 (``method="gr2r-paper"``)::
+
+    r  = y - f(y)                        (no gradient)
+    n  = r * m,   m = +-1 with p = 0.5   (generated noise, zero mean)
+    y+ = y + n,   y- = y - n             (recorrupted pair)
+    L  = ||f(y+) - y-||^2 + lambda_g ||f(y) - y||^2 + gamma ||f(sg[f(y)] + n) - sg[f(y)]||^2
+
+with ``lambda_g = 1`` and ``gamma = 2``. The identity ``f(y) = y`` gives ``r = 0``, ``n = 0``
+and zero loss, so this objective can slide onto the noisy input (collapse).
+
+Stable GR2R (``method="gr2r"``, the default) keeps the residual's shape but pins its size:
+per patch and channel, ``n`` is rescaled so that ``n / sigma(f(y))`` has unit root mean square,
+where ``sigma^2(x) = a x + b`` is the noise level fitted before training
+(:class:`~napari_gr2r.engine.data.NoiseLevel`). The identity then no longer zeroes the loss
+(``n`` stays at the noise level whatever ``f`` does), and ``lambda_g`` defaults to 0.
+
+R2R (Pang et al. 2021) with known noise of standard deviation ``s``::
+
+    y+ = y + alpha s z,   y- = y - s z / alpha,   z ~ N(0, 1),   L = ||f(y+) - y-||^2
+
+N2C (supervised): ``L = ||f(y) - x||^2`` with the clean image ``x``.
+
+Examples
+--------
+The generated noise has zero mean whatever the residual:
+
+>>> import torch
+>>> g = torch.Generator().manual_seed(0)
+>>> r = torch.ones(1, 1, 64, 64)
+>>> n = r * rademacher(r.shape, g)
+>>> abs(float(n.mean())) < 0.05
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .data import NoiseLevel, Normalization
+
+
+def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """Random signs, +1 or -1 with probability 1/2 each."""
+    bits = torch.randint(0, 2, tuple(shape), generator=generator, device=generator.device)
+    return (bits.float() * 2 - 1).to(device)
+
+
+def _normal(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randn(tuple(shape), generator=generator, device=generator.device).to(device)
+
+
+def pinned_noise(residual: torch.Tensor, mask: torch.Tensor, signal: torch.Tensor,
+                 noise_level: NoiseLevel) -> torch.Tensor:
+    """Generated noise ``residual * mask`` rescaled to the noise level of ``signal``.
+
+    The scale is one number per patch and channel, so the residual's spatial structure (and
+    any correlation in it) is kept while its size cannot shrink to zero.
+    """
+    sd = noise_level.variance(signal).sqrt()
+    spatial = tuple(range(2, residual.ndim))
+    rms = (residual / sd).square().mean(dim=spatial, keepdim=True).sqrt()
+    return residual * mask / rms.clamp(min=1e-6)
+
+
+@dataclass
+class StepResult:
+    """What one evaluation of an objective gives."""
+
+    loss: torch.Tensor
+    terms: dict[str, float]
+    residual_energy: float | None
+
+
+class Objective:
+    """Base class: ``__call__(net, y, target, generator) -> StepResult``."""
+
+    term_names: tuple[str, ...] = ("loss",)
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        raise NotImplementedError
+
+
+class GR2RLoss(Objective):
+    """Generative recorrupted-to-recorrupted loss (see the module docstring).
+
+    The passes that need a gradient go through the network as one concatenated batch.
+    """
+
+    term_names = ("unsupervised", "regular", "pseudo")
+
+    def __init__(self, gamma: float, lambda_g: float, noise_level: NoiseLevel | None) -> None:
+        self.gamma, self.lambda_g, self.noise_level = gamma, lambda_g, noise_level
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        with torch.no_grad():
+            fy = net(y)
+            residual = y - fy
+            mask = rademacher(y.shape, generator, y.device)
+            if self.noise_level is not None:
+                noise = pinned_noise(residual, mask, fy, self.noise_level)
+            else:
+                noise = residual * mask
+        inputs = [y + noise]
+        if self.lambda_g > 0:
+            inputs.append(y)
+        if self.gamma > 0:
+            inputs.append(fy + noise)
+        outputs = net(torch.cat(inputs)).split(y.shape[0])
+        l_u = F.mse_loss(outputs[0], y - noise)
+        loss = l_u
+        terms = {"unsupervised": float(l_u.detach())}
+        k = 1
+        if self.lambda_g > 0:
+            l_g = F.mse_loss(outputs[k], y)
+            loss = loss + self.lambda_g * l_g
+            terms["regular"] = float(l_g.detach())
+            k += 1
+        if self.gamma > 0:
+            l_s = F.mse_loss(outputs[k], fy)
+            loss = loss + self.gamma * l_s
+            terms["pseudo"] = float(l_s.detach())
+        return StepResult(loss, terms, float(residual.square().mean()))
+
+
+class R2RLoss(Objective):
+    """Recorrupted-to-recorrupted with a known (Gaussian or Poisson-Gaussian) noise level."""
+
+    term_names = ("unsupervised",)
+
+    def __init__(self, noise_level: NoiseLevel, alpha: float) -> None:
+        self.noise_level, self.alpha = noise_level, alpha
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        sd = self.noise_level.variance(y).sqrt()
+        z = _normal(y.shape, generator, y.device) * sd
+        loss = F.mse_loss(net(y + self.alpha * z), y - z / self.alpha)
+        return StepResult(loss, {"unsupervised": float(loss.detach())}, None)
+
+
+class N2CLoss(Objective):
+    """Supervised Noise2Clean: mean squared error to the clean target."""
+
+    term_names = ("supervised",)
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        if target is None:
+            raise ValueError("method='n2c' needs a clean target")
+        loss = F.mse_loss(net(y), target)
+        return StepResult(loss, {"supervised": float(loss.detach())}, None)
+
+
+def known_noise_level(config: TrainConfig, norm: Normalization) -> NoiseLevel:
+    """The noise model given in ``config`` (input intensity units), in normalised units."""
+    sigma = float(config.noise_sigma or 0.0)
+    gain = float(config.noise_gain or 0.0) if config.noise_model == "poisson-gaussian" else 0.0
+    offset = float(config.extra.get("noise_offset", 0.0))
+    a, b = [], []
+    for c in range(len(norm.low)):
+        scale = norm.scale(c)
+        # var_raw = gain * (x_raw - offset) + sigma^2 with x_raw = x * scale + low
+        base = sigma**2 + gain * (norm.low[c] - offset)
+        a.append(gain / scale)
+        b.append(max(base, 0.5 * sigma**2, 1e-12) / scale**2)
+    return NoiseLevel(a, b, [x + y * 0.25 for x, y in zip(b, a)])
+
+
+def build_objective(config: TrainConfig, norm: Normalization,
+                    estimated: NoiseLevel) -> Objective:
+    """The objective a config asks for."""
+    if config.method in ("gr2r", "gr2r-paper"):
+        return GR2RLoss(
+            gamma=config.resolved_gamma,
+            lambda_g=config.resolved_lambda_g,
+            noise_level=estimated if config.resolved_pin_noise else None,
+        )
+    if config.method == "r2r":
+        return R2RLoss(known_noise_level(config, norm), config.r2r_alpha)
+    return N2CLoss()

@@ -1,0 +1,120 @@
+"""The U-Net of the Noise2Noise / Neighbor2Neighbor family, in 2D and 3D.
+
+Two 3x3 convolutions with LeakyReLU per level, max-pooling down, nearest up-sampling and
+concatenation up, a 1x1 output convolution, no normalisation layers (so batches of any size
+give the same result per image, which tiled inference relies on). Inputs of any size are
+padded inside :meth:`UNet.forward` to a multiple of ``2**depth`` and cropped back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv(dims: int, c_in: int, c_out: int, kernel: int = 3) -> nn.Module:
+    cls = nn.Conv2d if dims == 2 else nn.Conv3d
+    return cls(c_in, c_out, kernel, padding=kernel // 2)
+
+
+class _Block(nn.Sequential):
+    def __init__(self, dims: int, c_in: int, c_out: int) -> None:
+        super().__init__(
+            _conv(dims, c_in, c_out),
+            nn.LeakyReLU(0.1, inplace=True),
+            _conv(dims, c_out, c_out),
+            nn.LeakyReLU(0.1, inplace=True),
+        )
+
+
+class UNet(nn.Module):
+    """U-Net denoiser ``f``: an image in, an image of the same shape out.
+
+    Parameters
+    ----------
+    dims : int
+        2 for images ``(B, C, Y, X)``, 3 for volumes ``(B, C, Z, Y, X)``.
+    channels : int
+        Image channels in and out.
+    width : int
+        Feature channels at the first level; level ``k`` has ``width * min(2**k, 4)``.
+    depth : int
+        Number of down-samplings.
+
+    Examples
+    --------
+    >>> net = UNet(dims=2, channels=1, width=8, depth=2)
+    >>> net(torch.zeros(1, 1, 37, 50)).shape
+    torch.Size([1, 1, 37, 50])
+    """
+
+    def __init__(self, dims: int = 2, channels: int = 1, width: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        if dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, not {dims}")
+        self.dims, self.channels, self.width, self.depth = dims, channels, width, depth
+        widths = [width * min(2**k, 4) for k in range(depth + 1)]
+        self.encoders = nn.ModuleList()
+        c = channels
+        for w in widths:
+            self.encoders.append(_Block(dims, c, w))
+            c = w
+        self.decoders = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.decoders.append(_Block(dims, c + w, w))
+            c = w
+        self.head = _conv(dims, c, channels, kernel=1)
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes are padded to a multiple of this inside :meth:`forward`."""
+        return 2**self.depth
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context each output pixel depends on, on each side (an upper bound)."""
+        radius = 0
+        for level in range(self.depth + 1):
+            # two 3x3 convolutions at this level, on the encoder side and (but for the bottom)
+            # on the decoder side, each adding one pixel of that level's grid
+            convs = 2 if level == self.depth else 4
+            radius += convs * 2**level
+            if level < self.depth:
+                radius += 2**level  # pooling window and nearest up-sampling offset
+        return radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spatial = x.shape[2:]
+        pad = []
+        for size in reversed(spatial):
+            pad += [0, (-size) % self.multiple]
+        if any(pad):
+            # reflect needs the padding shorter than the side; replicate handles tiny inputs
+            mode = "reflect" if all(p < s for p, s in zip(pad[1::2], reversed(spatial))) else \
+                "replicate"
+            x = F.pad(x, pad, mode=mode)
+        pool = F.max_pool2d if self.dims == 2 else F.max_pool3d
+        skips = []
+        h = x
+        for k, enc in enumerate(self.encoders):
+            h = enc(h)
+            if k < self.depth:
+                skips.append(h)
+                h = pool(h, 2)
+        for dec in self.decoders:
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = dec(torch.cat([h, skips.pop()], dim=1))
+        out = self.head(h)
+        if any(pad):
+            out = out[(..., *(slice(0, s) for s in spatial))]
+        return out
+
+
+def build_network(dims: int, channels: int, width: int, depth: int) -> UNet:
+    """The network a :class:`~napari_gr2r.engine.config.TrainConfig` describes."""
+    return UNet(dims=dims, channels=channels, width=width, depth=depth)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,367 @@
+"""Training: :class:`Trainer` with its event generator, and the :func:`train` shortcut."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data import (
+    MIN_TRAIN_SIDE,
+    ImageSource,
+    NoiseLevel,
+    Normalization,
+    PatchSampler,
+    split_regions,
+)
+from .devices import resolve_device, usable_device
+from .errors import ConfigError, InputError
+from .events import (
+    CollapseDetected,
+    TrainEvent,
+    TrainingFinished,
+    TrainingProgress,
+    TrainingStarted,
+)
+from .losses import build_objective
+from .model import GR2RModel
+from .networks import build_network, count_parameters
+
+N_VAL_PATCHES = 16
+
+
+class CollapseWarning(UserWarning):
+    """Training is converging to the identity: the output is the noisy input."""
+
+
+def choose_dims(config: TrainConfig, nz: int) -> int:
+    """2 or 3: a 3D network needs a Z axis with at least ``2 ** (depth + 1)`` slices in auto."""
+    if config.net_dims == "2d":
+        return 2
+    if config.net_dims == "3d":
+        if nz < 4:
+            raise InputError(
+                f"A 3D network needs a Z axis with at least 4 slices; this image has {nz}. "
+                "Use net_dims='2d' or 'auto'."
+            )
+        return 3
+    return 3 if nz >= 2 ** (config.depth + 1) else 2
+
+
+class Trainer:
+    """Trains a denoiser on one (possibly lazy) N-D image.
+
+    Parameters
+    ----------
+    data : numpy, dask or zarr array
+        The noisy image; it is never modified.
+    axes : str
+        One letter per dimension, e.g. ``"ZYX"``.
+    config : TrainConfig, optional
+        Defaults to ``TrainConfig()`` (stable GR2R).
+    target : array, optional
+        Clean image of the same shape, for ``method="n2c"``.
+    model : GR2RModel, optional
+        A model to continue training (its optimiser state, step count and history too).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Examples
+    --------
+    >>> trainer = Trainer(noisy, axes="YX", config=TrainConfig.from_preset("fast"))  # doctest: +SKIP
+    >>> for event in trainer.iter_fit():                                               # doctest: +SKIP
+    ...     print(event)
+    >>> model = trainer.model                                                          # doctest: +SKIP
+    """
+
+    def __init__(self, data: Any, axes: str, config: TrainConfig | None = None, *,
+                 target: Any = None, model: GR2RModel | None = None,
+                 device: str = "auto") -> None:
+        if config is None:
+            config = model.config if model is not None else TrainConfig()
+        config.validate()
+        if model is not None and (config.width, config.depth) != (model.config.width,
+                                                                   model.config.depth):
+            raise ConfigError(
+                f"The model's network has width {model.config.width} and depth "
+                f"{model.config.depth}; to continue training it, keep them (or train a new model)."
+            )
+        self.config = config
+        cfg = self.config
+        self.source = ImageSource(data, axes)
+        info = self.source.info
+        _, nz, ny, nx = info.czyx
+        if ny < MIN_TRAIN_SIDE or nx < MIN_TRAIN_SIDE:
+            raise InputError(
+                f"The image is {ny}x{nx} pixels in YX; training needs at least "
+                f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE}. Use a larger image, or denoise this one with "
+                "a model trained on a larger image."
+            )
+        self.target = None
+        if cfg.method == "n2c":
+            if target is None:
+                raise InputError("method='n2c' is supervised: pass the clean image as target=.")
+            if tuple(target.shape) != tuple(info.shape):
+                raise InputError(
+                    f"The clean target has shape {tuple(target.shape)}, the noisy image "
+                    f"{info.shape}; they must match."
+                )
+            self.target = ImageSource(target, axes)
+
+        self._stop = threading.Event()
+        self._rng = np.random.default_rng(cfg.seed)
+        self._torch_gen_seed = int(self._rng.integers(2**31))
+        self.device = resolve_device(device)
+
+        if model is not None:
+            model.check_compatible(info)
+            model.config = config
+            self.model_ = model
+            self.dims = model.dims
+            self.net = model.net
+            self.norm, self.noise_level = model.normalization, model.noise_level
+        else:
+            blocks = self.source.statistics_blocks(self._rng)
+            self.norm = Normalization.fit(blocks)
+            self.noise_level = NoiseLevel.estimate([self.norm.apply(b) for b in blocks], self._rng)
+            del blocks
+            self.dims = choose_dims(cfg, nz)
+            if cfg.seed is not None:
+                torch.manual_seed(cfg.seed)
+            self.net = build_network(self.dims, info.n_channels, cfg.width, cfg.depth)
+            self.model_ = GR2RModel(
+                net=self.net, config=cfg, axes=info.axes, channels=info.n_channels,
+                dims=self.dims, normalization=self.norm, noise_level=self.noise_level,
+            )
+        self.device = usable_device(self.net, self.device, self.dims, info.n_channels)
+        self.net.to(self.device)
+
+        flat_z = self.dims == 2
+        patch = (cfg.patch_size_z, cfg.patch_size, cfg.patch_size)
+        train_region, val_region = split_regions(info, cfg.val_fraction, cfg.patch_size)
+        self.sampler = PatchSampler(self.source, self.norm, train_region, patch, self._rng,
+                                    flat_z=flat_z, target=self.target, augment=cfg.augment)
+        self.val_batches: list[list[torch.Tensor]] = []
+        if val_region is not None:
+            val_rng = np.random.default_rng(self._rng.integers(2**31))
+            val_sampler = PatchSampler(self.source, self.norm, val_region, patch, val_rng,
+                                       flat_z=flat_z, target=self.target, augment=False)
+            for _ in range(max(1, N_VAL_PATCHES // cfg.batch_size)):
+                arrays = val_sampler.batch(min(cfg.batch_size, N_VAL_PATCHES))
+                self.val_batches.append([torch.from_numpy(a) for a in arrays])
+        self.objective = build_objective(cfg, self.norm, self.noise_level)
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def model(self) -> GR2RModel:
+        """The model with the best weights so far (best validation loss, else the latest)."""
+        return self.model_
+
+    def request_stop(self) -> None:
+        """Ask :meth:`iter_fit` to end after the current step (safe from any thread)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def fit(self, callback: Callable[[TrainEvent], Any] | None = None) -> GR2RModel:
+        """Run :meth:`iter_fit` to the end, passing each event to ``callback``."""
+        for event in self.iter_fit():
+            if callback is not None:
+                callback(event)
+        return self.model
+
+    def _lr_factor(self, step: int, total: int) -> float:
+        cfg = self.config
+        warm = min(cfg.warmup_steps, max(total // 10, 1))
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(total - warm, 1)
+        return cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _validate(self, generator_seed: int) -> tuple[float, float]:
+        """Validation loss (the method's own, with fixed random draws) and residual energy."""
+        gen = _generator(self.device, generator_seed)
+        losses, energies = [], []
+        self.net.eval()
+        with torch.no_grad():
+            for arrays in self.val_batches:
+                y = arrays[0].to(self.device)
+                t = arrays[1].to(self.device) if len(arrays) > 1 else None
+                result = self.objective(self.net, y, t, gen)
+                losses.append(float(result.loss.detach()))
+                energies.append(float((y - self.net(y)).square().mean()))
+        self.net.train()
+        return float(np.mean(losses)), float(np.mean(energies))
+
+    def iter_fit(self) -> Iterator[TrainEvent]:
+        """Train for ``config.steps`` steps, yielding typed events.
+
+        Yields :class:`TrainingStarted` once, :class:`TrainingProgress` every ``event_every``
+        steps, :class:`CollapseDetected` at most once, and :class:`TrainingFinished` last.
+        :meth:`request_stop` ends the loop after the current step; the best weights are kept.
+        """
+        cfg, model = self.config, self.model_
+        self._stop.clear()
+        start_step = model.step
+        total = cfg.steps
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        if model.optimizer_state is not None:
+            try:
+                optimizer.load_state_dict(model.optimizer_state)
+            except (ValueError, KeyError):
+                warnings.warn("The saved optimiser state does not fit; starting Adam afresh.",
+                              RuntimeWarning, stacklevel=2)
+        gen = _generator(self.device, self._torch_gen_seed + start_step)
+        val_seed = self._torch_gen_seed + 7919
+        t0 = time.perf_counter()
+        yield TrainingStarted(
+            step=start_step, total_steps=start_step + total, elapsed_s=0.0,
+            device=str(self.device), net_dims=self.dims,
+            n_parameters=count_parameters(self.net), patch_shape=self.sampler.patch,
+            noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
+            has_validation=bool(self.val_batches), resumed_from_step=start_step,
+        )
+        best_val = model.best_val_loss
+        best_state = copy.deepcopy(self.net.state_dict()) if best_val is not None else None
+        sums: dict[str, float] = {}
+        count = 0
+        val_loss: float | None = None
+        validated = False
+        energy_ema: float | None = None
+        collapsed = False
+        last_t, last_step = t0, 0
+        step = 0
+        self.net.train()
+        try:
+            for step in range(1, total + 1):
+                if self._stop.is_set():
+                    step -= 1
+                    break
+                lr = cfg.lr * self._lr_factor(step - 1, total)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                arrays = self.sampler.batch(cfg.batch_size)
+                y = torch.from_numpy(arrays[0]).to(self.device)
+                t = torch.from_numpy(arrays[1]).to(self.device) if len(arrays) > 1 else None
+                result = self.objective(self.net, y, t, gen)
+                optimizer.zero_grad(set_to_none=True)
+                result.loss.backward()
+                optimizer.step()
+                if not math.isfinite(float(result.loss.detach())):
+                    raise FloatingPointError(
+                        f"The loss became {float(result.loss.detach())} at step {start_step + step}; "
+                        "lower the learning rate."
+                    )
+                sums["loss"] = sums.get("loss", 0.0) + float(result.loss.detach())
+                for k, v in result.terms.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if result.residual_energy is not None:
+                    sums["residual_energy"] = sums.get("residual_energy", 0.0) + \
+                        result.residual_energy
+                count += 1
+
+                if self.val_batches and (step % cfg.val_every == 0 or step == total):
+                    val_loss, val_energy = self._validate(val_seed)
+                    validated = True
+                    sums["residual_energy"] = val_energy * count
+                    if best_val is None or val_loss < best_val:
+                        best_val = val_loss
+                        best_state = copy.deepcopy(self.net.state_dict())
+                        model.best_step = start_step + step
+
+                if step % cfg.event_every == 0 or step == total:
+                    now = time.perf_counter()
+                    rate = cfg.batch_size * (step - last_step) / max(now - last_t, 1e-9)
+                    elapsed = now - t0
+                    energy = sums.pop("residual_energy", None)
+                    if energy is None:
+                        energy = self._residual_energy(y)
+                    else:
+                        energy /= count
+                    means = {k: v / count for k, v in sums.items()}
+                    loss = means.pop("loss")
+                    event = TrainingProgress(
+                        step=start_step + step, total_steps=start_step + total,
+                        elapsed_s=elapsed, loss=loss, terms=means, val_loss=val_loss,
+                        validated=validated, residual_energy=energy, lr=lr,
+                        patches_per_s=rate, eta_s=elapsed / step * (total - step),
+                    )
+                    model.history.append(_history_row(event))
+                    yield event
+                    sums, count, validated = {}, 0, False
+                    last_t, last_step = now, step
+                    energy_ema = energy if energy_ema is None else 0.7 * energy_ema + 0.3 * energy
+                    threshold = cfg.collapse_fraction * self.noise_level.mean_variance
+                    if not collapsed and step > total // 10 and energy_ema < threshold:
+                        collapsed = True
+                        message = (
+                            f"Training is collapsing onto the noisy input at step "
+                            f"{start_step + step}: the network's output differs from its input by "
+                            f"{energy_ema:.2e} (mean square), far below the estimated noise "
+                            f"variance {self.noise_level.mean_variance:.2e}. Use method='gr2r' "
+                            "(the stable default) or fewer steps; the best weights are kept."
+                        )
+                        warnings.warn(message, CollapseWarning, stacklevel=2)
+                        yield CollapseDetected(
+                            step=start_step + step, total_steps=start_step + total,
+                            elapsed_s=elapsed, residual_energy=energy_ema,
+                            noise_variance=self.noise_level.mean_variance, message=message,
+                        )
+        finally:
+            model.step = start_step + step
+            model.optimizer_state = optimizer.state_dict()
+            if best_state is not None:
+                self.net.load_state_dict(best_state)
+                model.best_val_loss = best_val
+            else:
+                model.best_step = model.step
+            self.net.eval()
+        yield TrainingFinished(
+            step=model.step, total_steps=start_step + total,
+            elapsed_s=time.perf_counter() - t0, stopped=self._stop.is_set(),
+            best_step=model.best_step, best_val_loss=best_val, collapsed=collapsed,
+        )
+
+    def _residual_energy(self, y: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((y - self.net(y)).square().mean())
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    gen_device = device if device.type == "cuda" else torch.device("cpu")
+    return torch.Generator(device=gen_device).manual_seed(int(seed))
+
+
+def _history_row(event: TrainingProgress) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": event.step, "loss": event.loss, "lr": event.lr,
+                           "elapsed_s": event.elapsed_s}
+    row.update(event.terms)
+    if event.validated:
+        row["val_loss"] = event.val_loss
+    if event.residual_energy is not None:
+        row["residual_energy"] = event.residual_energy
+    return row
+
+
+def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: Any = None,
+          model: GR2RModel | None = None, device: str = "auto",
+          callback: Callable[[TrainEvent], Any] | None = None) -> GR2RModel:
+    """Train a denoiser on ``data`` and return it (see :class:`Trainer` for the arguments).
+
+    Examples
+    --------
+    >>> cfg = TrainConfig.from_preset("fast", steps=300)               # doctest: +SKIP
+    >>> model = train(noisy, axes="YX", config=cfg)                    # doctest: +SKIP
+    """
+    trainer = Trainer(data, axes, config, target=target, model=model, device=device)
+    return trainer.fit(callback)
