@@ -9,9 +9,7 @@ from the stored config.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ SUFFIX = ".gr2r.pt"
 def _versions() -> dict[str, str]:
     from .. import __version__
 
-    return {"napari_gr2r": __version__, "torch": torch.__version__}
+    return {"napari_gr2r": str(__version__), "torch": str(torch.__version__)}
 
 
 def model_to_dict(model: GR2RModel) -> dict[str, Any]:
@@ -101,8 +99,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> GR2RModel:
         raise CheckpointError(f"No model file at {path}.")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError, AttributeError, TypeError) as exc:
+    except Exception as exc:  # torch.load raises many unrelated types on damaged input
         raise CheckpointError(
             f"{path} is not a readable napari-gr2r model (damaged, truncated, or another kind "
             f"of file): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -124,7 +121,8 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
         )
     try:
         config = TrainConfig.from_dict(payload["config"])
-        net = build_network(payload["dims"], payload["channels"], config.width, config.depth)
+        net = build_network(payload["dims"], payload["channels"], config.width, config.depth,
+                            config.residual)
         net.load_state_dict(payload["state_dict"])
         net.eval()
         return GR2RModel(

@@ -66,8 +66,11 @@ class TrainConfig:
         Rescale the generated noise to the estimated noise level (None: True for ``gr2r``).
     width, depth : int
         U-Net channels at the first level and number of down-samplings.
+    residual : bool
+        Add the input to the network's output (residual learning).
     net_dims : str
-        ``"auto"`` (3D network when the data has a Z axis deep enough, else 2D), ``"2d"`` or
+        ``"auto"`` (3D network when the data has a Z axis deep enough, except with the ``fast``
+        preset; else 2D), ``"2d"`` or
         ``"3d"``. A 2D network on a Z stack is trained and applied slice by slice.
     val_fraction : float
         Fraction of the data held out for the validation loss (0 disables validation).
@@ -97,6 +100,7 @@ class TrainConfig:
     pin_noise: bool | None = None
     width: int = 32
     depth: int = 3
+    residual: bool = False
     net_dims: str = "auto"
     val_fraction: float = 0.1
     val_every: int = 50

@@ -93,6 +93,8 @@ def parse_axes(axes: str, shape: tuple[int, ...]) -> AxesInfo:
         )
     if "Y" not in axes or "X" not in axes:
         raise AxesError(f"Axes {axes!r} must contain both Y and X (the image plane).")
+    if 0 in shape:
+        raise InputError(f"The image is empty (shape {shape}); there is nothing to denoise.")
     info = AxesInfo(axes, shape)
     for letter in "YX":
         if info.size(letter) < 2:
@@ -105,8 +107,6 @@ def parse_axes(axes: str, shape: tuple[int, ...]) -> AxesInfo:
             f"Axis C has {info.n_channels} entries, more than the {MAX_CHANNELS} channels "
             "supported; if it is really depth or time, label it Z or T."
         )
-    if 0 in shape:
-        raise InputError(f"The image is empty (shape {shape}); there is nothing to denoise.")
     return info
 
 

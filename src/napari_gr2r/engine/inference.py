@@ -58,6 +58,7 @@ def tile_axis(length: int, tile: int, overlap: int, multiple: int, blend: int = 
     while starts[-1] + tile < length:
         starts.append(starts[-1] + step)
     bounds = tuple((s, min(s + tile, length)) for s in starts)
+    blend = min(blend, step)  # neighbouring seams must not overlap
     weights = []
     for i, (s, e) in enumerate(bounds):
         w = np.ones(e - s, np.float32)

@@ -41,6 +41,9 @@ class UNet(nn.Module):
         Feature channels at the first level; level ``k`` has ``width * min(2**k, 4)``.
     depth : int
         Number of down-samplings.
+    residual : bool
+        Predict a correction added to the input, ``f(y) = y + g(y)`` (residual learning). It
+        starts next to the identity, where the paper's GR2R objective collapses fastest.
 
     Examples
     --------
@@ -49,11 +52,13 @@ class UNet(nn.Module):
     torch.Size([1, 1, 37, 50])
     """
 
-    def __init__(self, dims: int = 2, channels: int = 1, width: int = 32, depth: int = 3) -> None:
+    def __init__(self, dims: int = 2, channels: int = 1, width: int = 32, depth: int = 3,
+                 residual: bool = False) -> None:
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, not {dims}")
         self.dims, self.channels, self.width, self.depth = dims, channels, width, depth
+        self.residual = residual
         widths = [width * min(2**k, 4) for k in range(depth + 1)]
         self.encoders = nn.ModuleList()
         c = channels
@@ -106,14 +111,17 @@ class UNet(nn.Module):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = dec(torch.cat([h, skips.pop()], dim=1))
         out = self.head(h)
+        if self.residual:
+            out = out + x
         if any(pad):
             out = out[(..., *(slice(0, s) for s in spatial))]
         return out
 
 
-def build_network(dims: int, channels: int, width: int, depth: int) -> UNet:
+def build_network(dims: int, channels: int, width: int, depth: int, residual: bool = False,
+                  ) -> UNet:
     """The network a :class:`~napari_gr2r.engine.config.TrainConfig` describes."""
-    return UNet(dims=dims, channels=channels, width=width, depth=depth)
+    return UNet(dims=dims, channels=channels, width=width, depth=depth, residual=residual)
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -1,0 +1,33 @@
+"""Shared fixtures: small images with known noise and tiny training configurations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gr2r.sample_data import load_sample
+
+
+@pytest.fixture(scope="session")
+def clean2d() -> np.ndarray:
+    """A 96x96 crop of the bundled 2D nuclei reference, scaled to 0..200 (float32)."""
+    _, clean, _ = load_sample("nuclei2d")
+    crop = clean[40:136, 60:156].astype(np.float32)
+    crop = (crop - crop.min()) / (crop.max() - crop.min()) * 200
+    return crop
+
+
+@pytest.fixture(scope="session")
+def gaussian2d(clean2d: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return (clean2d + rng.normal(0, 25, clean2d.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def poisson2d(clean2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson-Gaussian noise at low light (peak 20 photons, read noise 1), as uint16 counts."""
+    rng = np.random.default_rng(2)
+    photons = clean2d / clean2d.max() * 20
+    counts = rng.poisson(photons) + rng.normal(0, 1, photons.shape) + 10
+    return np.clip(np.round(counts), 0, None).astype(np.uint16), (photons + 10).astype(np.float32)
+

@@ -1,0 +1,51 @@
+"""The objectives: the identity zeroes the paper's loss but not the pinned default."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from napari_gr2r.engine.data import NoiseLevel
+from napari_gr2r.engine.losses import GR2RLoss, pinned_noise, rademacher
+
+
+class _Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(4, 1, 32, 32, generator=g), g
+
+
+def test_identity_zeroes_the_paper_objective():
+    y, g = _batch()
+    result = GR2RLoss(gamma=2.0, lambda_g=1.0, noise_level=None)(_Identity(), y, None, g)
+    assert float(result.loss) == 0.0
+    assert result.residual_energy == 0.0
+
+
+def test_near_identity_does_not_zero_the_pinned_objective():
+    y, g = _batch()
+    level = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01])
+
+    def near_identity(t):
+        return t * (1 - 1e-4)
+
+    paper = GR2RLoss(gamma=2.0, lambda_g=1.0, noise_level=None)(near_identity, y, None, g)
+    pinned = GR2RLoss(gamma=1.0, lambda_g=0.0, noise_level=level)(near_identity, y, None, g)
+    assert float(paper.loss) < 1e-7
+    # n is pinned to SD 0.1, so ||f(y+n) - (y-n)||^2 is about ||2n||^2 = 0.04
+    assert 0.03 < pinned.terms["unsupervised"] < 0.05
+
+
+def test_pinned_noise_has_the_estimated_level_and_zero_mean():
+    g = torch.Generator().manual_seed(1)
+    signal = torch.rand(8, 1, 64, 64, generator=g)
+    residual = 0.001 * torch.randn(signal.shape, generator=g)  # a nearly collapsed residual
+    level = NoiseLevel(a=[0.02], b=[0.001], typical=[0.011])
+    n = pinned_noise(residual, rademacher(signal.shape, g), signal, level)
+    standardised = n / level.variance(signal).sqrt()
+    assert abs(float(standardised.square().mean()) - 1) < 1e-3
+    assert abs(float(n.mean())) < 0.01
