@@ -91,7 +91,9 @@ def _check_output(args: argparse.Namespace) -> Path:
 
 def _axes_for(args: argparse.Namespace, data: Any, meta: dict[str, Any],
               fallback: str | None = None) -> str:
-    axes = args.axes or meta.get("axes") or fallback
+    if args.axes:
+        return args.axes  # checked against the shape by the engine, with its own message
+    axes = meta.get("axes") or fallback
     if axes is None or len(axes) != len(data.shape):
         raise InputError(
             f"The axes of {Path(args.input).name} (shape {tuple(data.shape)}) are not known; "

@@ -18,7 +18,9 @@ def trained(gaussian2d):
 def test_round_trip_gives_the_same_denoising(trained, gaussian2d, tmp_path):
     path = engine.save_model(trained, tmp_path / "m.gr2r.pt")
     loaded = engine.load_model(path)
-    assert loaded.axes == "YX" and loaded.step == 20 and loaded.config == trained.config
+    assert loaded.axes == "YX"
+    assert loaded.step == 20
+    assert loaded.config == trained.config
     assert loaded.normalization == trained.normalization
     np.testing.assert_array_equal(engine.denoise(loaded, gaussian2d, "YX"),
                                   engine.denoise(trained, gaussian2d, "YX"))

@@ -40,7 +40,8 @@ def test_tiled_equals_untiled_2d(shape):
     whole = engine.denoise(model, image, "YX", tile=1024)
     overlap = 2 * model.net.receptive_radius + 16
     tiled = engine.denoise(model, image, "YX", tile=overlap + 32, overlap=overlap, batch_size=3)
-    assert tiled.shape == image.shape and tiled.dtype == np.float32
+    assert tiled.shape == image.shape
+    assert tiled.dtype == np.float32
     np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-3)
 
 

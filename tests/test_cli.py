@@ -1,0 +1,115 @@
+"""The command line end to end, and its one-line errors on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gr2r import engine
+from napari_gr2r.cli import main
+from tests.helpers import psnr
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "napari_gr2r", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def noisy_tif(tmp_path_factory, gaussian2d):
+    path = tmp_path_factory.mktemp("cli") / "noisy.tif"
+    tifffile.imwrite(path, gaussian2d)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(noisy_tif):
+    out = noisy_tif.parent / "model.gr2r.pt"
+    result = _run("train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "100",
+                  "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "saved" in result.stdout
+    return out
+
+
+def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clean2d, tmp_path):
+    before = noisy_tif.read_bytes()
+    out_tif = tmp_path / "out.tif"
+    result = _run("denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out_tif))
+    assert result.returncode == 0, result.stderr
+    denoised = tifffile.imread(out_tif)
+    assert denoised.shape == gaussian2d.shape
+    assert psnr(denoised, clean2d) > psnr(gaussian2d, clean2d) + 1
+    assert noisy_tif.read_bytes() == before  # the input file is untouched
+
+    out_zarr = tmp_path / "out.zarr"
+    assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out_zarr)]) == 0
+    import zarr
+
+    np.testing.assert_allclose(zarr.open(str(out_zarr), mode="r")[...], denoised, atol=1e-4)
+
+
+def test_resume_training(model_file, noisy_tif, tmp_path):
+    out = tmp_path / "more.gr2r.pt"
+    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "10",
+                 "--resume", str(model_file), "-o", str(out)]) == 0
+    assert engine.load_model(out).step == 110
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "words"),
+    [
+        (lambda d: np.full((40, 40), np.nan, np.float32), ["--axes", "YX"], "NaN"),
+        (lambda d: np.zeros((3, 40, 40), np.float32), ["--axes", "YX"], "2 letters"),
+        (lambda d: np.zeros((40, 40), np.complex64), ["--axes", "YX"], "complex"),
+        (lambda d: np.zeros((1, 40), np.float32), ["--axes", "YX"], "only 1 pixel"),
+        (lambda d: np.zeros((8, 8), np.float32), ["--axes", "YX"], "at least 16x16"),
+        (lambda d: np.zeros((40, 40), bool), ["--axes", "YX"], "boolean"),
+    ],
+)
+def test_train_rejects_bad_images_in_one_line(tmp_path, make, args, words):
+    path = tmp_path / "bad.tif"
+    tifffile.imwrite(path, make(None))
+    result = _run("train", str(path), *args, "--steps", "5", "-o", str(tmp_path / "m.pt"))
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((40, 40, 3), np.uint8))
+    corrupt = tmp_path / "corrupt.gr2r.pt"
+    corrupt.write_bytes(b"\x00" * 100)
+    missing = tmp_path / "missing.tif"
+    cases = [
+        (["denoise", str(rgb), "--model", str(model_file), "--axes", "YXC"], "1 channel"),
+        (["denoise", str(rgb), "--model", str(corrupt)], "not a readable"),
+        (["denoise", str(missing), "--model", str(model_file)], "No such file"),
+    ]
+    for args, words in cases:
+        result = _run(*args, "-o", str(tmp_path / "o.tif"))
+        assert result.returncode == 2, args
+        assert words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_never_overwrites_input_or_existing_output(noisy_tif, model_file, capsys):
+    assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
+                 str(noisy_tif)]) == 2
+    assert "overwrite the input" in capsys.readouterr().err
+    assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
+                 str(model_file)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_prints_psnr_before_and_after():
+    result = _run("demo", "--sample", "nuclei2d", "--steps", "60")
+    assert result.returncode == 0, result.stderr
+    assert "PSNR against the clean reference: noisy 20.11 dB -> denoised" in result.stdout
+    assert "summary (PSNR dB): nuclei2d 20.11 ->" in result.stdout
