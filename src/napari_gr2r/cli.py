@@ -40,6 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--noise-sigma", type=float, help="for --method r2r: Gaussian noise SD")
     train.add_argument("--noise-gain", type=float,
                        help="for --method r2r: Poisson gain (Poisson-Gaussian noise)")
+    train.add_argument("--noise-offset", type=float, default=0.0,
+                       help="for --method r2r: the camera's dark level (Poisson-Gaussian noise)")
     train.add_argument("--target", help="for --method n2c: the clean image")
     train.add_argument("--resume", help="model file to continue training")
     train.add_argument("--seed", type=int, default=0)
@@ -116,7 +118,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.method == "r2r":
         overrides["noise_sigma"] = args.noise_sigma
         if args.noise_gain:
-            overrides.update(noise_model="poisson-gaussian", noise_gain=args.noise_gain)
+            overrides.update(noise_model="poisson-gaussian", noise_gain=args.noise_gain,
+                             noise_offset=args.noise_offset)
     config = engine.TrainConfig.from_preset(args.preset, **overrides)
     target = read_image(args.target)[0] if args.target else None
     model = engine.load_model(args.resume) if args.resume else None

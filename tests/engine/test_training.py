@@ -29,7 +29,7 @@ def test_every_method_improves_poisson_gaussian_noise(method, poisson2d):
     extra = {}
     if method == "r2r":
         extra = dict(noise_model="poisson-gaussian", noise_gain=1.0, noise_sigma=1.0,
-                     extra={"noise_offset": 10.0})
+                     noise_offset=10.0)
     target = clean if method == "n2c" else None
     before, after = _train_and_score(noisy, clean, method=method, target=target, **extra)
     assert after > before + 1, (method, before, after)

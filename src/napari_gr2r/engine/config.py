@@ -78,9 +78,11 @@ class TrainConfig:
         Steps between validations and between progress events.
     seed : int or None
         Seed of every random draw; runs with the same seed are identical on the CPU.
-    noise_model, noise_sigma, noise_gain, r2r_alpha : for ``method="r2r"``
+    noise_model, noise_sigma, noise_gain, noise_offset, r2r_alpha : for ``method="r2r"``
         Noise of the input in its own intensity units: Gaussian with standard deviation
-        ``noise_sigma``, or Poisson-Gaussian with variance ``noise_gain * signal + noise_sigma**2``.
+        ``noise_sigma``, or Poisson-Gaussian with variance
+        ``noise_gain * (value - noise_offset) + noise_sigma**2`` (``noise_offset``: the camera's
+        dark level).
     collapse_fraction : float
         Collapse is reported when the residual energy falls below this fraction of the
         estimated noise variance.
@@ -109,6 +111,7 @@ class TrainConfig:
     noise_model: str = "gaussian"
     noise_sigma: float | None = None
     noise_gain: float | None = None
+    noise_offset: float = 0.0
     r2r_alpha: float = 0.5
     collapse_fraction: float = 0.3
     augment: bool = True

@@ -167,7 +167,7 @@ def known_noise_level(config: TrainConfig, norm: Normalization) -> NoiseLevel:
     """The noise model given in ``config`` (input intensity units), in normalised units."""
     sigma = float(config.noise_sigma or 0.0)
     gain = float(config.noise_gain or 0.0) if config.noise_model == "poisson-gaussian" else 0.0
-    offset = float(config.extra.get("noise_offset", 0.0))
+    offset = float(config.noise_offset)
     a, b = [], []
     for c in range(len(norm.low)):
         scale = norm.scale(c)
