@@ -7,7 +7,7 @@ in a checkpoint and loaded with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -115,7 +115,6 @@ class TrainConfig:
     r2r_alpha: float = 0.5
     collapse_fraction: float = 0.3
     augment: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
