@@ -31,7 +31,7 @@ SUFFIX = ".gr2r.pt"
 def _versions() -> dict[str, str]:
     from .. import __version__
 
-    return {"napari_gr2r": __version__, "torch": torch.__version__}
+    return {"napari_gr2r": str(__version__), "torch": str(torch.__version__)}
 
 
 def model_to_dict(model: GR2RModel) -> dict[str, Any]:
