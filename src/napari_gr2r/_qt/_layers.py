@@ -34,7 +34,7 @@ class LayerChoiceError(ValueError):
 
 def layer_kind(layer: Any) -> str:
     """The napari layer type as a word (``"image"``, ``"labels"``, ...)."""
-    return type(layer).__name__.lower()
+    return layer.__class__.__name__.lower()  # __class__ sees through napari's PublicOnlyProxy
 
 
 def is_image_layer(layer: Any) -> bool:
