@@ -19,9 +19,9 @@ def _gui_unavailable() -> str | None:
         return f"no usable Qt binding: {exc}"
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        or os.environ.get("QT_QPA_PLATFORM")
     ):
-        return "no display: run the GUI tests under xvfb-run -a"
+        # Qt's offscreen platform is not enough for napari's OpenGL canvas.
+        return "no display: run the GUI tests under xvfb-run -a -s '-screen 0 1280x1024x24'"
     return None
 
 

@@ -97,6 +97,14 @@ def test_bad_choices_are_rejected_with_messages(viewer_widget, qtbot, tmp_path):
     widget._on_train()
     assert "too small" in widget.message.text()
     assert not widget.training
+    # a setting the engine refuses: r2r needs the noise level
+    viewer.add_image(RNG.random((40, 40), np.float32), name="plain")
+    widget.layer_combo.setCurrentText("plain")
+    widget.method.setCurrentText("r2r")
+    widget._on_train()
+    assert "noise_sigma" in widget.message.text()
+    assert not widget.training
+    widget.method.setCurrentText("gr2r")
     # RGB: supported through a C axis, rejected otherwise
     rgb = viewer.add_image(RNG.integers(0, 255, (40, 48, 3), np.uint8), name="rgb")
     assert rgb.rgb

@@ -75,8 +75,6 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
     def on_event(event: Any) -> None:
         if isinstance(event, engine.TrainingProgress):
             bar.update(max(0, event.step - bar.n))
-        elif isinstance(event, engine.CollapseDetected):
-            show_warning(f"GR2R: {event.message}")
         elif event == "denoising":
             bar.set_description(f"GR2R: denoising {layer.name}")
 

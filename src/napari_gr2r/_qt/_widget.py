@@ -198,7 +198,7 @@ class GR2RWidget(QWidget):
         self.method.setToolTip(
             "gr2r: stable GR2R (the generated noise is pinned to the estimated noise level). "
             "gr2r-paper: the published objective, which can collapse onto the noisy input. "
-            "r2r: recorrupted-to-recorrupted with an estimated Gaussian noise level."
+            "r2r: recorrupted-to-recorrupted with a known Gaussian noise level (set Noise σ)."
         )
         form.addRow("Method", self.method)
         self.steps = _int_spin(1, 10_000_000, 100)
@@ -225,6 +225,15 @@ class GR2RWidget(QWidget):
         form.addRow("Network width", self.width)
         self.depth = _int_spin(1, 6, 1)
         form.addRow("Network depth", self.depth)
+        self.noise_sigma = QDoubleSpinBox()
+        self.noise_sigma.setDecimals(3)
+        self.noise_sigma.setRange(0.0, 1e9)
+        self.noise_sigma.setSpecialValueText("not set")
+        self.noise_sigma.setToolTip(
+            "Gaussian noise standard deviation in the image's intensity units; needed by r2r "
+            "(the training message shows the engine's estimate)."
+        )
+        form.addRow("Noise σ (r2r)", self.noise_sigma)
         self.net_dims = QComboBox()
         self.net_dims.addItems(["auto", "2d", "3d"])
         self.net_dims.setToolTip("auto: a 3D network when the stack is deep enough, else 2D.")
@@ -354,6 +363,7 @@ class GR2RWidget(QWidget):
             net_dims=self.net_dims.currentText(),
             val_fraction=self.val_fraction.value(),
             seed=None if self.seed.value() < 0 else self.seed.value(),
+            noise_sigma=self.noise_sigma.value() or None,
         )
 
     def _device(self) -> str:
@@ -474,9 +484,9 @@ class GR2RWidget(QWidget):
             )
             self._maybe_request_preview(event.step)
         elif isinstance(event, engine.CollapseDetected):
+            # napari's worker also relays the engine's CollapseWarning to the notifications
             self.collapse_warning.setText(f"⚠ {event.message}")
             self.collapse_warning.show()
-            show_warning(event.message)
         elif isinstance(event, engine.TrainingFinished):
             self.progress.setValue(event.step)
             how = "Stopped" if event.stopped else "Finished"
