@@ -26,13 +26,14 @@ class LossPlot(QWidget):
         Weight of the past in the exponential moving average of the smoothed curves.
     """
 
-    def __init__(self, parent: QWidget | None = None, smoothing: float = 0.8) -> None:
+    def __init__(self, parent: QWidget | None = None, smoothing: float = 0.6) -> None:
         super().__init__(parent)
         self.smoothing = smoothing
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(160)
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
         self.log_scale = QCheckBox("log scale")

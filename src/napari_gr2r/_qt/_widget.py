@@ -451,6 +451,10 @@ class GR2RWidget(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setFormat("preparing…")
         self._show_message(f"Training on {layer.name!r} ({axes})…")
+        self.model_label.setText(
+            f"Continuing the current model from step {model.step}…" if model is not None
+            else "Training a new model…"
+        )
         self._update_buttons()
         worker.start()
 
