@@ -81,9 +81,11 @@ class TrainingJob:
             trainer = engine.Trainer(data, axes, config, model=model, device=device)
             with self._lock:
                 self.trainer = trainer
-            if self._stop.is_set():
-                trainer.request_stop()
             for event in trainer.iter_fit():
+                if self._stop.is_set():
+                    # iter_fit() clears the trainer's flag when it starts: a stop asked for
+                    # while the trainer was being built is passed on here
+                    trainer.request_stop()
                 yield event
                 request, step = self._take_preview()
                 if request is not None and not isinstance(event, engine.TrainingFinished):
