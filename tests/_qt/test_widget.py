@@ -226,3 +226,18 @@ def test_removing_the_widget_stops_training(viewer_widget, qtbot, nuclei_crop):
     viewer.window.remove_dock_widget(widget)
     assert job.stop_requested
     qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+
+
+def test_collapse_warning_and_progress_text(viewer_widget):
+    """Engine events drawn by the widget (the handler the worker's yielded signal calls)."""
+    _, widget = viewer_widget
+    assert widget.collapse_warning.isHidden()
+    widget._on_train_event(engine.TrainingProgress(
+        step=30, total_steps=300, elapsed_s=3.0, loss=0.5, terms={"unsupervised": 0.4},
+        val_loss=0.45, validated=True, patches_per_s=80.0, eta_s=125.0))
+    assert widget.progress.format() == "step 30/300 · 80 patches/s · 2:05 left"
+    assert widget.loss_plot.points("val_loss") == [(30, 0.45)]
+    widget._on_train_event(engine.CollapseDetected(
+        step=40, total_steps=300, elapsed_s=4.0, message="Training is collapsing onto the input"))
+    assert not widget.collapse_warning.isHidden()
+    assert "collapsing" in widget.collapse_warning.text()
