@@ -38,3 +38,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.gui)
             if GUI_UNAVAILABLE:
                 item.add_marker(pytest.mark.skip(reason=f"GUI test skipped: {GUI_UNAVAILABLE}"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Train the tests' tiny networks with one intra-op thread.
+
+    On a small shared CPU, Qt's event loop and a second OpenMP thread fight over the cores, and
+    a step of a tiny network measured here took 2.5 s with two threads against 0.04 s with one.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
