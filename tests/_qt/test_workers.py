@@ -53,3 +53,23 @@ def test_preview_is_denoised_between_steps():
     assert previews[0].data.shape == (48, 40)
     assert "denoising" in events
     assert out.shape == image.shape
+
+
+def test_preview_with_a_3d_network_denoises_a_slab():
+    from napari_gr2r._qt._layers import SliceRequest
+    from napari_gr2r._qt._workers import PreviewResult, TrainingJob
+
+    job = TrainingJob()
+    stack = np.random.default_rng(2).random((12, 40, 40), np.float32)
+    cfg = TINY.replace(steps=5, net_dims="3d", patch_size_z=4, val_fraction=0.0)
+    request = SliceRequest(data=stack[2:10].copy(), axes="ZYX", channel=None, z_index=3,
+                           layer_kwargs={"name": "p"})
+    gen = job.run(stack, "ZYX", cfg, None, "cpu")
+    started = next(gen)
+    assert started.net_dims == 3
+    job.request_preview(request, step=0)
+    preview = next(gen)
+    assert isinstance(preview, PreviewResult)
+    assert preview.data.shape == (40, 40)
+    for _ in gen:
+        pass
