@@ -184,6 +184,7 @@ def test_train_stop_resume_denoise(viewer_widget, qtbot, nuclei_crop, tmp_path):
     assert [str(u) for u in out.units] == [str(u) for u in layer.units]
     np.testing.assert_allclose(out.contrast_limits, layer.contrast_limits)
     assert psnr(out.data, clean) > psnr(noisy, clean) + 1.0
+    assert viewer.layers.selection.active is layer  # adding results keeps the selection
     np.testing.assert_array_equal(layer.data, before)  # the input is untouched
 
     # a second run replaces the result instead of piling up layers

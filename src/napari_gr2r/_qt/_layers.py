@@ -162,7 +162,10 @@ def as_display_dtype(result: np.ndarray, layer: Any) -> np.ndarray:
 
 
 def put_layer(viewer: Any, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
-    """Add an image layer, or replace the data of the existing layer with the same name."""
+    """Add an image layer, or replace the data of the existing layer with the same name.
+
+    The layer selection stays as it was.
+    """
     name = kwargs["name"]
     if name in viewer.layers:
         existing = viewer.layers[name]
@@ -174,7 +177,13 @@ def put_layer(viewer: Any, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
                     setattr(existing, key, kwargs[key])
             return existing
         viewer.layers.remove(existing)
-    return viewer.add_image(data, **kwargs)
+    # napari selects a new layer; keep the user's selection (the input, usually) instead
+    selected, active = set(viewer.layers.selection), viewer.layers.selection.active
+    layer = viewer.add_image(data, **kwargs)
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update(selected)
+    viewer.layers.selection.active = active
+    return layer
 
 
 def denoised_name(layer: Any) -> str:

@@ -500,7 +500,6 @@ class GR2RWidget(QWidget):
         elif isinstance(event, PreviewResult) and self._train_layer in self.viewer.layers:
             put_layer(self.viewer, as_display_dtype(event.data, self._train_layer),
                       event.layer_kwargs)
-            self._select_layer(self._train_layer)
 
     def _maybe_request_preview(self, step: int) -> None:
         every = self.preview_every.value()
@@ -513,10 +512,6 @@ class GR2RWidget(QWidget):
         depth_z = self._train_config.patch_size_z if self._train_config else 16
         request = current_slice(self.viewer, layer, self._train_axes, self._net_dims, depth_z)
         self._job.request_preview(request, step)
-
-    def _select_layer(self, layer: Any) -> None:
-        """Keep the input layer active after adding a result (napari selects new layers)."""
-        self.viewer.layers.selection.active = layer
 
     def _on_train_returned(self, result: tuple[Any, Any]) -> None:
         model, _ = result
@@ -579,8 +574,6 @@ class GR2RWidget(QWidget):
         kwargs = output_kwargs(layer, name, metadata={"gr2r": {"source": layer.name,
                                                                "model": repr(self._model)}})
         put_layer(self.viewer, as_display_dtype(result, layer), kwargs)
-        if layer in self.viewer.layers:
-            self._select_layer(layer)
         self._show_message(f"Denoised {layer.name!r} into {name!r}.")
         self.progress.setFormat("done")
 
