@@ -224,6 +224,10 @@ def test_removing_the_widget_stops_training(viewer_widget, qtbot, nuclei_crop):
     tiny(widget, steps=100_000)
     qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
     job, worker = widget._job, widget._worker
+    dock = widget.parent()
+    dock.setFloating(True)
+    dock.close()  # hiding the panel, even floating, does not stop training
+    assert not job.stop_requested
     viewer.window.remove_dock_widget(widget)
     assert job.stop_requested
     qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)

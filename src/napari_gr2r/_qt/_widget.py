@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -664,7 +665,8 @@ class GR2RWidget(QWidget):
         kind = event.type()
         if kind == QEvent.Type.ParentChange:
             self._watch_window()
-        elif kind == QEvent.Type.Close and obj is self.window() and obj is not self:
+        elif kind == QEvent.Type.Close and isinstance(obj, QMainWindow) and obj is self.window():
+            # the viewer's window (hiding the dock, even a floating one, is not closing)
             self._teardown()
         return False
 
