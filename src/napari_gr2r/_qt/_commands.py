@@ -1,0 +1,138 @@
+"""One-click menu commands: train and denoise, or denoise with a saved model.
+
+They run in napari thread workers with napari's progress bar; bad choices end in a napari
+notification, never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_info, show_warning
+
+from napari_gr2r import engine
+
+from ._layers import (
+    LayerChoiceError,
+    as_display_dtype,
+    check_axes,
+    check_model_fits,
+    denoised_name,
+    guess_layer_axes,
+    layer_array,
+    output_kwargs,
+    put_layer,
+)
+from ._workers import ProgressRelay, TrainingJob, denoise_array
+
+
+def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:
+    layer = viewer.layers.selection.active
+    if layer is None:
+        raise LayerChoiceError("No layer selected: select an image layer in the layer list first.")
+    axes = guess_layer_axes(layer) if hasattr(layer, "rgb") else ""
+    check_axes(layer, axes, training=training)
+    return layer, axes
+
+
+def _add_result(viewer: Any, layer: Any, result: Any, model: engine.GR2RModel) -> Any:
+    kwargs = output_kwargs(layer, denoised_name(layer),
+                           metadata={"gr2r": {"source": layer.name, "model": repr(model)}})
+    out = put_layer(viewer, as_display_dtype(result, layer), kwargs)
+    show_info(f"GR2R: denoised {layer.name!r} into {out.name!r}.")
+    return out
+
+
+def _stop_when_removed(viewer: Any, layer: Any, stop: Any) -> Any:
+    """Stop the work when the input layer leaves the viewer (closing the viewer does that)."""
+
+    def on_removed(event: Any) -> None:
+        if event.value is layer:
+            stop()
+
+    viewer.layers.events.removed.connect(on_removed)
+    return on_removed
+
+
+def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "auto") -> Any:
+    """Train on the active image layer with ``config``, then denoise it into a new layer.
+
+    Returns the started worker, or None when the active layer cannot be used.
+    """
+    try:
+        layer, axes = _active_image(viewer, training=True)
+    except LayerChoiceError as exc:
+        show_warning(f"GR2R: {exc}")
+        return None
+    job = TrainingJob()
+    bar = progress(total=config.steps, desc=f"GR2R: training on {layer.name}")
+    worker = create_worker(job.run, layer_array(layer), axes, config, None, device,
+                           denoise_after=True, _start_thread=False)
+    on_removed = _stop_when_removed(viewer, layer, job.request_stop)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, engine.TrainingProgress):
+            bar.update(max(0, event.step - bar.n))
+        elif event == "denoising":
+            bar.set_description(f"GR2R: denoising {layer.name}")
+
+    def on_returned(result: tuple[Any, Any]) -> None:
+        model, out = result
+        if out is not None and layer in viewer.layers:
+            _add_result(viewer, layer, out, model)
+
+    def on_finished() -> None:
+        bar.close()
+        viewer.layers.events.removed.disconnect(on_removed)
+
+    worker.yielded.connect(on_event)
+    worker.returned.connect(on_returned)
+    worker.finished.connect(on_finished)
+    worker.start()
+    return worker
+
+
+def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
+    """Denoise the active image layer with the model saved at ``path`` into a new layer."""
+    try:
+        layer, axes = _active_image(viewer, training=False)
+        model = engine.load_model(path)
+        if len(model.axes) == len(axes) and model.axes != axes:
+            try:
+                check_model_fits(model, check_axes(layer, model.axes))
+                axes = model.axes
+            except LayerChoiceError:
+                pass
+        check_model_fits(model, check_axes(layer, axes))
+    except (LayerChoiceError, engine.GR2RError, OSError) as exc:
+        show_warning(f"GR2R: {exc}")
+        return None
+    stop = {"requested": False}
+    relay = ProgressRelay()
+    bar = progress(total=0, desc=f"GR2R: denoising {layer.name}")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(max(0, done - bar.n))
+
+    relay.progressed.connect(on_progress)
+    worker = create_worker(denoise_array, model, layer_array(layer), axes, device,
+                           progress=relay, should_stop=lambda: stop["requested"],
+                           _start_thread=False)
+    on_removed = _stop_when_removed(viewer, layer, lambda: stop.update(requested=True))
+
+    def on_returned(result: Any) -> None:
+        if layer in viewer.layers:
+            _add_result(viewer, layer, result, model)
+
+    def on_finished() -> None:
+        bar.close()
+        relay.progressed.disconnect(on_progress)
+        viewer.layers.events.removed.disconnect(on_removed)
+
+    worker.returned.connect(on_returned)
+    worker.finished.connect(on_finished)
+    worker.start()
+    return worker

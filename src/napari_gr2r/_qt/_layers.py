@@ -1,0 +1,266 @@
+"""Translating napari layers to arrays and axes for the engine, and results back to layers.
+
+Everything here runs on the main thread and never touches tensors: it reads layer
+attributes, checks the user's choices with the engine's own validators, and builds the
+keyword arguments of output layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_gr2r import engine
+
+MIN_SIDE = 16
+"""Training needs at least this many pixels in Y and X (one patch)."""
+
+DENOISED_SUFFIX = " [denoised]"
+PREVIEW_SUFFIX = " [preview]"
+
+_LABEL_LETTERS = {
+    "t": "T", "time": "T",
+    "s": "S", "sample": "S", "p": "S", "position": "S",
+    "c": "C", "ch": "C", "channel": "C", "channels": "C",
+    "z": "Z", "y": "Y", "x": "X",
+}
+
+
+class LayerChoiceError(ValueError):
+    """A layer or axes choice the engine cannot work with; the message is for users."""
+
+
+def layer_kind(layer: Any) -> str:
+    """The napari layer type as a word (``"image"``, ``"labels"``, ...)."""
+    return layer.__class__.__name__.lower()  # __class__ sees through napari's PublicOnlyProxy
+
+
+def is_image_layer(layer: Any) -> bool:
+    return layer_kind(layer) == "image"
+
+
+def data_shape(layer: Any) -> tuple[int, ...]:
+    """Shape of the layer's full-resolution data, colour axis included."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return tuple(int(s) for s in data.shape)
+
+
+def layer_array(layer: Any) -> Any:
+    """The layer's full-resolution array (read on the main thread, never copied or modified)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def guess_layer_axes(layer: Any) -> str:
+    """Axes for a layer: from napari's axis labels when they name axes, else from the shape.
+
+    An RGB(A) layer gets ``C`` as its last axis (its colour channels).
+    """
+    shape = data_shape(layer)
+    rgb = bool(getattr(layer, "rgb", False))
+    labels = [str(a).strip().lower() for a in getattr(layer, "axis_labels", ())]
+    letters = "".join(_LABEL_LETTERS.get(a, "?") for a in labels)
+    if rgb:
+        letters += "C"
+    if "?" not in letters and len(letters) == len(shape):
+        try:
+            engine.parse_axes(letters, shape)
+            return letters
+        except engine.GR2RError:
+            pass
+    return engine.guess_axes(shape, rgb=rgb)
+
+
+def check_layer(layer: Any) -> None:
+    """Raise :class:`LayerChoiceError` when ``layer`` is not an image the engine can denoise."""
+    if layer is None:
+        raise LayerChoiceError("No image layer selected: open an image, or select one in the layer list.")
+    kind = layer_kind(layer)
+    if kind != "image":
+        raise LayerChoiceError(
+            f"Layer {layer.name!r} is a {kind} layer; GR2R denoises intensity images. "
+            "Select an image layer."
+        )
+    dtype = np.dtype(layer_array(layer).dtype)
+    if dtype.kind not in "uif":
+        raise LayerChoiceError(
+            f"Layer {layer.name!r} has pixel type {dtype}; denoising needs integer or float "
+            "intensities."
+        )
+
+
+def check_axes(layer: Any, axes: str, training: bool = False) -> engine.AxesInfo:
+    """Validate ``axes`` against the layer; return the parsed axes or raise with a message."""
+    check_layer(layer)
+    shape = data_shape(layer)
+    axes = axes.strip().upper()
+    try:
+        info = engine.parse_axes(axes, shape)
+    except engine.GR2RError as exc:
+        raise LayerChoiceError(str(exc)) from None
+    if getattr(layer, "rgb", False) and not axes.endswith("C"):
+        raise LayerChoiceError(
+            f"Layer {layer.name!r} is RGB: its last axis (size {shape[-1]}) holds the colours. "
+            "End the axes with C (e.g. 'YXC') to denoise the colours as channels, or convert "
+            "the layer to separate channels first."
+        )
+    if training:
+        ny, nx = info.size("Y"), info.size("X")
+        if ny < MIN_SIDE or nx < MIN_SIDE:
+            raise LayerChoiceError(
+                f"Layer {layer.name!r} is {ny}x{nx} pixels in YX, too small for one training "
+                f"patch ({MIN_SIDE}x{MIN_SIDE} at least). Train on a larger image, or load a "
+                "model trained elsewhere and denoise."
+            )
+    return info
+
+
+def check_model_fits(model: Any, info: engine.AxesInfo) -> None:
+    """Raise :class:`LayerChoiceError` when a model cannot denoise an image with these axes."""
+    try:
+        model.check_compatible(info)
+    except engine.GR2RError as exc:
+        raise LayerChoiceError(str(exc)) from None
+
+
+def _spatial_kwargs(layer: Any, keep: list[int] | None = None) -> dict[str, Any]:
+    """Scale, translate, units and axis labels of ``layer`` (optionally only some axes)."""
+    picks = list(range(layer.ndim)) if keep is None else keep
+    out: dict[str, Any] = {
+        "scale": tuple(float(layer.scale[i]) for i in picks),
+        "translate": tuple(float(layer.translate[i]) for i in picks),
+        "axis_labels": tuple(layer.axis_labels[i] for i in picks),
+        "units": tuple(str(layer.units[i]) for i in picks),
+    }
+    return out
+
+
+def output_kwargs(layer: Any, name: str, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments of an image layer aligned with ``layer`` (same grid and display)."""
+    kwargs = _spatial_kwargs(layer)
+    kwargs.update(
+        name=name,
+        rgb=bool(getattr(layer, "rgb", False)),
+        colormap=layer.colormap.name if not getattr(layer, "rgb", False) else None,
+        contrast_limits=tuple(float(c) for c in layer.contrast_limits),
+        blending=layer.blending,
+    )
+    if kwargs["colormap"] is None:
+        del kwargs["colormap"]
+    kwargs.update(extra)
+    return kwargs
+
+
+def as_display_dtype(result: np.ndarray, layer: Any) -> np.ndarray:
+    """RGB results go back to the input's integer type so napari shows the colours as before."""
+    dtype = np.dtype(layer_array(layer).dtype)
+    if getattr(layer, "rgb", False) and dtype.kind in "ui":
+        limits = np.iinfo(dtype)
+        return np.clip(np.rint(result), limits.min, limits.max).astype(dtype)
+    return result
+
+
+def put_layer(viewer: Any, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
+    """Add an image layer, or replace the data of the existing layer with the same name.
+
+    The layer selection stays as it was.
+    """
+    name = kwargs["name"]
+    if name in viewer.layers:
+        existing = viewer.layers[name]
+        if is_image_layer(existing) and existing.ndim == data.ndim - int(kwargs.get("rgb", False)) \
+                and bool(getattr(existing, "rgb", False)) == bool(kwargs.get("rgb", False)):
+            existing.data = data
+            for key in ("scale", "translate", "axis_labels", "units", "contrast_limits", "metadata"):
+                if key in kwargs:
+                    setattr(existing, key, kwargs[key])
+            return existing
+        viewer.layers.remove(existing)
+    # napari selects a new layer; keep the user's selection (the input, usually) instead
+    selected, active = set(viewer.layers.selection), viewer.layers.selection.active
+    layer = viewer.add_image(data, **kwargs)
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update(selected)
+    viewer.layers.selection.active = active
+    return layer
+
+
+def denoised_name(layer: Any) -> str:
+    return f"{layer.name}{DENOISED_SUFFIX}"
+
+
+def preview_name(layer: Any) -> str:
+    return f"{layer.name}{PREVIEW_SUFFIX}"
+
+
+@dataclass
+class SliceRequest:
+    """The part of an image the viewer shows now, copied to numpy for a preview denoise."""
+
+    data: np.ndarray
+    axes: str
+    channel: int | None
+    """For images with a C axis shown channel by channel: the channel to keep afterwards."""
+    z_index: int | None
+    """For a 3D network: the index of the viewed slice within ``data``'s Z axis."""
+    layer_kwargs: dict[str, Any]
+
+
+def current_slice(viewer: Any, layer: Any, axes: str, net_dims: int, depth_z: int = 16,
+                  ) -> SliceRequest:
+    """Copy the plane in view (with some Z context for a 3D network) out of ``layer``.
+
+    Axes other than Y, X and C are fixed at the viewer's current position; a 3D network gets
+    a slab of up to ``depth_z`` slices around the current Z.
+    """
+    axes = axes.strip().upper()
+    shape = data_shape(layer)
+    rgb = bool(getattr(layer, "rgb", False))
+    n_dims = layer.ndim
+    point = np.asarray(viewer.dims.point[-n_dims:], dtype=float) if n_dims else np.zeros(0)
+    pos = np.asarray(layer.world_to_data(point), dtype=float)
+    index: list[Any] = []
+    kept_axes = ""
+    keep_layer_dims: list[int] = []
+    channel = None
+    z_index = None
+    for i, letter in enumerate(axes):
+        size = shape[i]
+        at = int(np.clip(np.round(pos[i]), 0, size - 1)) if i < n_dims else 0
+        if letter in "YX" or (letter == "C" and (rgb and i == len(axes) - 1)):
+            index.append(slice(None))
+            kept_axes += letter
+            if i < n_dims:
+                keep_layer_dims.append(i)
+        elif letter == "C":
+            index.append(slice(None))
+            kept_axes += letter
+            channel = at
+        elif letter == "Z" and net_dims == 3:
+            lo = max(0, min(at - depth_z // 2, size - depth_z))
+            hi = min(size, lo + depth_z)
+            index.append(slice(lo, hi))
+            kept_axes += letter
+            z_index = at - lo
+        else:
+            index.append(at)
+    data = np.array(layer_array(layer)[tuple(index)])
+    kwargs = _spatial_kwargs(layer, keep_layer_dims)
+    kwargs.update(name=preview_name(layer), rgb=rgb,
+                  contrast_limits=tuple(float(c) for c in layer.contrast_limits))
+    if not rgb:
+        kwargs["colormap"] = layer.colormap.name
+    return SliceRequest(data=data, axes=kept_axes, channel=channel, z_index=z_index,
+                        layer_kwargs=kwargs)
+
+
+def finish_preview(request: SliceRequest, result: np.ndarray) -> np.ndarray:
+    """Reduce a preview denoise to the displayed plane (drop the Z slab and hidden channels)."""
+    axes = request.axes
+    if request.z_index is not None:
+        result = np.take(result, request.z_index, axis=axes.index("Z"))
+        axes = axes.replace("Z", "")
+    if request.channel is not None:
+        result = np.take(result, request.channel, axis=axes.index("C"))
+    return result

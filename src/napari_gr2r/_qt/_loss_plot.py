@@ -1,0 +1,104 @@
+"""A live plot of the training losses (pyqtgraph)."""
+
+from __future__ import annotations
+
+import math
+
+import pyqtgraph as pg
+from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
+
+_COLOURS = {
+    "loss": (230, 230, 230),
+    "unsupervised": (80, 160, 255),
+    "regular": (255, 170, 60),
+    "pseudo": (120, 220, 120),
+    "val_loss": (255, 90, 90),
+}
+_FALLBACK = [(200, 120, 255), (255, 230, 90), (90, 230, 230)]
+
+
+class LossPlot(QWidget):
+    """Each loss term and the validation loss against the step, raw (faint) and smoothed.
+
+    Parameters
+    ----------
+    smoothing : float
+        Weight of the past in the exponential moving average of the smoothed curves.
+    """
+
+    def __init__(self, parent: QWidget | None = None, smoothing: float = 0.6) -> None:
+        super().__init__(parent)
+        self.smoothing = smoothing
+        self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(160)
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.log_scale = QCheckBox("log scale")
+        self.log_scale.setChecked(True)
+        self.log_scale.toggled.connect(self._on_log_toggled)
+        self.smoothed_only = QCheckBox("smoothed only")
+        self.smoothed_only.toggled.connect(self._on_smoothed_toggled)
+        row = QHBoxLayout()
+        row.addWidget(self.log_scale)
+        row.addWidget(self.smoothed_only)
+        row.addStretch()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        layout.addLayout(row)
+        self._series: dict[str, dict] = {}
+        self._on_log_toggled(True)
+
+    # ------------------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget every curve (a new model starts from step 0)."""
+        for series in self._series.values():
+            self.plot.removeItem(series["raw"])
+            self.plot.removeItem(series["smooth"])
+            self.legend.removeItem(series["smooth"])
+        self._series = {}
+
+    def add_point(self, step: int, values: dict[str, float]) -> None:
+        """Append one value per named curve at ``step`` (non-finite values are skipped)."""
+        for name, value in values.items():
+            if value is None or not math.isfinite(value):
+                continue
+            series = self._series.get(name) or self._new_series(name)
+            series["x"].append(step)
+            series["y"].append(value)
+            prev = series["s"][-1] if series["s"] else value
+            series["s"].append(self.smoothing * prev + (1 - self.smoothing) * value)
+            series["raw"].setData(series["x"], series["y"])
+            series["smooth"].setData(series["x"], series["s"])
+
+    def points(self, name: str) -> list[tuple[int, float]]:
+        """The raw points of one curve (for tests and export)."""
+        series = self._series.get(name)
+        return list(zip(series["x"], series["y"])) if series else []
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._series)
+
+    # ------------------------------------------------------------------------------------
+    def _new_series(self, name: str) -> dict:
+        colour = _COLOURS.get(name) or _FALLBACK[len(self._series) % len(_FALLBACK)]
+        label = "validation" if name == "val_loss" else name
+        symbol = "o" if name == "val_loss" else None
+        raw = self.plot.plot([], [], pen=pg.mkPen((*colour, 70), width=1))
+        smooth = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=label,
+                                symbol=symbol, symbolSize=5, symbolBrush=colour)
+        raw.setVisible(not self.smoothed_only.isChecked())
+        series = {"x": [], "y": [], "s": [], "raw": raw, "smooth": smooth}
+        self._series[name] = series
+        return series
+
+    def _on_log_toggled(self, checked: bool) -> None:
+        self.plot.setLogMode(x=False, y=checked)
+
+    def _on_smoothed_toggled(self, checked: bool) -> None:
+        for series in self._series.values():
+            series["raw"].setVisible(not checked)

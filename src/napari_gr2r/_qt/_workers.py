@@ -1,0 +1,122 @@
+"""The computations the widget and the menu commands run off the main thread.
+
+Each is a plain generator or function over numpy arrays and :mod:`napari_gr2r.engine`;
+napari's ``thread_worker`` runs it in a thread and delivers what it yields on the main
+thread. Nothing here touches a layer or a widget.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from napari_gr2r import engine
+
+from ._layers import SliceRequest, finish_preview
+
+
+class WorkerFailure(Exception):
+    """An unexpected failure in a worker, carrying the original message.
+
+    superqt's workers treat a ``RuntimeError`` escaping the function as a deleted worker
+    and then emit neither ``errored`` nor ``finished``; wrapping it keeps both signals.
+    """
+
+
+@dataclass
+class PreviewResult:
+    """A denoised plane for the preview layer."""
+
+    step: int
+    data: np.ndarray
+    layer_kwargs: dict[str, Any]
+
+
+class TrainingJob:
+    """A training run that can be stopped from any thread, before or after it has started."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.trainer: engine.Trainer | None = None
+        self._preview: SliceRequest | None = None
+        self._preview_step = 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            trainer = self.trainer
+        if trainer is not None:
+            trainer.request_stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def request_preview(self, request: SliceRequest, step: int) -> None:
+        """Ask for a preview of ``request`` at the next event (replaces a pending one)."""
+        with self._lock:
+            self._preview, self._preview_step = request, step
+
+    def _take_preview(self) -> tuple[SliceRequest | None, int]:
+        with self._lock:
+            request, step = self._preview, self._preview_step
+            self._preview = None
+        return request, step
+
+    def run(self, data: Any, axes: str, config: engine.TrainConfig,
+            model: engine.GR2RModel | None, device: str,
+            denoise_after: bool = False) -> Iterator[Any]:
+        """Build the trainer and train, yielding engine events and preview results.
+
+        Returns ``(model, denoised array)``; the array is None unless ``denoise_after``
+        (and training was not stopped).
+        """
+        try:
+            trainer = engine.Trainer(data, axes, config, model=model, device=device)
+            with self._lock:
+                self.trainer = trainer
+            for event in trainer.iter_fit():
+                if self._stop.is_set():
+                    # iter_fit() clears the trainer's flag when it starts: a stop asked for
+                    # while the trainer was being built is passed on here
+                    trainer.request_stop()
+                yield event
+                request, step = self._take_preview()
+                if request is not None and not isinstance(event, engine.TrainingFinished):
+                    out = engine.denoise(trainer.model, request.data, axes=request.axes,
+                                         device=str(trainer.device))
+                    yield PreviewResult(step, finish_preview(request, out), request.layer_kwargs)
+            if denoise_after and not self._stop.is_set():
+                yield "denoising"
+                out = engine.denoise(trainer.model, data, axes=axes, device=str(trainer.device),
+                                     should_stop=lambda: self._stop.is_set())
+                return trainer.model, out
+            return trainer.model, None
+        except RuntimeError as exc:
+            raise WorkerFailure(str(exc)) from exc
+
+
+def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
+                  progress: Callable[[int, int], Any] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """Denoise a whole image (run in a worker)."""
+    try:
+        return engine.denoise(model, data, axes=axes, device=device, progress=progress,
+                              should_stop=should_stop)
+    except RuntimeError as exc:
+        raise WorkerFailure(str(exc)) from exc
+
+
+class ProgressRelay(QObject):
+    """Carries ``(done, total)`` from a worker thread's callback to the main thread."""
+
+    progressed = Signal(int, int)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progressed.emit(int(done), int(total))
