@@ -58,17 +58,21 @@ def open_lazy(path: PathLike) -> tuple[Any, str | None]:
       full-resolution level;
     - a TIFF file: memory-mapped when its pixels are stored contiguously and uncompressed,
       else read chunk by chunk through tifffile's zarr interface.
+
+    ``path`` may also be a URL (``s3://...``, ``https://...``) of a zarr store, read through
+    fsspec.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"No image at {path}.")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if path.is_file() and (suffix.endswith(".tif") or suffix.endswith(".tiff")):
-        return _open_tiff(path)
+    path = os.fspath(path)
+    if not _is_url(path):
+        local = Path(path)
+        if not local.exists():
+            raise InputError(f"No image at {local}.")
+        if local.is_file() and local.suffix.lower() in (".tif", ".tiff"):
+            return _open_tiff(local)
     import zarr
 
     try:
-        node = zarr.open(store=str(path), mode="r")
+        node = zarr.open(store=path, mode="r")
     except Exception as exc:  # zarr raises several unrelated types for "not a store"
         raise InputError(
             f"{path} is neither a TIFF file nor a zarr store ({type(exc).__name__}: {exc})."
@@ -93,6 +97,33 @@ def open_lazy(path: PathLike) -> tuple[Any, str | None]:
         if "?" not in letters:
             axes = letters
     return level, axes
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location
+
+
+def _same_location(a: str, b: str) -> bool:
+    if _is_url(a) or _is_url(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _existing_array(location: str) -> Any | None:
+    """The zarr array at ``location``; None when nothing is there; raises for other things."""
+    import zarr
+
+    if not _is_url(location) and not Path(location).exists():
+        return None
+    try:
+        return zarr.open_array(store=location, mode="r+")
+    except Exception:  # zarr raises several unrelated types for "not an array"
+        if _is_url(location):
+            return None
+        raise InputError(
+            f"{location} exists and is not a zarr array written by napari-gr2r; choose another "
+            "output path (or pass overwrite=True to replace it)."
+        ) from None
 
 
 def _open_tiff(path: Path) -> tuple[Any, str | None]:
@@ -273,6 +304,72 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
     return result[(slice(None), *crop)]
 
 
+def _fits_one_tile(model: GR2RModel, grid: BlockGrid, tile: Any) -> bool:
+    """Whether a full block plus its halo fits in one tile (then blocks are batched whole)."""
+    tiles, _ = default_tiling(model, tile, None)
+    sizes = [b + 2 * h for b, h in zip(grid.block, grid.halo)]
+    return all(s <= t for s, t in zip(sizes[-model.dims:], tiles))
+
+
+def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indices: list[int],
+                   *, tile: Any = None, overlap: Any = None, batch_size: int = 4,
+                   device: str = "cpu", should_stop: Callable[[], bool] | None = None,
+                   ) -> Iterator[tuple[Block, np.ndarray]]:
+    """Denoise blocks in order, yielding ``(block, (C, Z, Y, X) result)`` for each.
+
+    When a block and its halo fit in one tile, blocks of equal shape go through the network
+    together, ``batch_size`` images (2D planes or 3D blocks) at a time: a forward pass over a
+    batch costs far less per image than one image at a time. Larger blocks are tiled.
+    """
+    import torch
+
+    if not _fits_one_tile(model, grid, tile):
+        for index in indices:
+            block = grid[index]
+            yield block, denoise_block(model, source, grid, block, tile=tile, overlap=overlap,
+                                       batch_size=batch_size, device=device,
+                                       should_stop=should_stop)
+        return
+    net = model.net.to(device).eval()
+    norm = model.normalization
+    pending: list[tuple[Block, np.ndarray]] = []
+
+    def as_images(data: np.ndarray) -> np.ndarray:
+        # (C, Z, Y, X) -> batch items: Z planes of (C, Y, X) for 2D, one (C, Z, Y, X) for 3D
+        return np.moveaxis(data, 1, 0) if model.dims == 2 else data[None]
+
+    def flush() -> Iterator[tuple[Block, np.ndarray]]:
+        if should_stop is not None and should_stop():
+            raise InterruptedError("Denoising was stopped; run it again to resume.")
+        images = np.concatenate([as_images(d) for _, d in pending])
+        with torch.inference_mode():
+            pred = net(torch.from_numpy(images).to(device)).float().cpu().numpy()
+        start = 0
+        for block, data in pending:
+            n = data.shape[1] if model.dims == 2 else 1
+            result = pred[start:start + n]
+            start += n
+            result = np.moveaxis(result, 0, 1) if model.dims == 2 else result[0]
+            read = grid.read_box(block)
+            crop = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(block.box, read))
+            yield block, norm.invert(np.ascontiguousarray(result[(slice(None), *crop)]))
+        pending.clear()
+
+    for index in indices:
+        block = grid[index]
+        read = grid.read_box(block)
+        data = norm.apply(source.read(block.sample, *(slice(a, b) for a, b in read)))
+        if pending and pending[0][1].shape[1 if model.dims == 2 else 0:] != \
+                data.shape[1 if model.dims == 2 else 0:]:
+            yield from flush()
+        pending.append((block, data))
+        images = sum(d.shape[1] if model.dims == 2 else 1 for _, d in pending)
+        if images >= batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
 # --------------------------------------------------------------------------------------------
 # resumable state in the output's attributes
 
@@ -324,29 +421,24 @@ def _write_state(out: Any, state: _State) -> None:
 
 
 def _open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], overwrite: bool,
-                 source_path: Path | None) -> tuple[Any, bool]:
+                 source_path: str | None) -> tuple[Any, bool]:
     """The output zarr array and whether its chunking is given (an existing array)."""
     import zarr
 
     if isinstance(out, (str, os.PathLike)):
-        path = Path(out)
-        if source_path is not None and path.resolve() == source_path.resolve():
-            raise InputError(f"The output {path} is the input; choose another output path.")
-        if path.exists() and not overwrite:
-            try:
-                arr = zarr.open_array(store=str(path), mode="r+")
-            except Exception:  # not a zarr array: refuse to touch it
-                raise InputError(
-                    f"{path} exists and is not a zarr array written by napari-gr2r; choose "
-                    "another output path (or pass overwrite=True to replace it)."
-                ) from None
-            if read_state(arr) is None:
-                raise InputError(
-                    f"{path} is an existing zarr array that napari-gr2r did not write; choose "
-                    "another output path (or pass overwrite=True to replace it)."
-                )
-            return arr, True
-        arr = zarr.create_array(store=str(path), shape=shape, chunks=chunks, dtype="float32",
+        location = os.fspath(out)
+        if source_path is not None and _same_location(location, source_path):
+            raise InputError(f"The output {location} is the input; choose another output path.")
+        if not overwrite:
+            arr = _existing_array(location)
+            if arr is not None:
+                if read_state(arr) is None:
+                    raise InputError(
+                        f"{location} is an existing zarr array that napari-gr2r did not write; "
+                        "choose another output path (or pass overwrite=True to replace it)."
+                    )
+                return arr, True
+        arr = zarr.create_array(store=location, shape=shape, chunks=chunks, dtype="float32",
                                 fill_value=0.0, overwrite=True)
         return arr, False
     if not hasattr(out, "attrs") or not hasattr(out, "chunks") or not hasattr(out, "__setitem__"):
@@ -402,7 +494,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
 
     source_path = None
     if isinstance(data, (str, os.PathLike)):
-        source_path = Path(data)
+        source_path = os.fspath(data)
         data, file_axes = open_lazy(source_path)
         axes = axes or file_axes
     if axes is None:
@@ -420,13 +512,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     existing = None
     if not isinstance(out, (str, os.PathLike)):
         existing = tuple(int(c) for c in out.chunks) if hasattr(out, "chunks") else None
-    elif Path(out).exists() and not overwrite:
-        import zarr
-
-        try:
-            existing = tuple(int(c) for c in zarr.open_array(store=str(out), mode="r").chunks)
-        except Exception:
-            existing = None  # _open_output explains the problem
+    elif not overwrite:
+        found = _existing_array(os.fspath(out))
+        existing = tuple(int(c) for c in found.chunks) if found is not None else None
     grid = plan_blocks(model, info, tile, chunks, existing, _input_z_chunk(data, info))
     arr, _ = _open_output(out, info.shape, _default_out_chunks(grid), overwrite, source_path)
     if existing is None:
@@ -459,15 +547,13 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     yield ChunkProgress(skipped, total, 0, skipped)
     if client is None:
         dev = usable_device(model.net, resolve_device(device), model.dims, model.channels)
-        for n, index in enumerate(todo, 1):
-            if should_stop is not None and should_stop():
-                raise InterruptedError("Denoising was stopped; run it again to resume.")
-            block = grid[index]
-            result = denoise_block(model, source, grid, block, tile=tile, overlap=overlap,
-                                   batch_size=batch_size, device=dev.type,
-                                   should_stop=should_stop)
+        if should_stop is not None and should_stop():
+            raise InterruptedError("Denoising was stopped; run it again to resume.")
+        results = denoise_blocks(model, source, grid, todo, tile=tile, overlap=overlap,
+                                 batch_size=batch_size, device=dev.type, should_stop=should_stop)
+        for n, (block, result) in enumerate(results, 1):
             arr[grid.out_index(block)] = grid.to_output_layout(result)
-            done[index] = True
+            done[block.index] = True
             _write_state(arr, state)
             yield ChunkProgress(int(done.sum()), total, n, skipped)
     else:
@@ -561,9 +647,9 @@ def _model_payload(model: GR2RModel) -> dict[str, Any]:
     return payload
 
 
-def _source_for_workers(client: Any, data: Any, source_path: Path | None) -> Any:
+def _source_for_workers(client: Any, data: Any, source_path: str | None) -> Any:
     if source_path is not None:
-        return ("path", str(source_path))
+        return ("path", source_path)
     if isinstance(data, np.memmap) and data.filename is not None:
         return ("memmap", str(data.filename), int(data.offset), data.dtype.str, data.shape,
                 "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C")
@@ -584,8 +670,9 @@ def _open_worker_source(spec: tuple[Any, ...]) -> Any:
 
 
 def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: str, out: Any,
-                  grid: BlockGrid, index: int, tile: Any, overlap: Any, batch_size: int) -> int:
-    """Runs on a worker: denoise one block and write it to the shared output."""
+                  grid: BlockGrid, indices: list[int], tile: Any, overlap: Any,
+                  batch_size: int) -> list[int]:
+    """Runs on a worker: denoise a few blocks and write them to the shared output."""
     import dask
 
     from .checkpoint import model_from_dict
@@ -593,12 +680,12 @@ def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: s
 
     model = model_from_dict(payload)
     source = ImageSource(_open_worker_source(source_spec), axes)
-    block = grid[index]
     with dask.config.set(scheduler="synchronous"):  # a dask input is read inside this task
-        result = denoise_block(model, source, grid, block, tile=tile, overlap=overlap,
-                               batch_size=batch_size, device=resolve_device("auto").type)
-    out[grid.out_index(block)] = grid.to_output_layout(result)
-    return index
+        for block, result in denoise_blocks(model, source, grid, indices, tile=tile,
+                                            overlap=overlap, batch_size=batch_size,
+                                            device=resolve_device("auto").type):
+            out[grid.out_index(block)] = grid.to_output_layout(result)
+    return indices
 
 
 def _check_shared_store(out: Any) -> None:
@@ -610,7 +697,7 @@ def _check_shared_store(out: Any) -> None:
         )
 
 
-def _run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: Path | None,
+def _run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | None,
                     axes: str, arr: Any, grid: BlockGrid, state: _State, todo: list[int], *,
                     tile: Any, overlap: Any, batch_size: int,
                     should_stop: Callable[[], bool] | None) -> Iterator[ChunkProgress]:
@@ -625,15 +712,19 @@ def _run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: Path 
     source_spec = _source_for_workers(client, data, source_path)
     total = len(grid)
     skipped = total - len(todo)
-    futures = [client.submit(_cluster_task, payload, source_spec, axes, arr, grid, index, tile,
+    # a task takes as many blocks as make one batch through the network (whole blocks)
+    per_task = max(1, batch_size // (grid.block[0] if grid.info.czyx[1] > 1 and model.dims == 2
+                                     else 1)) if _fits_one_tile(model, grid, tile) else 1
+    groups = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
+    futures = [client.submit(_cluster_task, payload, source_spec, axes, arr, grid, group, tile,
                              overlap, batch_size, pure=False)
-               for index in todo]
+               for group in groups]
     written = 0
     try:
         for future in as_completed(futures):
-            index = future.result()
-            state.done[index] = True
-            written += 1
+            indices = future.result()
+            state.done[indices] = True
+            written += len(indices)
             _write_state(arr, state)
             yield ChunkProgress(int(state.done.sum()), total, written, skipped)
             if should_stop is not None and should_stop():
