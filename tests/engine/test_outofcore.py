@@ -26,11 +26,13 @@ from napari_gr2r.engine.outofcore import read_state
 TOL = 2e-6  # relative to the intensity range (1000 grey levels): float32 rounding
 
 
-def tiny_model(dims: int = 2, axes: str = "YX", width: int = 4, seed: int = 0) -> GR2RModel:
+def tiny_model(dims: int = 2, axes: str = "YX", width: int = 4, seed: int = 0,
+               depth: int = 2) -> GR2RModel:
     """An untrained width-4, depth-2 U-Net: enough to compare tilings exactly."""
     torch.manual_seed(seed)
     return GR2RModel(
-        net=build_network(dims, 1, width, 2).eval(), config=TrainConfig(width=width, depth=2),
+        net=build_network(dims, 1, width, depth).eval(),
+        config=TrainConfig(width=width, depth=depth),
         axes=axes, channels=1, dims=dims, normalization=Normalization([100.0], [1100.0]),
         noise_level=NoiseLevel([0.0], [1e-3], [1e-3]),
     )
@@ -75,6 +77,14 @@ def test_2d_stack_from_zarr_v3_matches_in_memory(tmp_path):
     assert calls[-1] == (total, total)
     assert read_state(out)["complete"] is True
     np.testing.assert_array_equal(src[:], image)  # the input is untouched
+
+
+def test_deep_network_halo_wider_than_the_tile_margin(tmp_path):
+    image = noisy((200, 300), seed=7)
+    model = tiny_model(depth=4)  # receptive radius 107: halo 112, blocks of 192
+    out = denoise_to_zarr(model, image, "YX", tmp_path / "o.zarr")
+    assert out.chunks == (192, 192)
+    assert close(out[:], denoise(model, image, axes="YX"))
 
 
 def test_2d_model_on_a_z_stack_batches_planes(tmp_path):

@@ -305,10 +305,16 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
 
 
 def _fits_one_tile(model: GR2RModel, grid: BlockGrid, tile: Any) -> bool:
-    """Whether a full block plus its halo fits in one tile (then blocks are batched whole)."""
+    """Whether a full block plus its halo goes through the network whole (and batched).
+
+    True when it fits in a tile, or, with the default tile, when it holds at most twice a
+    tile's pixels (deep networks have halos wider than a tile's margin).
+    """
     tiles, _ = default_tiling(model, tile, None)
-    sizes = [b + 2 * h for b, h in zip(grid.block, grid.halo)]
-    return all(s <= t for s, t in zip(sizes[-model.dims:], tiles))
+    sizes = [b + 2 * h for b, h in zip(grid.block, grid.halo)][-model.dims:]
+    if all(s <= t for s, t in zip(sizes, tiles)):
+        return True
+    return tile is None and math.prod(sizes) <= 2 * math.prod(tiles)
 
 
 def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indices: list[int],
