@@ -297,8 +297,16 @@ def test_refuses_foreign_or_mismatched_outputs(tmp_path):
         denoise_to_zarr(model, image, "YX", tmp_path / "f.zarr")
     assert (foreign[:] == 7).all()
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not a zarr array"):
-        denoise_to_zarr(model, image, "YX", tmp_path / "notes.txt")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "data.csv").write_text("1,2")
+    for path in (tmp_path / "notes.txt", tmp_path / "folder"):
+        for overwrite in (False, True):
+            with pytest.raises(InputError, match="not a zarr array"):
+                denoise_to_zarr(model, image, "YX", path, overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "folder" / "data.csv").read_text() == "1,2"
+    with pytest.raises(InputError, match="is the input"):
+        denoise_to_zarr(model, tmp_path / "o.zarr", "YX", tmp_path / "o.zarr", overwrite=True)
     with pytest.raises(InputError, match="shape"):
         denoise_to_zarr(model, image, "YX", zarr.create_array(store={}, shape=(64, 65),
                                                                dtype="f4"))

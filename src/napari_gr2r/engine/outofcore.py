@@ -121,8 +121,8 @@ def _existing_array(location: str) -> Any | None:
         if _is_url(location):
             return None
         raise InputError(
-            f"{location} exists and is not a zarr array written by napari-gr2r; choose another "
-            "output path (or pass overwrite=True to replace it)."
+            f"{location} exists and is not a zarr array; napari-gr2r writes its result only to "
+            "a new path or over a zarr array. Choose another output path."
         ) from None
 
 
@@ -435,15 +435,14 @@ def _open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], over
         location = os.fspath(out)
         if source_path is not None and _same_location(location, source_path):
             raise InputError(f"The output {location} is the input; choose another output path.")
-        if not overwrite:
-            arr = _existing_array(location)
-            if arr is not None:
-                if read_state(arr) is None:
-                    raise InputError(
-                        f"{location} is an existing zarr array that napari-gr2r did not write; "
-                        "choose another output path (or pass overwrite=True to replace it)."
-                    )
-                return arr, True
+        arr = _existing_array(location)  # raises for anything but a zarr array
+        if arr is not None and not overwrite:
+            if read_state(arr) is None:
+                raise InputError(
+                    f"{location} is an existing zarr array that napari-gr2r did not write; "
+                    "choose another output path (or pass overwrite=True to replace it)."
+                )
+            return arr, True
         arr = zarr.create_array(store=location, shape=shape, chunks=chunks, dtype="float32",
                                 fill_value=0.0, overwrite=True)
         return arr, False
