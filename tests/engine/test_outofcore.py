@@ -307,6 +307,9 @@ def test_refuses_foreign_or_mismatched_outputs(tmp_path):
     assert (tmp_path / "folder" / "data.csv").read_text() == "1,2"
     with pytest.raises(InputError, match="is the input"):
         denoise_to_zarr(model, tmp_path / "o.zarr", "YX", tmp_path / "o.zarr", overwrite=True)
+    with pytest.raises(InputError, match="is the input"):
+        denoise_to_zarr(model, foreign, "YX", zarr.open_array(str(tmp_path / "f.zarr")))
+    assert (foreign[:] == 7).all()
     with pytest.raises(InputError, match="shape"):
         denoise_to_zarr(model, image, "YX", zarr.create_array(store={}, shape=(64, 65),
                                                                dtype="f4"))

@@ -515,6 +515,10 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     default_tiling(model, tile, overlap)  # checks tile and overlap early
 
     existing = None
+    if out is data or (hasattr(out, "store") and hasattr(data, "store") and
+                       out.store == data.store and getattr(out, "path", None) ==
+                       getattr(data, "path", None)):
+        raise InputError("The output array is the input; denoise into another array.")
     if not isinstance(out, (str, os.PathLike)):
         existing = tuple(int(c) for c in out.chunks) if hasattr(out, "chunks") else None
     elif not overwrite:
