@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the in-process runs (cluster workers use one)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="redraw the table and plot from the results' memory.json")
     parser.add_argument("--run-one", nargs=3, metavar=("MODE", "SOURCE", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_one(*args.run_one, threads=args.threads)))
         return
 
+    if args.report_only:
+        write_report(json.loads((args.results / "memory.json").read_text()), args.results,
+                     args.threads)
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gr2r-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
     records = []
@@ -187,7 +193,8 @@ def write_report(records: list[dict], results: Path, threads: int = 1) -> None:
         if not rows:
             continue
         sizes = [r["size_mb"] for r in rows]
-        ax_mem.plot(sizes, [r["peak_rss_mb"] for r in rows], style, label=f"{mode} (process)")
+        label = "cluster (client)" if mode == "cluster" else mode
+        ax_mem.plot(sizes, [r["peak_rss_mb"] for r in rows], style, label=label)
         if mode == "cluster":
             ax_mem.plot(sizes, [max(r["worker_peak_rss_mb"]) for r in rows], "^--",
                         label="cluster (largest worker)")
