@@ -341,6 +341,23 @@ def test_local_cluster_gives_the_same_result(tmp_path):
         assert len(blocks) == 2 * 2 * 3
         assert len({t["worker"] for t in blocks}) == 2
         assert close(out[:], expected)
+        # interrupted on the cluster, then resumed there
+        recorded = []
+
+        def stop_after_two():
+            return bool(recorded) and recorded[-1] >= 2
+
+        with pytest.raises(InterruptedError):
+            denoise_to_zarr(model, src, "TYX", tmp_path / "resumed.zarr", chunks=64,
+                            batch_size=1, client=client, should_stop=stop_after_two,
+                            progress=lambda done, total: recorded.append(done))
+        stopped_at = read_state(zarr.open_array(str(tmp_path / "resumed.zarr")))["blocks_done"]
+        assert 2 <= stopped_at < 12
+        steps = list(iter_denoise_to_zarr(model, src, "TYX", tmp_path / "resumed.zarr",
+                                          batch_size=1, client=client))
+        assert steps[0].skipped == stopped_at
+        assert steps[-1].written == 12 - stopped_at
+        assert close(zarr.open_array(str(tmp_path / "resumed.zarr"))[:], expected)
         # the plain denoise() call routes there too
         out = denoise(model, src, axes="TYX", out=tmp_path / "out2.zarr", client=client)
         assert close(out[:], expected)
