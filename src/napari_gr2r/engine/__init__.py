@@ -23,6 +23,7 @@ from .events import (
 )
 from .inference import denoise
 from .model import GR2RModel
+from .outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
 from .training import CollapseWarning, Trainer, train
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "AxesError",
     "AxesInfo",
     "CheckpointError",
+    "ChunkProgress",
     "CollapseDetected",
     "CollapseWarning",
     "ConfigError",
@@ -45,8 +47,12 @@ __all__ = [
     "TrainingStarted",
     "available_devices",
     "denoise",
+    "denoise_lazy",
+    "denoise_to_zarr",
     "guess_axes",
+    "iter_denoise_to_zarr",
     "load_model",
+    "open_lazy",
     "parse_axes",
     "resolve_device",
     "save_model",

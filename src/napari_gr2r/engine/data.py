@@ -175,6 +175,30 @@ def is_in_memory(arr: Any) -> bool:
         arr.size <= IN_MEMORY_LIMIT
 
 
+def random_start(rng: np.random.Generator, lo: int, hi: int, size: int,
+                 chunk: int | None = None) -> int:
+    """A random start for a block of ``size`` within ``[lo, hi)``.
+
+    With a ``chunk`` size (of a lazy array), the block is placed inside one chunk whenever a
+    chunk can hold it, so reading it decompresses one chunk along this axis, not two.
+
+    >>> rng = np.random.default_rng(0)
+    >>> starts = [random_start(rng, 0, 1000, 100, 256) for _ in range(200)]
+    >>> all(s // 256 == (s + 99) // 256 for s in starts)
+    True
+    """
+    if chunk is None or chunk >= hi - lo or size > chunk:
+        return lo + int(rng.integers(hi - lo - size + 1))
+    ks = np.arange(lo // chunk, (hi - 1) // chunk + 1)
+    starts = np.maximum(lo, ks * chunk)
+    room = np.minimum(hi, (ks + 1) * chunk) - starts - size
+    usable = np.flatnonzero(room >= 0)
+    if usable.size == 0:
+        return lo + int(rng.integers(hi - lo - size + 1))
+    k = usable[int(rng.integers(usable.size))]
+    return int(starts[k]) + int(rng.integers(room[k] + 1))
+
+
 class ImageSource:
     """Read access to an N-D image in the canonical layout (sample, C, Z, Y, X).
 
@@ -195,6 +219,10 @@ class ImageSource:
         index += [slice(None), slice(None)]
         self._arr = arr[tuple(index)]
         self.in_memory = is_in_memory(arr)
+        chunksize = getattr(self._arr, "chunksize", None)
+        self.chunks: tuple[int, int, int] | None = \
+            tuple(int(c) for c in chunksize[-3:]) if chunksize is not None else None
+        """Chunk size (Z, Y, X) of a lazy array: random blocks are placed inside chunks."""
         if self.in_memory:
             check_finite(self._arr)
 
@@ -221,10 +249,12 @@ class ImageSource:
         """Up to ``count`` random blocks of at most ``size`` (Z, Y, X), for statistics."""
         _, nz, ny, nx = self.czyx
         bz, by, bx = min(size[0], nz), min(size[1], ny), min(size[2], nx)
+        chunks = self.chunks or (None, None, None)
         blocks = []
         for _ in range(count):
             s = int(rng.integers(self.n_samples))
-            z0, y0, x0 = (int(rng.integers(n - b + 1)) for n, b in ((nz, bz), (ny, by), (nx, bx)))
+            z0, y0, x0 = (random_start(rng, 0, n, b, c)
+                          for n, b, c in zip((nz, ny, nx), (bz, by, bx), chunks))
             blocks.append(self.read(s, slice(z0, z0 + bz), slice(y0, y0 + by),
                                     slice(x0, x0 + bx)))
         return blocks
@@ -452,9 +482,10 @@ class PatchSampler:
         bz = min(nz, 4 if self.flat_z else pz * 2)
         by, bx = min(self.region.height, py * 4), min(nx, px * 4)
         s = int(self.rng.integers(*self.region.samples))
-        z0 = int(self.rng.integers(nz - bz + 1))
-        y0 = self.region.rows[0] + int(self.rng.integers(self.region.height - by + 1))
-        x0 = int(self.rng.integers(nx - bx + 1))
+        cz, cy, cx = self.source.chunks or (None, None, None)
+        z0 = random_start(self.rng, 0, nz, bz, cz)
+        y0 = random_start(self.rng, *self.region.rows, by, cy)
+        x0 = random_start(self.rng, 0, nx, bx, cx)
         sl = (slice(z0, z0 + bz), slice(y0, y0 + by), slice(x0, x0 + bx))
         noisy = self.norm.apply(self.source.read(s, *sl))
         clean = self.norm.apply(self.target.read(s, *sl)) if self.target is not None else None

@@ -115,8 +115,13 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
             overlap: int | tuple[int, ...] | None = None,
             batch_size: int = 4, device: str = "auto",
             progress: Callable[[int, int], Any] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+            should_stop: Callable[[], bool] | None = None,
+            out: Any = None, client: Any = None) -> Any:
     """Denoise ``data`` with ``model`` and return a float32 array of the same shape.
+
+    With ``out`` (a path or a zarr array) the image is denoised block by block into that zarr
+    store instead of into memory, resumably; see
+    :func:`~napari_gr2r.engine.outofcore.denoise_to_zarr`.
 
     Parameters
     ----------
@@ -135,12 +140,26 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         Called as ``progress(done, total)`` after each batch of tiles.
     should_stop : callable, optional
         Polled between batches; when it returns True, :class:`InterruptedError` is raised.
+    out : path or zarr array, optional
+        Write the result into this zarr store, block by block (``progress`` then counts
+        blocks), and return the zarr array.
+    client : distributed.Client, optional
+        With ``out``: run the blocks on this dask cluster.
 
     Returns
     -------
-    numpy.ndarray
-        The denoised image in the input's intensity scale, float32, same shape and axes.
+    numpy.ndarray or zarr.Array
+        The denoised image in the input's intensity scale, float32, same shape and axes (a
+        zarr array when ``out`` is given).
     """
+    if out is not None:
+        from .outofcore import denoise_to_zarr
+
+        return denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap,
+                               batch_size=batch_size, device=device, client=client,
+                               progress=progress, should_stop=should_stop)
+    if client is not None:
+        raise ValueError("client= runs the blocks of an out-of-core run: pass out= as well.")
     if axes is None:
         if len(data.shape) != len(model.axes):
             raise AxesError(
