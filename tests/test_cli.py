@@ -113,3 +113,19 @@ def test_demo_prints_psnr_before_and_after():
     assert result.returncode == 0, result.stderr
     assert "PSNR against the clean reference: noisy 20.11 dB -> denoised" in result.stdout
     assert "summary (PSNR dB): nuclei2d 20.11 ->" in result.stdout
+
+
+def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_path):
+    import zarr
+    from distributed import LocalCluster
+
+    out = tmp_path / "out.zarr"
+    args = ["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out)]
+    assert main(args) == 0
+    first = zarr.open(str(out), mode="r")[...]
+    assert main(args) == 0  # a second run finds every block written and resumes to the end
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        clustered = tmp_path / "cluster.zarr"
+        assert main([*args[:-1], str(clustered), "--scheduler", cluster.scheduler_address]) == 0
+    np.testing.assert_allclose(zarr.open(str(clustered), mode="r")[...], first, atol=1e-4)

@@ -55,7 +55,12 @@ def _build_parser() -> argparse.ArgumentParser:
     den.add_argument("--axes", help="axes of the input (default: from the file or the model)")
     den.add_argument("--tile", type=int, help="tile size in pixels (default: automatic)")
     den.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
-    den.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    den.add_argument("--scheduler", metavar="ADDRESS",
+                     help="with a .zarr output: run on this dask.distributed scheduler "
+                     "(e.g. tcp://10.0.0.5:8786); input and output must be reachable by its workers")
+    den.add_argument("--overwrite", action="store_true",
+                     help="replace an existing output (a .zarr output of an interrupted run with "
+                     "the same model is resumed without it)")
 
     demo = sub.add_parser("demo", help="train and denoise the bundled samples, print PSNR")
     demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d"])
@@ -82,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_output(args: argparse.Namespace) -> Path:
+def _check_output(args: argparse.Namespace, resumable: bool = False) -> Path:
     out = Path(args.output)
     if out.resolve() == Path(args.input).resolve():
         raise InputError("The output would overwrite the input; choose another output path.")
-    if out.exists() and not args.overwrite:
+    if out.exists() and not args.overwrite and not resumable:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     return out
 
@@ -181,16 +186,53 @@ def _denoise(args: argparse.Namespace) -> int:
     from . import engine
     from .io import read_image, write_image
 
-    out = _check_output(args)
+    to_zarr = Path(args.output).suffix == ".zarr"
+    out = _check_output(args, resumable=to_zarr)
     model = engine.load_model(args.model)
     data, meta = read_image(args.input)
     axes = _axes_for(args, data, meta, fallback=model.axes)
     t0 = time.perf_counter()
-    result = _denoise_with_bar(model, data, axes, tile=args.tile, device=args.device)
-    write_image(out, result, axes, meta)
+    if to_zarr:
+        _denoise_to_zarr(args, model, axes, out)
+    else:
+        if args.scheduler:
+            raise InputError("--scheduler needs a .zarr output (-o result.zarr).")
+        result = _denoise_with_bar(model, data, axes, tile=args.tile, device=args.device)
+        write_image(out, result, axes, meta)
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
           f"{time.perf_counter() - t0:.1f} s -> {out}")
     return 0
+
+
+def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path) -> None:
+    """Block by block into a zarr store: bounded memory, resumable, optionally on a cluster."""
+    from tqdm import tqdm
+
+    from . import engine
+
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("--scheduler needs dask.distributed: pip install "
+                             "'napari-gr2r[cluster]'") from None
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except OSError as exc:
+            raise InputError(f"Cannot reach the scheduler at {args.scheduler}: {exc}") from None
+    with tqdm(unit="block", file=sys.stderr, dynamic_ncols=True, desc="denoising") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            engine.denoise_to_zarr(model, args.input, axes, str(out), tile=args.tile,
+                                   device=args.device, client=client, progress=progress,
+                                   overwrite=args.overwrite)
+        finally:
+            if client is not None:
+                client.close()
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
