@@ -19,7 +19,6 @@ import torch
 
 from .data import ImageSource
 from .devices import resolve_device, usable_device
-from .errors import AxesError
 from .model import GR2RModel
 
 DEFAULT_TILE_2D = 384
@@ -160,15 +159,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
                                progress=progress, should_stop=should_stop)
     if client is not None:
         raise ValueError("client= runs the blocks of an out-of-core run: pass out= as well.")
-    if axes is None:
-        if len(data.shape) != len(model.axes):
-            raise AxesError(
-                f"The image has {len(data.shape)} dimensions and the model was trained on axes "
-                f"{model.axes!r}; pass axes= for this image."
-            )
-        axes = model.axes
-    source = ImageSource(data, axes)
-    model.check_compatible(source.info)
+    source = model.open_source(data, axes)
     plan = _Plan(model, source, tile, overlap)
     out = np.empty((source.n_samples, *source.czyx), np.float32)
     for sample, z, block in plan.run(batch_size, device, progress, should_stop):

@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from .config import TrainConfig
-from .data import AxesInfo, NoiseLevel, Normalization
+from .data import AxesInfo, ImageSource, NoiseLevel, Normalization
 from .errors import AxesError
 
 
@@ -61,6 +61,19 @@ class GR2RModel:
                 f"This model is a 3D network (trained on axes {self.axes!r}) and the image has no "
                 f"Z axis (axes {info.axes!r}). Use a 2D model, or give the Z axis in the axes."
             )
+
+    def open_source(self, data: Any, axes: str | None) -> ImageSource:
+        """Reader for an image this model will denoise; ``axes=None`` takes the model's axes."""
+        if axes is None:
+            if len(data.shape) != len(self.axes):
+                raise AxesError(
+                    f"The image has {len(data.shape)} dimensions and the model was trained on "
+                    f"axes {self.axes!r}; pass axes= for this image."
+                )
+            axes = self.axes
+        source = ImageSource(data, axes)
+        self.check_compatible(source.info)
+        return source
 
     def denoise(self, data: Any, axes: str | None = None, **kwargs: Any) -> np.ndarray:
         """Shortcut for :func:`napari_gr2r.engine.denoise`."""

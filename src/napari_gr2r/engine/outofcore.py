@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .data import AxesInfo, ImageSource
-from .errors import AxesError, InputError
+from .errors import InputError
 from .inference import _Plan, default_tiling
 from .model import GR2RModel
 
@@ -502,16 +502,8 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         source_path = os.fspath(data)
         data, file_axes = open_lazy(source_path)
         axes = axes or file_axes
-    if axes is None:
-        if len(data.shape) != len(model.axes):
-            raise AxesError(
-                f"The image has {len(data.shape)} dimensions and the model was trained on axes "
-                f"{model.axes!r}; pass axes= for this image."
-            )
-        axes = model.axes
-    source = ImageSource(data, axes)
+    source = model.open_source(data, axes)
     info = source.info
-    model.check_compatible(info)
     default_tiling(model, tile, overlap)  # checks tile and overlap early
 
     existing = None
