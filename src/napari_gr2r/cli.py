@@ -64,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train and denoise the bundled samples, print PSNR")
     demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d"])
-    demo.add_argument("--steps", type=int, help="steps per sample (default: 300 for 2D, 150 3D)")
+    demo.add_argument("--steps", type=int, help="steps per sample (default: 300)")
     demo.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper"])
     demo.add_argument("--output-dir", help="also save the denoised images and models here")
     demo.add_argument("--device", default="auto")
@@ -254,7 +254,7 @@ def _demo(args: argparse.Namespace) -> int:
     for name in names:
         noisy, clean, info = load_sample(name)
         axes = info["axes"]
-        steps = args.steps or (300 if "Z" not in axes else 150)
+        steps = args.steps or 300
         config = engine.TrainConfig.from_preset("fast", steps=steps, method=args.method, seed=0)
         print(f"\n{name}: {info['description']}\n  shape {noisy.shape} ({axes}), {noisy.dtype}, "
               f"{steps} steps")
