@@ -97,13 +97,19 @@ class Neighbor2NeighborLoss(Objective):
                           float((y - fy).square().mean()))
 
 
-def train_neighbor2neighbor(noisy: np.ndarray, axes: str, config: engine.TrainConfig,
-                            callback: Any = None) -> engine.GR2RModel:
-    """Train the engine's U-Net with Neighbor2Neighbor; patches twice ``config.patch_size``."""
+def neighbor2neighbor_trainer(noisy: np.ndarray, axes: str, config: engine.TrainConfig,
+                              ) -> engine.Trainer:
+    """The engine's trainer with the Neighbor2Neighbor objective, patches twice the size."""
     cfg = config.replace(patch_size=2 * config.patch_size, net_dims="2d")
     trainer = engine.Trainer(noisy, axes, cfg, device="cpu")
     trainer.objective = Neighbor2NeighborLoss(cfg.steps)
-    return trainer.fit(callback)
+    return trainer
+
+
+def train_neighbor2neighbor(noisy: np.ndarray, axes: str, config: engine.TrainConfig,
+                            callback: Any = None) -> engine.GR2RModel:
+    """Train the engine's U-Net with Neighbor2Neighbor; patches twice ``config.patch_size``."""
+    return neighbor2neighbor_trainer(noisy, axes, config).fit(callback)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +268,7 @@ __all__ = [
     "bm3d_denoise",
     "careamics_available",
     "inverse_anscombe",
+    "neighbor2neighbor_trainer",
     "neighbor_subsample",
     "predict_n2v",
     "seed_everything",

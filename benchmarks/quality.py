@@ -211,10 +211,14 @@ def run_long(settings: Settings, image: str, noise_name: str, methods: list[str]
         record = store.get(key)
         if record is None:
             log(f"long run {image} / {noise_name} / {method}, {settings.long_steps} steps ...")
-            extra = r2r_noise(noise_name) if method == "r2r" else {}
-            cfg = settings.config(method, settings.long_steps, **extra)
-            target = clean if method == "n2c" else None
-            trainer = engine.Trainer(noisy, axes, cfg, target=target, device="cpu")
+            if method == "n2n":
+                cfg = settings.config("gr2r", settings.long_steps)
+                trainer = baselines.neighbor2neighbor_trainer(noisy, axes, cfg)
+            else:
+                extra = r2r_noise(noise_name) if method == "r2r" else {}
+                cfg = settings.config(method, settings.long_steps, **extra)
+                target = clean if method == "n2c" else None
+                trainer = engine.Trainer(noisy, axes, cfg, target=target, device="cpu")
             steps, values, energies, collapse_step, finished = [], [], [], None, None
             with Timer() as timer:
                 for event in trainer.iter_fit():
@@ -406,6 +410,9 @@ def plot_long(long: dict[str, Any], out: Path) -> Path | None:
     if "noisy_psnr" in long:
         ax.axhline(long["noisy_psnr"], color="black", linestyle="--", linewidth=1,
                    label="noisy input")
+    if "bm3d_psnr" in long:
+        ax.axhline(long["bm3d_psnr"], color="tab:grey", linestyle="-.", linewidth=1,
+                   label="BM3D (true σ)")
     ax.set_xlabel("training step")
     ax.set_ylabel("PSNR of the network being trained (dB)")
     ax.set_title(f"{long['image']}, {long['noise']}")
@@ -435,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-case", nargs=2, default=["camera", "gaussian"],
                         metavar=("IMAGE", "NOISE"))
     parser.add_argument("--long-methods", nargs="+", default=["gr2r", "gr2r-paper"],
-                        choices=list(NETWORK_METHODS[:-1]))
+                        choices=list(NETWORK_METHODS))
     parser.add_argument("--skip-long", action="store_true")
     parser.add_argument("--skip-table", action="store_true")
     parser.add_argument("--threads", type=int, default=1,
@@ -459,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         long = run_long(settings, image, noise_name, args.long_methods, store)
         noisy, clean, _ = make_case(image, noise_name, settings.crop)
         long["noisy_psnr"] = psnr(clean, noisy, NOISES[noise_name].scale)
+        bm3d = store.get(f"table-{image}-{noise_name}-bm3d-{settings.steps}")
+        if bm3d and "psnr" in bm3d:
+            long["bm3d_psnr"] = bm3d["psnr"]
         plot_long(long, out)
     content = write_table(records, args.methods, settings, out, long)
     if records:
