@@ -1,0 +1,169 @@
+"""The benchmark suites at smoke size, and the pieces they are built from.
+
+The full runs are commands (``python -m benchmarks.quality``, ``python -m benchmarks.speed``);
+these tests keep them working. CAREamics and BM3D are optional (the ``bench`` extra): their
+methods are skipped with a note when they are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("skimage")
+
+from benchmarks import baselines, quality, speed
+from benchmarks.common import NOISES, correlate_periodic, gaussian_kernel, psnr
+
+# --------------------------------------------------------------------------------------------
+# noise models
+
+
+def test_gaussian_noise_has_the_stated_level():
+    clean = np.full((256, 256), 0.5, np.float32)
+    noisy, scaled = NOISES["gaussian"].apply(clean, seed=1)
+    assert np.allclose(scaled, 127.5)
+    assert np.std(noisy - scaled) == pytest.approx(25, rel=0.02)
+    assert psnr(scaled, noisy, 255) == pytest.approx(20 * math.log10(255 / 25), abs=0.1)
+
+
+def test_poisson_gaussian_noise_variance_follows_the_signal():
+    noise = NOISES["poisson-gaussian"]
+    for level in (0.1, 1.0):
+        clean = np.full((256, 256), level, np.float32)
+        noisy, scaled = noise.apply(clean, seed=2)
+        expected = noise.gain * scaled.mean() + noise.sigma**2
+        assert np.var(noisy - scaled) == pytest.approx(expected, rel=0.05)
+
+
+def test_correlated_noise_keeps_sigma_and_correlates_neighbours():
+    clean = np.zeros((256, 256), np.float32)
+    noisy, _ = NOISES["correlated"].apply(clean, seed=3)
+    assert np.std(noisy) == pytest.approx(25, rel=0.05)
+    neighbours = np.corrcoef(noisy[:, :-1].ravel(), noisy[:, 1:].ravel())[0, 1]
+    assert neighbours > 0.5
+    white, _ = NOISES["gaussian"].apply(clean, seed=3)
+    assert abs(np.corrcoef(white[:, :-1].ravel(), white[:, 1:].ravel())[0, 1]) < 0.05
+
+
+def test_periodic_correlation_with_a_delta_is_identity():
+    image = np.random.default_rng(0).random((16, 20))
+    delta = np.zeros((5, 5))
+    delta[2, 2] = 1
+    assert np.allclose(correlate_periodic(image, delta), image)
+    assert np.sum(gaussian_kernel() ** 2) == pytest.approx(1)
+
+
+def test_noise_is_reproducible():
+    clean = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    a, _ = NOISES["poisson-gaussian"].apply(clean, seed=5)
+    b, _ = NOISES["poisson-gaussian"].apply(clean, seed=5)
+    c, _ = NOISES["poisson-gaussian"].apply(clean, seed=6)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+# --------------------------------------------------------------------------------------------
+# baselines
+
+
+def test_neighbor_subsample_takes_two_different_neighbours_per_cell():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(2 * 8 * 10, dtype=torch.float32).reshape(2, 1, 8, 10)
+    (a, b), (fa, fb) = baselines.neighbor_subsample([y, y * 2], g)
+    assert a.shape == (2, 1, 4, 5)
+    # pixel values encode their position: row * 10 + col (+ 80 for the second image)
+    for va, vb in zip(a.reshape(-1).tolist(), b.reshape(-1).tolist()):
+        ia, ib = int(va) % 80, int(vb) % 80
+        ra, ca, rb, cb = ia // 10, ia % 10, ib // 10, ib % 10
+        assert (ra // 2, ca // 2) == (rb // 2, cb // 2)      # same 2x2 cell
+        assert abs(ra - rb) + abs(ca - cb) == 1              # 4-neighbours
+    assert torch.equal(fa, 2 * a)
+    assert torch.equal(fb, 2 * b)
+
+
+def test_neighbor2neighbor_lambda_ramps_only_on_training_calls():
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    loss = baselines.Neighbor2NeighborLoss(total_steps=4)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        loss(net, y, None, g)
+    assert loss.step == 0
+    result = loss(net, y, None, g)
+    result.loss.backward()
+    assert loss.step == 1
+    assert net.weight.grad is not None
+    assert set(result.terms) == {"reconstruction", "regulariser"}
+
+
+def test_anscombe_inverse_recovers_the_mean():
+    rng = np.random.default_rng(0)
+    noise = NOISES["poisson-gaussian"]
+    for mean in (2.0, 10.0, 20.0):
+        y = rng.poisson(mean, 200_000) + noise.sigma * rng.standard_normal(200_000)
+        d = baselines.anscombe(y, noise.sigma, noise.gain)
+        assert np.std(d) == pytest.approx(1, abs=0.08)
+        # the unbiased inverse of the exact expectation gives back the mean
+        back = baselines.inverse_anscombe(np.full(1, d.mean()), noise.sigma, noise.gain)[0]
+        assert back == pytest.approx(mean, rel=0.08)
+
+
+def test_flops_per_pixel_of_one_convolution():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 2, 1))
+    assert speed.flops_per_pixel(net, size=32) == pytest.approx(2 * 1 * 4 * 9 + 2 * 4 * 2)
+
+
+# --------------------------------------------------------------------------------------------
+# the suites at smoke size
+
+
+@pytest.mark.slow
+def test_quality_suite_smoke(tmp_path):
+    out = tmp_path / "quality"
+    code = quality.main(["--smoke", "--out", str(out), "--images", "camera",
+                         "--noises", "gaussian", "correlated", "--long-methods", "gr2r"])
+    assert code == 0
+    report = (out / "quality.md").read_text()
+    assert "## PSNR (dB)" in report
+    assert "Long run" in report
+    data = json.loads((out / "quality.json").read_text())
+    records = {(r["noise"], r["method"]): r for r in data["records"]}
+    for noise in ("gaussian", "correlated"):
+        noisy = records[(noise, "noisy")]
+        assert noisy["psnr"] == pytest.approx(20.17, abs=0.3)
+        for method in quality.NETWORK_METHODS:
+            assert math.isfinite(records[(noise, method)]["psnr"])
+            assert -1 <= records[(noise, method)]["ssim"] <= 1
+        for method, available in (("n2v", baselines.careamics_available()),
+                                  ("bm3d", baselines.bm3d_available())):
+            assert ("psnr" in records[(noise, method)]) == available
+            if not available:
+                assert "not installed" in records[(noise, method)]["skipped"]
+    curve = data["long"]["curves"]["gr2r"]
+    assert curve["steps"][-1] == 6
+    assert len(curve["psnr"]) == len(curve["steps"])
+    assert (out / "quality_montage.png").stat().st_size > 0
+    assert (out / "quality_long_run.png").stat().st_size > 0
+    # a second run reuses the stored results instead of training again
+    stored = sorted(p.name for p in (out / "runs").iterdir())
+    assert quality.main(["--smoke", "--out", str(out), "--images", "camera", "--noises",
+                         "gaussian", "--skip-long"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == stored
+
+
+@pytest.mark.slow
+def test_speed_suite_smoke(tmp_path):
+    out = tmp_path / "speed"
+    assert speed.main(["--smoke", "--in-process", "--no-careamics", "--out", str(out)]) == 0
+    data = json.loads((out / "speed.json").read_text())
+    assert data["peak"]["matmul_gflops"] > 0
+    for row in data["train"] + data["infer"] + data["sizes"] + data["batches"]:
+        assert "error" not in row, row
+    assert all(r["patches_per_s"] > 0 for r in data["train"])
+    assert all(r["mpx_per_s"] > 0 for r in data["infer"])
+    assert "## Inference" in (out / "speed.md").read_text()
