@@ -17,6 +17,10 @@ from napari_gr2r import engine
 MIN_SIDE = 16
 """Training needs at least this many pixels in Y and X (one patch)."""
 
+LARGE_BYTES = 256 * 2**20
+"""In-memory numpy layers above this size (256 MiB) are denoised into a zarr store, like
+dask, zarr and multiscale layers, instead of into memory."""
+
 DENOISED_SUFFIX = " [denoised]"
 PREVIEW_SUFFIX = " [preview]"
 
@@ -50,6 +54,20 @@ def data_shape(layer: Any) -> tuple[int, ...]:
 def layer_array(layer: Any) -> Any:
     """The layer's full-resolution array (read on the main thread, never copied or modified)."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def is_large(layer: Any) -> bool:
+    """Whether the layer is denoised into a zarr store instead of into memory.
+
+    True for multiscale layers, for data that is not an in-memory numpy array (dask, zarr,
+    memory maps, other lazy arrays) and for numpy arrays larger than :data:`LARGE_BYTES`.
+    """
+    if getattr(layer, "multiscale", False):
+        return True
+    data = layer_array(layer)
+    if type(data) is not np.ndarray:  # dask, zarr, np.memmap, ...: never loaded whole
+        return True
+    return data.nbytes > LARGE_BYTES
 
 
 def guess_layer_axes(layer: Any) -> str:

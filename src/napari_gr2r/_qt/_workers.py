@@ -113,6 +113,23 @@ def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
         raise WorkerFailure(str(exc)) from exc
 
 
+def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,
+                      should_stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+    """Denoise a lazy image block by block into the zarr store ``out`` (run in a worker).
+
+    Yields the engine's :class:`~napari_gr2r.engine.ChunkProgress` (the first one as soon as
+    the store exists) and returns the output zarr array, or None when stopped: the blocks
+    written so far are kept, and running it again with the same model and store resumes.
+    """
+    try:
+        return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,
+                                                       should_stop=should_stop))
+    except InterruptedError:
+        return None
+    except RuntimeError as exc:
+        raise WorkerFailure(str(exc)) from exc
+
+
 class ProgressRelay(QObject):
     """Carries ``(done, total)`` from a worker thread's callback to the main thread."""
 
