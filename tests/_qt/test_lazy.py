@@ -61,7 +61,8 @@ def test_large_layers_are_recognised():
     assert is_large(Layer(da.zeros((8, 8))))
     assert is_large(Layer(zarr.zeros((8, 8))))
     big = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (LARGE_BYTES // 4 + 1,), (0,))
-    assert big.nbytes > LARGE_BYTES and is_large(Layer(np.asarray(big)))
+    assert big.nbytes > LARGE_BYTES
+    assert is_large(Layer(np.asarray(big)))
 
 
 def test_train_and_denoise_a_dask_layer_into_zarr(viewer_widget, qtbot, lazy_stack, tmp_path):
@@ -81,7 +82,8 @@ def test_train_and_denoise_a_dask_layer_into_zarr(viewer_widget, qtbot, lazy_sta
     assert isinstance(job.trainer.source._arr, da.Array)
     qtbot.waitUntil(lambda: not widget.training, timeout=60_000)
     model = widget._model
-    assert model is not None and model.step == 6
+    assert model is not None
+    assert model.step == 6
 
     out = tmp_path / "denoised.zarr"
     widget._zarr_out = str(out)
