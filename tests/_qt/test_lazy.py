@@ -146,3 +146,12 @@ def test_stop_a_zarr_denoise_and_resume(viewer_widget, qtbot, tmp_path):
     assert isinstance(result.data, da.Array)
     np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-4, atol=1e-2)
     assert layer.data is lazy
+
+    # another model's result is not written over
+    other = engine.train(values, "ZYX", model.config.replace(seed=1), device="cpu")
+    widget._set_model(other)
+    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
+    assert "another model" in widget.message.text(), widget.message.text()
+    np.testing.assert_allclose(zarr.open_array(str(out), mode="r")[:], expected, rtol=1e-4,
+                               atol=1e-2)

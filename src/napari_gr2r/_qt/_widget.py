@@ -54,6 +54,7 @@ from ._loss_plot import LossPlot
 from ._workers import (
     PreviewResult,
     ProgressRelay,
+    Refused,
     TrainingJob,
     denoise_array,
     denoise_into_zarr,
@@ -581,7 +582,7 @@ class GR2RWidget(QWidget):
             return self._zarr_out
         path, _ = QFileDialog.getSaveFileName(
             self, "Denoise into a zarr store", f"{layer.name}-denoised.zarr",
-            "Zarr store (*.zarr)", options=QFileDialog.Option.ShowDirsOnly)
+            "Zarr store (*.zarr)")
         if not path:
             return None
         return path if path.endswith(".zarr") else f"{path}.zarr"
@@ -624,6 +625,11 @@ class GR2RWidget(QWidget):
     def _on_zarr_returned(self, layer: Any, out: str, result: Any) -> None:
         if self._zarr_layer is not None and self._zarr_layer in self.viewer.layers:
             self._zarr_layer.refresh()
+        if isinstance(result, Refused):
+            self.progress.setRange(0, 1)
+            self.progress.setFormat("idle")
+            self._reject(result.message)
+            return
         if result is None:
             self.progress.setFormat("stopped")
             self._show_message(f"Stopped; the blocks written so far are kept in {out}. "

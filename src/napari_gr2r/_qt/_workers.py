@@ -147,13 +147,22 @@ def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
         raise WorkerFailure(str(exc)) from exc
 
 
+@dataclass
+class Refused:
+    """A job the engine refused to start, with its message for the user."""
+
+    message: str
+
+
 def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,
                       should_stop: Callable[[], bool] | None = None) -> Iterator[Any]:
     """Denoise a lazy image block by block into the zarr store ``out`` (run in a worker).
 
     Yields the engine's :class:`~napari_gr2r.engine.ChunkProgress` (the first one as soon as
     the store exists) and returns the output zarr array, or None when stopped: the blocks
-    written so far are kept, and running it again with the same model and store resumes.
+    written so far are kept, and running it again with the same model and store resumes. A
+    store the engine refuses (another model's result, a foreign array) gives a
+    :class:`Refused` with the engine's message for the user.
     """
     try:
         with capped_torch_threads():
@@ -161,6 +170,8 @@ def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, d
                                                            should_stop=should_stop))
     except InterruptedError:
         return None
+    except engine.GR2RError as exc:
+        return Refused(str(exc))  # a returned exception would be raised by the worker
     except RuntimeError as exc:
         raise WorkerFailure(str(exc)) from exc
 
