@@ -103,6 +103,10 @@ def test_train_and_denoise_a_dask_layer_into_zarr(viewer_widget, qtbot, lazy_sta
     assert [str(u) for u in result.units] == [str(u) for u in layer.units]
     np.testing.assert_allclose(result.contrast_limits, (500, 1500))
     assert widget.progress.value() == widget.progress.maximum() > 0
+    # the layer, added when the store was created (all zeros), was refreshed as blocks landed
+    z = round(layer.world_to_data(viewer.dims.point)[0])
+    np.testing.assert_array_equal(result._slice.image.raw, stored[z])
+    assert np.abs(stored[z]).max() > 0
     # the input layer still holds the very same dask array, unchanged
     assert layer.data is lazy
     np.testing.assert_array_equal(lazy.compute(), values)
@@ -155,3 +159,28 @@ def test_stop_a_zarr_denoise_and_resume(viewer_widget, qtbot, tmp_path):
     assert "another model" in widget.message.text(), widget.message.text()
     np.testing.assert_allclose(zarr.open_array(str(out), mode="r")[:], expected, rtol=1e-4,
                                atol=1e-2)
+
+
+def test_multiscale_layer_denoises_its_full_resolution(viewer_widget, qtbot, lazy_stack,
+                                                       tmp_path):
+    viewer, widget = viewer_widget
+    lazy, values = lazy_stack
+    pyramid = [lazy, lazy[:, ::2, ::2]]
+    layer = viewer.add_image(pyramid, name="pyramid", multiscale=True,
+                             contrast_limits=(500, 1500))
+    assert is_large(layer)
+    model = engine.train(values, "ZYX", engine.TrainConfig.from_preset(
+        "fast", steps=2, width=4, depth=2, patch_size=32, batch_size=2, net_dims="2d"),
+        device="cpu")
+    widget._set_model(model)
+    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    widget._zarr_out = str(tmp_path / "pyramid.zarr")
+    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
+    result = viewer.layers["pyramid [denoised]"]
+    assert not result.multiscale
+    assert result.data.shape == values.shape
+    np.testing.assert_allclose(result.data.compute(),
+                               engine.denoise(model, values, axes="ZYX", device="cpu"),
+                               rtol=1e-4, atol=1e-2)
+    assert layer.data[0] is lazy
