@@ -607,7 +607,7 @@ class GR2RWidget(QWidget):
 
     def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
         self._on_denoise_progress(step.done, step.total, unit="block")
-        if self._zarr_layer is None or self._zarr_layer not in self.viewer.layers:
+        if self._zarr_layer is None:
             # the store exists from the first step on: show it now, loading chunks as browsed
             import dask.array as da
             import zarr
@@ -619,7 +619,7 @@ class GR2RWidget(QWidget):
                 "gr2r": {"source": layer.name, "model": repr(self._model), "store": out}})
             lazy = da.from_zarr(zarr.open_array(out, mode="r"))
             self._zarr_layer = put_layer(self.viewer, lazy, kwargs)
-        elif step.written:
+        elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed
             self._zarr_layer.refresh()
 
     def _on_zarr_returned(self, layer: Any, out: str, result: Any) -> None:
