@@ -88,6 +88,27 @@ def test_menu_rejects_bad_layers_with_notifications(make_napari_viewer, notifica
     assert [layer.name for layer in viewer.layers] == ["mask", "outline", "thin"]
 
 
+def test_menu_refers_large_layers_to_the_widget(make_napari_viewer, notifications, tmp_path):
+    import dask.array as da
+
+    from napari_gr2r._qt._commands import denoise_with_model, train_and_denoise
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(da.zeros((64, 64), chunks=32, dtype=np.float32), name="lazy")
+    assert train_and_denoise(viewer, engine.TrainConfig.from_preset("fast", **TINY)) is None
+    model = engine.train(np.random.default_rng(0).random((32, 32), np.float32), "YX",
+                         engine.TrainConfig.from_preset("fast", steps=1, width=4, depth=1,
+                                                        patch_size=16, batch_size=2))
+    path = tmp_path / "m.gr2r.pt"
+    engine.save_model(model, path)
+    assert denoise_with_model(viewer, str(path)) is None
+    messages = [m for m in notifications() if "is large" in m]
+    assert len(messages) == 2
+    assert "GR2R Denoise" in messages[0]
+    assert [lay.name for lay in viewer.layers] == ["lazy"]
+    assert isinstance(layer.data, da.Array)
+
+
 @pytest.mark.parametrize("name", ["nuclei2d", "nuclei3d"])
 def test_samples_open_noisy_and_clean(make_napari_viewer, name):
     viewer = make_napari_viewer()

@@ -73,3 +73,30 @@ def test_preview_with_a_3d_network_denoises_a_slab():
     assert preview.data.shape == (40, 40)
     for _ in gen:
         pass
+
+
+def test_workers_cap_torch_threads_and_restore_them():
+    import threading
+
+    import torch
+
+    from napari_gr2r._qt._workers import TrainingJob, worker_threads
+
+    seen, after = [], []
+
+    def train_in_a_thread():
+        torch.set_num_threads(2)
+        gen = TrainingJob().run(np.random.default_rng(3).random((48, 48), np.float32), "YX",
+                                TINY.replace(steps=2), None, "cpu")
+        for _ in gen:
+            seen.append(torch.get_num_threads())
+        after.append(torch.get_num_threads())
+
+    main_threads = torch.get_num_threads()
+    thread = threading.Thread(target=train_in_a_thread)
+    thread.start()
+    thread.join()
+    assert seen
+    assert set(seen) == {min(2, worker_threads())}  # one core is left to the GUI
+    assert after == [2]  # napari reuses worker threads: their count is restored
+    assert torch.get_num_threads() == main_threads

@@ -15,12 +15,14 @@ from napari.utils.notifications import show_info, show_warning
 from napari_gr2r import engine
 
 from ._layers import (
+    LARGE_BYTES,
     LayerChoiceError,
     as_display_dtype,
     check_axes,
     check_model_fits,
     denoised_name,
     guess_layer_axes,
+    is_large,
     layer_array,
     output_kwargs,
     put_layer,
@@ -34,6 +36,13 @@ def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:
         raise LayerChoiceError("No layer selected: select an image layer in the layer list first.")
     axes = guess_layer_axes(layer) if hasattr(layer, "rgb") else ""
     check_axes(layer, axes, training=training)
+    if is_large(layer):
+        raise LayerChoiceError(
+            f"Layer {layer.name!r} is large (dask, zarr, multiscale or over "
+            f"{LARGE_BYTES // 2**20} MiB): the menu commands would load the result into "
+            "memory. Use Plugins > GR2R Denoise, which denoises it block by block into a "
+            "zarr store."
+        )
     return layer, axes
 
 

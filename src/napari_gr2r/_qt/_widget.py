@@ -45,12 +45,20 @@ from ._layers import (
     denoised_name,
     guess_layer_axes,
     is_image_layer,
+    is_large,
     layer_array,
     output_kwargs,
     put_layer,
 )
 from ._loss_plot import LossPlot
-from ._workers import PreviewResult, ProgressRelay, TrainingJob, denoise_array
+from ._workers import (
+    PreviewResult,
+    ProgressRelay,
+    Refused,
+    TrainingJob,
+    denoise_array,
+    denoise_into_zarr,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -94,6 +102,9 @@ class GR2RWidget(QWidget):
         self._net_dims = 2
         self._last_preview_step = 0
         self._closed = False
+        self._zarr_out: str | None = None
+        """Output store for large layers; None asks with a save dialog at each Denoise."""
+        self._zarr_layer: Any = None
         self._build()
         self._connect_viewer()
         self._refresh_layers()
@@ -547,6 +558,9 @@ class GR2RWidget(QWidget):
             return
         data = layer_array(layer)
         self._denoise_stop = False
+        if is_large(layer):
+            self._denoise_lazily(layer, data, axes)
+            return
         relay = ProgressRelay()
         relay.progressed.connect(self._on_denoise_progress)
         worker = create_worker(denoise_array, self._model, data, axes, self._device(),
@@ -562,13 +576,76 @@ class GR2RWidget(QWidget):
         self._update_buttons()
         worker.start()
 
+    def _ask_zarr_out(self, layer: Any) -> str | None:
+        """The zarr store for a large layer's result: preset, or chosen in a save dialog."""
+        if self._zarr_out is not None:
+            return self._zarr_out
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Denoise into a zarr store", f"{layer.name}-denoised.zarr",
+            "Zarr store (*.zarr)")
+        if not path:
+            return None
+        return path if path.endswith(".zarr") else f"{path}.zarr"
+
+    def _denoise_lazily(self, layer: Any, data: Any, axes: str) -> None:
+        """Denoise a large layer block by block into a zarr store, shown while it is written."""
+        out = self._ask_zarr_out(layer)
+        if out is None:
+            return
+        worker = create_worker(denoise_into_zarr, self._model, data, axes, out, self._device(),
+                               should_stop=self._denoise_stop_requested, _start_thread=False)
+        worker.yielded.connect(partial(self._on_zarr_progress, layer, out))
+        worker.returned.connect(partial(self._on_zarr_returned, layer, out))
+        worker.errored.connect(self._on_worker_error)
+        worker.finished.connect(self._on_denoise_finished)
+        self._denoise_worker, self._zarr_layer = worker, None
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("denoising…")
+        self._show_message(f"Denoising {layer.name!r} block by block into {out}…")
+        self._update_buttons()
+        worker.start()
+
+    def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
+        self._on_denoise_progress(step.done, step.total, unit="block")
+        if self._zarr_layer is None:
+            # the store exists from the first step on: show it now, loading chunks as browsed
+            import dask.array as da
+            import zarr
+
+            name = denoised_name(layer)
+            if name in self.viewer.layers:
+                del self.viewer.layers[name]
+            kwargs = output_kwargs(layer, name, cache=False, metadata={
+                "gr2r": {"source": layer.name, "model": repr(self._model), "store": out}})
+            lazy = da.from_zarr(zarr.open_array(out, mode="r"))
+            self._zarr_layer = put_layer(self.viewer, lazy, kwargs)
+        elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed
+            self._zarr_layer.refresh()
+
+    def _on_zarr_returned(self, layer: Any, out: str, result: Any) -> None:
+        if self._zarr_layer is not None and self._zarr_layer in self.viewer.layers:
+            self._zarr_layer.refresh()
+        if isinstance(result, Refused):
+            self.progress.setRange(0, 1)
+            self.progress.setFormat("idle")
+            self._reject(result.message)
+            return
+        if result is None:
+            self.progress.setFormat("stopped")
+            self._show_message(f"Stopped; the blocks written so far are kept in {out}. "
+                               "Denoise into the same store again to resume.")
+            return
+        self.progress.setFormat("done")
+        self._show_message(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, "
+                           f"stored in {out}.")
+
     def _denoise_stop_requested(self) -> bool:
         return self._denoise_stop
 
-    def _on_denoise_progress(self, done: int, total: int) -> None:
+    def _on_denoise_progress(self, done: int, total: int, unit: str = "tile") -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        self.progress.setFormat(f"denoising: tile {done}/{total}")
+        self.progress.setFormat(f"denoising: {unit} {done}/{total}")
 
     def _on_denoised(self, layer: Any, result: Any) -> None:
         name = denoised_name(layer)
@@ -580,6 +657,7 @@ class GR2RWidget(QWidget):
 
     def _on_denoise_finished(self) -> None:
         self._denoise_worker = None
+        self._zarr_layer = None
         self._relay = None
         self._update_buttons()
 

@@ -7,6 +7,8 @@ thread. Nothing here touches a layer or a widget.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +20,32 @@ from qtpy.QtCore import QObject, Signal
 from napari_gr2r import engine
 
 from ._layers import SliceRequest, finish_preview
+
+
+def worker_threads() -> int:
+    """Torch intra-op threads for a worker: one core fewer than the process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
+@contextlib.contextmanager
+def capped_torch_threads() -> Iterator[int]:
+    """Run the block with at most :func:`worker_threads` torch threads in this thread.
+
+    Torch's intra-op (OpenMP) thread count is kept per thread, so the main thread keeps its
+    own; the previous count is restored when the block ends, because napari reuses its
+    worker threads. On a 2-core machine a step of a small network measured about
+    25 ms with one thread against 200-300 ms with two inside napari (Qt's event loop and the
+    second OpenMP thread compete for the cores).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, worker_threads()))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 class WorkerFailure(Exception):
@@ -77,6 +105,11 @@ class TrainingJob:
         Returns ``(model, denoised array)``; the array is None unless ``denoise_after``
         (and training was not stopped).
         """
+        with capped_torch_threads():
+            return (yield from self._run(data, axes, config, model, device, denoise_after))
+
+    def _run(self, data: Any, axes: str, config: engine.TrainConfig,
+             model: engine.GR2RModel | None, device: str, denoise_after: bool) -> Iterator[Any]:
         try:
             trainer = engine.Trainer(data, axes, config, model=model, device=device)
             with self._lock:
@@ -107,8 +140,38 @@ def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
                   should_stop: Callable[[], bool] | None = None) -> np.ndarray:
     """Denoise a whole image (run in a worker)."""
     try:
-        return engine.denoise(model, data, axes=axes, device=device, progress=progress,
-                              should_stop=should_stop)
+        with capped_torch_threads():
+            return engine.denoise(model, data, axes=axes, device=device, progress=progress,
+                                  should_stop=should_stop)
+    except RuntimeError as exc:
+        raise WorkerFailure(str(exc)) from exc
+
+
+@dataclass
+class Refused:
+    """A job the engine refused to start, with its message for the user."""
+
+    message: str
+
+
+def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,
+                      should_stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+    """Denoise a lazy image block by block into the zarr store ``out`` (run in a worker).
+
+    Yields the engine's :class:`~napari_gr2r.engine.ChunkProgress` (the first one as soon as
+    the store exists) and returns the output zarr array, or None when stopped: the blocks
+    written so far are kept, and running it again with the same model and store resumes. A
+    store the engine refuses (another model's result, a foreign array) gives a
+    :class:`Refused` with the engine's message for the user.
+    """
+    try:
+        with capped_torch_threads():
+            return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,
+                                                           should_stop=should_stop))
+    except InterruptedError:
+        return None
+    except engine.GR2RError as exc:
+        return Refused(str(exc))  # a returned exception would be raised by the worker
     except RuntimeError as exc:
         raise WorkerFailure(str(exc)) from exc
 
