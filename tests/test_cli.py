@@ -90,7 +90,7 @@ def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
     cases = [
         (["denoise", str(rgb), "--model", str(model_file), "--axes", "YXC"], "1 channel"),
         (["denoise", str(rgb), "--model", str(corrupt)], "not a readable"),
-        (["denoise", str(missing), "--model", str(model_file)], "No such file"),
+        (["denoise", str(missing), "--model", str(model_file)], "No image at"),
     ]
     for args, words in cases:
         result = _run(*args, "-o", str(tmp_path / "o.tif"))
