@@ -20,6 +20,7 @@ import torch
 from .data import ImageSource
 from .devices import resolve_device, usable_device
 from .model import GR2RModel
+from .networks import place
 
 DEFAULT_TILE_2D = 384
 DEFAULT_TILE_3D = (32, 128, 128)
@@ -207,7 +208,7 @@ class _Plan:
         """Yield ``(sample, z, denoised block (C, [Z,] Y, X))`` for each unit of work."""
         model, source = self.model, self.source
         dev = usable_device(model.net, resolve_device(device), model.dims, model.channels)
-        net = model.net.to(dev).eval()
+        net = place(model.net, dev).eval()
         boxes = self._tile_boxes()
         indices = list(np.ndindex(*(len(t.bounds) for t in self.tilings)))
         done = 0

@@ -35,6 +35,7 @@ from .data import AxesInfo, ImageSource
 from .errors import InputError
 from .inference import _Plan, default_tiling
 from .model import GR2RModel
+from .networks import place
 
 STATE_KEY = "napari_gr2r"
 STATE_VERSION = 1
@@ -336,7 +337,7 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
                                        batch_size=batch_size, device=device,
                                        should_stop=should_stop)
         return
-    net = model.net.to(device).eval()
+    net = place(model.net, device).eval()
     norm = model.normalization
     pending: list[tuple[Block, np.ndarray]] = []
 

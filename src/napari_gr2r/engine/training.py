@@ -33,7 +33,7 @@ from .events import (
 )
 from .losses import build_objective
 from .model import GR2RModel
-from .networks import build_network, count_parameters
+from .networks import build_network, count_parameters, place
 
 N_VAL_PATCHES = 16
 
@@ -149,7 +149,7 @@ class Trainer:
                 dims=self.dims, normalization=self.norm, noise_level=self.noise_level,
             )
         self.device = usable_device(self.net, self.device, self.dims, info.n_channels)
-        self.net.to(self.device)
+        place(self.net, self.device)
 
         flat_z = self.dims == 2
         patch = (cfg.patch_size_z, cfg.patch_size, cfg.patch_size)
