@@ -58,8 +58,9 @@ class TrainConfig:
         Optimiser steps.
     batch_size, patch_size, patch_size_z : int
         Patches per step and their size in YX (and Z for a 3D network).
-    lr : float
-        Peak learning rate of Adam; a short warm-up, then cosine decay to ``lr * lr_min_factor``.
+    lr, lr_min_factor, warmup_steps : float, float, int
+        Peak learning rate of Adam; a linear warm-up over ``warmup_steps`` (at most a tenth of
+        the run), then cosine decay to ``lr * lr_min_factor``.
     gamma, lambda_g : float or None
         Weights of the pseudo-supervised and regular terms; None takes the method's default.
     pin_noise : bool or None
@@ -83,6 +84,8 @@ class TrainConfig:
         ``noise_sigma``, or Poisson-Gaussian with variance
         ``noise_gain * (value - noise_offset) + noise_sigma**2`` (``noise_offset``: the camera's
         dark level).
+    augment : bool
+        Random flips and 90-degree rotations of the training patches in YX (and flips in Z).
     collapse_fraction : float
         Collapse is reported when the residual energy falls below this fraction of the
         estimated noise variance.
