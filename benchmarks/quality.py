@@ -277,27 +277,24 @@ def write_table(records: list[dict[str, Any]], methods: list[str], settings: Set
         "jobs, that trains several times faster than two.")
     text.append("")
     text.append("## PSNR (dB)\n")
-    rows = [[i, n, *[cell(i, n, m, "psnr") for m in shown]] for i, n in cases]
-    for noise_name in dict.fromkeys(n for _, n in cases):
+    def mean_row(metric: str, fmt: str, noise_name: str | None = None) -> list[str]:
+        """Means of ``metric`` per method, over one noise or (None) over every case."""
         means = []
         for m in shown:
-            vals = [by[(i, n, m)]["psnr"] for i, n in cases
-                    if n == noise_name and "psnr" in by.get((i, n, m), {})]
-            means.append(f"{np.mean(vals):.2f}" if vals else "–")
-        rows.append(["**mean**", noise_name, *means])
-    means = []
-    for m in shown:
-        vals = [by[(i, n, m)]["psnr"] for i, n in cases if "psnr" in by.get((i, n, m), {})]
-        means.append(f"**{np.mean(vals):.2f}**" if vals else "–")
-    rows.append(["**mean**", "all", *means])
+            vals = [by[(i, n, m)][metric] for i, n in cases
+                    if noise_name in (None, n) and metric in by.get((i, n, m), {})]
+            means.append(format(np.mean(vals), fmt) if vals else "–")
+        return ["**mean**", noise_name or "all", *means]
+
+    rows = [[i, n, *[cell(i, n, m, "psnr") for m in shown]] for i, n in cases]
+    rows += [mean_row("psnr", ".2f", noise_name) for noise_name in dict.fromkeys(n for _, n in cases)]
+    total = mean_row("psnr", ".2f")
+    rows.append(total[:2] + [f"**{v}**" if v != "–" else v for v in total[2:]])
     text.append(markdown_table(header, rows))
     text.append("## SSIM\n")
     rows = [[i, n, *[cell(i, n, m, "ssim") for m in shown]] for i, n in cases]
-    means = []
-    for m in shown:
-        vals = [by[(i, n, m)]["ssim"] for i, n in cases if "ssim" in by.get((i, n, m), {})]
-        means.append(f"**{np.mean(vals):.3f}**" if vals else "–")
-    rows.append(["**mean**", "all", *means])
+    total = mean_row("ssim", ".3f")
+    rows.append(total[:2] + [f"**{v}**" if v != "–" else v for v in total[2:]])
     text.append(markdown_table(header, rows))
     text.append("## Wall time per run (s, training and inference)\n")
     rows = [[i, n, *[f"{by[(i, n, m)]['seconds']:.0f}" if (i, n, m) in by else "–"
