@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import zarr
 from qtpy.QtCore import Qt
+from tests.helpers import shrink_widget
 
 from napari_gr2r import engine
 from napari_gr2r._qt._layers import LARGE_BYTES, is_large
@@ -39,15 +40,7 @@ def lazy_stack(tmp_path):
 
 
 def tiny(widget, steps: int) -> None:
-    widget.preset.setCurrentText("fast")
-    widget.width.setValue(4)
-    widget.depth.setValue(2)
-    widget.patch.setValue(32)
-    widget.batch.setValue(2)
-    widget.steps.setValue(steps)
-    widget.net_dims.setCurrentText("2d")
-    widget.preview_every.setValue(0)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    shrink_widget(widget, steps, width=4, batch=2, net_dims="2d", preview_every=0)
 
 
 def test_large_layers_are_recognised():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from tests.helpers import shrink_widget
 
 from napari_gr2r import engine
 from napari_gr2r.sample_data import load_sample
@@ -28,15 +29,7 @@ def viewer_widget(make_napari_viewer):
 
 def tiny(widget, steps: int = 60) -> None:
     """The fast preset shrunk to a network that trains in seconds on a CPU (and a high lr)."""
-    widget.preset.setCurrentText("fast")
-    widget.width.setValue(8)
-    widget.depth.setValue(2)
-    widget.patch.setValue(32)
-    widget.batch.setValue(4)
-    widget.steps.setValue(steps)
-    widget.lr.setValue(3e-3)
-    cpu = widget.device.findData("cpu")
-    widget.device.setCurrentIndex(cpu)
+    shrink_widget(widget, steps, lr=3e-3)
 
 
 @pytest.fixture(scope="module")
