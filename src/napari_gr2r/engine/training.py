@@ -244,6 +244,7 @@ class Trainer:
         count = 0
         val_loss: float | None = None
         validated = False
+        val_energy: float | None = None
         energy_ema: float | None = None
         collapsed = False
         last_t, last_step = t0, 0
@@ -280,7 +281,6 @@ class Trainer:
                 if self.val_batches and (step % cfg.val_every == 0 or step == total):
                     val_loss, val_energy = self._validate(val_seed)
                     validated = True
-                    sums["residual_energy"] = val_energy * count
                     if best_val is None or val_loss < best_val:
                         best_val = val_loss
                         best_state = copy.deepcopy(self.net.state_dict())
@@ -290,11 +290,15 @@ class Trainer:
                     now = time.perf_counter()
                     rate = cfg.batch_size * (step - last_step) / max(now - last_t, 1e-9)
                     elapsed = now - t0
-                    energy = sums.pop("residual_energy", None)
-                    if energy is None:
-                        energy = self._residual_energy(y)
+                    # residual energy: on the held-out patches when just validated, else
+                    # the training batches' average (or one extra pass for r2r and n2c)
+                    train_energy = sums.pop("residual_energy", None)
+                    if validated:
+                        energy = val_energy
+                    elif train_energy is not None:
+                        energy = train_energy / count
                     else:
-                        energy /= count
+                        energy = self._residual_energy(y)
                     means = {k: v / count for k, v in sums.items()}
                     loss = means.pop("loss")
                     event = TrainingProgress(
