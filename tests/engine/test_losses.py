@@ -46,6 +46,39 @@ def test_pinned_noise_has_the_estimated_level_and_zero_mean():
     residual = 0.001 * torch.randn(signal.shape, generator=g)  # a nearly collapsed residual
     level = NoiseLevel(a=[0.02], b=[0.001], typical=[0.011])
     n = pinned_noise(residual, rademacher(signal.shape, g), signal, level)
-    standardised = n / level.variance(signal).sqrt()
-    assert abs(float(standardised.square().mean()) - 1) < 1e-3
+    energy = n.square().mean(dim=(2, 3))
+    expected = level.variance(signal).mean(dim=(2, 3))
+    torch.testing.assert_close(energy, expected, rtol=1e-4, atol=0)
     assert abs(float(n.mean())) < 0.01
+
+
+def test_pinned_noise_is_not_shrunk_by_dark_pixels():
+    # Poisson-like level with almost no read noise: the predicted variance of black pixels
+    # is close to zero, which must not drive the generated noise of the patch to zero.
+    g = torch.Generator().manual_seed(2)
+    signal = torch.full((4, 1, 32, 32), 0.5)
+    signal[..., :4, :] = 0.0
+    level = NoiseLevel(a=[0.04], b=[1e-7], typical=[0.02])
+    residual = 0.1 * torch.randn(signal.shape, generator=g)
+    n = pinned_noise(residual, rademacher(signal.shape, g), signal, level)
+    bright = n[..., 4:, :].square().mean()
+    assert 0.5 * 0.04 * 0.5 < float(bright) < 2 * 0.04 * 0.5
+
+
+def test_pinned_noise_takes_the_noise_correlation():
+    g = torch.Generator().manual_seed(3)
+    signal = torch.full((4, 1, 64, 64), 0.5)
+    kernel = [[0.0, 0.3, 0.0], [0.3, 1.0, 0.3], [0.0, 0.3, 0.0]]
+    norm = sum(v * v for row in kernel for v in row) ** 0.5
+    kernel = [[v / norm for v in row] for row in kernel]
+    white = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01])
+    coloured = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01], kernel=kernel)
+    residual = 0.1 * torch.randn(signal.shape, generator=g)
+    mask = rademacher(signal.shape, g)
+
+    def neighbour_correlation(n):
+        return float((n[..., :, 1:] * n[..., :, :-1]).mean() / n.square().mean())
+
+    assert abs(neighbour_correlation(pinned_noise(residual, mask, signal, white))) < 0.05
+    # a kernel [0.3, 1, 0.3] (normalised) correlates neighbours by 2 * 0.3 / 1.36 = 0.44
+    assert 0.35 < neighbour_correlation(pinned_noise(residual, mask, signal, coloured)) < 0.55

@@ -13,10 +13,13 @@ with ``lambda_g = 1`` and ``gamma = 2``. The identity ``f(y) = y`` gives ``r = 0
 and zero loss, so this objective can slide onto the noisy input (collapse).
 
 Stable GR2R (``method="gr2r"``, the default) keeps the residual's shape but pins its size:
-per patch and channel, ``n`` is rescaled so that ``n / sigma(f(y))`` has unit root mean square,
-where ``sigma^2(x) = a x + b`` is the noise level fitted before training
+per patch and channel, ``n`` is rescaled so that its mean square equals the mean of
+``sigma^2(f(y))``, where ``sigma^2(x) = a x + b`` is the noise level fitted before training
 (:class:`~napari_gr2r.engine.data.NoiseLevel`). The identity then no longer zeroes the loss
 (``n`` stays at the noise level whatever ``f`` does), and ``lambda_g`` defaults to 0.
+When the noise is spatially correlated (measured before training in the flattest windows of
+the data), the sign-flipped residual is filtered with a kernel of that correlation, so the
+generated noise is correlated like the real noise instead of white.
 
 R2R (Pang et al. 2021) with known noise of standard deviation ``s``::
 
@@ -63,13 +66,35 @@ def pinned_noise(residual: torch.Tensor, mask: torch.Tensor, signal: torch.Tenso
                  noise_level: NoiseLevel) -> torch.Tensor:
     """Generated noise ``residual * mask`` rescaled to the noise level of ``signal``.
 
-    The scale is one number per patch and channel, so the residual's spatial structure (and
-    any correlation in it) is kept while its size cannot shrink to zero.
+    The scale is one number per patch and channel, chosen so that the patch's noise energy is
+    the one the noise model predicts for it: the residual's spatial structure (and any
+    correlation in it) is kept while its size cannot shrink to zero. Energies are compared
+    summed over the patch, not pixel by pixel, so that dark pixels whose predicted variance
+    is close to zero cannot dominate the scale.
     """
-    sd = noise_level.variance(signal).sqrt()
+    variance = noise_level.variance(signal)
     spatial = tuple(range(2, residual.ndim))
-    rms = (residual / sd).square().mean(dim=spatial, keepdim=True).sqrt()
-    return residual * mask / rms.clamp(min=1e-6)
+    noise = residual * mask
+    if noise_level.kernel is not None:
+        noise = correlate_yx(noise, noise_level.kernel)
+    energy = noise.square().mean(dim=spatial, keepdim=True)
+    expected = variance.expand_as(noise).mean(dim=spatial, keepdim=True)
+    return noise * (expected / energy.clamp(min=1e-12)).sqrt()
+
+
+def correlate_yx(noise: torch.Tensor, kernel: list[list[float]]) -> torch.Tensor:
+    """Filter every YX plane of ``noise`` with ``kernel`` (reflected at the borders).
+
+    White noise comes out with the spatial correlation the kernel describes and, the kernel
+    having unit L2 norm, the same variance.
+    """
+    k = torch.as_tensor(kernel, dtype=noise.dtype, device=noise.device)
+    ry, rx = k.shape[0] // 2, k.shape[1] // 2
+    shape = noise.shape
+    planes = noise.reshape(-1, 1, shape[-2], shape[-1])
+    mode = "reflect" if min(shape[-2:]) > max(ry, rx) else "replicate"
+    planes = F.pad(planes, (rx, rx, ry, ry), mode=mode)
+    return F.conv2d(planes, k[None, None]).reshape(shape)
 
 
 @dataclass
