@@ -233,6 +233,11 @@ class Timer:
     def __exit__(self, *exc: Any) -> None:
         self.seconds = time.perf_counter() - self.start
 
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start (inside the block)."""
+        return time.perf_counter() - self.start
+
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
