@@ -135,6 +135,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _correlation_text(event: Any) -> str:
+    if not event.noise_correlation:
+        return ""
+    return f", correlated between neighbouring pixels ({event.noise_correlation:.2f})"
+
+
 def _run_with_bar(trainer: Any) -> None:
     from tqdm import tqdm
 
@@ -147,7 +153,7 @@ def _run_with_bar(trainer: Any) -> None:
             if isinstance(event, TrainingStarted):
                 print(f"training a {event.net_dims}D network ({event.n_parameters:,} parameters) "
                       f"on {event.device}, patches {event.patch_shape}, estimated noise SD "
-                      f"{event.noise_sd:.3g}", file=sys.stderr)
+                      f"{event.noise_sd:.3g}{_correlation_text(event)}", file=sys.stderr)
                 start = event.step
                 bar = tqdm(total=event.total_steps - start, unit="step",
                            file=sys.stderr, dynamic_ncols=True)

@@ -35,6 +35,7 @@ def _estimate(noisy):
 def test_white_noise_is_measured_as_white(gaussian2d):
     level, sd = _estimate(gaussian2d)
     assert level.kernel is None
+    assert level.neighbour_correlation == 0
     assert 25 * 0.85 < sd < 25 * 1.2, sd
 
 
@@ -45,6 +46,8 @@ def test_correlated_noise_is_measured_with_its_correlation(correlated2d, gaussia
     centre = kernel.shape[0] // 2
     assert np.isclose(np.sum(kernel**2), 1, atol=1e-4)
     assert kernel[centre, centre + 1] > 0.2 * kernel[centre, centre]
+    # the true neighbour correlation of this noise is exp(-1/4) = 0.78
+    assert 0.4 < level.neighbour_correlation < 0.9
     # high-pass statistics alone see a fraction of this noise; the flat windows see all of it
     assert 25 * 0.8 < sd < 25 * 1.25, sd
     _, white_fit = _estimate(gaussian2d)
@@ -52,8 +55,9 @@ def test_correlated_noise_is_measured_with_its_correlation(correlated2d, gaussia
 
 
 def test_gr2r_denoises_correlated_noise(correlated2d, clean2d):
-    trainer = engine.Trainer(correlated2d, "YX", tiny())
-    model = trainer.fit()
+    events = []
+    model = engine.Trainer(correlated2d, "YX", tiny()).fit(events.append)
+    assert events[0].noise_correlation > 0.4
     before = psnr(correlated2d, clean2d)
     after = psnr(engine.denoise(model, correlated2d, "YX"), clean2d)
     assert after > before + 2, (before, after)

@@ -485,7 +485,9 @@ class GR2RWidget(QWidget):
             self.progress.setValue(event.step)
             self._show_message(
                 f"Training a {event.net_dims}D network ({event.n_parameters:,} parameters) on "
-                f"{event.device}; estimated noise SD {event.noise_sd:.3g}."
+                f"{event.device}; estimated noise SD {event.noise_sd:.3g}"
+                + (f", correlated between neighbouring pixels ({event.noise_correlation:.2f})."
+                   if event.noise_correlation else ".")
             )
         elif isinstance(event, engine.TrainingProgress):
             values = {"loss": event.loss, **event.terms}

@@ -407,8 +407,14 @@ class NoiseLevel:
         return level
 
     @property
-    def correlated(self) -> bool:
-        return self.kernel is not None
+    def neighbour_correlation(self) -> float:
+        """Correlation of the noise between neighbouring pixels, mean of Y and X (0: white)."""
+        if self.kernel is None:
+            return 0.0
+        k = np.asarray(self.kernel, np.float64)
+        along_x = np.sum(k[:, 1:] * k[:, :-1])
+        along_y = np.sum(k[1:, :] * k[:-1, :])
+        return float((along_x + along_y) / 2 / np.sum(k * k))
 
 
 def _like(ref: Any, values: list[float]) -> Any:

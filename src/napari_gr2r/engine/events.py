@@ -32,6 +32,8 @@ class TrainingStarted(TrainEvent):
     patch_shape: tuple[int, ...] = ()
     noise_sd: float = 0.0
     """Estimated noise standard deviation, in the input's intensity units (first channel)."""
+    noise_correlation: float = 0.0
+    """Measured correlation of the noise between neighbouring pixels (0: white noise)."""
     has_validation: bool = False
     resumed_from_step: int = 0
 

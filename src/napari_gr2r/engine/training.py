@@ -236,6 +236,7 @@ class Trainer:
             device=str(self.device), net_dims=self.dims,
             n_parameters=count_parameters(self.net), patch_shape=self.sampler.patch,
             noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
+            noise_correlation=self.noise_level.neighbour_correlation,
             has_validation=bool(self.val_batches), resumed_from_step=start_step,
         )
         best_val = model.best_val_loss
