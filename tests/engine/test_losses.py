@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from napari_gr2r.engine.data import NoiseLevel
-from napari_gr2r.engine.losses import GR2RLoss, pinned_noise, rademacher
+from napari_gr2r.engine.losses import GR2RLoss, RecorruptedValidation, pinned_noise, rademacher
 
 
 class _Identity(nn.Module):
@@ -82,3 +83,24 @@ def test_pinned_noise_takes_the_noise_correlation():
     assert abs(neighbour_correlation(pinned_noise(residual, mask, signal, white))) < 0.05
     # a kernel [0.3, 1, 0.3] (normalised) correlates neighbours by 2 * 0.3 / 1.36 = 0.44
     assert 0.35 < neighbour_correlation(pinned_noise(residual, mask, signal, coloured)) < 0.55
+
+
+def test_validation_ranks_the_identity_below_a_denoiser():
+    # y = x + e with e ~ N(0, 0.1^2): the GR2R loss of the identity is zero, the validation
+    # criterion scores it 4 sigma^2 and a network that returns the clean image 2 sigma^2.
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(8, 1, 48, 48, generator=g)
+    y = x + 0.1 * torch.randn(x.shape, generator=g)
+    level = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01])
+    validation = RecorruptedValidation(level)
+
+    def identity(t):
+        return t
+
+    def oracle(t):
+        return x.repeat(t.shape[0] // x.shape[0], 1, 1, 1)
+
+    paper = GR2RLoss(gamma=2.0, lambda_g=1.0, noise_level=None)
+    assert float(paper(identity, y, None, g).loss) == 0
+    assert float(validation(identity, y, None, g).loss) == pytest.approx(0.04, rel=0.05)
+    assert float(validation(oracle, y, None, g).loss) == pytest.approx(0.02, rel=0.05)

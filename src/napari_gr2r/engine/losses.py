@@ -188,6 +188,33 @@ class N2CLoss(Objective):
         return StepResult(loss, {"supervised": float(loss.detach())}, None)
 
 
+class RecorruptedValidation(Objective):
+    """Validation criterion of the self-supervised methods: ``||f(y + n) - (y - n)||^2``.
+
+    ``n`` is drawn from the noise model estimated before training (its variance, and its
+    correlation when the noise is correlated), with the fixed draws of the validation seed. It
+    does not depend on the network, so values are comparable from one validation to the next
+    (a GR2R loss is not: its noise comes from the network's own residual), and when ``n`` is
+    distributed like the real noise it equals the network's squared error against the clean
+    image at twice the noise variance, plus a constant. The identity scores ``4 sigma^2``, the
+    worst a denoiser can do, so the weights kept as the best are never a collapsed network.
+    """
+
+    term_names = ("validation",)
+
+    def __init__(self, noise_level: NoiseLevel) -> None:
+        self.noise_level = noise_level
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        z = _normal(y.shape, generator, y.device)
+        if self.noise_level.kernel is not None:
+            z = correlate_yx(z, self.noise_level.kernel)
+        n = z * self.noise_level.variance(y).sqrt()
+        loss = F.mse_loss(net(y + n), y - n)
+        return StepResult(loss, {"validation": float(loss.detach())}, None)
+
+
 def known_noise_level(config: TrainConfig, norm: Normalization) -> NoiseLevel:
     """The noise model given in ``config`` (input intensity units), in normalised units."""
     sigma = float(config.noise_sigma or 0.0)
@@ -215,3 +242,15 @@ def build_objective(config: TrainConfig, norm: Normalization,
     if config.method == "r2r":
         return R2RLoss(known_noise_level(config, norm), config.r2r_alpha)
     return N2CLoss()
+
+
+def build_validation(config: TrainConfig, objective: Objective,
+                     estimated: NoiseLevel) -> Objective:
+    """The criterion held-out patches are scored by, to keep the best weights.
+
+    ``n2c`` and ``r2r`` use their own objective (with fixed draws, it does not depend on the
+    network); GR2R uses :class:`RecorruptedValidation` with the estimated noise.
+    """
+    if config.method in ("gr2r", "gr2r-paper"):
+        return RecorruptedValidation(estimated)
+    return objective

@@ -31,7 +31,7 @@ from .events import (
     TrainingProgress,
     TrainingStarted,
 )
-from .losses import build_objective
+from .losses import build_objective, build_validation
 from .model import GR2RModel
 from .networks import build_network, count_parameters, place
 
@@ -165,6 +165,7 @@ class Trainer:
                 arrays = val_sampler.batch(min(cfg.batch_size, N_VAL_PATCHES))
                 self.val_batches.append([torch.from_numpy(a) for a in arrays])
         self.objective = build_objective(cfg, self.norm, self.noise_level)
+        self.validation = build_validation(cfg, self.objective, self.noise_level)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -196,7 +197,8 @@ class Trainer:
         return cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def _validate(self, generator_seed: int) -> tuple[float, float]:
-        """Validation loss (the method's own, with fixed random draws) and residual energy."""
+        """Validation loss (:func:`~napari_gr2r.engine.losses.build_validation`, with fixed
+        random draws) and residual energy."""
         gen = _generator(self.device, generator_seed)
         losses, energies = [], []
         self.net.eval()
@@ -204,7 +206,7 @@ class Trainer:
             for arrays in self.val_batches:
                 y = arrays[0].to(self.device)
                 t = arrays[1].to(self.device) if len(arrays) > 1 else None
-                result = self.objective(self.net, y, t, gen)
+                result = self.validation(self.net, y, t, gen)
                 losses.append(float(result.loss.detach()))
                 energies.append(float((y - self.net(y)).square().mean()))
         self.net.train()
