@@ -36,25 +36,15 @@ from .common import log, machine, markdown_table, versions
 def flops_per_pixel(net: nn.Module, size: int = 256, channels: int = 1) -> float:
     """Floating-point operations (2 per multiply-add) of one forward pass, per input pixel.
 
-    Counts convolutions only (activations, pooling and up-sampling are a few per pixel).
+    Counted by torch's FLOP counter, which sees convolutions and matrix products (however
+    they are called) and leaves out activations, pooling and up-sampling (a few per pixel).
     """
-    total = 0.0
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            per_out = 2 * module.in_channels // module.groups * k
-            total += per_out * output.numel() / output.shape[0]
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, channels, size, size))
-    finally:
-        for h in handles:
-            h.remove()
-    return total / (size * size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net.eval()(torch.zeros(1, channels, size, size))
+    return counter.get_total_flops() / (size * size)
 
 
 def peak_flops(seconds: float = 2.0) -> dict[str, float]:

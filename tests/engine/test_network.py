@@ -28,3 +28,14 @@ def test_receptive_radius_bounds_the_context():
     assert reach.any()
     assert int((rows - centre).abs().max()) <= r
     assert int((cols - centre).abs().max()) <= r
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_decoder_merge_equals_a_convolution_of_the_concatenation(dims):
+    torch.manual_seed(0)
+    net = UNet(dims=dims, channels=1, width=4, depth=1)
+    block = net.decoders[0]
+    shape = (2, 16, 10, 12) if dims == 2 else (2, 16, 6, 10, 12)
+    up, skip = torch.randn(*shape[:1], 8, *shape[2:]), torch.randn(*shape[:1], 4, *shape[2:])
+    reference = block(torch.cat([up, skip], dim=1))
+    torch.testing.assert_close(block.merge(up, skip), reference, rtol=1e-5, atol=1e-5)

@@ -28,6 +28,25 @@ class _Block(nn.Sequential):
         )
 
 
+class _MergeBlock(_Block):
+    """A decoder level: the first convolution takes the up-sampled path and the skip.
+
+    ``conv(cat([up, skip]))`` is computed as ``conv_up(up) + conv_skip(skip)`` with the two
+    halves of the same weight (identical result and parameters): concatenating along channels
+    in the channels-last layout is a slow strided copy on the CPU.
+    """
+
+    def merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        conv = self[0]
+        fn = F.conv2d if up.ndim == 4 else F.conv3d
+        split = up.shape[1]
+        h = fn(up, conv.weight[:, :split], None, padding=conv.padding)
+        h = h + fn(skip, conv.weight[:, split:], conv.bias, padding=conv.padding)
+        for layer in list(self)[1:]:
+            h = layer(h)
+        return h
+
+
 class UNet(nn.Module):
     """U-Net denoiser ``f``: an image in, an image of the same shape out.
 
@@ -67,7 +86,7 @@ class UNet(nn.Module):
             c = w
         self.decoders = nn.ModuleList()
         for w in reversed(widths[:-1]):
-            self.decoders.append(_Block(dims, c + w, w))
+            self.decoders.append(_MergeBlock(dims, c + w, w))
             c = w
         self.head = _conv(dims, c, channels, kernel=1)
 
@@ -108,8 +127,7 @@ class UNet(nn.Module):
                 skips.append(h)
                 h = pool(h, 2)
         for dec in self.decoders:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = dec(torch.cat([h, skips.pop()], dim=1))
+            h = dec.merge(F.interpolate(h, scale_factor=2, mode="nearest"), skips.pop())
         out = self.head(h)
         if self.residual:
             out = out + x
