@@ -441,13 +441,17 @@ CORRELATION_THRESHOLD = 0.2
 
 def _flat_windows(plane: np.ndarray, size: int, limit: int,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``plane`` with their best-fitting plane removed, and their means."""
+    """Windows of ``plane`` with their best-fitting quadratic surface removed, and their means.
+
+    The quadratic (not just a plane) takes out the smooth curvature of out-of-focus signal,
+    which would otherwise read as correlated noise.
+    """
     view = np.lib.stride_tricks.sliding_window_view(plane, (size, size))[::4, ::4]
     windows = view.reshape(-1, size * size).astype(np.float64)
     if len(windows) > limit:
         windows = windows[rng.choice(len(windows), limit, replace=False)]
-    yy, xx = np.mgrid[0:size, 0:size]
-    design = np.stack([yy.ravel(), xx.ravel(), np.ones(size * size)], axis=1).astype(np.float64)
+    yy, xx = (a.ravel().astype(np.float64) for a in np.mgrid[0:size, 0:size])
+    design = np.stack([np.ones_like(yy), yy, xx, yy * yy, xx * xx, yy * xx], axis=1)
     projector = design @ np.linalg.pinv(design)
     means = windows.mean(axis=1)
     return (windows - windows @ projector.T).reshape(-1, size, size), means
@@ -464,7 +468,26 @@ def _window_autocovariance(windows: np.ndarray, radius: int) -> np.ndarray:
     return cov
 
 
-def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator, size: int = 16,
+def _flattest(windows: np.ndarray, quantile: float) -> np.ndarray:
+    var = windows.var(axis=(1, 2))
+    return var <= np.quantile(var, quantile)
+
+
+def _simulated_measurement(kernel: np.ndarray, size: int, quantile: float,
+                           rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """What the flat-window measurement gives on pure noise of unit variance made with
+    ``kernel``: ``(correlation, variance)``."""
+    radius = CORRELATION_RADIUS
+    ky, kx = kernel.shape
+    white = rng.standard_normal((256 + ky - 1, 256 + kx - 1))
+    noise = np.einsum("ijkl,kl->ij", np.lib.stride_tricks.sliding_window_view(white, kernel.shape),
+                      kernel)
+    windows, _ = _flat_windows(noise, size, 20_000, rng)
+    cov = _window_autocovariance(windows[_flattest(windows, quantile)], radius)
+    return cov / cov[radius, radius], cov[radius, radius] / float(np.var(noise))
+
+
+def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator, size: int = 12,
                              quantile: float = 0.15,
                              ) -> tuple[np.ndarray, list[float], list[float]] | None:
     """The noise's correlation between pixels, measured in the flattest windows of the data.
@@ -472,9 +495,9 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
     Returns ``(rho, variance, mean)``: the correlation at lags up to
     :data:`CORRELATION_RADIUS` (1 at lag 0) and, per channel, the noise variance and the mean
     signal in those windows; None when the noise looks white (or the data is too small to
-    tell). The variance of the flattest windows under-estimates the noise's because they were
-    picked for being flat; that bias is measured on simulated noise of the same correlation
-    and divided out.
+    tell). Removing each window's trend and picking the flattest windows both lower what is
+    measured (correlation and variance); those biases are measured on simulated noise of the
+    measured correlation and taken out.
     """
     radius = CORRELATION_RADIUS
     channels = blocks[0].shape[0]
@@ -493,23 +516,20 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
         w, m = np.concatenate(windows), np.concatenate(means)
         if len(w) < 20:
             return None
-        var = w.var(axis=(1, 2))
-        keep = var <= np.quantile(var, quantile)
+        keep = _flattest(w, quantile)
         per_channel.append((_window_autocovariance(w[keep], radius), float(np.mean(m[keep]))))
     cov = np.mean([pc[0] / max(pc[0][radius, radius], 1e-12) for pc in per_channel], axis=0)
-    rho = (cov + cov[::-1, ::-1]) / 2  # an autocorrelation is symmetric
-    if max(rho[radius, radius + 1], rho[radius + 1, radius]) < CORRELATION_THRESHOLD:
+    measured = (cov + cov[::-1, ::-1]) / 2  # an autocorrelation is symmetric
+    if max(measured[radius, radius + 1], measured[radius + 1, radius]) < CORRELATION_THRESHOLD:
         return None
-    # the same selection on simulated noise of this correlation gives the selection's bias
-    kernel = _kernel_from_correlation(rho)
-    white = rng.standard_normal((1, 1, 256 + 2 * radius, 256 + 2 * radius))
-    simulated = np.lib.stride_tricks.sliding_window_view(white[0, 0], kernel.shape)
-    simulated = np.einsum("ijkl,kl->ij", simulated, kernel)
-    sim_windows, _ = _flat_windows(simulated, size, 20_000, rng)
-    sim_var = sim_windows.var(axis=(1, 2))
-    sim_keep = sim_windows[sim_var <= np.quantile(sim_var, quantile)]
-    bias = _window_autocovariance(sim_keep, 0)[0, 0] / float(np.var(simulated))
-    variance = [pc[0][radius, radius] / max(bias, 1e-3) for pc in per_channel]
+    # fixed-point correction: find the correlation whose simulated measurement is the one made
+    rho = measured
+    for _ in range(4):
+        rho_sim, _ = _simulated_measurement(_kernel_from_correlation(rho), size, quantile, rng)
+        rho = np.clip(rho + (measured - rho_sim), -1, 1)
+        rho[radius, radius] = 1.0
+    _, variance_bias = _simulated_measurement(_kernel_from_correlation(rho), size, quantile, rng)
+    variance = [pc[0][radius, radius] / max(variance_bias, 1e-3) for pc in per_channel]
     return rho, variance, [pc[1] for pc in per_channel]
 
 
