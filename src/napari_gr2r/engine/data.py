@@ -441,15 +441,18 @@ CORRELATION_THRESHOLD = 0.2
 
 def _flat_windows(plane: np.ndarray, size: int, limit: int,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``plane`` with their best-fitting quadratic surface removed, and their means.
+    """At most ``limit`` windows of ``plane`` (on a 4-pixel grid, drawn at random when there
+    are more) with their best-fitting quadratic surface removed, and their means.
 
     The quadratic (not just a plane) takes out the smooth curvature of out-of-focus signal,
-    which would otherwise read as correlated noise.
+    which would otherwise read as correlated noise. Only the drawn windows are copied.
     """
     view = np.lib.stride_tricks.sliding_window_view(plane, (size, size))[::4, ::4]
-    windows = view.reshape(-1, size * size).astype(np.float64)
-    if len(windows) > limit:
-        windows = windows[rng.choice(len(windows), limit, replace=False)]
+    rows, cols = view.shape[:2]
+    picked = np.arange(rows * cols)
+    if len(picked) > limit:
+        picked = np.sort(rng.choice(len(picked), limit, replace=False))
+    windows = view[picked // cols, picked % cols].reshape(-1, size * size).astype(np.float64)
     yy, xx = (a.ravel().astype(np.float64) for a in np.mgrid[0:size, 0:size])
     design = np.stack([np.ones_like(yy), yy, xx, yy * yy, xx * xx, yy * xx], axis=1)
     projector = design @ np.linalg.pinv(design)
@@ -501,6 +504,8 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
     """
     radius = CORRELATION_RADIUS
     channels = blocks[0].shape[0]
+    # about 20,000 windows per channel in all, however many planes the blocks hold
+    per_plane = max(64, 20_000 // max(1, sum(b.shape[1] for b in blocks)))
     per_channel = []
     for c in range(channels):
         windows, means = [], []
@@ -508,7 +513,7 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
             for plane in block[c]:
                 if min(plane.shape) < size:
                     continue
-                w, m = _flat_windows(plane, size, 20_000, rng)
+                w, m = _flat_windows(plane, size, per_plane, rng)
                 windows.append(w)
                 means.append(m)
         if not windows:
