@@ -73,7 +73,7 @@ def test_resume_training(model_file, noisy_tif, tmp_path):
 )
 def test_train_rejects_bad_images_in_one_line(tmp_path, make, args, words):
     path = tmp_path / "bad.tif"
-    tifffile.imwrite(path, make(None))
+    tifffile.imwrite(path, make(None), photometric="minisblack")
     result = _run("train", str(path), *args, "--steps", "5", "-o", str(tmp_path / "m.pt"))
     assert result.returncode == 2
     assert words in result.stderr

@@ -32,6 +32,11 @@ def read_image(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     meta: dict[str, Any] = {"axes": axes}
     if Path(path).suffix.lower() in (".tif", ".tiff"):
         meta.update(_tiff_description(Path(path)))
+        shape = meta.pop("shape", None)
+        # our TIFFs store planes; the description keeps the array's shape
+        if (isinstance(data, np.ndarray) and shape is not None
+                and tuple(data.shape) != tuple(shape) and data.size == int(np.prod(shape))):
+            data = data.reshape(shape)
     elif isinstance(getattr(data, "attrs", {}).get("axes"), str):
         meta["axes"] = data.attrs["axes"].upper()
     return data, meta
@@ -49,7 +54,7 @@ def _tiff_description(path: Path) -> dict[str, Any]:
         info = json.loads(description)
     except ValueError:
         return {}
-    meta = {key: info[key] for key in ("scale", "unit") if key in info}
+    meta = {key: info[key] for key in ("scale", "unit", "shape") if key in info}
     if isinstance(info.get("axes"), str):
         meta["axes"] = info["axes"].upper()
     return meta
@@ -62,14 +67,17 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
     path.parent.mkdir(parents=True, exist_ok=True)
     import tifffile
 
-    description = {"axes": axes}
+    description: dict[str, Any] = {"axes": axes, "shape": list(data.shape)}
     for key in ("scale", "unit"):
         if meta and key in meta:
             description[key] = meta[key]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        tifffile.imwrite(tmp, data, description=json.dumps(description), metadata=None)
+        # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
+        # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
+        tifffile.imwrite(tmp, data, description=json.dumps(description), metadata=None,
+                         photometric="minisblack")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
