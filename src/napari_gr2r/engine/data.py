@@ -393,8 +393,7 @@ class NoiseLevel:
         correlation = _flat_window_correlation(blocks, rng)
         if correlation is None:
             return level
-        rho, flat_variance, flat_means = correlation
-        kernel = _kernel_from_correlation(rho)
+        kernel, flat_variance, flat_means = correlation
         # High-pass statistics see little of correlated noise: rescale the fitted variance so
         # that it matches the variance measured in the flattest windows.
         for c in range(channels):
@@ -495,8 +494,9 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
                              ) -> tuple[np.ndarray, list[float], list[float]] | None:
     """The noise's correlation between pixels, measured in the flattest windows of the data.
 
-    Returns ``(rho, variance, mean)``: the correlation at lags up to
-    :data:`CORRELATION_RADIUS` (1 at lag 0) and, per channel, the noise variance and the mean
+    Returns ``(kernel, variance, mean)``: a kernel reproducing the correlation at lags up to
+    :data:`CORRELATION_RADIUS` (see :func:`_kernel_from_correlation`) and, per channel, the
+    noise variance and the mean
     signal in those windows; None when the noise looks white (or the data is too small to
     tell). Removing each window's trend and picking the flattest windows both lower what is
     measured (correlation and variance); those biases are measured on simulated noise of the
@@ -533,9 +533,10 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
         rho_sim, _ = _simulated_measurement(_kernel_from_correlation(rho), size, quantile, rng)
         rho = np.clip(rho + (measured - rho_sim), -1, 1)
         rho[radius, radius] = 1.0
-    _, variance_bias = _simulated_measurement(_kernel_from_correlation(rho), size, quantile, rng)
+    kernel = _kernel_from_correlation(rho)
+    _, variance_bias = _simulated_measurement(kernel, size, quantile, rng)
     variance = [pc[0][radius, radius] / max(variance_bias, 1e-3) for pc in per_channel]
-    return rho, variance, [pc[1] for pc in per_channel]
+    return kernel, variance, [pc[1] for pc in per_channel]
 
 
 def _kernel_from_correlation(rho: np.ndarray, n: int = 32) -> np.ndarray:

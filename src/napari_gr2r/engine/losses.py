@@ -78,7 +78,7 @@ def pinned_noise(residual: torch.Tensor, mask: torch.Tensor, signal: torch.Tenso
     if noise_level.kernel is not None:
         noise = correlate_yx(noise, noise_level.kernel)
     energy = noise.square().mean(dim=spatial, keepdim=True)
-    expected = variance.expand_as(noise).mean(dim=spatial, keepdim=True)
+    expected = variance.mean(dim=spatial, keepdim=True)
     return noise * (expected / energy.clamp(min=1e-12)).sqrt()
 
 
