@@ -166,29 +166,51 @@ def run_method(method: str, noisy: np.ndarray, clean: np.ndarray, axes: str, noi
     raise ValueError(f"unknown method {method!r}")
 
 
-def _run_gr2r_with_curve(noisy: np.ndarray, clean: np.ndarray, axes: str, noise: Any,
-                         settings: Settings) -> tuple[np.ndarray, dict[str, Any]]:
-    """``gr2r`` as in the table, with PSNR against training time on the side (for time to
-    quality); the evaluations are timed apart and left out of the run's seconds."""
-    trainer = engine.Trainer(noisy, axes, settings.config("gr2r", settings.steps), device="cpu")
-    curve: list[list[float]] = []
-    collapsed, best_step, eval_s = False, None, 0.0
-    with Timer() as total:
+class _Tracked:
+    """What :func:`train_tracking_psnr` saw: ``[step, training seconds, PSNR, residual
+    energy]`` rows, the step collapse was reported at, the best step, the evaluation time."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any]] = []
+        self.collapse_step: int | None = None
+        self.best_step: int | None = None
+        self.eval_s = 0.0
+
+
+def train_tracking_psnr(trainer: engine.Trainer, noisy: np.ndarray, clean: np.ndarray,
+                        axes: str, data_range: float, every: int) -> _Tracked:
+    """Train, scoring the live network against ``clean`` every ``every`` steps and at the end;
+    the evaluations are timed apart (``eval_s``) and left out of the rows' seconds."""
+    tracked = _Tracked()
+    total = trainer.config.steps
+    with Timer() as clock:
         for event in trainer.iter_fit():
             if isinstance(event, engine.TrainingProgress) and (
-                    event.step % settings.curve_every == 0 or event.step == settings.steps):
+                    event.step % every == 0 or event.step == total):
                 with Timer() as ev:
                     live = engine.denoise(trainer.model, noisy, axes=axes, device="cpu")
                     trainer.net.train()
-                    value = psnr(clean, live, noise.scale)
-                eval_s += ev.seconds
-                curve.append([event.step, round(total.elapsed - eval_s, 2), value])
+                    value = psnr(clean, live, data_range)
+                tracked.eval_s += ev.seconds
+                tracked.rows.append([event.step, round(clock.elapsed - tracked.eval_s, 2), value,
+                                     event.residual_energy])
             elif isinstance(event, engine.CollapseDetected):
-                collapsed = True
+                tracked.collapse_step = event.step
             elif isinstance(event, engine.TrainingFinished):
-                best_step = event.best_step
-    notes = dict(collapsed=collapsed, best_step=best_step, steps=settings.steps, curve=curve,
-                 eval_s=round(eval_s, 2))
+                tracked.best_step = event.best_step
+    return tracked
+
+
+def _run_gr2r_with_curve(noisy: np.ndarray, clean: np.ndarray, axes: str, noise: Any,
+                         settings: Settings) -> tuple[np.ndarray, dict[str, Any]]:
+    """``gr2r`` as in the table, with PSNR against training time on the side (for time to
+    quality); the evaluations are left out of the run's seconds."""
+    trainer = engine.Trainer(noisy, axes, settings.config("gr2r", settings.steps), device="cpu")
+    tracked = train_tracking_psnr(trainer, noisy, clean, axes, noise.scale,
+                                  settings.curve_every)
+    notes = dict(collapsed=tracked.collapse_step is not None, best_step=tracked.best_step,
+                 steps=settings.steps, curve=[row[:3] for row in tracked.rows],
+                 eval_s=round(tracked.eval_s, 2))
     return engine.denoise(trainer.model, noisy, axes=axes, device="cpu"), notes
 
 
@@ -260,24 +282,14 @@ def run_long(settings: Settings, image: str, noise_name: str, methods: list[str]
                 cfg = settings.config(method, settings.long_steps, **extra)
                 target = clean if method == "n2c" else None
                 trainer = engine.Trainer(noisy, axes, cfg, target=target, device="cpu")
-            steps, values, energies, collapse_step, finished = [], [], [], None, None
             with Timer() as timer:
-                for event in trainer.iter_fit():
-                    if isinstance(event, engine.TrainingProgress) and (
-                            event.step % settings.long_every == 0 or event.step == cfg.steps):
-                        live = engine.denoise(trainer.model, noisy, axes=axes, device="cpu")
-                        trainer.net.train()
-                        steps.append(event.step)
-                        values.append(psnr(clean, live, data_range))
-                        energies.append(event.residual_energy)
-                    elif isinstance(event, engine.CollapseDetected):
-                        collapse_step = event.step
-                    elif isinstance(event, engine.TrainingFinished):
-                        finished = event
+                tracked = train_tracking_psnr(trainer, noisy, clean, axes, data_range,
+                                              settings.long_every)
             kept = engine.denoise(trainer.model, noisy, axes=axes, device="cpu")
+            steps, values, energies = ([row[i] for row in tracked.rows] for i in (0, 2, 3))
+            collapse_step = tracked.collapse_step
             record = dict(method=method, steps=steps, psnr=values, residual_energy=energies,
-                          collapse_detected_at=collapse_step,
-                          best_step=finished.best_step if finished else None,
+                          collapse_detected_at=collapse_step, best_step=tracked.best_step,
                           kept_psnr=psnr(clean, kept, data_range), seconds=round(timer.seconds, 1))
             store.put(key, record)
             log(f"  -> last {values[-1]:.2f} dB, max {max(values):.2f} dB, kept "
