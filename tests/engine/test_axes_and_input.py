@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_gr2r.engine import AxesError, InputError, guess_axes, parse_axes
-from napari_gr2r.engine.data import ImageSource
+from napari_gr2r.engine.sources import ImageSource
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_gr2r.engine.data import NoiseLevel
+from napari_gr2r.engine.noise import NoiseLevel
 from napari_gr2r.engine.losses import GR2RLoss, RecorruptedValidation, pinned_noise, rademacher
 
 

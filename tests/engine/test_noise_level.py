@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_gr2r import engine
-from napari_gr2r.engine.data import NoiseLevel, Normalization
+from napari_gr2r.engine.noise import NoiseLevel
+from napari_gr2r.engine.normalization import Normalization
 from tests.helpers import psnr, tiny
 
 

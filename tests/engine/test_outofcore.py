@@ -19,7 +19,8 @@ from napari_gr2r.engine import (
     iter_denoise_to_zarr,
     open_lazy,
 )
-from napari_gr2r.engine.data import NoiseLevel, Normalization
+from napari_gr2r.engine.noise import NoiseLevel
+from napari_gr2r.engine.normalization import Normalization
 from napari_gr2r.engine.networks import build_network
 from napari_gr2r.engine.outofcore import read_state
 
@@ -153,7 +154,8 @@ MEMORY_SCRIPT = """
 import sys, zarr, torch
 from torch import nn
 from napari_gr2r.engine import GR2RModel, TrainConfig, denoise_to_zarr
-from napari_gr2r.engine.data import NoiseLevel, Normalization
+from napari_gr2r.engine.noise import NoiseLevel
+from napari_gr2r.engine.normalization import Normalization
 
 
 class Smoother(nn.Module):

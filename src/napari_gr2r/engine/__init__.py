@@ -9,9 +9,9 @@ Importable without napari or Qt.
 >>> engine.save_model(model, "nuclei.gr2r.pt")                     # doctest: +SKIP
 """
 
+from .axes import AxesInfo, guess_axes, parse_axes
 from .checkpoint import load_model, save_model
 from .config import METHODS, PRESETS, TrainConfig
-from .data import AxesInfo, guess_axes, parse_axes
 from .devices import available_devices, resolve_device
 from .errors import AxesError, CheckpointError, ConfigError, GR2RError, InputError
 from .events import (

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from .config import TrainConfig
-from .data import NoiseLevel, Normalization
 from .errors import CheckpointError
 from .model import GR2RModel
 from .networks import build_network
+from .noise import NoiseLevel
+from .normalization import Normalization
 
 FORMAT = "napari-gr2r-model"
 FORMAT_VERSION = 1

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import ImageSource
 from .devices import resolve_device, usable_device
 from .model import GR2RModel
 from .networks import place
+from .sources import ImageSource
 
 DEFAULT_TILE_2D = 384
 DEFAULT_TILE_3D = (32, 128, 128)

@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .data import NoiseLevel, Normalization
+from .noise import NoiseLevel
+from .normalization import Normalization
 
 
 def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator,

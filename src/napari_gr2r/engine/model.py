@@ -9,8 +9,11 @@ import numpy as np
 from torch import nn
 
 from .config import TrainConfig
-from .data import AxesInfo, ImageSource, NoiseLevel, Normalization
+from .axes import AxesInfo
 from .errors import AxesError
+from .noise import NoiseLevel
+from .normalization import Normalization
+from .sources import ImageSource
 
 
 @dataclass

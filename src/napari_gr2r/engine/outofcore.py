@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from .data import AxesInfo, ImageSource
+from .axes import AxesInfo
 from .errors import InputError
 from .inference import _Plan, default_tiling
 from .model import GR2RModel
 from .networks import place
+from .sources import ImageSource
 
 STATE_KEY = "napari_gr2r"
 STATE_VERSION = 1

@@ -14,14 +14,6 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .data import (
-    MIN_TRAIN_SIDE,
-    ImageSource,
-    NoiseLevel,
-    Normalization,
-    PatchSampler,
-    split_regions,
-)
 from .devices import resolve_device, usable_device
 from .errors import ConfigError, InputError
 from .events import (
@@ -34,6 +26,10 @@ from .events import (
 from .losses import build_objective, build_validation
 from .model import GR2RModel
 from .networks import build_network, count_parameters, place
+from .noise import NoiseLevel
+from .normalization import Normalization
+from .patches import MIN_TRAIN_SIDE, PatchSampler, split_regions
+from .sources import ImageSource
 
 N_VAL_PATCHES = 16
 

@@ -1,0 +1,160 @@
+"""Input images, lazy or not: their checks and block-by-block read access.
+
+Arrays may be numpy arrays (memory-mapped TIFFs included), dask arrays or zarr arrays. Lazy
+arrays are never read whole: statistics come from a sample of blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .axes import parse_axes
+from .errors import InputError
+
+IN_MEMORY_LIMIT = 64 * 2**20  # elements; above this even numpy arrays are sampled
+
+
+def as_lazy_or_numpy(data: Any) -> Any:
+    """Numpy and dask arrays pass through; zarr and other array-likes become dask arrays."""
+    if isinstance(data, np.ndarray):
+        return data
+    module = type(data).__module__.split(".")[0]
+    if module == "dask":
+        return data
+    if hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
+        import dask.array as da
+
+        chunks = getattr(data, "chunks", "auto")
+        if not isinstance(chunks, tuple):
+            chunks = "auto"
+        return da.from_array(data, chunks=chunks, asarray=True, fancy=False)
+    if isinstance(data, (list, tuple)):
+        return np.asarray(data)
+    raise InputError(
+        f"Cannot denoise an object of type {type(data).__name__}; pass a numpy, dask or zarr "
+        "array (or a path on the command line)."
+    )
+
+
+def check_dtype(dtype: np.dtype) -> None:
+    """Integers and floats are accepted; booleans, complex numbers and others are not."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        raise InputError(
+            "The image is boolean (a mask?); denoising needs intensities. Use an integer or "
+            "float image, or convert a label/mask layer to an image first if that is intended."
+        )
+    if dtype.kind == "c":
+        raise InputError(
+            "The image has complex values; denoise the magnitude (np.abs) or the real and "
+            "imaginary parts as channels instead."
+        )
+    if dtype.kind not in "uif":
+        raise InputError(f"Unsupported pixel type {dtype}; use an integer or float image.")
+
+
+def check_finite(block: np.ndarray, where: str = "") -> None:
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+        raise InputError(
+            f"The image contains {bad} NaN or infinite pixel(s){where}; replace them first, "
+            "e.g. with np.nan_to_num(image, nan=np.nanmedian(image))."
+        )
+
+
+def is_in_memory(arr: Any) -> bool:
+    return isinstance(arr, np.ndarray) and not isinstance(arr, np.memmap) and \
+        arr.size <= IN_MEMORY_LIMIT
+
+
+def random_start(rng: np.random.Generator, lo: int, hi: int, size: int,
+                 chunk: int | None = None) -> int:
+    """A random start for a block of ``size`` within ``[lo, hi)``.
+
+    With a ``chunk`` size (of a lazy array), the block is placed inside one chunk whenever a
+    chunk can hold it, so reading it decompresses one chunk along this axis, not two.
+
+    >>> rng = np.random.default_rng(0)
+    >>> starts = [random_start(rng, 0, 1000, 100, 256) for _ in range(200)]
+    >>> all(s // 256 == (s + 99) // 256 for s in starts)
+    True
+    """
+    if chunk is None or chunk >= hi - lo or size > chunk:
+        return lo + int(rng.integers(hi - lo - size + 1))
+    ks = np.arange(lo // chunk, (hi - 1) // chunk + 1)
+    starts = np.maximum(lo, ks * chunk)
+    room = np.minimum(hi, (ks + 1) * chunk) - starts - size
+    usable = np.flatnonzero(room >= 0)
+    if usable.size == 0:
+        return lo + int(rng.integers(hi - lo - size + 1))
+    k = usable[int(rng.integers(usable.size))]
+    return int(starts[k]) + int(rng.integers(room[k] + 1))
+
+
+class ImageSource:
+    """Read access to an N-D image in the canonical layout (sample, C, Z, Y, X).
+
+    Nothing is read until :meth:`read` is called, and then only the requested block.
+    """
+
+    def __init__(self, data: Any, axes: str) -> None:
+        arr = as_lazy_or_numpy(data)
+        self.info = parse_axes(axes, arr.shape)
+        check_dtype(arr.dtype)
+        self.dtype = np.dtype(arr.dtype)
+        arr = arr.transpose(self.info.order)
+        # insert missing C and Z after the sample axes
+        n_lead = len(self.info.sample_axes)
+        index: list[Any] = [slice(None)] * n_lead
+        index += [slice(None)] if "C" in self.info.axes else [None]
+        index += [slice(None)] if "Z" in self.info.axes else [None]
+        index += [slice(None), slice(None)]
+        self._arr = arr[tuple(index)]
+        self.in_memory = is_in_memory(arr)
+        chunksize = getattr(self._arr, "chunksize", None)
+        self.chunks: tuple[int, int, int] | None = \
+            tuple(int(c) for c in chunksize[-3:]) if chunksize is not None else None
+        """Chunk size (Z, Y, X) of a lazy array: random blocks are placed inside chunks."""
+        if self.in_memory:
+            check_finite(self._arr)
+
+    @property
+    def n_samples(self) -> int:
+        return self.info.n_samples
+
+    @property
+    def czyx(self) -> tuple[int, int, int, int]:
+        return self.info.czyx
+
+    def read(self, sample: int, z: slice = slice(None), y: slice = slice(None),
+             x: slice = slice(None)) -> np.ndarray:
+        """Block ``(C, Z, Y, X)`` of one sample as float32, in the input's intensity units."""
+        lead = np.unravel_index(sample, self.info.sample_shape) if self.info.sample_shape else ()
+        block = self._arr[(*(int(i) for i in lead), slice(None), z, y, x)]
+        block = np.asarray(block, dtype=np.float32)
+        if not self.in_memory:
+            check_finite(block, f" in sample {sample}")
+        return block
+
+    def random_blocks(self, rng: np.random.Generator, count: int,
+                      size: tuple[int, int, int]) -> list[np.ndarray]:
+        """Up to ``count`` random blocks of at most ``size`` (Z, Y, X), for statistics."""
+        _, nz, ny, nx = self.czyx
+        bz, by, bx = min(size[0], nz), min(size[1], ny), min(size[2], nx)
+        chunks = self.chunks or (None, None, None)
+        blocks = []
+        for _ in range(count):
+            s = int(rng.integers(self.n_samples))
+            z0, y0, x0 = (random_start(rng, 0, n, b, c)
+                          for n, b, c in zip((nz, ny, nx), (bz, by, bx), chunks))
+            blocks.append(self.read(s, slice(z0, z0 + bz), slice(y0, y0 + by),
+                                    slice(x0, x0 + bx)))
+        return blocks
+
+    def statistics_blocks(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """The whole image when it is small and in memory, else a sample of blocks."""
+        if self.in_memory:
+            return [self.read(s) for s in range(self.n_samples)]
+        return self.random_blocks(rng, 24, (16, 256, 256))
