@@ -9,7 +9,7 @@ import torch
 from napari_gr2r import engine
 from napari_gr2r.engine.noise import NoiseLevel
 from napari_gr2r.engine.normalization import Normalization
-from napari_gr2r.engine.inference import sum_weights, tile_axis
+from napari_gr2r.engine.tiling import sum_weights, tile_axis
 from napari_gr2r.engine.model import GR2RModel
 from napari_gr2r.engine.networks import UNet
 

@@ -1,113 +1,18 @@
-"""Tiled inference: any image size, overlapping tiles blended smoothly, bounded memory.
+"""Tiled inference in memory: any image size, bounded memory, the input's layout back.
 
-Tiles start on multiples of the network's down-sampling factor and overlap by at least the
-network's receptive field (by default), and each output pixel is blended only from tiles in
-which it lies at least ``(overlap - blend) / 2`` from an inner tile border. A tiled result
-therefore equals the untiled one to float precision, while memory stays bounded by
-``batch_size`` tiles.
+The tiles and their blending are planned by :mod:`.tiling`; a tiled result equals the
+untiled one to float precision.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
-from .devices import resolve_device, usable_device
 from .model import GR2RModel
-from .networks import place
-from .sources import ImageSource
-
-DEFAULT_TILE_2D = 384
-DEFAULT_TILE_3D = (32, 128, 128)
-BLEND = 16
-
-
-@dataclass(frozen=True)
-class AxisTiling:
-    """Tiles along one axis: their ``(start, stop)`` and 1D blending weights."""
-
-    bounds: tuple[tuple[int, int], ...]
-    weights: tuple[np.ndarray, ...]
-
-
-def tile_axis(length: int, tile: int, overlap: int, multiple: int, blend: int = BLEND,
-              ) -> AxisTiling:
-    """Split ``length`` pixels into tiles of at most ``tile`` with ``overlap`` between them.
-
-    Starts are multiples of ``multiple`` (so pooling grids line up with the untiled image);
-    the weights of neighbouring tiles cross over with a raised cosine of width ``blend``
-    centred in their overlap, and sum to one at every pixel.
-
-    >>> t = tile_axis(100, 48, 16, 8)
-    >>> t.bounds
-    ((0, 48), (32, 80), (64, 100))
-    >>> bool(np.allclose(sum_weights(t, 100), 1))
-    True
-    """
-    tile = max(multiple, tile // multiple * multiple)
-    if length <= tile:
-        return AxisTiling(((0, length),), (np.ones(length, np.float32),))
-    overlap = min(max(0, overlap // multiple * multiple), tile - multiple)
-    step = tile - overlap
-    starts = [0]
-    while starts[-1] + tile < length:
-        starts.append(starts[-1] + step)
-    bounds = tuple((s, min(s + tile, length)) for s in starts)
-    blend = min(blend, step)  # neighbouring seams must not overlap
-    weights = []
-    for i, (s, e) in enumerate(bounds):
-        w = np.ones(e - s, np.float32)
-        pos = np.arange(s, e, dtype=np.float64) + 0.5
-        if i > 0:  # seam with the previous tile
-            w *= _ramp(pos, bounds[i - 1][1], s, blend, rising=True)
-        if i < len(bounds) - 1:  # seam with the next tile
-            w *= _ramp(pos, e, bounds[i + 1][0], blend, rising=False)
-        weights.append(w)
-    return AxisTiling(bounds, tuple(weights))
-
-
-def _ramp(pos: np.ndarray, prev_end: int, next_start: int, blend: int, rising: bool,
-          ) -> np.ndarray:
-    centre = (prev_end + next_start) / 2
-    half = max(0.5, min(blend, prev_end - next_start) / 2)
-    t = np.clip((pos - (centre - half)) / (2 * half), 0, 1)
-    up = 0.5 - 0.5 * np.cos(np.pi * t)
-    return (up if rising else 1 - up).astype(np.float32)
-
-
-def sum_weights(tiling: AxisTiling, length: int) -> np.ndarray:
-    total = np.zeros(length, np.float32)
-    for (s, e), w in zip(tiling.bounds, tiling.weights):
-        total[s:e] += w
-    return total
-
-
-def default_tiling(model: GR2RModel, tile: int | tuple[int, ...] | None,
-                   overlap: int | tuple[int, ...] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Tile and overlap per spatial axis of the network (YX or ZYX)."""
-    dims = model.dims
-    if tile is None:
-        tiles = (DEFAULT_TILE_2D,) * 2 if dims == 2 else DEFAULT_TILE_3D
-    elif isinstance(tile, int):
-        tiles = (tile,) * dims
-    else:
-        tiles = tuple(int(t) for t in tile)[-dims:]
-    if overlap is None:
-        radius = getattr(model.net, "receptive_radius", 32)
-        exact = 2 * radius + BLEND
-        overlaps = tuple(min(exact, t // 2) for t in tiles)
-    elif isinstance(overlap, int):
-        overlaps = (overlap,) * dims
-    else:
-        overlaps = tuple(int(o) for o in overlap)[-dims:]
-    if len(tiles) != dims or len(overlaps) != dims:
-        raise ValueError(f"tile and overlap need {dims} values for a {dims}D model")
-    return tiles, overlaps
+from .tiling import TilePlan
 
 
 def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
@@ -161,7 +66,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
     if client is not None:
         raise ValueError("client= runs the blocks of an out-of-core run: pass out= as well.")
     source = model.open_source(data, axes)
-    plan = _Plan(model, source, tile, overlap)
+    plan = TilePlan(model, source, tile, overlap)
     out = np.empty((source.n_samples, *source.czyx), np.float32)
     for sample, z, block in plan.run(batch_size, device, progress, should_stop):
         out[sample, :, z] = block
@@ -172,72 +77,3 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
     out = out.squeeze(axis=squeeze)
     return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))
 
-
-class _Plan:
-    """Tiles of every sample (and every Z slice, for a 2D model), batched through the net."""
-
-    def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any) -> None:
-        self.model, self.source = model, source
-        tiles, overlaps = default_tiling(model, tile, overlap)
-        _, nz, ny, nx = source.czyx
-        lengths = (ny, nx) if model.dims == 2 else (nz, ny, nx)
-        multiple = model.net.multiple
-        self.tilings = [tile_axis(n, t, o, multiple) for n, t, o in zip(lengths, tiles, overlaps)]
-        planes = nz if model.dims == 2 else 1
-        self.units = [(s, z) for s in range(source.n_samples) for z in range(planes)]
-        self.n_tiles = len(self.units) * math.prod(len(t.bounds) for t in self.tilings)
-
-    def _tile_boxes(self) -> list[tuple[tuple[int, int], ...]]:
-        boxes: list[tuple[tuple[int, int], ...]] = [()]
-        for tiling in self.tilings:
-            boxes = [b + (bound,) for b in boxes for bound in tiling.bounds]
-        return boxes
-
-    def _weight(self, index: tuple[int, ...]) -> np.ndarray:
-        w = np.ones((1,) * len(index), np.float32)
-        for axis, (tiling, i) in enumerate(zip(self.tilings, index)):
-            shape = [1] * len(index)
-            shape[axis] = -1
-            w = w * tiling.weights[i].reshape(shape)
-        return w
-
-    def run(self, batch_size: int, device: str,
-            progress: Callable[[int, int], Any] | None,
-            should_stop: Callable[[], bool] | None,
-            ) -> Iterator[tuple[int, slice | int, np.ndarray]]:
-        """Yield ``(sample, z, denoised block (C, [Z,] Y, X))`` for each unit of work."""
-        model, source = self.model, self.source
-        dev = usable_device(model.net, resolve_device(device), model.dims, model.channels)
-        net = place(model.net, dev).eval()
-        boxes = self._tile_boxes()
-        indices = list(np.ndindex(*(len(t.bounds) for t in self.tilings)))
-        done = 0
-        with torch.inference_mode():
-            for sample, z in self.units:
-                if model.dims == 2:
-                    image = source.read(sample, slice(z, z + 1))[:, 0]
-                else:
-                    image = source.read(sample)
-                image = model.normalization.apply(image)
-                acc = np.zeros_like(image)
-                # group tiles of equal shape so they can share a forward pass
-                groups: dict[tuple[int, ...], list[int]] = {}
-                for k, box in enumerate(boxes):
-                    groups.setdefault(tuple(e - s for s, e in box), []).append(k)
-                for members in groups.values():
-                    for first in range(0, len(members), batch_size):
-                        if should_stop is not None and should_stop():
-                            raise InterruptedError("Denoising was stopped.")
-                        chunk = members[first:first + batch_size]
-                        crops = [image[(slice(None), *(slice(s, e) for s, e in boxes[k]))]
-                                 for k in chunk]
-                        batch = torch.from_numpy(np.stack(crops)).to(dev)
-                        pred = net(batch).float().cpu().numpy()
-                        for k, p in zip(chunk, pred):
-                            box = (slice(None), *(slice(s, e) for s, e in boxes[k]))
-                            acc[box] += p * self._weight(indices[k])
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, self.n_tiles)
-                yield sample, (z if model.dims == 2 else slice(None)), \
-                    model.normalization.invert(acc)

@@ -2,8 +2,8 @@
 
 The output is cut into blocks aligned with its zarr chunks. Each block is denoised on its own:
 the input block is read with a halo of the network's receptive radius (rounded up to the
-network's down-sampling factor), denoised with the in-memory tiled inference of
-:mod:`.inference`, cropped back to the block and written. Block origins are multiples of the
+network's down-sampling factor), denoised with the tile plan of
+:mod:`.tiling`, cropped back to the block and written. Block origins are multiples of the
 down-sampling factor and the halo covers the receptive field, so the result equals the
 in-memory result to float precision, while memory holds one block (plus its halo) at a time.
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from .axes import AxesInfo
 from .errors import InputError
-from .inference import _Plan, default_tiling
+from .tiling import TilePlan, default_tiling
 from .model import GR2RModel
 from .networks import place
 from .sources import ImageSource
@@ -298,7 +298,7 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
     read = grid.read_box(block)
     data = source.read(block.sample, *(slice(a, b) for a, b in read))
     sub = ImageSource(data, "CZYX")
-    plan = _Plan(model, sub, tile, overlap)
+    plan = TilePlan(model, sub, tile, overlap)
     result = np.empty(data.shape, np.float32)
     for _, z, denoised in plan.run(batch_size, device, None, should_stop):
         result[:, z] = denoised
