@@ -15,7 +15,7 @@ import numpy as np
 
 
 def read_image(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
-    """Open an image lazily (see :func:`napari_gr2r.engine.outofcore.open_lazy`).
+    """Open an image lazily (see :func:`napari_gr2r.engine.sources.open_lazy`).
 
     Returns
     -------
@@ -26,7 +26,7 @@ def read_image(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         ``axes`` (our letters, or None when the file does not say) and, where the file says,
         ``scale`` and ``unit``.
     """
-    from .engine.outofcore import open_lazy
+    from .engine.sources import open_lazy
 
     data, axes = open_lazy(path)
     meta: dict[str, Any] = {"axes": axes}

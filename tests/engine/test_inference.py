@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from napari_gr2r import engine
+from napari_gr2r.engine.model import GR2RModel
+from napari_gr2r.engine.networks import UNet
 from napari_gr2r.engine.noise import NoiseLevel
 from napari_gr2r.engine.normalization import Normalization
 from napari_gr2r.engine.tiling import sum_weights, tile_axis
-from napari_gr2r.engine.model import GR2RModel
-from napari_gr2r.engine.networks import UNet
 
 
 def _model(dims=2, channels=1, axes="YX", width=8, depth=2, seed=0):

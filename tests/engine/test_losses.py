@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_gr2r.engine.noise import NoiseLevel
 from napari_gr2r.engine.losses import GR2RLoss, RecorruptedValidation, pinned_noise, rademacher
+from napari_gr2r.engine.noise import NoiseLevel
 
 
 class _Identity(nn.Module):

@@ -19,9 +19,9 @@ from napari_gr2r.engine import (
     iter_denoise_to_zarr,
     open_lazy,
 )
+from napari_gr2r.engine.networks import build_network
 from napari_gr2r.engine.noise import NoiseLevel
 from napari_gr2r.engine.normalization import Normalization
-from napari_gr2r.engine.networks import build_network
 from napari_gr2r.engine.outofcore import read_state
 
 TOL = 2e-6  # relative to the intensity range (1000 grey levels): float32 rounding

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .config import TrainConfig
 from .axes import AxesInfo
+from .config import TrainConfig
 from .errors import AxesError
 from .noise import NoiseLevel
 from .normalization import Normalization

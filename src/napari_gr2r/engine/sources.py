@@ -1,11 +1,14 @@
 """Input images, lazy or not: their checks and block-by-block read access.
 
-Arrays may be numpy arrays (memory-mapped TIFFs included), dask arrays or zarr arrays. Lazy
+Arrays may be numpy arrays (memory-mapped TIFFs included), dask arrays or zarr arrays, and
+:func:`open_lazy` opens files and stores as such arrays without reading their pixels. Lazy
 arrays are never read whole: statistics come from a sample of blocks.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,8 @@ from .axes import parse_axes
 from .errors import InputError
 
 IN_MEMORY_LIMIT = 64 * 2**20  # elements; above this even numpy arrays are sampled
+
+PathLike = str | os.PathLike
 
 
 def as_lazy_or_numpy(data: Any) -> Any:
@@ -158,3 +163,81 @@ class ImageSource:
         if self.in_memory:
             return [self.read(s) for s in range(self.n_samples)]
         return self.random_blocks(rng, 24, (16, 256, 256))
+
+
+# --------------------------------------------------------------------------------------------
+# opening files lazily
+
+
+def open_lazy(path: PathLike) -> tuple[Any, str | None]:
+    """Open an image file or store without reading its pixels.
+
+    Returns ``(array, axes)``; ``axes`` comes from the file's metadata when it has any
+    (OME-Zarr, OME-TIFF, ImageJ TIFF), else it is None.
+
+    - a zarr array (format 2 or 3);
+    - an OME-Zarr image (a group with ``multiscales`` metadata, 0.4 or 0.5): its
+      full-resolution level;
+    - a TIFF file: memory-mapped when its pixels are stored contiguously and uncompressed,
+      else read chunk by chunk through tifffile's zarr interface.
+
+    ``path`` may also be a URL (``s3://...``, ``https://...``) of a zarr store, read through
+    fsspec.
+    """
+    path = os.fspath(path)
+    if not is_url(path):
+        local = Path(path)
+        if not local.exists():
+            raise InputError(f"No image at {local}.")
+        if local.is_file() and local.suffix.lower() in (".tif", ".tiff"):
+            return _open_tiff(local)
+    import zarr
+
+    try:
+        node = zarr.open(store=path, mode="r")
+    except Exception as exc:  # zarr raises several unrelated types for "not a store"
+        raise InputError(
+            f"{path} is neither a TIFF file nor a zarr store ({type(exc).__name__}: {exc})."
+        ) from None
+    if isinstance(node, zarr.Array):
+        return node, None
+    attrs = dict(node.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not multiscales:
+        arrays = sorted(name for name, _ in node.arrays())
+        raise InputError(
+            f"{path} is a zarr group without OME-Zarr 'multiscales' metadata; open one of its "
+            f"arrays instead ({', '.join(arrays) or 'it has none'})."
+        )
+    image = multiscales[0]
+    level = node[image["datasets"][0]["path"]]
+    axes = None
+    if "axes" in image:
+        names = [a["name"] if isinstance(a, dict) else str(a) for a in image["axes"]]
+        letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(n.lower(), "?")
+                          for n in names)
+        if "?" not in letters:
+            axes = letters
+    return level, axes
+
+
+def is_url(location: str) -> bool:
+    """Whether ``location`` is a URL (``s3://...``, ``https://...``) rather than a path."""
+    return "://" in location
+
+
+def _open_tiff(path: Path) -> tuple[Any, str | None]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes = series.axes.upper().replace("Q", "").replace("I", "Z")
+        shape = series.shape
+    axes = axes if len(axes) == len(shape) and set(axes) <= set("TSCZYX") else None
+    try:
+        return tifffile.memmap(path, mode="r"), axes
+    except ValueError:  # compressed or not contiguous: read tile by tile through zarr
+        import zarr
+
+        store = tifffile.imread(path, aszarr=True)
+        return zarr.open(store, mode="r"), axes
