@@ -9,6 +9,7 @@ Importable without napari or Qt.
 >>> engine.save_model(model, "nuclei.gr2r.pt")                     # doctest: +SKIP
 """
 
+from .api import denoise, train
 from .axes import AxesInfo, guess_axes, parse_axes
 from .checkpoint import load_model, save_model
 from .config import METHODS, PRESETS, TrainConfig
@@ -21,10 +22,9 @@ from .events import (
     TrainingProgress,
     TrainingStarted,
 )
-from .inference import denoise
 from .model import GR2RModel
 from .outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
-from .training import CollapseWarning, Trainer, train
+from .training import CollapseWarning, Trainer
 
 __all__ = [
     "METHODS",

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .. import __version__
 from .config import TrainConfig
 from .errors import CheckpointError
 from .model import GR2RModel
@@ -28,8 +29,6 @@ SUFFIX = ".gr2r.pt"
 
 
 def _versions() -> dict[str, str]:
-    from .. import __version__
-
     return {"napari_gr2r": str(__version__), "torch": str(torch.__version__)}
 
 

@@ -1,11 +1,15 @@
-"""The trained denoiser: a network plus everything needed to apply it correctly."""
+"""The trained denoiser as data: a network plus everything needed to apply it correctly.
+
+The model knows which images it fits (:meth:`GR2RModel.open_source`); applying it is the
+job of :mod:`.inference` and :mod:`.outofcore`, and :func:`napari_gr2r.engine.denoise`
+chooses between them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from .axes import AxesInfo
@@ -31,7 +35,7 @@ class GR2RModel:
     channels, dims : int
         Image channels and network dimensionality (2 or 3).
     normalization : Normalization
-        The intensity scaling learned from the training data; :func:`denoise` inverts it.
+        The intensity scaling learned from the training data; denoising inverts it.
     noise_level : NoiseLevel
         Estimated noise of the training data (normalised units).
     step : int
@@ -77,12 +81,6 @@ class GR2RModel:
         source = ImageSource(data, axes)
         self.check_compatible(source.info)
         return source
-
-    def denoise(self, data: Any, axes: str | None = None, **kwargs: Any) -> np.ndarray:
-        """Shortcut for :func:`napari_gr2r.engine.denoise`."""
-        from .inference import denoise
-
-        return denoise(self, data, axes=axes, **kwargs)
 
     def __repr__(self) -> str:
         return (f"GR2RModel(method={self.config.method!r}, axes={self.axes!r}, dims={self.dims}, "

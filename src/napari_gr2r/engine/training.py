@@ -1,4 +1,4 @@
-"""Training: :class:`Trainer` with its event generator, and the :func:`train` shortcut."""
+"""Training: :class:`Trainer` and its event generator (:func:`napari_gr2r.engine.train` wraps it)."""
 
 from __future__ import annotations
 
@@ -361,17 +361,3 @@ def _history_row(event: TrainingProgress) -> dict[str, Any]:
     if event.residual_energy is not None:
         row["residual_energy"] = event.residual_energy
     return row
-
-
-def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: Any = None,
-          model: GR2RModel | None = None, device: str = "auto",
-          callback: Callable[[TrainEvent], Any] | None = None) -> GR2RModel:
-    """Train a denoiser on ``data`` and return it (see :class:`Trainer` for the arguments).
-
-    Examples
-    --------
-    >>> cfg = TrainConfig.from_preset("fast", steps=300)               # doctest: +SKIP
-    >>> model = train(noisy, axes="YX", config=cfg)                    # doctest: +SKIP
-    """
-    trainer = Trainer(data, axes, config, target=target, model=model, device=device)
-    return trainer.fit(callback)
