@@ -1,0 +1,238 @@
+"""The denoise panel: Denoise the chosen layer with the current model; save and load models.
+
+A layer that fits in memory is denoised tile by tile into a new layer. A large one (dask, zarr,
+multiscale or over :data:`~._layers.LARGE_BYTES`) is denoised block by block into a zarr store,
+shown as a lazy layer from its first block on and refreshed as blocks land; stopping keeps the
+blocks written, and denoising into the same store again resumes.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
+
+from napari_gr2r import engine
+
+from ._layers import (
+    LayerChoiceError,
+    as_display_dtype,
+    check_axes,
+    check_model_fits,
+    denoised_name,
+    is_large,
+    layer_array,
+    output_kwargs,
+    put_layer,
+)
+from ._state import Panel, WidgetState
+from ._workers import ProgressRelay, Refused, denoise_array, denoise_into_zarr
+
+MODEL_FILES = "GR2R model (*.gr2r.pt *.pt)"
+
+
+class DenoisePanel(Panel):
+    """Save model…, Load model… and Denoise."""
+
+    def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
+        super().__init__(state, parent)
+        self.zarr_out: str | None = None
+        """Output store for large layers; None asks with a save dialog at each Denoise."""
+        self._zarr_layer: Any = None
+        self._relay: ProgressRelay | None = None
+        buttons = QGridLayout(self)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        self.save_button = QPushButton("Save model…")
+        self.save_button.clicked.connect(self._on_save_clicked)
+        self.load_button = QPushButton("Load model…")
+        self.load_button.clicked.connect(self._on_load_clicked)
+        self.denoise_button = QPushButton("Denoise")
+        self.denoise_button.setToolTip("Denoise the whole image into a new layer '<image> [denoised]'.")
+        self.denoise_button.clicked.connect(self.start)
+        buttons.addWidget(self.save_button, 0, 0)
+        buttons.addWidget(self.load_button, 0, 1)
+        buttons.addWidget(self.denoise_button, 1, 0, 1, 2)
+        for signal in (state.model_changed, state.choice_changed, state.busy_changed):
+            signal.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        state = self.state
+        self.save_button.setEnabled(state.model is not None and not state.training)
+        self.load_button.setEnabled(not state.busy)
+        self.denoise_button.setEnabled(state.model is not None and not state.busy and
+                                       state.chosen_layer() is not None)
+
+    # ------------------------------------------------------------------------------- denoising
+    def start(self) -> None:
+        """Denoise the chosen layer with the current model, in memory or into a zarr store."""
+        state = self.state
+        if state.busy:
+            return
+        layer = state.chosen_layer()
+        axes = state.axes
+        try:
+            if state.model is None:
+                raise LayerChoiceError("No model: train one or load one first.")
+            info = check_axes(layer, axes)
+            check_model_fits(state.model, info)
+        except LayerChoiceError as exc:
+            state.reject(str(exc))
+            return
+        data = layer_array(layer)
+        state.denoise_stop = False
+        if is_large(layer):
+            self._denoise_lazily(layer, data, axes)
+            return
+        relay = ProgressRelay()
+        relay.progressed.connect(self._on_progress)
+        worker = create_worker(denoise_array, state.model, data, axes, state.settings.device_id(),
+                               progress=relay, should_stop=self._stop_requested,
+                               _start_thread=False)
+        worker.returned.connect(partial(self._on_denoised, layer))
+        worker.errored.connect(state.report_worker_error)
+        worker.finished.connect(self._on_finished)
+        self._relay = relay
+        state.progress_busy("denoising…")
+        state.show_message(f"Denoising {layer.name!r}…")
+        state.set_denoising(worker)
+        worker.start()
+
+    def _ask_zarr_out(self, layer: Any) -> str | None:
+        """The zarr store for a large layer's result: preset, or chosen in a save dialog."""
+        if self.zarr_out is not None:
+            return self.zarr_out
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Denoise into a zarr store", f"{layer.name}-denoised.zarr",
+            "Zarr store (*.zarr)")
+        if not path:
+            return None
+        return path if path.endswith(".zarr") else f"{path}.zarr"
+
+    def _denoise_lazily(self, layer: Any, data: Any, axes: str) -> None:
+        """Denoise a large layer block by block into a zarr store, shown while it is written."""
+        state = self.state
+        out = self._ask_zarr_out(layer)
+        if out is None:
+            return
+        worker = create_worker(denoise_into_zarr, state.model, data, axes, out,
+                               state.settings.device_id(), should_stop=self._stop_requested,
+                               _start_thread=False)
+        worker.yielded.connect(partial(self._on_zarr_progress, layer, out))
+        worker.returned.connect(partial(self._on_zarr_returned, layer, out))
+        worker.errored.connect(state.report_worker_error)
+        worker.finished.connect(self._on_finished)
+        self._zarr_layer = None
+        state.progress_busy("denoising…")
+        state.show_message(f"Denoising {layer.name!r} block by block into {out}…")
+        state.set_denoising(worker)
+        worker.start()
+
+    def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
+        self._on_progress(step.done, step.total, unit="block")
+        if self._zarr_layer is None:
+            # the store exists from the first step on: show it now, loading chunks as browsed
+            import dask.array as da
+            import zarr
+
+            name = denoised_name(layer)
+            if name in self.viewer.layers:
+                del self.viewer.layers[name]
+            kwargs = output_kwargs(layer, name, cache=False, metadata={
+                "gr2r": {"source": layer.name, "model": repr(self.state.model), "store": out}})
+            lazy = da.from_zarr(zarr.open_array(out, mode="r"))
+            self._zarr_layer = put_layer(self.viewer, lazy, kwargs)
+        elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed
+            self._zarr_layer.refresh()
+
+    def _on_zarr_returned(self, layer: Any, out: str, result: Any) -> None:
+        state = self.state
+        if self._zarr_layer is not None and self._zarr_layer in self.viewer.layers:
+            self._zarr_layer.refresh()
+        if isinstance(result, Refused):
+            state.progress_idle()
+            state.reject(result.message)
+            return
+        if result is None:
+            state.progress.setFormat("stopped")
+            state.show_message(f"Stopped; the blocks written so far are kept in {out}. "
+                               "Denoise into the same store again to resume.")
+            return
+        state.progress.setFormat("done")
+        state.show_message(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, "
+                           f"stored in {out}.")
+
+    def _stop_requested(self) -> bool:
+        return self.state.denoise_stop
+
+    def _on_progress(self, done: int, total: int, unit: str = "tile") -> None:
+        progress = self.state.progress
+        progress.setRange(0, max(total, 1))
+        progress.setValue(done)
+        progress.setFormat(f"denoising: {unit} {done}/{total}")
+
+    def _on_denoised(self, layer: Any, result: Any) -> None:
+        name = denoised_name(layer)
+        kwargs = output_kwargs(layer, name, metadata={"gr2r": {"source": layer.name,
+                                                               "model": repr(self.state.model)}})
+        put_layer(self.viewer, as_display_dtype(result, layer), kwargs)
+        self.state.show_message(f"Denoised {layer.name!r} into {name!r}.")
+        self.state.progress.setFormat("done")
+
+    def _on_finished(self) -> None:
+        self._zarr_layer = None
+        self._relay = None
+        self.state.set_denoising(None)
+
+    # ----------------------------------------------------------------------------- model files
+    def _on_save_clicked(self) -> None:
+        self.save_model()
+
+    def _on_load_clicked(self) -> None:
+        self.load_model()
+
+    def save_model(self, path: str | None = None) -> None:
+        """Save the current model to ``path`` (asked for in a dialog when None)."""
+        state = self.state
+        if state.model is None:
+            state.reject("No model to save: train one or load one first.")
+            return
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save GR2R model", "model.gr2r.pt",
+                                                  MODEL_FILES)
+            if not path:
+                return
+        try:
+            engine.save_model(state.model, path)
+        except (OSError, engine.GR2RError) as exc:
+            state.reject(f"Could not save the model: {exc}")
+            return
+        state.show_message(f"Saved the model to {path}.")
+        show_info(f"GR2R model saved to {path}")
+
+    def load_model(self, path: str | None = None) -> None:
+        """Load a model from ``path`` (asked for in a dialog when None) as the current model."""
+        state = self.state
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Load GR2R model", "",
+                                                  f"{MODEL_FILES};;All files (*)")
+            if not path:
+                return
+        try:
+            model = engine.load_model(path)
+        except (OSError, engine.GR2RError) as exc:
+            state.reject(f"Could not load {path}: {exc}")
+            return
+        state.set_model(model)
+        state.model_loaded.emit(model)
+        layer = state.chosen_layer()
+        note = ""
+        if layer is not None:
+            try:
+                check_model_fits(model, check_axes(layer, state.axes))
+            except LayerChoiceError as exc:
+                note = f" It does not fit the selected layer: {exc}"
+        state.show_message(f"Loaded {path}.{note}", error=bool(note))

@@ -1,0 +1,212 @@
+"""What the panels of the GR2R widget share, and the base class of a panel.
+
+:class:`WidgetState` holds the viewer, the current model, the layer and axes chosen and the
+jobs running, and says what changed through Qt signals. It also owns the status lines every
+panel writes to: the running job's progress bar, the current model's description and the
+message line. A panel reads and changes the state and listens to its signals; it never
+reaches into another panel's widgets. :class:`~._widget.GR2RWidget` creates one state and
+composes the panels around it; a test builds one state and a single panel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Protocol
+
+from napari.utils.notifications import show_warning
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import QLabel, QProgressBar, QWidget
+
+from napari_gr2r import engine
+
+if TYPE_CHECKING:
+    import napari
+
+    from ._workers import TrainingJob
+
+ERROR_STYLE = "color: #ff7070;"
+OK_STYLE = "color: #8fd18f;"
+WARN_STYLE = "color: #ffcc55; font-weight: bold;"
+NO_MODEL = "No model yet: train one or load one."
+
+
+class TrainingSettings(Protocol):
+    """Where the training panel gets its settings (the settings panel, in the widget)."""
+
+    def config(self) -> engine.TrainConfig: ...
+
+    def device_id(self) -> str: ...
+
+    def preview_interval(self) -> int: ...
+
+
+class DefaultSettings:
+    """The settings of a state no settings panel serves: the preset's, on the automatic device."""
+
+    def __init__(self, preset: str = "balanced") -> None:
+        self.preset = preset
+
+    def config(self) -> engine.TrainConfig:
+        return engine.TrainConfig.from_preset(self.preset)
+
+    def device_id(self) -> str:
+        return "auto"
+
+    def preview_interval(self) -> int:
+        return 0
+
+
+class WidgetState(QObject):
+    """The shared state of the GR2R widget's panels.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers the panels read and add to.
+    """
+
+    model_changed = Signal()
+    """The current model was replaced (trained, loaded or cleared)."""
+    model_loaded = Signal(object)
+    """A model was loaded from a file (its settings and history are shown again)."""
+    choice_changed = Signal()
+    """The chosen layer or axes changed."""
+    busy_changed = Signal()
+    """A job (training or denoising) started or ended."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.model: engine.GR2RModel | None = None
+        self.layer: Any = None
+        """The chosen image layer (set by the data panel)."""
+        self.axes = ""
+        """Its axes as typed, upper case."""
+        self.axes_ok = False
+        """Whether the axes fit the layer for training."""
+        self.settings: TrainingSettings = DefaultSettings()
+        self.train_job: TrainingJob | None = None
+        self.train_worker: Any = None
+        self.denoise_worker: Any = None
+        self.denoise_stop = False
+        """Asks the running denoising to stop (read by its worker between tiles or blocks)."""
+        self.progress = QProgressBar()
+        """The running job's progress, drawn by the panel that runs it."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.progress.setTextVisible(True)
+        self.model_label = QLabel(NO_MODEL)
+        """The current model, or the one being trained."""
+        self.model_label.setWordWrap(True)
+        self.message = QLabel()
+        """The last thing done or refused."""
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    # ---------------------------------------------------------------------------- choice, model
+    def chosen_layer(self) -> Any:
+        """The chosen layer while it is still in the viewer, else None."""
+        layer = self.layer
+        return layer if layer is not None and layer in self.viewer.layers else None
+
+    def set_choice(self, layer: Any, axes: str, axes_ok: bool) -> None:
+        self.layer, self.axes, self.axes_ok = layer, axes.strip().upper(), axes_ok
+        self.choice_changed.emit()
+
+    def set_model(self, model: engine.GR2RModel | None) -> None:
+        self.model = model
+        if model is None:
+            self.model_label.setText(NO_MODEL)
+        else:
+            cfg = model.config
+            self.model_label.setText(
+                f"Model: {cfg.method}, {model.dims}D network (width {cfg.width}, depth {cfg.depth}), "
+                f"axes {model.axes}, {model.channels} channel(s), {model.step} steps "
+                f"(best at step {model.best_step})."
+            )
+        self.model_changed.emit()
+
+    # ------------------------------------------------------------------------------------- jobs
+    @property
+    def training(self) -> bool:
+        return self.train_worker is not None
+
+    @property
+    def denoising(self) -> bool:
+        return self.denoise_worker is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.training or self.denoising
+
+    def set_training(self, job: TrainingJob | None, worker: Any) -> None:
+        self.train_job, self.train_worker = job, worker
+        self.busy_changed.emit()
+
+    def set_denoising(self, worker: Any) -> None:
+        self.denoise_worker = worker
+        self.busy_changed.emit()
+
+    def stop_jobs(self) -> None:
+        """Ask the running jobs to stop: training after its step, denoising after its tile."""
+        if self.train_job is not None:
+            self.train_job.request_stop()
+            self.show_message("Stopping after the current step; the best weights are kept…")
+        if self.denoise_worker is not None:
+            self.denoise_stop = True
+            self.show_message("Stopping the denoising…")
+
+    def shutdown(self) -> None:
+        """Stop every job and drop its results (the widget or the viewer is closing)."""
+        workers = [w for w in (self.train_worker, self.denoise_worker) if w is not None]
+        for worker in workers:
+            for signal in (getattr(worker, "yielded", None), worker.returned, worker.errored,
+                           worker.finished):
+                if signal is not None:
+                    with contextlib.suppress(TypeError, RuntimeError):
+                        signal.disconnect()
+        if self.train_job is not None:
+            self.train_job.request_stop()
+        self.denoise_stop = True
+        for worker in workers:
+            worker.quit()
+        self.train_worker = self.denoise_worker = self.train_job = None
+
+    def progress_idle(self) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setFormat("idle")
+
+    def progress_busy(self, text: str) -> None:
+        """A job under way whose length is not known yet."""
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(text)
+
+    # ---------------------------------------------------------------------------------- messages
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet(ERROR_STYLE if error else "")
+
+    def reject(self, text: str) -> None:
+        """A bad choice: say why in the widget and in napari's notifications."""
+        self.show_message(text, error=True)
+        show_warning(text)
+
+    def report_worker_error(self, exc: BaseException) -> None:
+        self.show_message(f"{type(exc).__name__}: {exc}", error=True)
+
+
+class Panel(QWidget):
+    """A part of the GR2R widget, built on the shared :class:`WidgetState`.
+
+    A subclass builds its widgets in ``__init__``, changes the state through its methods and
+    follows it through its signals; the widget adds the panel to its layout.
+    """
+
+    def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+
+    @property
+    def viewer(self) -> napari.viewer.Viewer:
+        return self.state.viewer
