@@ -23,9 +23,6 @@ HEADLESS = ("napari_gr2r.engine", "napari_gr2r.io", "napari_gr2r.cli", "napari_g
 """Modules (and packages) that must run without napari or Qt."""
 MAX_LINES = 400
 REASON = "longer than 400 lines because"
-AWAITING_SPLIT = frozenset({"_qt/_widget.py"})
-"""Temporary allowance: modules over the size limit whose split into panels is under way.
-Remove an entry when the module is split; the test fails while an entry is no longer needed."""
 
 
 def _modules() -> dict[str, Path]:
@@ -177,17 +174,12 @@ def test_modules_are_short_or_say_why():
         text = path.read_text(encoding="utf-8")
         lines = len(text.splitlines())
         docstring = ast.get_docstring(ast.parse(text)) or ""
-        if lines > MAX_LINES and REASON not in docstring and relative not in AWAITING_SPLIT:
+        if lines > MAX_LINES and REASON not in docstring:
             too_long[relative] = lines
     assert not too_long, (
         f"modules over {MAX_LINES} lines without a reason ('{REASON} ...') in their docstring: "
         f"{too_long}"
     )
-    for relative in AWAITING_SPLIT:
-        path = ROOT / relative
-        assert path.is_file(), f"{relative} is gone: remove it from AWAITING_SPLIT"
-        assert len(path.read_text(encoding="utf-8").splitlines()) > MAX_LINES, \
-            f"{relative} is short now: remove it from AWAITING_SPLIT"
 
 
 def test_headless_modules_import_in_dependency_order():
