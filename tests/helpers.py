@@ -37,3 +37,26 @@ def shrink_widget(widget, steps: int, width: int = 8, batch: int = 4, lr: float 
     if preview_every is not None:
         widget.preview_every.setValue(preview_every)
     widget.device.setCurrentIndex(widget.device.findData("cpu"))
+
+
+def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1):
+    """An untrained width-4, depth-2 U-Net with a fixed normalisation (100..1100): a valid
+    model for tests of inputs and outputs, built in milliseconds."""
+    import torch
+
+    from napari_gr2r.engine import GR2RModel, TrainConfig
+    from napari_gr2r.engine.networks import build_network
+
+    try:
+        from napari_gr2r.engine.noise import NoiseLevel
+        from napari_gr2r.engine.normalization import Normalization
+    except ImportError:
+        from napari_gr2r.engine.data import NoiseLevel, Normalization
+
+    torch.manual_seed(seed)
+    return GR2RModel(
+        net=build_network(dims, channels, 4, 2).eval(), config=TrainConfig(width=4, depth=2),
+        axes=axes, channels=channels, dims=dims,
+        normalization=Normalization([100.0] * channels, [1100.0] * channels),
+        noise_level=NoiseLevel([0.0] * channels, [1e-3] * channels, [1e-3] * channels),
+    )

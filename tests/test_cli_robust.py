@@ -1,0 +1,111 @@
+"""The command line as a new user meets it: the default preset and its time estimate, the help
+texts, tidy progress bars, and clean errors end to end (a real process, exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_gr2r import engine
+from napari_gr2r.cli import build_parser, main
+from tests.helpers import tiny_model
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    noisy = np.random.default_rng(0).normal(100, 10, (48, 48)).astype(np.float32)
+    tifffile.imwrite(folder / "in.tif", noisy)
+    engine.save_model(tiny_model(), folder / "m.gr2r.pt")
+    return folder
+
+
+def test_the_default_preset_follows_the_device():
+    from napari_gr2r.cli.train import default_preset
+
+    assert default_preset(torch.device("cpu")) == "fast"
+    assert default_preset(torch.device("cuda:0")) == "balanced"
+    assert default_preset(torch.device("mps")) == "balanced"
+
+
+def test_train_says_which_preset_and_how_long(folder, capsys):
+    out = folder / "t.gr2r.pt"
+    assert main(["train", str(folder / "in.tif"), "--axes", "YX", "--steps", "20",
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "preset fast (the default on a CPU" in err
+    match = re.search(r"estimated time: about ([\d.]+) (s|min|h) for 20 steps", err)
+    assert match, err
+    assert engine.load_model(out).config.preset == "fast"
+
+
+def test_training_ends_in_one_100_percent_line(folder, capsys):
+    assert main(["train", str(folder / "in.tif"), "--axes", "YX", "--preset", "fast",
+                 "--steps", "20", "-o", str(folder / "u.gr2r.pt")]) == 0
+    err = capsys.readouterr().err
+    finals = {s.strip() for s in re.split(r"[\r\n]", err) if "100%" in s}
+    assert len(finals) == 1, finals
+
+
+def test_denoise_shows_one_bar_that_ends_at_100_percent(folder, capsys):
+    assert main(["denoise", str(folder / "in.tif"), "--model", str(folder / "m.gr2r.pt"),
+                 "-o", str(folder / "o.tif")]) == 0
+    err = capsys.readouterr().err
+    assert "0tile [" not in err and "?tile/s" not in err
+    assert len({s.strip() for s in re.split(r"[\r\n]", err) if "100%" in s}) == 1
+
+
+def _actions(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for inner in _actions(sub):
+                    yield name, inner
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield "", action
+
+
+def test_help_documents_every_option_and_its_default():
+    parser = build_parser()
+    seen = 0
+    for command, action in _actions(parser):
+        if not action.option_strings:  # the positional input and the command
+            assert action.help, (command, action.dest)
+            continue
+        seen += 1
+        assert action.help and len(action.help) > 10, (command, action.option_strings)
+        has_default = action.default not in (None, False, argparse.SUPPRESS) or \
+            action.dest in ("preset",)
+        if has_default and not action.required:
+            text = action.help % {"default": action.default} if "%(" in action.help else \
+                action.help
+            assert "default" in text, (command, action.option_strings, text)
+    assert seen >= 20
+    for command in ("train", "denoise", "demo"):
+        text = subprocess.run([sys.executable, "-m", "napari_gr2r", command, "--help"],
+                              capture_output=True, text=True, timeout=120).stdout
+        assert "default" in text
+
+
+def test_a_real_process_gets_one_line_and_exit_2(folder):
+    cases = [["--device", "tpu"], ["--model", str(folder / "in.tif")], ["--tile", "0"]]
+    if not torch.cuda.is_available():
+        cases.append(["--device", "cuda"])
+    for extra in cases:
+        args = ["denoise", str(folder / "in.tif"), "-o", str(folder / "x.tif")]
+        if "--model" not in extra:
+            args += ["--model", str(folder / "m.gr2r.pt")]
+        result = subprocess.run([sys.executable, "-m", "napari_gr2r", *args, *extra],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (folder / "x.tif").exists()
