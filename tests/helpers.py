@@ -46,12 +46,8 @@ def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1
 
     from napari_gr2r.engine import GR2RModel, TrainConfig
     from napari_gr2r.engine.networks import build_network
-
-    try:
-        from napari_gr2r.engine.noise import NoiseLevel
-        from napari_gr2r.engine.normalization import Normalization
-    except ImportError:
-        from napari_gr2r.engine.data import NoiseLevel, Normalization
+    from napari_gr2r.engine.noise import NoiseLevel
+    from napari_gr2r.engine.normalization import Normalization
 
     torch.manual_seed(seed)
     return GR2RModel(

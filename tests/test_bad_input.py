@@ -35,6 +35,8 @@ def noisy(shape=SHAPE, dtype=np.float32, seed=0) -> np.ndarray:
 def digest(data) -> str:
     """Bytes, shape, dtype and strides of an array (or the bytes of its file)."""
     if isinstance(data, torch.Tensor):
+        if data.device.type != "cpu":
+            return repr((data.shape, data.dtype, data.device))
         data = data.detach().numpy()
     if isinstance(data, np.memmap) and data.filename:
         return hashlib.sha256(Path(data.filename).read_bytes()).hexdigest()

@@ -70,7 +70,7 @@ def test_sigkill_during_repeated_saves_leaves_a_loadable_file_and_no_stray_tempo
 
 def test_save_model_removes_stale_temporaries_of_its_target(tmp_path):
     pid = _dead_pid()
-    stale = [tmp_path / f".m.gr2r.pt.{pid}.abc123.tmp", tmp_path / ".m.gr2r.pt.k3j2l.tmp"]
+    stale = [tmp_path / f".m.gr2r.pt.{pid}.abc123.tmp", tmp_path / ".m.gr2r.pt.k3j2l9x_.tmp"]
     for p in stale:
         p.write_bytes(b"x" * 1000)
     os.utime(stale[1], (0, 0))  # an old temporary of an earlier version, without a pid

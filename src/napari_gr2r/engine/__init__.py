@@ -14,7 +14,15 @@ from .axes import AxesInfo, guess_axes, parse_axes
 from .checkpoint import load_model, save_model
 from .config import METHODS, PRESETS, TrainConfig
 from .devices import available_devices, resolve_device
-from .errors import AxesError, CheckpointError, ConfigError, GR2RError, InputError
+from .errors import (
+    AxesError,
+    CheckpointError,
+    ConfigError,
+    GR2RError,
+    InputError,
+    NumericalError,
+    OutputError,
+)
 from .events import (
     CollapseDetected,
     TrainEvent,
@@ -39,6 +47,8 @@ __all__ = [
     "GR2RError",
     "GR2RModel",
     "InputError",
+    "NumericalError",
+    "OutputError",
     "TrainConfig",
     "TrainEvent",
     "Trainer",
