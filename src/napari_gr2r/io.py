@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +61,20 @@ def _tiff_description(path: Path) -> dict[str, Any]:
 
 def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
                 meta: dict[str, Any] | None = None) -> Path:
-    """Write a TIFF atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a TIFF atomically: a temporary file in the same folder, then a rename (see
+    :mod:`napari_gr2r.engine.atomic`: normal permissions, no stray temporaries)."""
     import tifffile
 
+    from .engine.atomic import atomic_path
+
+    path = Path(path)
     description: dict[str, Any] = {"axes": axes, "shape": list(data.shape)}
     for key in ("scale", "unit"):
         if meta and key in meta:
             description[key] = meta[key]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
-        # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
+    # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
+    # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data, description=json.dumps(description), metadata=None,
                          photometric="minisblack")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
