@@ -39,7 +39,7 @@ def test_training_resumes_from_a_file(trained, gaussian2d, tmp_path):
 def test_corrupt_and_foreign_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.gr2r.pt"
     garbage.write_bytes(b"this is not a model")
-    with pytest.raises(engine.CheckpointError, match="not a readable"):
+    with pytest.raises(engine.CheckpointError, match="not a napari-gr2r model file"):
         engine.load_model(garbage)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)

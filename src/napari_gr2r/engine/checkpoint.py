@@ -8,16 +8,18 @@ from the stored config.
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
+from .atomic import atomic_path
 from .config import TrainConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
 from .model import GR2RModel
 from .networks import build_network
 from .noise import NoiseLevel
@@ -67,55 +69,103 @@ def _to_cpu(obj: Any) -> Any:
 
 
 def save_model(model: GR2RModel, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` atomically (a temporary file in the same folder, renamed).
+    """Write ``model`` to ``path`` atomically (see :mod:`.atomic`).
 
-    An interrupted save leaves any earlier file at ``path`` untouched.
+    An interrupted save leaves any earlier file at ``path`` untouched; the file gets the
+    permissions a plain ``open()`` would give it; temporaries of earlier saves that were
+    killed are removed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = model_to_dict(model)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+    return Path(path)
+
+
+def _not_a_model(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a napari-gr2r model file ({why}); give a file written by "
+        "'napari-gr2r train' or engine.save_model()."
+    )
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> GR2RModel:
     """Load a model file written by :func:`save_model`.
 
+    Only plain data is read (``torch.load(weights_only=True)``): a file holding other Python
+    objects is refused, never run.
+
     Raises
     ------
     CheckpointError
-        When the file is missing, damaged, not a napari-gr2r model, or from a newer format.
+        When the file is missing, damaged, not a napari-gr2r model, from a newer format, or
+        holds NaN or infinite weights or a degenerate normalisation.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the model file (.gr2r.pt) in it.")
     if not path.is_file():
         raise CheckpointError(f"No model file at {path}.")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise _not_a_model(path, "it is empty")
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise _not_a_model(path, "it is not a PyTorch file")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch.load raises many unrelated types on damaged input
-        raise CheckpointError(
-            f"{path} is not a readable napari-gr2r model (damaged, truncated, or another kind "
-            f"of file): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from None
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never
+        raise _not_a_model(path, "it holds Python objects other than plain data, e.g. a model "
+                                 "saved by another program; such files are not loaded") from None
+    except Exception:  # torch.load raises many unrelated types on damaged input
+        raise _not_a_model(path, "it is damaged or truncated") from None
     return model_from_dict(payload, source=str(path))
 
 
+def _format_version(payload: dict[str, Any], source: str) -> int:
+    value = payload.get("format_version", 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise CheckpointError(
+            f"{source} has a format version {value!r} that is not a whole number: it is damaged "
+            "or was not written by napari-gr2r. Train the model again."
+        )
+    return int(value)
+
+
+def check_model_values(model: GR2RModel, source: str = "the model") -> None:
+    """Raise :class:`CheckpointError` for NaN or infinite weights, a degenerate normalisation
+    or a non-finite noise level: such a model would denoise every image into NaN."""
+    bad = [name for name, t in model.net.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{source} has NaN or infinite weights ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}), from a training run that diverged; train it "
+            "again (a lower learning rate may help) or use an earlier copy."
+        )
+    try:
+        model.normalization.check(f"The normalisation in {source}")
+    except InputError as exc:
+        raise CheckpointError(f"{exc} Train the model again.") from None
+    level = model.noise_level
+    try:
+        values = [float(v) for v in (*level.a, *level.b, *level.typical)]
+    except (TypeError, ValueError):
+        values = [math.nan]
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise CheckpointError(
+            f"The noise level in {source} is not a set of finite, non-negative numbers; train "
+            "the model again."
+        )
+
+
 def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
-    """Rebuild a :class:`GR2RModel` from :func:`model_to_dict`'s content."""
+    """Rebuild a :class:`GR2RModel` from :func:`model_to_dict`'s content (checked)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{source} is not a napari-gr2r model file (it may be a checkpoint of another "
-            "program). Train a model with napari-gr2r and save it with save_model()."
+            "program); give a file written by 'napari-gr2r train' or engine.save_model()."
         )
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+    if _format_version(payload, source) > FORMAT_VERSION:
         raise CheckpointError(
             f"{source} was written by a newer napari-gr2r "
             f"({payload.get('versions', {}).get('napari_gr2r', '?')}); upgrade napari-gr2r."
@@ -126,7 +176,7 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
                             config.residual)
         net.load_state_dict(payload["state_dict"])
         net.eval()
-        return GR2RModel(
+        model = GR2RModel(
             net=net, config=config, axes=payload["axes"], channels=payload["channels"],
             dims=payload["dims"], normalization=Normalization(**payload["normalization"]),
             noise_level=NoiseLevel(**payload["noise_level"]), step=payload["step"],
@@ -135,5 +185,9 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
             best_step=payload.get("best_step", payload["step"]),
             best_val_loss=payload.get("best_val_loss"),
         )
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{source} is incomplete or inconsistent: {exc}") from None
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{source} is incomplete or inconsistent ({detail}); train the "
+                              "model again or use another copy.") from None
+    check_model_values(model, source)
+    return model
