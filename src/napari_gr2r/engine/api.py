@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import TrainConfig
+from .errors import ConfigError
 from .events import TrainEvent
 from .inference import denoise_in_memory
 from .model import GR2RModel
@@ -78,7 +79,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
                                batch_size=batch_size, device=device, client=client,
                                progress=progress, should_stop=should_stop)
     if client is not None:
-        raise ValueError("client= runs the blocks of an out-of-core run: pass out= as well.")
+        raise ConfigError("client= runs the blocks of an out-of-core run: pass out= as well.")
     return denoise_in_memory(model, data, axes, tile=tile, overlap=overlap,
                              batch_size=batch_size, device=device, progress=progress,
                              should_stop=should_stop)

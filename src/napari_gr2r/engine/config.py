@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import check_bool, check_float, check_int
 from .errors import ConfigError
 
 METHODS = ("gr2r", "gr2r-paper", "r2r", "n2c")
@@ -134,6 +135,13 @@ class TrainConfig:
         """Build a config from a preset (``fast``, ``balanced``, ``quality``) and overrides."""
         if preset not in PRESETS:
             raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(
+                f"Unknown setting(s) {', '.join(unknown)}; the settings of TrainConfig are "
+                f"{', '.join(sorted(names))}."
+            )
         values = dict(_PRESET_VALUES[preset], preset=preset)
         values.update(overrides)
         return cls(**values)
@@ -150,28 +158,37 @@ class TrainConfig:
             raise ConfigError(
                 f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."
             )
-        positive_ints = ("steps", "batch_size", "patch_size", "patch_size_z", "width", "depth",
-                         "val_every", "event_every")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {value!r}.")
-        if self.patch_size < 8:
-            raise ConfigError(f"patch_size must be at least 8 pixels, not {self.patch_size}.")
-        if self.depth > 6:
-            raise ConfigError(f"depth must be at most 6, not {self.depth}.")
-        if not 0 < self.lr < 1:
-            raise ConfigError(f"lr must be between 0 and 1, not {self.lr}.")
-        if not 0 <= self.val_fraction < 0.5:
-            raise ConfigError(f"val_fraction must be in [0, 0.5), not {self.val_fraction}.")
+        ints = {"steps": (1, None), "batch_size": (1, None), "patch_size": (8, None),
+                "patch_size_z": (1, None), "width": (1, None), "depth": (1, 6),
+                "val_every": (1, None), "event_every": (1, None), "warmup_steps": (0, None)}
+        for name, (low, high) in ints.items():
+            setattr(self, name, check_int(name, getattr(self, name), low, high))
+        if self.seed is not None:
+            self.seed = check_int("seed", self.seed, 0, 2**63 - 1,
+                                  what="None, or a whole number from 0")
+        self.lr = check_float("lr", self.lr, 0, 1, low_open=True, high_open=True)
+        self.lr_min_factor = check_float("lr_min_factor", self.lr_min_factor, 0, 1)
+        self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 0.5,
+                                        high_open=True)
         for name in ("gamma", "lambda_g"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must be zero or positive, not {value}.")
-        if not 0 < self.r2r_alpha < 1:
-            raise ConfigError(f"r2r_alpha must be between 0 and 1, not {self.r2r_alpha}.")
+            if getattr(self, name) is not None:
+                setattr(self, name, check_float(name, getattr(self, name), 0,
+                                                what="zero or positive, or None"))
+        self.r2r_alpha = check_float("r2r_alpha", self.r2r_alpha, 0, 1, low_open=True,
+                                     high_open=True)
+        self.collapse_fraction = check_float("collapse_fraction", self.collapse_fraction, 0)
+        self.noise_offset = check_float("noise_offset", self.noise_offset)
+        if self.noise_sigma is not None:
+            self.noise_sigma = check_float("noise_sigma", self.noise_sigma, 0,
+                                           what="the Gaussian noise's standard deviation")
+        if self.noise_gain is not None:
+            self.noise_gain = check_float("noise_gain", self.noise_gain, 0, low_open=True,
+                                          what="the Poisson gain")
+        self.pin_noise = check_bool("pin_noise", self.pin_noise, allow_none=True)
+        self.residual = check_bool("residual", self.residual)
+        self.augment = check_bool("augment", self.augment)
         if self.method == "r2r":
-            if self.noise_sigma is None or self.noise_sigma < 0:
+            if self.noise_sigma is None:
                 raise ConfigError(
                     "method='r2r' needs the noise level: set noise_sigma (the Gaussian standard "
                     "deviation in the image's intensity units) and, for Poisson-Gaussian noise, "

@@ -7,6 +7,8 @@ import warnings
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 
 def available_devices() -> list[tuple[str, str]]:
     """``(device, label)`` pairs for what this machine has, the CPU last.
@@ -29,15 +31,34 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+DEVICE_NAMES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) picks CUDA, then MPS, then CPU; other names are checked."""
+    """``"auto"`` (or None) picks CUDA, then MPS, then CPU; other names are checked.
+
+    Raises :class:`~napari_gr2r.engine.errors.ConfigError` for a name that is not a device,
+    or a device this machine does not have.
+    """
     if device is None or str(device) == "auto":
         return torch.device(available_devices()[0][0])
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for but this PyTorch sees no CUDA GPU; use 'auto' or 'cpu'.")
+    if not isinstance(device, (str, torch.device)):
+        raise ConfigError(f"device must be one of {DEVICE_NAMES}, not {device!r}.")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"Unknown device {str(device)!r}; use {DEVICE_NAMES}.") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"napari-gr2r does not run on {dev.type!r}; use {DEVICE_NAMES}.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{str(device)!r} was asked for but this PyTorch sees no CUDA GPU; "
+                              "use 'auto' or 'cpu'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{str(device)!r} was asked for but this machine has "
+                              f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0.")
     if dev.type == "mps" and not _mps_available():
-        raise ValueError("MPS was asked for but is not available here; use 'auto' or 'cpu'.")
+        raise ConfigError("MPS was asked for but is not available here; use 'auto' or 'cpu'.")
     return dev
 
 

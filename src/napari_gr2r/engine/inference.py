@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .model import GR2RModel
-from .tiling import TilePlan
+from .tiling import TilePlan, check_arguments
 
 
 def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
@@ -26,6 +26,7 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
     The arguments are those of :func:`napari_gr2r.engine.denoise` without ``out``; the
     result is in the input's intensity scale.
     """
+    batch_size = check_arguments(model, tile, overlap, batch_size, device)
     source = model.open_source(data, axes)
     plan = TilePlan(model, source, tile, overlap)
     result = np.empty((source.n_samples, *source.czyx), np.float32)

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checks import check_int, check_sizes
 from .devices import resolve_device, usable_device
+from .errors import ConfigError, InputError, NumericalError
 from .model import GR2RModel
 from .networks import place
 from .sources import ImageSource
@@ -87,27 +89,63 @@ def sum_weights(tiling: AxisTiling, length: int) -> np.ndarray:
     return total
 
 
+def min_tile(model: GR2RModel) -> int:
+    """The smallest tile side accepted: two of the network's down-sampling steps, >= 16."""
+    return max(16, 2 * int(getattr(model.net, "multiple", 1)))
+
+
 def default_tiling(model: GR2RModel, tile: int | tuple[int, ...] | None,
                    overlap: int | tuple[int, ...] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Tile and overlap per spatial axis of the network (YX or ZYX)."""
+    """Tile and overlap per spatial axis of the network (YX or ZYX), checked.
+
+    Raises :class:`~napari_gr2r.engine.errors.ConfigError` for a tile below
+    :func:`min_tile`, a negative overlap, or an overlap not smaller than its tile.
+    """
     dims = model.dims
     if tile is None:
         tiles = (DEFAULT_TILE_2D,) * 2 if dims == 2 else DEFAULT_TILE_3D
-    elif isinstance(tile, int):
-        tiles = (tile,) * dims
     else:
-        tiles = tuple(int(t) for t in tile)[-dims:]
+        tiles = check_sizes("tile", tile, dims, min_tile(model),
+                            what="tile side in pixels; leave it unset for the automatic size")
     if overlap is None:
         radius = getattr(model.net, "receptive_radius", 32)
         exact = 2 * radius + BLEND
         overlaps = tuple(min(exact, t // 2) for t in tiles)
-    elif isinstance(overlap, int):
-        overlaps = (overlap,) * dims
     else:
-        overlaps = tuple(int(o) for o in overlap)[-dims:]
-    if len(tiles) != dims or len(overlaps) != dims:
-        raise ValueError(f"tile and overlap need {dims} values for a {dims}D model")
+        overlaps = check_sizes("overlap", overlap, dims, 0, what="pixels shared by tiles")
+        for t, o in zip(tiles, overlaps):
+            if o >= t:
+                raise ConfigError(
+                    f"overlap ({o} pixels) must be smaller than the tile ({t} pixels); leave it "
+                    "unset for the overlap that makes tiled and untiled results equal."
+                )
     return tiles, overlaps
+
+
+def check_arguments(model: GR2RModel, tile: Any, overlap: Any, batch_size: Any,
+                    device: Any) -> int:
+    """Check the arguments of a denoising run before anything is read or written; returns
+    ``batch_size`` as an int."""
+    if not isinstance(model, GR2RModel):
+        raise InputError(
+            f"model must be a GR2RModel, not {type(model).__name__}; load one with "
+            "engine.load_model(path) or train one with engine.train()."
+        )
+    default_tiling(model, tile, overlap)
+    resolve_device(device)
+    return check_int("batch_size", batch_size, 1, what="tiles per forward pass, e.g. 4")
+
+
+def check_result(block: np.ndarray, where: str = "") -> np.ndarray:
+    """Raise :class:`NumericalError` when a denoised block holds NaN or infinite values."""
+    if not np.isfinite(block).all():
+        bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+        raise NumericalError(
+            f"Denoising gave {bad} NaN or infinite pixel(s){where}, so nothing was returned or "
+            "written: the image's intensities may be far outside those the model was trained "
+            "on, or the model is damaged. Check the image, or train a model on it."
+        )
+    return block
 
 
 class TilePlan:
@@ -177,4 +215,4 @@ class TilePlan:
                         if progress is not None:
                             progress(done, self.n_tiles)
                 yield sample, (z if model.dims == 2 else slice(None)), \
-                    model.normalization.invert(acc)
+                    check_result(model.normalization.invert(acc))

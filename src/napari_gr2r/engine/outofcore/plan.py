@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..axes import AxesInfo
+from ..checks import check_sizes
 from ..errors import InputError
 from ..model import GR2RModel
 from ..tiling import default_tiling
@@ -99,6 +100,12 @@ def input_z_chunk(data: Any, info: AxesInfo) -> int | None:
     return int(value) if isinstance(value, (int, np.integer)) else None
 
 
+def check_chunks(model: GR2RModel, chunks: Any) -> tuple[int, ...]:
+    """``chunks`` (one int, or one per network axis) as a tuple of positive ints."""
+    return check_sizes("chunks", chunks, model.dims, 1,
+                       what="block side in pixels; leave it unset for the automatic size")
+
+
 def plan_blocks(model: GR2RModel, info: AxesInfo, tile: Any = None, chunks: Any = None,
                 out_chunks: tuple[int, ...] | None = None, input_z_chunk: int | None = None,
                 ) -> BlockGrid:
@@ -139,10 +146,7 @@ def plan_blocks(model: GR2RModel, info: AxesInfo, tile: Any = None, chunks: Any 
         for i in spatial:
             block[i] = _lcm(block[i], multiple)
     elif chunks is not None:
-        values = (chunks,) * model.dims if isinstance(chunks, int) else tuple(chunks)
-        if len(values) != model.dims or any(int(v) < 1 for v in values):
-            raise ValueError(f"chunks needs {model.dims} positive values for a {model.dims}D model")
-        values = tuple(_round_up(int(v), multiple) for v in values)
+        values = tuple(_round_up(v, multiple) for v in check_chunks(model, chunks))
         block = [1, *values] if model.dims == 2 else list(values)
     else:
         block = [max(_round_up(max(t - 2 * h, t // 2), multiple), multiple)
