@@ -18,23 +18,41 @@ class Normalization:
 
     @classmethod
     def fit(cls, blocks: list[np.ndarray], pmin: float = 1.0, pmax: float = 99.9) -> Normalization:
+        """Percentiles ``pmin`` and ``pmax`` of each channel of ``(C, ...)`` blocks.
+
+        A channel is constant when its range is within float32 rounding of its magnitude
+        (a relative test: an image scaled by 1e-15 is not constant).
+        """
         channels = blocks[0].shape[0]
         lows, highs = [], []
         for c in range(channels):
             values = np.concatenate([b[c].ravel() for b in blocks])
             if values.size > 4_000_000:
                 values = values[:: values.size // 4_000_000 + 1]
-            lo, hi = np.percentile(values, [pmin, pmax])
-            if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+            lo, hi = (float(v) for v in np.percentile(values.astype(np.float64), [pmin, pmax]))
+            if _flat(lo, hi):
                 lo, hi = float(values.min()), float(values.max())
-            if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+            if _flat(lo, hi):
                 raise InputError(
                     f"Channel {c} of the image is constant ({lo:g}); there is no signal or noise "
-                    "to learn from."
+                    "to learn from. Check that this is the image (and channel) you meant."
                 )
-            lows.append(float(lo))
-            highs.append(float(hi))
+            lows.append(lo)
+            highs.append(hi)
         return cls(lows, highs)
+
+    def check(self, source: str = "The normalisation") -> None:
+        """Raise :class:`InputError` unless every channel has finite ``low < high``."""
+        try:
+            pairs = [(float(lo), float(hi)) for lo, hi in zip(self.low, self.high, strict=True)]
+        except (TypeError, ValueError):
+            raise InputError(f"{source} is not a list of numbers per channel.") from None
+        for c, (lo, hi) in enumerate(pairs):
+            if not (np.isfinite(lo) and np.isfinite(hi)) or _flat(lo, hi) or hi < lo:
+                raise InputError(
+                    f"{source} of channel {c} is degenerate (low {lo:g}, high {hi:g}): it "
+                    "would turn every image into NaN or a constant."
+                )
 
     def _shape(self, values: list[float], ndim: int) -> np.ndarray:
         return np.asarray(values, np.float32).reshape((-1,) + (1,) * (ndim - 1))
@@ -51,3 +69,10 @@ class Normalization:
     def scale(self, c: int) -> float:
         return self.high[c] - self.low[c]
 
+
+def _flat(lo: float, hi: float) -> bool:
+    """Whether ``[lo, hi]`` is an empty range at float32 resolution (relative), or below the
+    smallest normal float32 (absolute)."""
+    span = hi - lo
+    return not span > 4 * float(np.finfo(np.float32).eps) * max(abs(lo), abs(hi)) or \
+        span < float(np.finfo(np.float32).tiny) * 1e6

@@ -7,6 +7,7 @@ arrays are never read whole: statistics come from a sample of blocks.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -22,25 +23,105 @@ PathLike = str | os.PathLike
 
 
 def as_lazy_or_numpy(data: Any) -> Any:
-    """Numpy and dask arrays pass through; zarr and other array-likes become dask arrays."""
+    """Numpy and dask arrays pass through; zarr and other array-likes become dask arrays.
+
+    CPU torch tensors become numpy arrays sharing their memory (never written to); nested
+    lists become numpy arrays.
+    """
     if isinstance(data, np.ndarray):
         return data
+    if isinstance(data, np.generic):
+        return np.asarray(data)
     module = type(data).__module__.split(".")[0]
     if module == "dask":
         return data
+    if module == "torch" and hasattr(data, "detach"):
+        return _tensor_as_numpy(data)
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise InputError(
+            f"Got the path {os.fsdecode(data)!r}, not an image; pass a numpy, dask or zarr array "
+            "(read a file with napari_gr2r.io.read_image), or use the command line with a path."
+        )
     if hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
         import dask.array as da
 
         chunks = getattr(data, "chunks", "auto")
         if not isinstance(chunks, tuple):
             chunks = "auto"
-        return da.from_array(data, chunks=chunks, asarray=True, fancy=False)
+        try:
+            return da.from_array(data, chunks=chunks, asarray=True, fancy=False)
+        except TypeError:  # a dtype dask does not know
+            raise InputError(
+                f"Cannot read an array of type {type(data).__name__} with dtype {data.dtype}; "
+                "pass a numpy, dask or zarr array."
+            ) from None
     if isinstance(data, (list, tuple)):
-        return np.asarray(data)
+        try:
+            return np.asarray(data)
+        except ValueError:
+            raise InputError(
+                "The nested lists have rows of different lengths, so they are not an image; "
+                "pass a numpy, dask or zarr array."
+            ) from None
     raise InputError(
         f"Cannot denoise an object of type {type(data).__name__}; pass a numpy, dask or zarr "
         "array (or a path on the command line)."
     )
+
+
+def _tensor_as_numpy(tensor: Any) -> np.ndarray:
+    import torch
+
+    if tensor.device.type != "cpu":
+        raise InputError(
+            f"The image is a torch tensor on {tensor.device}; pass tensor.cpu() (or a numpy "
+            "array) instead."
+        )
+    tensor = tensor.detach().resolve_conj().resolve_neg()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.to(torch.float32)
+    return tensor.numpy()
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def lossy_in_float32(dtype: np.dtype) -> bool:
+    """Whether casting ``dtype`` to float32 can lose values (32/64-bit ints, float64)."""
+    dtype = np.dtype(dtype)
+    return (dtype.kind in "iu" and dtype.itemsize >= 4) or (dtype.kind == "f" and
+                                                            dtype.itemsize > 4)
+
+
+def check_float32_range(block: np.ndarray, where: str = "") -> None:
+    """Raise :class:`InputError` for values a float32 cannot hold (beyond ~3.4e38)."""
+    if block.dtype.kind != "f" or block.dtype.itemsize <= 4 or not block.size:
+        return
+    peak = max(abs(float(np.min(block))), abs(float(np.max(block))))
+    if peak > F32_MAX:
+        factor = 10.0 ** math.ceil(math.log10(peak / 1e30))
+        raise InputError(
+            f"The image has values up to {peak:.3g}{where}, beyond the float32 range (3.4e38) "
+            f"the network computes in; divide it by a constant first (e.g. image / {factor:g}) "
+            "and multiply the result back."
+        )
+
+
+def check_float32_precision(low: float, high: float) -> None:
+    """Raise :class:`InputError` when float32 cannot resolve ``[low, high]`` at its
+    magnitude (fewer than 16 steps): e.g. uint64 values near 2**64 that span a few hundred."""
+    span = high - low
+    if span <= 0:
+        return  # constant: the normalisation says so
+    magnitude = max(abs(low), abs(high))
+    step = float(np.spacing(np.float32(magnitude)))
+    if span / step < 16:
+        raise InputError(
+            f"The image's values lie around {float(magnitude):.6g} but span only "
+            f"{float(span):.3g}: float32, in which the network computes, cannot tell them apart "
+            "at that magnitude. Subtract the offset first, e.g. image - image.min(), and add "
+            "it back to the result if needed."
+        )
 
 
 def check_dtype(dtype: np.dtype) -> None:
@@ -124,6 +205,7 @@ class ImageSource:
         """Chunk size (Z, Y, X) of a lazy array: random blocks are placed inside chunks."""
         if self.in_memory:
             check_finite(self._arr)
+            check_float32_range(self._arr)
 
     @property
     def n_samples(self) -> int:
@@ -136,33 +218,56 @@ class ImageSource:
     def read(self, sample: int, z: slice = slice(None), y: slice = slice(None),
              x: slice = slice(None)) -> np.ndarray:
         """Block ``(C, Z, Y, X)`` of one sample as float32, in the input's intensity units."""
+        return self._as_float32(self.read_native(sample, z, y, x), f" in sample {sample}")
+
+    def read_native(self, sample: int, z: slice = slice(None), y: slice = slice(None),
+                    x: slice = slice(None)) -> np.ndarray:
+        """Block ``(C, Z, Y, X)`` of one sample in the input's own dtype."""
         lead = np.unravel_index(sample, self.info.sample_shape) if self.info.sample_shape else ()
-        block = self._arr[(*(int(i) for i in lead), slice(None), z, y, x)]
-        block = np.asarray(block, dtype=np.float32)
-        if not self.in_memory:
-            check_finite(block, f" in sample {sample}")
-        return block
+        return np.asarray(self._arr[(*(int(i) for i in lead), slice(None), z, y, x)])
+
+    def _as_float32(self, block: np.ndarray, where: str = "") -> np.ndarray:
+        if not self.in_memory:  # checked once for the whole array when it is in memory
+            check_finite(block, where)
+            check_float32_range(block, where)
+        return np.asarray(block, dtype=np.float32)
 
     def random_blocks(self, rng: np.random.Generator, count: int,
-                      size: tuple[int, int, int]) -> list[np.ndarray]:
+                      size: tuple[int, int, int], native: bool = False) -> list[np.ndarray]:
         """Up to ``count`` random blocks of at most ``size`` (Z, Y, X), for statistics."""
         _, nz, ny, nx = self.czyx
         bz, by, bx = min(size[0], nz), min(size[1], ny), min(size[2], nx)
         chunks = self.chunks or (None, None, None)
+        read = self.read_native if native else self.read
         blocks = []
         for _ in range(count):
             s = int(rng.integers(self.n_samples))
             z0, y0, x0 = (random_start(rng, 0, n, b, c)
                           for n, b, c in zip((nz, ny, nx), (bz, by, bx), chunks))
-            blocks.append(self.read(s, slice(z0, z0 + bz), slice(y0, y0 + by),
-                                    slice(x0, x0 + bx)))
+            blocks.append(read(s, slice(z0, z0 + bz), slice(y0, y0 + by), slice(x0, x0 + bx)))
         return blocks
 
     def statistics_blocks(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """The whole image when it is small and in memory, else a sample of blocks."""
+        """The whole image when it is small and in memory, else a sample of blocks (float32).
+
+        For dtypes float32 cannot hold exactly (32/64-bit integers, float64) the blocks'
+        range is checked in their own dtype first: see :func:`check_float32_precision`.
+        """
+        native = lossy_in_float32(self.dtype)
         if self.in_memory:
-            return [self.read(s) for s in range(self.n_samples)]
-        return self.random_blocks(rng, 24, (16, 256, 256))
+            blocks = [self.read_native(s) if native else self.read(s)
+                      for s in range(self.n_samples)]
+        else:
+            blocks = self.random_blocks(rng, 24, (16, 256, 256), native=native)
+        if not native:
+            return blocks
+        for c in range(self.czyx[0]):
+            values = [b[c] for b in blocks if b[c].size]
+            if values:
+                cast = int if self.dtype.kind in "iu" else float
+                check_float32_precision(min(cast(v.min()) for v in values),
+                                        max(cast(v.max()) for v in values))
+        return [self._as_float32(b) for b in blocks]
 
 
 # --------------------------------------------------------------------------------------------
