@@ -17,9 +17,9 @@ from ..devices import resolve_device, usable_device
 from ..model import GR2RModel
 from ..networks import place
 from ..sources import ImageSource
-from ..tiling import TilePlan
+from ..tiling import TilePlan, check_result
 from .plan import Block, BlockGrid, fits_one_tile
-from .store import ChunkProgress, RunState, write_state
+from .store import ChunkProgress, RunState, check_owner, write_state
 
 
 def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block: Block, *,
@@ -80,7 +80,9 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
             result = np.moveaxis(result, 0, 1) if model.dims == 2 else result[0]
             read = grid.read_box(block)
             crop = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(block.box, read))
-            yield block, norm.invert(np.ascontiguousarray(result[(slice(None), *crop)]))
+            yield block, check_result(
+                norm.invert(np.ascontiguousarray(result[(slice(None), *crop)])),
+                f" in block {block.index}")
         pending.clear()
 
     for index in indices:
@@ -111,7 +113,8 @@ def run_local(model: GR2RModel, source: ImageSource, arr: Any, grid: BlockGrid,
     results = denoise_blocks(model, source, grid, todo, tile=tile, overlap=overlap,
                              batch_size=batch_size, device=dev.type, should_stop=should_stop)
     for n, (block, result) in enumerate(results, 1):
+        check_owner(arr, state)  # never write into a store another run has claimed
         arr[grid.out_index(block)] = grid.to_output_layout(result)
         done[block.index] = True
-        write_state(arr, state)
+        write_state(arr, state)  # checks the owner again before marking the block done
         yield ChunkProgress(int(done.sum()), total, n, skipped)

@@ -11,13 +11,14 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import InputError
+from ..errors import OutputError
 from ..model import GR2RModel
+from ..outputs import OutputClaim, check_not_input, store_location
 from ..sources import open_lazy
-from ..tiling import default_tiling
+from ..tiling import check_arguments
 from .distributed import run_on_cluster
 from .local import run_local
-from .plan import input_z_chunk, plan_blocks
+from .plan import check_chunks, input_z_chunk, plan_blocks
 from .store import (
     ChunkProgress,
     default_out_chunks,
@@ -37,49 +38,60 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
 
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
     signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
-    True, leaves every finished block recorded, so a later call resumes.
+    True, leaves every finished block recorded, so a later call resumes. While it runs the
+    output is claimed (:class:`~napari_gr2r.engine.outputs.OutputClaim`): another run into
+    the same store fails with :class:`~napari_gr2r.engine.errors.OutputError`.
     """
     source_path = None
     if isinstance(data, (str, os.PathLike)):
         source_path = os.fspath(data)
         data, file_axes = open_lazy(source_path)
         axes = axes or file_axes
+    batch_size = check_arguments(model, tile, overlap, batch_size, device)
+    if chunks is not None:
+        check_chunks(model, chunks)
     source = model.open_source(data, axes)
     info = source.info
-    default_tiling(model, tile, overlap)  # checks tile and overlap early
 
-    existing = None
     if out is data or (hasattr(out, "store") and hasattr(data, "store") and
                        out.store == data.store and getattr(out, "path", None) ==
                        getattr(data, "path", None)):
-        raise InputError("The output array is the input; denoise into another array.")
+        raise OutputError("The output array is the input; denoise into another array.")
+    location = os.fspath(out) if isinstance(out, (str, os.PathLike)) else store_location(out)
+    if location is not None:  # whatever overwrite says: never over, in or around the input
+        check_not_input(location, [source_path, store_location(data)])
+    existing = None
     if not isinstance(out, (str, os.PathLike)):
         existing = tuple(int(c) for c in out.chunks) if hasattr(out, "chunks") else None
     elif not overwrite:
         found = existing_array(os.fspath(out))
         existing = tuple(int(c) for c in found.chunks) if found is not None else None
     grid = plan_blocks(model, info, tile, chunks, existing, input_z_chunk(data, info))
-    arr, _ = open_output(out, info.shape, default_out_chunks(grid), overwrite, source_path)
-    if existing is None:
-        grid = plan_blocks(model, info, tile, chunks, tuple(arr.chunks),
-                           input_z_chunk(data, info))
 
-    settings = {"model": model_fingerprint(model), "axes": info.axes, "shape": list(info.shape),
-                "block": list(grid.block), "halo": list(grid.halo)}
-    total = len(grid)
-    state = resume_state(arr, settings, total, overwrite)
-    done = state.done
-
-    skipped = int(done.sum())
-    todo = [i for i in range(total) if not done[i]]
-    yield ChunkProgress(skipped, total, 0, skipped)
-    if client is None:
-        yield from run_local(model, source, arr, grid, state, todo, tile=tile, overlap=overlap,
-                             batch_size=batch_size, device=device, should_stop=should_stop)
-    else:
-        yield from run_on_cluster(client, model, data, source_path, axes, arr, grid, state,
-                                  todo, tile=tile, overlap=overlap, batch_size=batch_size,
-                                  should_stop=should_stop)
+    claim = OutputClaim(location).acquire()  # a second run into this store fails here
+    try:
+        arr, _ = open_output(out, info.shape, default_out_chunks(grid), overwrite)
+        if existing is None:
+            grid = plan_blocks(model, info, tile, chunks, tuple(arr.chunks),
+                               input_z_chunk(data, info))
+        settings = {"model": model_fingerprint(model), "axes": info.axes,
+                    "shape": list(info.shape), "block": list(grid.block),
+                    "halo": list(grid.halo)}
+        total = len(grid)
+        state = resume_state(arr, settings, total, overwrite, owner=claim.record)
+        skipped = int(state.done.sum())
+        todo = [i for i in range(total) if not state.done[i]]
+        yield ChunkProgress(skipped, total, 0, skipped)
+        if client is None:
+            yield from run_local(model, source, arr, grid, state, todo, tile=tile,
+                                 overlap=overlap, batch_size=batch_size, device=device,
+                                 should_stop=should_stop)
+        else:
+            yield from run_on_cluster(client, model, data, source_path, axes, arr, grid, state,
+                                      todo, tile=tile, overlap=overlap, batch_size=batch_size,
+                                      should_stop=should_stop)
+    finally:
+        claim.release()
     return arr
 
 
@@ -125,7 +137,9 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
         Polled between blocks and tile batches; when it returns True an
         :class:`InterruptedError` is raised and the blocks written so far are kept.
     overwrite : bool
-        Start again even if ``out`` holds another result.
+        Start again even if ``out`` holds another result. An output that is, lies inside or
+        contains the input is refused whatever ``overwrite`` says, and so is a store another
+        run is writing.
 
     Returns
     -------

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..model import GR2RModel
+from ..outputs import in_use_message
 from ..sources import is_url
 from .plan import BlockGrid
 
@@ -32,13 +33,6 @@ class ChunkProgress:
     total: int
     written: int
     skipped: int
-
-
-def same_location(a: str, b: str) -> bool:
-    """Whether two paths (or URLs) name the same store."""
-    if is_url(a) or is_url(b):
-        return a.rstrip("/") == b.rstrip("/")
-    return Path(a).resolve() == Path(b).resolve()
 
 
 def existing_array(location: str) -> Any | None:
@@ -84,14 +78,19 @@ def unpack_done(text: str, n: int) -> np.ndarray:
 
 @dataclass
 class RunState:
-    """What the output's attributes record about a (possibly interrupted) run."""
+    """What the output's attributes record about a (possibly interrupted) run, and which run
+    owns the store now (see :class:`~napari_gr2r.engine.outputs.OutputClaim`)."""
 
     settings: dict[str, Any]
     done: np.ndarray
+    owner: dict[str, Any] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
-        return {**self.settings, "version": STATE_VERSION, "done": pack_done(self.done),
-                "blocks_done": int(self.done.sum()), "complete": bool(self.done.all())}
+        attrs = {**self.settings, "version": STATE_VERSION, "done": pack_done(self.done),
+                 "blocks_done": int(self.done.sum()), "complete": bool(self.done.all())}
+        if self.owner is not None:
+            attrs["owner"] = dict(self.owner)
+        return attrs
 
 
 def read_state(out: Any) -> dict[str, Any] | None:
@@ -100,15 +99,44 @@ def read_state(out: Any) -> dict[str, Any] | None:
     return dict(state) if isinstance(state, dict) else None
 
 
+def _fresh_state(out: Any) -> dict[str, Any] | None:
+    """The record as stored now (another process may have changed it since ``out`` was
+    opened, and zarr keeps the attributes it read)."""
+    import zarr
+
+    store, path = getattr(out, "store", None), getattr(out, "path", None)
+    if store is None or type(store).__name__ == "MemoryStore":
+        return read_state(out)
+    try:
+        return read_state(zarr.open_array(store=store, path=path or "", mode="r"))
+    except Exception:  # the store is gone or unreadable: the write below will say so
+        return read_state(out)
+
+
+def check_owner(out: Any, state: RunState) -> None:
+    """Raise :class:`OutputError` when another run has claimed ``out`` since this one did."""
+    if state.owner is None:
+        return
+    current = _fresh_state(out) or {}
+    owner = current.get("owner")
+    if isinstance(owner, dict) and owner.get("token") != state.owner["token"]:
+        raise OutputError(in_use_message(getattr(out, "store", out), owner)
+                          + " Its blocks are left to it; nothing more was written by this run.")
+
+
 def write_state(out: Any, state: RunState) -> None:
+    """Record ``state`` in ``out``'s attributes, after checking this run still owns it."""
+    check_owner(out, state)
     out.attrs[STATE_KEY] = state.to_attrs()
 
 
-def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool) -> RunState:
+def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool,
+                 owner: dict[str, Any] | None = None) -> RunState:
     """The run's record: the blocks an earlier run with the same settings finished, if any.
 
     Raises :class:`InputError` when ``arr`` holds a result of another model or of other
-    settings (unless ``overwrite``). The record is written to ``arr`` before it is returned.
+    settings (unless ``overwrite``). The record, with ``owner``, is written to ``arr``
+    before it is returned.
     """
     previous = read_state(arr)
     done = np.zeros(total, bool)
@@ -125,8 +153,8 @@ def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool
                 "choose another output, or pass overwrite=True to start again."
             )
         done = unpack_done(previous["done"], total)
-    state = RunState(settings, done)
-    write_state(arr, state)
+    state = RunState(settings, done, owner)
+    arr.attrs[STATE_KEY] = state.to_attrs()  # the claim: from now on checked before writes
     return state
 
 
@@ -135,14 +163,15 @@ def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool
 
 
 def open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], overwrite: bool,
-                source_path: str | None) -> tuple[Any, bool]:
-    """The output zarr array and whether its chunking is given (an existing array)."""
+                ) -> tuple[Any, bool]:
+    """The output zarr array and whether its chunking is given (an existing array).
+
+    The caller has checked that ``out`` does not overlap the input and claimed it.
+    """
     import zarr
 
     if isinstance(out, (str, os.PathLike)):
         location = os.fspath(out)
-        if source_path is not None and same_location(location, source_path):
-            raise InputError(f"The output {location} is the input; choose another output path.")
         arr = existing_array(location)  # raises for anything but a zarr array
         if arr is not None and not overwrite:
             if read_state(arr) is None:
