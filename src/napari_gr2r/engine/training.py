@@ -15,7 +15,7 @@ import torch
 
 from .config import TrainConfig
 from .devices import resolve_device, usable_device
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, NumericalError
 from .events import (
     CollapseDetected,
     TrainEvent,
@@ -29,7 +29,7 @@ from .networks import build_network, count_parameters, place
 from .noise import NoiseLevel
 from .normalization import Normalization
 from .patches import MIN_TRAIN_SIDE, PatchSampler, split_regions
-from .sources import ImageSource
+from .sources import ImageSource, as_lazy_or_numpy
 
 N_VAL_PATCHES = 16
 
@@ -85,8 +85,18 @@ class Trainer:
     def __init__(self, data: Any, axes: str, config: TrainConfig | None = None, *,
                  target: Any = None, model: GR2RModel | None = None,
                  device: str = "auto") -> None:
+        if model is not None and not isinstance(model, GR2RModel):
+            raise InputError(
+                f"model= takes a GR2RModel to continue training, not {type(model).__name__}; "
+                "load one with engine.load_model(path)."
+            )
         if config is None:
             config = model.config if model is not None else TrainConfig()
+        if not isinstance(config, TrainConfig):
+            raise ConfigError(
+                f"config must be a TrainConfig, not {type(config).__name__}; build one with "
+                "TrainConfig(...) or TrainConfig.from_preset('fast', steps=...)."
+            )
         config.validate()
         net_fields = ("width", "depth", "residual")
         if model is not None and any(getattr(config, f) != getattr(model.config, f)
@@ -111,6 +121,7 @@ class Trainer:
         if cfg.method == "n2c":
             if target is None:
                 raise InputError("method='n2c' is supervised: pass the clean image as target=.")
+            target = as_lazy_or_numpy(target)
             if tuple(target.shape) != tuple(info.shape):
                 raise InputError(
                     f"The clean target has shape {tuple(target.shape)}, the noisy image "
@@ -170,7 +181,8 @@ class Trainer:
         return self.model_
 
     def request_stop(self) -> None:
-        """Ask :meth:`iter_fit` to end after the current step (safe from any thread)."""
+        """Ask :meth:`iter_fit` to end after the current step (safe from any thread); asked
+        before :meth:`iter_fit` starts, the run ends before its first step."""
         self._stop.set()
 
     @property
@@ -213,10 +225,10 @@ class Trainer:
 
         Yields :class:`TrainingStarted` once, :class:`TrainingProgress` every ``event_every``
         steps, :class:`CollapseDetected` at most once, and :class:`TrainingFinished` last.
-        :meth:`request_stop` ends the loop after the current step; the best weights are kept.
+        :meth:`request_stop` ends the loop after the current step (or before the first one,
+        when it was called before this method); the best weights are kept.
         """
         cfg, model = self.config, self.model_
-        self._stop.clear()
         start_step = model.step
         total = cfg.steps
         optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
@@ -265,9 +277,10 @@ class Trainer:
                 result.loss.backward()
                 optimizer.step()
                 if not math.isfinite(float(result.loss.detach())):
-                    raise FloatingPointError(
-                        f"The loss became {float(result.loss.detach())} at step {start_step + step}; "
-                        "lower the learning rate."
+                    raise NumericalError(
+                        f"The loss became {float(result.loss.detach())} at step "
+                        f"{start_step + step}: training diverged. Lower the learning rate "
+                        f"(lr={cfg.lr:g} now); the best weights so far are kept."
                     )
                 sums["loss"] = sums.get("loss", 0.0) + float(result.loss.detach())
                 for k, v in result.terms.items():
@@ -336,9 +349,11 @@ class Trainer:
             else:
                 model.best_step = model.step
             self.net.eval()
+        stopped = self._stop.is_set()
+        self._stop.clear()  # the request is consumed: a later iter_fit() trains again
         yield TrainingFinished(
             step=model.step, total_steps=start_step + total,
-            elapsed_s=time.perf_counter() - t0, stopped=self._stop.is_set(),
+            elapsed_s=time.perf_counter() - t0, stopped=stopped,
             best_step=model.best_step, best_val_loss=best_val, collapsed=collapsed,
         )
 
