@@ -89,7 +89,7 @@ def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
     missing = tmp_path / "missing.tif"
     cases = [
         (["denoise", str(rgb), "--model", str(model_file), "--axes", "YXC"], "1 channel"),
-        (["denoise", str(rgb), "--model", str(corrupt)], "not a readable"),
+        (["denoise", str(rgb), "--model", str(corrupt)], "not a napari-gr2r model file"),
         (["denoise", str(missing), "--model", str(model_file)], "No image at"),
     ]
     for args, words in cases:
@@ -102,7 +102,7 @@ def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
 def test_never_overwrites_input_or_existing_output(noisy_tif, model_file, capsys):
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
                  str(noisy_tif)]) == 2
-    assert "overwrite the input" in capsys.readouterr().err
+    assert "is the input" in capsys.readouterr().err
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
                  str(model_file)]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -9,13 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import GR2RError, InputError
+from ..engine.errors import ConfigError, GR2RError, InputError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-BAD_INPUT = (GR2RError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)
-"""Errors that mean bad input: reported in one line on stderr with exit status 2."""
+BAD_INPUT = (GR2RError, OSError)
+"""Errors that mean bad input or an unusable file (missing, unreadable, a full disk):
+reported in one line on stderr with exit status 2."""
 
 
 def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -23,29 +24,53 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argpars
     try:
         return run(args)
     except BAD_INPUT as exc:
-        print(f"napari-gr2r: error: {exc}", file=sys.stderr)
+        print(f"napari-gr2r: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("napari-gr2r: error: not enough memory; denoise into a .zarr output (block by "
+              "block) or pass a smaller --tile", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("napari-gr2r: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and not isinstance(exc, GR2RError) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror or text}"
+    return " ".join(text.split())
+
+
 # ---------------------------------------------------------------------------------- arguments
-def add_device_argument(parser: argparse.ArgumentParser, described: bool = True) -> None:
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
-                        help="auto, cpu, cuda, cuda:1 or mps" if described else None)
+                        help="where the network runs: auto (a CUDA GPU, then Apple MPS, then the "
+                        "CPU), cpu, cuda, cuda:1 or mps (default: %(default)s)")
+
+
+def device_for(args: argparse.Namespace) -> Any:
+    """``--device`` as a torch device, checked before any work starts."""
+    from ..engine import resolve_device
+
+    try:
+        return resolve_device(args.device)
+    except GR2RError as exc:
+        raise ConfigError(f"--device {args.device}: {exc}") from None
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser,
-                           help: str = "replace an existing output") -> None:
+                           help: str = "replace an existing output (default: refuse)") -> None:
     parser.add_argument("--overwrite", action="store_true", help=help)
 
 
 def check_output(args: argparse.Namespace, resumable: bool = False) -> Path:
-    """``args.output``, refused when it is the input or exists (unless ``--overwrite``)."""
+    """``args.output``, refused when it is, lies inside or contains the input, or exists
+    (unless ``--overwrite``)."""
+    from ..engine.outputs import check_not_input
+
     out = Path(args.output)
-    if out.resolve() == Path(args.input).resolve():
-        raise InputError("The output would overwrite the input; choose another output path.")
+    check_not_input(out, [args.input])
     if out.exists() and not args.overwrite and not resumable:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     return out
@@ -66,17 +91,35 @@ def axes_for(args: argparse.Namespace, data: Any, meta: dict[str, Any],
 
 
 # ------------------------------------------------------------------------------ progress bars
+BAR_DELAY_S = 0.5
+"""Bars appear only after this long: an error at once leaves no bar before its message."""
+
+
 @contextmanager
 def count_bar(unit: str, desc: str = "denoising") -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar on stderr; yields the ``progress(done, total)`` callback the engine calls."""
+    """A tqdm bar on stderr; yields the ``progress(done, total)`` callback the engine calls.
+
+    The bar is made at the first call, when the total is known (never an empty
+    ``0tile [00:00, ?tile/s]`` bar), and shown after :data:`BAR_DELAY_S`.
+    """
     from tqdm import tqdm
 
-    with tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True, desc=desc) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bar = None
 
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done, unit=unit, file=sys.stderr,
+                       dynamic_ncols=True, desc=desc, delay=BAR_DELAY_S)
+            return
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
         yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _correlation_text(event: Any) -> str:
@@ -85,14 +128,27 @@ def _correlation_text(event: Any) -> str:
     return f", correlated between neighbouring pixels ({event.noise_correlation:.2f})"
 
 
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def train_with_bar(trainer: Any) -> None:
-    """Run ``trainer.iter_fit()`` to the end with a step bar, its losses and warnings on stderr."""
+    """Run ``trainer.iter_fit()`` to the end with a step bar, its losses and warnings on stderr.
+
+    After the first progress event (``event_every`` steps) the time of the whole run is
+    estimated from the steps measured so far and printed; the bar ends in one 100% line.
+    """
     from tqdm import tqdm
 
     from ..engine import CollapseDetected, TrainingFinished, TrainingProgress, TrainingStarted
 
     bar = None
     start = 0
+    estimated = False
     try:
         for event in trainer.iter_fit():
             if isinstance(event, TrainingStarted):
@@ -103,11 +159,21 @@ def train_with_bar(trainer: Any) -> None:
                 bar = tqdm(total=event.total_steps - start, unit="step",
                            file=sys.stderr, dynamic_ncols=True)
             elif isinstance(event, TrainingProgress) and bar is not None:
-                bar.update(event.step - start - bar.n)
                 postfix = {"loss": f"{event.loss:.4g}", "patch/s": f"{event.patches_per_s:.0f}"}
                 if event.val_loss is not None:
                     postfix["val"] = f"{event.val_loss:.4g}"
                 bar.set_postfix(postfix, refresh=False)
+                done = event.step - start
+                if done >= bar.total:
+                    bar.n = done  # shown once, by close(): one 100% line
+                else:
+                    bar.update(done - bar.n)
+                if not estimated and done < bar.total:
+                    estimated = True
+                    total_s = event.elapsed_s / max(done, 1) * bar.total
+                    tqdm.write(f"estimated time: about {format_duration(total_s)} for "
+                               f"{bar.total} steps (measured over the first {done})",
+                               file=sys.stderr)
             elif isinstance(event, CollapseDetected):
                 tqdm.write(f"warning: {event.message}", file=sys.stderr)
             elif isinstance(event, TrainingFinished) and bar is not None:

@@ -10,16 +10,19 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ._common import add_device_argument, train_with_bar
+from ._common import add_device_argument, device_for, train_with_bar
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help="train and denoise the bundled samples, print PSNR")
-    demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d"])
-    demo.add_argument("--steps", type=int, help="steps per sample (default: 300)")
-    demo.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper"])
-    demo.add_argument("--output-dir", help="also save the denoised images and models here")
-    add_device_argument(demo, described=False)
+    demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d"],
+                      help="which bundled sample to train on (default: %(default)s)")
+    demo.add_argument("--steps", type=int, help="training steps per sample (default: 300)")
+    demo.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper"],
+                      help="training objective, see 'train --help' (default: %(default)s)")
+    demo.add_argument("--output-dir", help="also save the denoised images and models here "
+                      "(default: save nothing)")
+    add_device_argument(demo)
     return demo
 
 
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import engine
     from ..sample_data import SAMPLES, load_sample
 
+    device_for(args)
     names = list(SAMPLES) if args.sample == "all" else [args.sample]
     print(f"napari-gr2r {__version__} demo: training {args.method} on the bundled samples "
           f"(fast preset, CPU threads {_threads()})")

@@ -8,22 +8,38 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import InputError
-from ._common import add_device_argument, add_overwrite_argument, axes_for, check_output, count_bar
+from ._common import (
+    add_device_argument,
+    add_overwrite_argument,
+    axes_for,
+    check_output,
+    count_bar,
+    device_for,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    den = subparsers.add_parser("denoise", help="denoise an image with a trained model")
-    den.add_argument("input", help="noisy image: .tif or .zarr")
-    den.add_argument("--model", required=True, help="model file written by 'train'")
-    den.add_argument("-o", "--output", required=True, help="result: .tif or .zarr")
+    den = subparsers.add_parser(
+        "denoise", help="denoise an image with a trained model",
+        description="Denoise an image with a model written by 'napari-gr2r train': into a TIFF "
+        "in memory, or block by block into a zarr store (bounded memory, resumable).")
+    den.add_argument("input", help="noisy image: .tif or .zarr (an OME-Zarr image too)")
+    den.add_argument("--model", required=True,
+                     help="model file written by 'napari-gr2r train' (required)")
+    den.add_argument("-o", "--output", required=True,
+                     help="result: .tif (in memory) or .zarr (block by block) (required)")
     den.add_argument("--axes", help="axes of the input (default: from the file or the model)")
-    den.add_argument("--tile", type=int, help="tile size in pixels (default: automatic)")
+    den.add_argument("--tile", type=int,
+                     help="tile side in pixels, at least 16; smaller tiles use less memory "
+                     "(default: automatic)")
     add_device_argument(den)
     den.add_argument("--scheduler", metavar="ADDRESS",
                      help="with a .zarr output: run on this dask.distributed scheduler "
-                     "(e.g. tcp://10.0.0.5:8786); input and output must be reachable by its workers")
-    add_overwrite_argument(den, help="replace an existing output (a .zarr output of an interrupted "
-                           "run with the same model is resumed without it)")
+                     "(e.g. tcp://10.0.0.5:8786); input and output must be reachable by its "
+                     "workers (default: this process)")
+    add_overwrite_argument(den, help="replace an existing output (a .zarr output of an "
+                           "interrupted run with the same model is resumed without it) "
+                           "(default: refuse)")
     return den
 
 
@@ -33,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)
+    device_for(args)
     model = engine.load_model(args.model)
     data, meta = read_image(args.input)
     axes = axes_for(args, data, meta, fallback=model.axes)
