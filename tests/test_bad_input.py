@@ -245,6 +245,9 @@ MODEL_FILES = [
     ("wrong weight shapes", _torch_file(lambda d: d.update(channels=3)), "incomplete"),
     ("bad config", _torch_file(lambda d: d["config"].update(width=-1)), "width"),
     ("config not a dict", _torch_file(lambda d: d.update(config="fast")), "incomplete"),
+    ("axes not letters", _torch_file(lambda d: d.update(axes=5)), "do not fit together"),
+    ("no channels", _torch_file(lambda d: d.update(channels=0)), "do not fit together"),
+    ("a 4D network", _torch_file(lambda d: d.update(dims=4)), "do not fit together"),
     ("NaN weights", _torch_file(_nan_weights), "NaN or infinite weights"),
     ("degenerate normalisation", _torch_file(
         lambda d: d["normalization"].update(high=d["normalization"]["low"])), "normalisation"),

@@ -122,3 +122,9 @@ def test_replacing_a_file_keeps_its_permissions(tmp_path):
     tif.chmod(0o604)
     write_image(tif, image(), "YX")
     assert (tif.stat().st_mode & 0o777) == 0o604
+
+
+def test_saving_over_a_folder_is_refused_before_writing(tmp_path):
+    with pytest.raises(engine.OutputError, match="is a folder"):
+        engine.save_model(tiny_model(), tmp_path)
+    assert list(tmp_path.iterdir()) == []

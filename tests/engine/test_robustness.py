@@ -346,3 +346,27 @@ def test_a_really_constant_image_is_still_called_constant():
         engine.train(np.full((48, 48), 7, np.uint64), "YX", tiny(steps=2))
     with pytest.raises(InputError, match="constant"):
         engine.train(np.full((48, 48), 3e-20, np.float32), "YX", tiny(steps=2))
+
+
+# --------------------------------------------------------------------------------------------
+# the same kinds of hole elsewhere
+
+
+def test_a_float32_range_too_wide_is_explained_not_blamed_on_the_learning_rate():
+    wide = np.random.default_rng(0).uniform(-3e38, 3e38, (48, 48)).astype(np.float32)
+    with pytest.raises(InputError, match="divide the image") as err:
+        engine.train(wide, "YX", tiny(steps=2))
+    assert "learning rate" not in str(err.value)
+
+
+def test_a_read_only_output_array_is_explained(tmp_path):
+    zarr.save_array(str(tmp_path / "o.zarr"), np.zeros((48, 40), np.float32))
+    read_only = zarr.open_array(str(tmp_path / "o.zarr"), mode="r")
+    with pytest.raises(engine.OutputError, match="mode='r\\+'"):
+        engine.denoise_to_zarr(tiny_model(), image(), "YX", read_only)
+
+
+def test_load_model_with_a_bad_device_blames_the_device_not_the_file(tmp_path):
+    path = engine.save_model(tiny_model(), tmp_path / "m.gr2r.pt")
+    with pytest.raises(ConfigError, match="device"):
+        engine.load_model(path, device="tpu")

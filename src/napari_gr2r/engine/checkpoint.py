@@ -18,7 +18,9 @@ import torch
 
 from .. import __version__
 from .atomic import atomic_path
+from .axes import AXIS_LETTERS, MAX_CHANNELS
 from .config import TrainConfig
+from .devices import resolve_device
 from .errors import CheckpointError, InputError
 from .model import GR2RModel
 from .networks import build_network
@@ -111,8 +113,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> GR2RModel:
         raise _not_a_model(path, "it is empty")
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
         raise _not_a_model(path, "it is not a PyTorch file")
+    map_location = resolve_device(device)  # a bad device name is a ConfigError, not damage
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # torch's message advises weights_only=False: never
         raise _not_a_model(path, "it holds Python objects other than plain data, e.g. a model "
                                  "saved by another program; such files are not loaded") from None
@@ -158,6 +161,19 @@ def check_model_values(model: GR2RModel, source: str = "the model") -> None:
         )
 
 
+def _check_layout(payload: dict[str, Any], source: str) -> None:
+    """The axes, channels and dims a model file records must make sense together."""
+    axes, channels, dims = (payload.get(k) for k in ("axes", "channels", "dims"))
+    if not isinstance(axes, str) or not axes or set(axes) - set(AXIS_LETTERS) or \
+            isinstance(channels, bool) or not isinstance(channels, int) or \
+            not 1 <= channels <= MAX_CHANNELS or dims not in (2, 3):
+        raise CheckpointError(
+            f"{source} records axes {axes!r}, {channels!r} channel(s) and a {dims!r}D network, "
+            "which do not fit together: the file is damaged or was not written by napari-gr2r. "
+            "Train the model again."
+        )
+
+
 def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
     """Rebuild a :class:`GR2RModel` from :func:`model_to_dict`'s content (checked)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -170,6 +186,7 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
             f"{source} was written by a newer napari-gr2r "
             f"({payload.get('versions', {}).get('napari_gr2r', '?')}); upgrade napari-gr2r."
         )
+    _check_layout(payload, source)
     try:
         config = TrainConfig.from_dict(payload["config"])
         net = build_network(payload["dims"], payload["channels"], config.width, config.depth,

@@ -37,6 +37,12 @@ class Normalization:
                     f"Channel {c} of the image is constant ({lo:g}); there is no signal or noise "
                     "to learn from. Check that this is the image (and channel) you meant."
                 )
+            if not np.isfinite(np.float32(hi) - np.float32(lo)):
+                raise InputError(
+                    f"Channel {c} of the image spans {lo:.3g} to {hi:.3g}, a range wider than "
+                    "float32 (in which the network computes) can hold; divide the image by a "
+                    "constant first (e.g. image / 1e30) and multiply the result back."
+                )
             lows.append(lo)
             highs.append(hi)
         return cls(lows, highs)

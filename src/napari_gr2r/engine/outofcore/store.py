@@ -187,6 +187,10 @@ def open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], overw
         raise InputError(
             f"out= must be a path or a writable zarr array, not {type(out).__name__}."
         )
+    if getattr(out, "read_only", False):
+        raise OutputError(
+            "out= is a zarr array opened read-only; open it with mode='r+' (or pass a path)."
+        )
     if tuple(out.shape) != tuple(shape):
         raise InputError(
             f"The output array has shape {tuple(out.shape)} but the image has shape {shape}; "
