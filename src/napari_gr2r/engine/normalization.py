@@ -37,7 +37,9 @@ class Normalization:
                     f"Channel {c} of the image is constant ({lo:g}); there is no signal or noise "
                     "to learn from. Check that this is the image (and channel) you meant."
                 )
-            if not np.isfinite(np.float32(hi) - np.float32(lo)):
+            with np.errstate(over="ignore"):
+                too_wide = not np.isfinite(np.float32(hi) - np.float32(lo))
+            if too_wide:
                 raise InputError(
                     f"Channel {c} of the image spans {lo:.3g} to {hi:.3g}, a range wider than "
                     "float32 (in which the network computes) can hold; divide the image by a "
