@@ -302,7 +302,7 @@ def arrays_and_axes(draw):
     return data, axes
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None,
           derandomize=True)
 @given(arrays_and_axes())
 @example((with_value(1e39, np.float64)(), "YX"))
