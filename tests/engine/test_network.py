@@ -39,3 +39,15 @@ def test_decoder_merge_equals_a_convolution_of_the_concatenation(dims):
     up, skip = torch.randn(*shape[:1], 8, *shape[2:]), torch.randn(*shape[:1], 4, *shape[2:])
     reference = block(torch.cat([up, skip], dim=1))
     torch.testing.assert_close(block.merge(up, skip), reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("dims", "shape", "residual"),
+                         [(2, (37, 50), False), (2, (5, 3), True), (3, (7, 19, 22), True)])
+def test_torchscript_compiles_it_and_agrees_at_any_size(dims, shape, residual):
+    torch.manual_seed(0)
+    net = UNet(dims=dims, channels=2, width=4, depth=2, residual=residual).eval()
+    scripted = torch.jit.script(net)
+    for size in (shape, tuple(s + 3 for s in shape)):
+        x = torch.randn(2, 2, *size)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=0)

@@ -4,6 +4,10 @@ Two 3x3 convolutions with LeakyReLU per level, max-pooling down, nearest up-samp
 concatenation up, a 1x1 output convolution, no normalisation layers (so batches of any size
 give the same result per image, which tiled inference relies on). Inputs of any size are
 padded inside :meth:`UNet.forward` to a multiple of ``2**depth`` and cropped back.
+
+The network compiles with ``torch.jit.script`` (a BioImage Model Zoo package ships it as
+TorchScript), so ``forward`` keeps to TorchScript's subset of Python; and this module imports
+nothing but torch, so a package can carry it as its architecture file.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ class _MergeBlock(_Block):
 
     def merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         conv = self[0]
-        fn = F.conv2d if up.ndim == 4 else F.conv3d
         split = up.shape[1]
-        h = fn(up, conv.weight[:, :split], None, padding=conv.padding)
-        h = h + fn(skip, conv.weight[:, split:], conv.bias, padding=conv.padding)
-        for layer in list(self)[1:]:
-            h = layer(h)
-        return h
+        if up.dim() == 4:
+            h = F.conv2d(up, conv.weight[:, :split], None, padding=conv.padding)
+            h = h + F.conv2d(skip, conv.weight[:, split:], conv.bias, padding=conv.padding)
+        else:
+            h = F.conv3d(up, conv.weight[:, :split], None, padding=conv.padding)
+            h = h + F.conv3d(skip, conv.weight[:, split:], conv.bias, padding=conv.padding)
+        return self[3](self[2](self[1](h)))
 
 
 class UNet(nn.Module):
@@ -90,6 +95,8 @@ class UNet(nn.Module):
             c = w
         self.head = _conv(dims, c, channels, kernel=1)
 
+    __jit_unused_properties__ = ["multiple", "receptive_radius"]  # noqa: RUF012
+
     @property
     def multiple(self) -> int:
         """Spatial sizes are padded to a multiple of this inside :meth:`forward`."""
@@ -110,29 +117,32 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
-        pad = []
-        for size in reversed(spatial):
-            pad += [0, (-size) % self.multiple]
-        if any(pad):
-            # reflect needs the padding shorter than the side; replicate handles tiny inputs
-            mode = "reflect" if all(p < s for p, s in zip(pad[1::2], reversed(spatial))) else \
-                "replicate"
-            x = F.pad(x, pad, mode=mode)
-        pool = F.max_pool2d if self.dims == 2 else F.max_pool3d
-        skips = []
+        multiple = 1 << self.depth
+        pad: list[int] = []
+        fits = True  # reflect needs the padding shorter than the side
+        for i in range(len(spatial) - 1, -1, -1):
+            extra = (multiple - spatial[i] % multiple) % multiple
+            pad += [0, extra]
+            fits = fits and extra < spatial[i]
+        padded = sum(pad) > 0
+        if padded:
+            # replicate handles inputs too small to reflect
+            x = F.pad(x, pad, mode="reflect" if fits else "replicate")
+        skips: list[torch.Tensor] = []
         h = x
         for k, enc in enumerate(self.encoders):
             h = enc(h)
             if k < self.depth:
                 skips.append(h)
-                h = pool(h, 2)
+                h = F.max_pool2d(h, 2) if self.dims == 2 else F.max_pool3d(h, 2)
         for dec in self.decoders:
-            h = dec.merge(F.interpolate(h, scale_factor=2, mode="nearest"), skips.pop())
+            h = dec.merge(F.interpolate(h, scale_factor=2.0, mode="nearest"), skips.pop())
         out = self.head(h)
         if self.residual:
             out = out + x
-        if any(pad):
-            out = out[(..., *(slice(0, s) for s in spatial))]
+        if padded:
+            for i in range(len(spatial)):
+                out = out.narrow(2 + i, 0, spatial[i])
         return out
 
 
