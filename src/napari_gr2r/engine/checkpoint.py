@@ -8,9 +8,11 @@ from the stored config.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +117,40 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> GR2RModel:
         raise _not_a_model(path, "it is not a PyTorch file")
     map_location = resolve_device(device)  # a bad device name is a ConfigError, not damage
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = _read_payload(path, map_location)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError:  # torch's message advises weights_only=False: never
         raise _not_a_model(path, "it holds Python objects other than plain data, e.g. a model "
                                  "saved by another program; such files are not loaded") from None
     except Exception:  # torch.load raises many unrelated types on damaged input
         raise _not_a_model(path, "it is damaged or truncated") from None
     return model_from_dict(payload, source=str(path))
+
+
+def _read_payload(path: Path, map_location: Any) -> Any:
+    """The model file's content; from a BioImage Model Zoo package, its attached model file."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if not any(n.endswith("/data.pkl") for n in names):  # a zip, not a torch.save file
+                return torch.load(io.BytesIO(_package_member(zf, names, path)),
+                                  map_location=map_location, weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _package_member(zf: zipfile.ZipFile, names: list[str], path: Path) -> bytes:
+    if not {"rdf.yaml", "bioimageio.yaml"} & set(names):
+        raise _not_a_model(path, "it is a zip file but not a BioImage Model Zoo package; a "
+                                 "package written by export_bioimageio() loads too")
+    attached = sorted((n for n in names if n.endswith(SUFFIX)), key=lambda n: n != "model" + SUFFIX)
+    if not attached:
+        raise CheckpointError(
+            f"{path} is a BioImage Model Zoo package not exported by napari-gr2r (it has no "
+            f"{SUFFIX} model attached). Run it with the zoo's tools (bioimageio.core, "
+            "deepImageJ), or train a napari-gr2r model on your images."
+        )
+    return zf.read(attached[0])
 
 
 def _format_version(payload: dict[str, Any], source: str) -> int:
