@@ -11,6 +11,7 @@ Importable without napari or Qt.
 
 from .api import denoise, train
 from .axes import AxesInfo, guess_axes, parse_axes
+from .bioimageio import export_bioimageio
 from .checkpoint import load_model, save_model
 from .config import METHODS, PRESETS, TrainConfig
 from .devices import available_devices, resolve_device
@@ -59,6 +60,7 @@ __all__ = [
     "denoise",
     "denoise_lazy",
     "denoise_to_zarr",
+    "export_bioimageio",
     "guess_axes",
     "iter_denoise_to_zarr",
     "load_model",

@@ -40,7 +40,7 @@ import torch
 from . import networks
 from .checkpoint import SUFFIX, save_model
 from .errors import GR2RError, InputError
-from .inference import denoise
+from .inference import denoise_in_memory
 from .model import GR2RModel
 
 INSTALL_HINT = 'pip install "napari-gr2r[bioimageio]"'
@@ -197,7 +197,7 @@ def _write_files(model: GR2RModel, folder: Path, cover: Any, test_input: Any) ->
     test = _test_array(model, test_input)
     spatial = test.shape[2:]
     axes = "SCZYX" if model.dims == 3 else "SCYX"
-    out = denoise(model, test, axes, tile=tuple(spatial), device="cpu", batch_size=1)
+    out = denoise_in_memory(model, test, axes, tile=tuple(spatial), device="cpu", batch_size=1)
     files["test_input_array"] = test
     files["test_input"] = folder / "test_input.npy"
     files["test_output"] = folder / "test_output.npy"
@@ -223,7 +223,7 @@ def _test_array(model: GR2RModel, test_input: Any) -> np.ndarray:
     caps = (min_size,) * 3 if model.dims == 3 else (TEST_SIDE_2D,) * 2
     boxes = []
     for n, cap in zip(lengths, caps):
-        size = min(n, _valid(cap, min_size, step))
+        size = _valid(min(n, cap), min_size, step) if n >= min_size else n
         start = (n - size) // 2
         boxes.append(slice(start, start + size))
     if model.dims == 3:
