@@ -9,7 +9,8 @@ It is composed of panels, one module each, over one shared :class:`~._state.Widg
 - :mod:`._data_panel`: the image layer and its axes;
 - :mod:`._settings_panel`: preset, device, preview interval, advanced settings;
 - :mod:`._training_panel`: Train and Stop, the loss plot and collapse warning, the preview;
-- :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model.
+- :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model;
+- :mod:`._export_panel`: Export to BioImage Model Zoo….
 
 A new panel is a module ``_qt/_<name>_panel.py`` with a :class:`~._state.Panel` subclass that
 takes the state, reads and changes it and follows its signals (never another panel's
@@ -26,6 +27,7 @@ from qtpy.QtWidgets import QApplication, QFormLayout, QMainWindow, QVBoxLayout, 
 
 from ._data_panel import DataPanel
 from ._denoise_panel import DenoisePanel
+from ._export_panel import ExportPanel
 from ._settings_panel import SettingsPanel
 from ._state import WidgetState
 from ._training_panel import TrainingPanel, format_duration
@@ -64,11 +66,13 @@ class GR2RWidget(QWidget):
         state.settings = self.settings_panel
         self.training_panel = TrainingPanel(state)
         self.denoise_panel = DenoisePanel(state)
+        self.export_panel = ExportPanel(state)
         layout = QVBoxLayout(self)
         layout.addWidget(self.data_panel)
         layout.addWidget(self.settings_panel)
         layout.addWidget(self.training_panel)
         layout.addWidget(self.denoise_panel)
+        layout.addWidget(self.export_panel)
         layout.addWidget(state.progress)
         layout.addWidget(self.training_panel.monitor, 1)
         layout.addWidget(state.model_label)
@@ -86,6 +90,7 @@ class GR2RWidget(QWidget):
             self.training_panel: ("resume", "train_button", "stop_button", "collapse_warning",
                                   "loss_plot"),
             self.denoise_panel: ("save_button", "load_button", "denoise_button"),
+            self.export_panel: ("export_button",),
             self.state: ("progress", "model_label", "message"),
         }
         for owner, names in panels.items():
