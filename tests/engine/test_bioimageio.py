@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import zipfile
 
@@ -89,7 +90,8 @@ def test_axes_halo_and_sizes_come_from_the_network(package2d, model2d):
     assert descr.weights.pytorch_state_dict is not None
     assert descr.weights.torchscript is not None
     readme = zipfile.ZipFile(package2d).read("README.md").decode()
-    for text in ("GR2R", "noise sd", "10 steps", "openreview.net", "CC-BY-4.0"):
+    for text in ("GR2R", "noise sd", "10 steps", "shape (96, 96)", "openreview.net",
+                 "CC-BY-4.0"):
         assert text in readme
 
 
@@ -116,6 +118,7 @@ def test_the_zoo_runner_gives_engine_denoise_intensities(package2d, model2d):
 def test_load_model_reads_a_package_back_losslessly(package2d, model2d, gaussian2d):
     loaded = engine.load_model(package2d)
     assert loaded.axes == model2d.axes and loaded.step == model2d.step
+    assert loaded.data_shape == model2d.data_shape == (96, 96)
     assert loaded.normalization == model2d.normalization
     assert loaded.config == model2d.config
     np.testing.assert_array_equal(engine.denoise(loaded, gaussian2d, device="cpu"),
@@ -170,3 +173,10 @@ def test_without_bioimageio_the_engine_imports_and_export_says_what_to_install(
     with pytest.raises(engine.GR2RError, match=r'pip install "napari-gr2r\[bioimageio\]"'):
         export_bioimageio(model2d, tmp_path / "a.zip")
     assert not (tmp_path / "a.zip").exists()
+
+
+def test_importing_the_engine_does_not_import_bioimageio():
+    code = ("import sys, napari_gr2r.engine, napari_gr2r.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('bioimageio')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

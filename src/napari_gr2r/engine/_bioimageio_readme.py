@@ -16,9 +16,8 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
     cfg = model.config
     halo, step, min_size = geometry
     space = "ZYX" if model.dims == 3 else "YX"
-    train_shape = getattr(model, "train_shape", None)
-    shape_line = (f"an image of shape {tuple(train_shape)} with axes `{model.axes}`"
-                  if train_shape else f"images with axes `{model.axes}` (shape not recorded)")
+    shape_line = (f"an image of shape {model.data_shape} with axes `{model.axes}`"
+                  if model.data_shape else f"images with axes `{model.axes}` (shape not recorded)")
     noise = []
     for c in range(model.channels):
         scale = model.normalization.scale(c)

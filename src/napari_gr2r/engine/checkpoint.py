@@ -57,6 +57,7 @@ def model_to_dict(model: GR2RModel) -> dict[str, Any]:
         "step": model.step,
         "best_step": model.best_step,
         "best_val_loss": model.best_val_loss,
+        "data_shape": None if model.data_shape is None else list(model.data_shape),
         "history": [dict(row) for row in model.history],
         "versions": _versions(),
     }
@@ -230,6 +231,8 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
             optimizer_state=payload.get("optimizer"),
             best_step=payload.get("best_step", payload["step"]),
             best_val_loss=payload.get("best_val_loss"),
+            data_shape=None if payload.get("data_shape") is None else
+            tuple(int(n) for n in payload["data_shape"]),
         )
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

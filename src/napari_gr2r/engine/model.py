@@ -40,6 +40,8 @@ class GR2RModel:
         Estimated noise of the training data (normalised units).
     step : int
         Optimiser steps taken so far; ``history`` has the progress events' numbers.
+    data_shape : tuple of int or None
+        Shape of the image it was first trained on (None for models from before it was kept).
     """
 
     net: nn.Module
@@ -54,6 +56,7 @@ class GR2RModel:
     optimizer_state: dict[str, Any] | None = None
     best_step: int = 0
     best_val_loss: float | None = None
+    data_shape: tuple[int, ...] | None = None
 
     def check_compatible(self, info: AxesInfo) -> None:
         """Raise :class:`AxesError` when an image does not fit this model."""

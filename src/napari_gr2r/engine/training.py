@@ -154,6 +154,7 @@ class Trainer:
             self.model_ = GR2RModel(
                 net=self.net, config=cfg, axes=info.axes, channels=info.n_channels,
                 dims=self.dims, normalization=self.norm, noise_level=self.noise_level,
+                data_shape=tuple(int(n) for n in info.shape),
             )
         self.device = usable_device(self.net, self.device, self.dims, info.n_channels)
         place(self.net, self.device)
