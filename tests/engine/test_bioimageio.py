@@ -35,12 +35,14 @@ def model2d(gaussian2d):
 
 @pytest.fixture(scope="module")
 def model3d():
+    """Two channels of different brightness (CZYX), so the normalisation is per channel."""
     rng = np.random.default_rng(4)
     z, y, x = np.mgrid[:20, :40, :40]
-    clean = 100 + 80 * np.exp(-((z - 10) ** 2 + (y - 18) ** 2 + (x - 22) ** 2) / 60)
-    noisy = (clean + rng.normal(0, 10, clean.shape)).astype(np.float32)
-    return engine.train(noisy, "ZYX", tiny(steps=4, width=4, depth=1, net_dims="3d",
-                                           patch_size=16, patch_size_z=8))
+    blob = np.exp(-((z - 10) ** 2 + (y - 18) ** 2 + (x - 22) ** 2) / 60)
+    clean = np.stack([100 + 80 * blob, 1000 + 3000 * blob])
+    noisy = (clean + rng.normal(0, 1, clean.shape) * [[[[10]]], [[[200]]]]).astype(np.float32)
+    return engine.train(noisy, "CZYX", tiny(steps=4, width=4, depth=1, net_dims="3d",
+                                            patch_size=16, patch_size_z=8))
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,9 @@ def test_3d_package_passes_bioimageio_test_model(package3d, model3d):
     assert summary.status == "passed", _failures(summary)
     descr = bioimageio_core.load_description(package3d)
     assert [str(a.id) for a in descr.inputs[0].axes] == ["batch", "channel", "z", "y", "x"]
+    assert descr.inputs[0].axes[1].size == 2
+    gain = descr.inputs[0].preprocessing[1].kwargs.gain  # after the added ensure_dtype
+    assert len(gain) == 2 and gain[0] > 10 * gain[1]
 
 
 def test_axes_halo_and_sizes_come_from_the_network(package2d, model2d):
