@@ -18,14 +18,21 @@ bioimageio_core = pytest.importorskip("bioimageio.core")
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """No test may reach the network: every HTTP request fails as it does offline."""
+    """No test may reach the network: every HTTP request fails as it does offline.
+
+    Yields the list of the URLs requested.
+    """
     import httpx
 
-    def refuse(*args, **kwargs):
+    requested = []
+
+    def refuse(method, url, *args, **kwargs):
+        requested.append(str(url))
         raise httpx.ConnectError("offline")
 
     monkeypatch.setattr(httpx, "request", refuse)
     monkeypatch.setattr(httpx, "stream", refuse)
+    return requested
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +149,12 @@ def test_a_foreign_zip_is_refused_with_advice(tmp_path):
         zf.writestr("a.txt", "hello")
     with pytest.raises(engine.CheckpointError, match="not a napari-gr2r model"):
         engine.load_model(plain)
+
+
+def test_export_makes_no_network_request(model2d, tmp_path, offline):
+    export_bioimageio(model2d, tmp_path / "a.zip")
+    assert offline == []
+    assert bioimageio_core.test_model(tmp_path / "a.zip").status == "passed"  # offline too
 
 
 def test_bad_arguments_fail_before_anything_is_written(model2d, tmp_path):

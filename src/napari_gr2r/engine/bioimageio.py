@@ -27,6 +27,7 @@ they agree to float precision.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -185,6 +186,8 @@ def _write_files(model: GR2RModel, folder: Path, cover: Any, test_input: Any) ->
                                  model.config.depth, model.config.residual)
     net.load_state_dict({k: v.detach().cpu().float() for k, v in model.net.state_dict().items()})
     net.eval()
+    # a copy on the CPU: the caller's network stays where it is (it may be training meanwhile)
+    model = dataclasses.replace(model, net=net)
     files: dict[str, Any] = {}
     files["weights"] = folder / "weights.pt"
     torch.save(net.state_dict(), files["weights"])
@@ -247,12 +250,12 @@ def _synthetic(model: GR2RModel, shape: tuple[int, ...]) -> np.ndarray:
     rng = np.random.default_rng(0)
     grids = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
     clean = np.full(shape, 0.1, np.float32)
-    for _ in range(max(4, math.prod(shape) // 400)):
+    for _ in range(max(4, math.prod(shape) // 2000)):
         centre = [rng.uniform(0, n) for n in shape]
-        radius = rng.uniform(2, max(3, min(shape) / 6))
+        radius = rng.uniform(3, max(4, min(shape) / 16))
         dist2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
-        clean += rng.uniform(0.3, 0.8) * np.exp(-dist2 / (2 * radius**2)).astype(np.float32)
-    clean = np.clip(clean, 0, 1)
+        blob = rng.uniform(0.4, 0.9) * np.exp(-dist2 / (2 * radius**2)).astype(np.float32)
+        np.maximum(clean, blob, out=clean)
     noisy = []
     level = model.noise_level
     for c in range(model.channels):
