@@ -34,17 +34,21 @@ def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_pat
     result = _run("export", str(model_file), "-o", str(out), "--name", "Nuclei GR2R",
                   "--author", "A. Tester", "--author", "B. Tester", "--test-image", str(image))
     assert result.returncode == 0, result.stderr
-    assert "bioimageio test" in result.stdout and str(out) in result.stdout
+    assert "bioimageio test" in result.stdout
+    assert str(out) in result.stdout
     assert "Traceback" not in result.stderr
     rdf = zipfile.ZipFile(out).read("rdf.yaml").decode()
-    assert "name: Nuclei GR2R" in rdf and "B. Tester" in rdf
-    test_input = np.load(zipfile.ZipFile(out).open("test_input.npy"))
+    assert "name: Nuclei GR2R" in rdf
+    assert "B. Tester" in rdf
+    with zipfile.ZipFile(out) as zf, zf.open("test_input.npy") as fh:
+        test_input = np.load(fh)
     assert test_input.shape == (1, 1, 96, 96)  # the image's centre, at a valid size
     np.testing.assert_array_equal(test_input[0, 0], gaussian2d[:96, :96])
     loaded = engine.load_model(out)
     assert loaded.normalization == engine.load_model(model_file).normalization
     again = _run("export", str(model_file), "-o", str(out))
-    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -58,11 +62,13 @@ def test_bad_input_ends_in_one_line_and_exit_2(model_file, tmp_path, args, messa
     result = _run("export", *args, "-o", str(out))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("napari-gr2r: error:"), result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("napari-gr2r: error:"), result.stderr
     assert message in lines[0]
     assert not out.exists()
 
 
 def test_output_must_be_a_zip(model_file, tmp_path):
     result = _run("export", str(model_file), "-o", str(tmp_path / "out.gr2r.pt"))
-    assert result.returncode == 2 and "ending in .zip" in result.stderr
+    assert result.returncode == 2
+    assert "ending in .zip" in result.stderr

@@ -6,9 +6,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from tests.helpers import tiny
 
 from napari_gr2r import engine
-from tests.helpers import tiny
 
 pytest.importorskip("bioimageio.spec")
 
@@ -37,6 +37,7 @@ def test_export_button_follows_the_model_and_writes_a_package(make_napari_viewer
     assert str(package) in widget.message.text()
     assert widget.export_button.isEnabled()
     # the chosen layer (with the model's axes) is the package's test image
-    test_input = np.load(zipfile.ZipFile(package).open("test_input.npy"))
+    with zipfile.ZipFile(package) as zf, zf.open("test_input.npy") as fh:
+        test_input = np.load(fh)
     np.testing.assert_array_equal(test_input[0, 0], gaussian2d[:96, :96])
     assert engine.load_model(package).normalization == engine.load_model(model_file).normalization

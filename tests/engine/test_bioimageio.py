@@ -87,18 +87,21 @@ def test_3d_package_passes_bioimageio_test_model(package3d, model3d):
     assert [str(a.id) for a in descr.inputs[0].axes] == ["batch", "channel", "z", "y", "x"]
     assert descr.inputs[0].axes[1].size == 2
     gain = descr.inputs[0].preprocessing[1].kwargs.gain  # after the added ensure_dtype
-    assert len(gain) == 2 and gain[0] > 10 * gain[1]
+    assert len(gain) == 2
+    assert gain[0] > 10 * gain[1]
 
 
 def test_axes_halo_and_sizes_come_from_the_network(package2d, model2d):
     descr = bioimageio_core.load_description(package2d)
     halo, step, min_size = geometry(model2d)
-    assert halo >= model2d.net.receptive_radius and halo % model2d.net.multiple == 0
+    assert halo >= model2d.net.receptive_radius
+    assert halo % model2d.net.multiple == 0
     ipt, out = descr.inputs[0], descr.outputs[0]
     assert [str(a.id) for a in ipt.axes] == ["batch", "channel", "y", "x"]
     assert [(a.size.min, a.size.step) for a in ipt.axes[2:]] == [(min_size, step)] * 2
     assert [a.halo for a in out.axes[2:]] == [halo, halo]
-    assert descr.name == "Nuclei GR2R test" and descr.authors[0].name == "A. Tester"
+    assert descr.name == "Nuclei GR2R test"
+    assert descr.authors[0].name == "A. Tester"
     assert descr.weights.pytorch_state_dict is not None
     assert descr.weights.torchscript is not None
     readme = zipfile.ZipFile(package2d).read("README.md").decode()
@@ -129,7 +132,8 @@ def test_the_zoo_runner_gives_engine_denoise_intensities(package2d, model2d):
 
 def test_load_model_reads_a_package_back_losslessly(package2d, model2d, gaussian2d):
     loaded = engine.load_model(package2d)
-    assert loaded.axes == model2d.axes and loaded.step == model2d.step
+    assert loaded.axes == model2d.axes
+    assert loaded.step == model2d.step
     assert loaded.data_shape == model2d.data_shape == (96, 96)
     assert loaded.normalization == model2d.normalization
     assert loaded.config == model2d.config
