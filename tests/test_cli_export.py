@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from napari_gr2r import engine
+from napari_gr2r.cli import main
 from tests.helpers import tiny
 
 pytest.importorskip("bioimageio.spec")
@@ -56,14 +57,13 @@ def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_pat
     (("MODEL", "--name", "a/b"), "name"),
     (("MODEL", "--cover", "cover.gif"), "PNG or JPEG"),
 ])
-def test_bad_input_ends_in_one_line_and_exit_2(model_file, tmp_path, args, message):
+def test_bad_input_ends_in_one_line_and_exit_2(model_file, tmp_path, capsys, args, message):
     args = tuple(str(model_file) if a == "MODEL" else a for a in args)
     out = tmp_path / "out.zip"
-    result = _run("export", *args, "-o", str(out))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("napari-gr2r: error:"), result.stderr
+    assert main(["export", *args, "-o", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("napari-gr2r: error:"), lines
     assert message in lines[0]
     assert not out.exists()
 
@@ -71,4 +71,5 @@ def test_bad_input_ends_in_one_line_and_exit_2(model_file, tmp_path, args, messa
 def test_output_must_be_a_zip(model_file, tmp_path):
     result = _run("export", str(model_file), "-o", str(tmp_path / "out.gr2r.pt"))
     assert result.returncode == 2
+    assert result.stderr.startswith("napari-gr2r: error:")
     assert "ending in .zip" in result.stderr

@@ -113,7 +113,6 @@ def export_bioimageio(model: GR2RModel, path: str | os.PathLike, name: str | Non
     GR2RError
         When bioimageio.spec is missing, or the name or path cannot be used.
     """
-    spec, v0_5 = _spec()
     path = Path(path)
     if path.suffix.lower() != ".zip":
         raise InputError(f"A BioImage Model Zoo package is a zip file: give a path ending in "
@@ -128,6 +127,7 @@ def export_bioimageio(model: GR2RModel, path: str | os.PathLike, name: str | Non
         raise InputError(f"The cover must be a PNG or JPEG image, not {Path(cover).name!r}.")
     if cover is not None and not Path(cover).is_file():
         raise InputError(f"No cover image at {cover}.")
+    spec, v0_5 = _spec()
     path.parent.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="gr2r-bioimageio-") as tmp:
