@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import zipfile
@@ -156,8 +158,12 @@ def test_a_foreign_zip_is_refused_with_advice(tmp_path):
 
 
 def test_export_makes_no_network_request(model2d, tmp_path, offline):
-    export_bioimageio(model2d, tmp_path / "a.zip")
+    path = export_bioimageio(model2d, tmp_path / "a.zip")
     assert offline == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # like any file the user writes
+    assert [p.name for p in tmp_path.iterdir()] == ["a.zip"]
     assert bioimageio_core.test_model(tmp_path / "a.zip").status == "passed"  # offline too
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import networks
+from .atomic import atomic_path, check_writable_file
 from .checkpoint import SUFFIX, save_model
 from .errors import GR2RError, InputError
 from .inference import denoise_in_memory
@@ -127,8 +128,8 @@ def export_bioimageio(model: GR2RModel, path: str | os.PathLike, name: str | Non
         raise InputError(f"The cover must be a PNG or JPEG image, not {Path(cover).name!r}.")
     if cover is not None and not Path(cover).is_file():
         raise InputError(f"No cover image at {cover}.")
+    check_writable_file(path)
     spec, v0_5 = _spec()
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="gr2r-bioimageio-") as tmp:
         folder = Path(tmp)
@@ -140,18 +141,11 @@ def export_bioimageio(model: GR2RModel, path: str | os.PathLike, name: str | Non
         with spec.ValidationContext(known_files={PAPER[1]: None, SOFTWARE[1]: None},
                                     log_warnings=False):
             descr = _description(v0_5, model, name, authors, description, files, readme)
-        fd, tmp_zip = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".zip", dir=path.parent)
-        os.close(fd)
-        try:
-            with spec.ValidationContext(perform_io_checks=False, log_warnings=False):
-                spec.save_bioimageio_package(descr, output_path=Path(tmp_zip))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_zip, 0o666 & ~umask)
-            os.replace(tmp_zip, path)
-        except BaseException:
-            Path(tmp_zip).unlink(missing_ok=True)
-            raise
+        package = folder / "package.zip"
+        with spec.ValidationContext(perform_io_checks=False, log_warnings=False):
+            spec.save_bioimageio_package(descr, output_path=package)
+        with atomic_path(path) as tmp_path:
+            shutil.copyfile(package, tmp_path)
     return path
 
 
