@@ -168,6 +168,8 @@ def test_export_makes_no_network_request(model2d, tmp_path, offline):
 
 
 def test_bad_arguments_fail_before_anything_is_written(model2d, tmp_path):
+    with pytest.raises(engine.InputError, match="needs a trained model"):
+        export_bioimageio("nuclei.gr2r.pt", tmp_path / "a.zip")
     with pytest.raises(engine.InputError, match=r"ending in \.zip"):
         export_bioimageio(model2d, tmp_path / "model.gr2r.pt")
     with pytest.raises(engine.InputError, match="name"):

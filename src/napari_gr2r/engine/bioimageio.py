@@ -114,6 +114,9 @@ def export_bioimageio(model: GR2RModel, path: str | os.PathLike, name: str | Non
     GR2RError
         When bioimageio.spec is missing, or the name or path cannot be used.
     """
+    if not isinstance(model, GR2RModel):
+        raise InputError(f"export_bioimageio needs a trained model, not {type(model).__name__}; "
+                         "train one or read a model file with load_model().")
     path = Path(path)
     if path.suffix.lower() != ".zip":
         raise InputError(f"A BioImage Model Zoo package is a zip file: give a path ending in "
