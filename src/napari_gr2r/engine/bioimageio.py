@@ -19,10 +19,10 @@ The package is one zip that Fiji (deepImageJ), ilastik, BioEngine, QuPath and
 ``bioimageio.spec`` is an optional dependency (``pip install "napari-gr2r[bioimageio]"``),
 imported only when a package is written. Nothing here uses the network.
 
-Zoo runners pad the image border by the halo (mirroring it) before running the network;
-:func:`~napari_gr2r.engine.denoise` does not pad, so within one halo of the image border the
-two differ slightly. Everywhere else, and for the package's own test (which runs unpadded),
-they agree to float precision.
+Zoo runners pad the image border by the halo before running the network, by default
+symmetrically, which is how :func:`~napari_gr2r.engine.denoise` mirrors the border
+(:func:`~napari_gr2r.engine.tiling.border_px` is the same halo), so the two agree to float
+precision up to the border.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .checkpoint import SUFFIX, save_model
 from .errors import GR2RError, InputError
 from .inference import denoise_in_memory
 from .model import GR2RModel
+from .tiling import border_px
 
 INSTALL_HINT = 'pip install "napari-gr2r[bioimageio]"'
 ATTACHMENT = "model" + SUFFIX
@@ -68,7 +69,7 @@ def geometry(model: GR2RModel) -> tuple[int, int, int]:
     (24, 4, 52)
     """
     step = int(model.net.multiple)
-    halo = math.ceil(int(model.net.receptive_radius) / step) * step
+    halo = border_px(model)
     return halo, step, 2 * halo + step
 
 
@@ -197,7 +198,9 @@ def _write_files(model: GR2RModel, folder: Path, cover: Any, test_input: Any) ->
     test = _test_array(model, test_input)
     spatial = test.shape[2:]
     axes = "SCZYX" if model.dims == 3 else "SCYX"
-    out = denoise_in_memory(model, test, axes, tile=tuple(spatial), device="cpu", batch_size=1)
+    # the zoo's test runs the network on the test tensor as it is, without border padding
+    out = denoise_in_memory(model, test, axes, tile=tuple(spatial), device="cpu", batch_size=1,
+                            border=0)
     files["test_input_array"] = test
     files["test_input"] = folder / "test_input.npy"
     files["test_output"] = folder / "test_output.npy"

@@ -5,6 +5,11 @@ network's receptive field (by default), and each output pixel is blended only fr
 which it lies at least ``(overlap - blend) / 2`` from an inner tile border. A tiled result
 therefore equals the untiled one to float precision, while memory stays bounded by
 ``batch_size`` tiles.
+
+The image's Y and X borders are mirrored (``numpy.pad(..., mode="symmetric")``) by
+:func:`border_px` before tiling, so pixels near the border see image-like context rather than
+the network's zero padding, as the BioImage Model Zoo's runners do; the result is cropped back.
+Z is not mirrored: stacks are often thinner than the border, which would multiply the work.
 """
 
 from __future__ import annotations
@@ -89,6 +94,22 @@ def sum_weights(tiling: AxisTiling, length: int) -> np.ndarray:
     return total
 
 
+def border_px(model: GR2RModel) -> int:
+    """Mirrored border (and out-of-core halo) in pixels: the network's receptive radius
+    rounded up to its down-sampling factor, so the pooling grid stays aligned."""
+    multiple = int(getattr(model.net, "multiple", 1))
+    radius = int(getattr(model.net, "receptive_radius", 32))
+    return -(-radius // multiple) * multiple
+
+
+def mirror(image: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
+    """``image`` with its trailing axes mirrored outwards by ``pads`` (one pair per axis)."""
+    if not any(a or b for a, b in pads):
+        return image
+    lead = [(0, 0)] * (image.ndim - len(pads))
+    return np.pad(image, lead + list(pads), mode="symmetric")
+
+
 def min_tile(model: GR2RModel) -> int:
     """The smallest tile side accepted: two of the network's down-sampling steps, >= 16."""
     return max(16, 2 * int(getattr(model.net, "multiple", 1)))
@@ -149,13 +170,21 @@ def check_result(block: np.ndarray, where: str = "") -> np.ndarray:
 
 
 class TilePlan:
-    """Tiles of every sample (and every Z slice, for a 2D model), batched through the net."""
+    """Tiles of every sample (and every Z slice, for a 2D model), batched through the net.
 
-    def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any) -> None:
+    ``border`` pixels are mirrored on each side of Y and X first (by default
+    :func:`border_px`; out-of-core blocks, which carry their own halo, pass 0).
+    """
+
+    def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any,
+                 border: int | None = None) -> None:
         self.model, self.source = model, source
         tiles, overlaps = default_tiling(model, tile, overlap)
         _, nz, ny, nx = source.czyx
-        lengths = (ny, nx) if model.dims == 2 else (nz, ny, nx)
+        b = border_px(model) if border is None else border
+        self.pads = [(0, 0)] * (model.dims - 2) + [(b, b)] * 2  # per network axis
+        lengths = tuple(n + a + e for n, (a, e) in
+                        zip((ny, nx) if model.dims == 2 else (nz, ny, nx), self.pads))
         multiple = model.net.multiple
         self.tilings = [tile_axis(n, t, o, multiple) for n, t, o in zip(lengths, tiles, overlaps)]
         planes = nz if model.dims == 2 else 1
@@ -193,7 +222,7 @@ class TilePlan:
                     image = source.read(sample, slice(z, z + 1))[:, 0]
                 else:
                     image = source.read(sample)
-                image = model.normalization.apply(image)
+                image = mirror(model.normalization.apply(image), self.pads)
                 acc = np.zeros_like(image)
                 # group tiles of equal shape so they can share a forward pass
                 groups: dict[tuple[int, ...], list[int]] = {}
@@ -214,5 +243,7 @@ class TilePlan:
                         done += len(chunk)
                         if progress is not None:
                             progress(done, self.n_tiles)
+                acc = acc[(..., *(slice(a, n - e) for n, (a, e)
+                                  in zip(acc.shape[-model.dims:], self.pads)))]
                 yield sample, (z if model.dims == 2 else slice(None)), \
                     check_result(model.normalization.invert(acc))

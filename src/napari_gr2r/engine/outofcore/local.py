@@ -1,6 +1,6 @@
 """The in-process loop of an out-of-core run: blocks through the network, written one by one.
 
-Each block is read with its halo, denoised (blocks that fit in one tile batched together,
+Each block is read with its halo (mirrored beyond the image border), denoised (blocks that fit in one tile batched together,
 larger ones through the tile plan of :mod:`..tiling`), cropped back and written; the block
 is marked done in the store's record after its chunks are written.
 """
@@ -30,15 +30,12 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
 
     Returns the block's ``(C, Z, Y, X)`` float32 result in the input's intensity scale.
     """
-    read = grid.read_box(block)
-    data = source.read(block.sample, *(slice(a, b) for a, b in read))
-    sub = ImageSource(data, "CZYX")
-    plan = TilePlan(model, sub, tile, overlap)
+    data = grid.read(source, block)
+    plan = TilePlan(model, ImageSource(data, "CZYX"), tile, overlap, border=0)
     result = np.empty(data.shape, np.float32)
     for _, z, denoised in plan.run(batch_size, device, None, should_stop):
         result[:, z] = denoised
-    crop = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(block.box, read))
-    return result[(slice(None), *crop)]
+    return result[(slice(None), *grid.crop(block))]
 
 
 def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indices: list[int],
@@ -78,17 +75,14 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
             result = pred[start:start + n]
             start += n
             result = np.moveaxis(result, 0, 1) if model.dims == 2 else result[0]
-            read = grid.read_box(block)
-            crop = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(block.box, read))
             yield block, check_result(
-                norm.invert(np.ascontiguousarray(result[(slice(None), *crop)])),
+                norm.invert(np.ascontiguousarray(result[(slice(None), *grid.crop(block))])),
                 f" in block {block.index}")
         pending.clear()
 
     for index in indices:
         block = grid[index]
-        read = grid.read_box(block)
-        data = norm.apply(source.read(block.sample, *(slice(a, b) for a, b in read)))
+        data = norm.apply(grid.read(source, block))
         if pending and pending[0][1].shape[1 if model.dims == 2 else 0:] != \
                 data.shape[1 if model.dims == 2 else 0:]:
             yield from flush()

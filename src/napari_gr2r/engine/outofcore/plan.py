@@ -16,7 +16,7 @@ from ..axes import AxesInfo
 from ..checks import check_sizes
 from ..errors import InputError
 from ..model import GR2RModel
-from ..tiling import default_tiling
+from ..tiling import border_px, default_tiling, mirror
 
 MAX_Z_BLOCK_2D = 16
 
@@ -54,9 +54,27 @@ class BlockGrid:
         return Block(index, int(s), box)  # type: ignore[arg-type]
 
     def read_box(self, block: Block) -> tuple[tuple[int, int], ...]:
+        """The block with its halo, clipped to the image."""
         sizes = self.info.czyx[1:]
         return tuple((max(0, a - h), min(n, b + h))
                      for (a, b), h, n in zip(block.box, self.halo, sizes))
+
+    def _pads(self, block: Block) -> list[tuple[int, int]]:
+        # Y and X: the halo beyond the image border is mirrored, as tiling mirrors the border
+        read = self.read_box(block)
+        return [(0, 0)] + [(h - (a - r0), h - (r1 - b)) for (a, b), (r0, r1), h
+                           in zip(block.box[1:], read[1:], self.halo[1:])]
+
+    def read(self, source: Any, block: Block) -> np.ndarray:
+        """The block ``(C, Z, Y, X)`` with its halo: read from the image where it lies inside,
+        mirrored outwards in Y and X (as :mod:`..tiling` mirrors the image border) where not."""
+        data = source.read(block.sample, *(slice(a, b) for a, b in self.read_box(block)))
+        return mirror(data, self._pads(block))
+
+    def crop(self, block: Block) -> tuple[slice, ...]:
+        """Where the block lies in what :meth:`read` returns (Z, Y, X)."""
+        return tuple(slice(a - r0 + p, b - r0 + p) for (a, b), (r0, _), (p, _)
+                     in zip(block.box, self.read_box(block), self._pads(block)))
 
     def out_index(self, block: Block) -> tuple[Any, ...]:
         """Where the block goes in the output array (which has the input's axes)."""
@@ -116,10 +134,8 @@ def plan_blocks(model: GR2RModel, info: AxesInfo, tile: Any = None, chunks: Any 
     multiples of the network's down-sampling factor. By default a block plus its halo makes
     one inference tile.
     """
-    net = model.net
-    multiple = int(getattr(net, "multiple", 1))
-    radius = int(getattr(net, "receptive_radius", 32))
-    halo_px = _round_up(radius, multiple)
+    multiple = int(getattr(model.net, "multiple", 1))
+    halo_px = border_px(model)
     _, nz, ny, nx = info.czyx
     tiles, _ = default_tiling(model, tile, None)
     if model.dims == 2:
