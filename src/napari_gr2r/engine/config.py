@@ -97,6 +97,11 @@ class TrainConfig:
     collapse_fraction : float
         Collapse is reported when the residual energy falls below this fraction of the
         estimated noise variance.
+    checkpoint_every : int or None
+        With ``Trainer(..., checkpoint_path=...)``: write the checkpoint every this many steps;
+        None (default) every two minutes of training
+        (:data:`~napari_gr2r.engine.resume.CHECKPOINT_INTERVAL_S`), because a step costs from
+        milliseconds to seconds depending on the preset and the device; 0 only at the end.
     """
 
     method: str = "gr2r"
@@ -126,6 +131,7 @@ class TrainConfig:
     r2r_alpha: float = 0.5
     collapse_fraction: float = 0.3
     augment: bool = True
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -170,6 +176,10 @@ class TrainConfig:
         self.lr_min_factor = check_float("lr_min_factor", self.lr_min_factor, 0, 1)
         self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 0.5,
                                         high_open=True)
+        if self.checkpoint_every is not None:
+            self.checkpoint_every = check_int(
+                "checkpoint_every", self.checkpoint_every, 0,
+                what="steps between checkpoints; 0: only at the end; None: every two minutes")
         for name in ("gamma", "lambda_g"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_float(name, getattr(self, name), 0,
