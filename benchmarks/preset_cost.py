@@ -7,10 +7,19 @@ the same on any machine and takes a second). A training step makes a few such pa
 few for every preset, so the ratios to the ``fast`` preset (whose 400 steps take about 35 s on
 one CPU thread, README.md) say what a run of each preset costs on the same device. The figures
 in ``TrainConfig.from_preset``'s docstring come from it.
+
+``--checkpoint-writes`` also times writing a training checkpoint of each preset's 2D network
+(weights, best weights, optimiser state, run state; fsync'ed), the best of three.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -42,5 +51,35 @@ def table() -> list[str]:
     return rows
 
 
+def checkpoint_writes() -> list[str]:
+    """Size and time of writing a checkpoint of each preset's 2D network (best of three)."""
+    from napari_gr2r.engine.resume import RunState, write_checkpoint
+
+    image = np.random.default_rng(0).normal(100, 20, (96, 96)).astype(np.float32)
+    rows = []
+    for preset in ("fast", "balanced", "quality"):
+        config = engine.TrainConfig.from_preset(preset, steps=2, val_fraction=0, patch_size=32,
+                                                net_dims="2d")
+        model = engine.train(image, "YX", config, device="cpu")  # the optimiser has its state
+        state = RunState.capture(model.net, 0, 100, np.random.default_rng(0), torch.Generator(), 0)
+        best = {k: v.clone() for k, v in model.net.state_dict().items()}
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "run.gr2r.pt")
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                write_checkpoint(model, path, best, state)
+                times.append(time.perf_counter() - t0)
+            rows.append(f"{preset}: checkpoint {os.path.getsize(path) / 1e6:.1f} MB, written in "
+                        f"{min(times) * 1000:.0f} ms")
+    return rows
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint-writes", action="store_true",
+                        help="also time writing a checkpoint of each preset")
+    args = parser.parse_args()
     print("\n".join(table()))
+    if args.checkpoint_writes:
+        print("\n".join(checkpoint_writes()))

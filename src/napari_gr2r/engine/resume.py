@@ -33,8 +33,9 @@ CHECKPOINT_INTERVAL_S = 120.0
 
 A step costs from a few milliseconds (the ``fast`` network on a GPU) to seconds (the
 ``quality`` network on a CPU), so no fixed step count means "every two minutes" everywhere;
-a clock does. Writing one (weights, best weights, optimiser, fsync) measured 40 ms for the
-``fast`` network (1.9 MB) and 250 ms for the ``quality`` one (70 MB) on a 2-core CPU.
+a clock does. Writing one (weights, best weights, optimiser, fsync) took 36 ms for the
+``fast`` network (1.9 MB) and 216 ms for the ``quality`` one (70 MB) on a busy 2-core CPU
+(``python -m benchmarks.preset_cost --checkpoint-writes``).
 """
 
 RUN_STATE_VERSION = 1
