@@ -118,11 +118,13 @@ def test_an_autosave_left_by_a_crash_is_offered_and_loads(make_napari_viewer, qt
 
 
 def _cancel_buttons(viewer):
+    """The Cancel buttons of the activity dock's running bars, by their description."""
     from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
+    from napari.utils import progress
 
     bars = viewer.window._qt_window.findChildren(QtLabeledProgressBar)
     return {bar.description_label.text(): bar.cancel_button for bar in bars
-            if bar.cancel_button.isVisibleTo(bar)}
+            if bar.progress in progress._all_instances and bar.cancel_button.isVisibleTo(bar)}
 
 
 def _menu_action(viewer, title):
