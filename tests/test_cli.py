@@ -54,10 +54,12 @@ def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clea
 
 
 def test_resume_training(model_file, noisy_tif, tmp_path):
+    """--resume MODEL continues that (finished) run up to --steps, into the output file."""
     out = tmp_path / "more.gr2r.pt"
-    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "10",
+    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "110",
                  "--resume", str(model_file), "-o", str(out)]) == 0
     assert engine.load_model(out).step == 110
+    assert engine.load_model(model_file).step == 100  # the model it started from is kept
 
 
 @pytest.mark.parametrize(

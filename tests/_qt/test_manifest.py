@@ -51,6 +51,11 @@ _CHECK_INSTALLED = textwrap.dedent("""
     from importlib.metadata import distribution
     from npe2 import PluginManifest
     dist = distribution("napari-gr2r")
+    assert dist.metadata["License-Expression"] == "BSD-3-Clause", dist.metadata["License-Expression"]
+    licence = [f for f in dist.files if f.name == "LICENSE" and "licenses" in f.parts]
+    assert licence and "BSD 3-Clause" in licence[0].read_text(), dist.files
+    urls = {u.split(",")[0] for u in dist.metadata.get_all("Project-URL")}
+    assert urls == {"Bug Tracker", "Documentation", "Source Code", "User Support"}, urls
     mf = PluginManifest.from_distribution("napari-gr2r")
     assert mf.name == "napari-gr2r", mf.name
     assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d"}
@@ -70,10 +75,7 @@ def test_installed_wheel_provides_manifest_and_samples(tmp_path):
     project.mkdir()
     shutil.copy(ROOT / "pyproject.toml", project)
     for name in ("README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy(ROOT / name, project)
-    if not (project / "README.md").exists():
-        (project / "README.md").write_text("napari-gr2r\n")
+        shutil.copy(ROOT / name, project)
     shutil.copytree(ROOT / "src", project / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     wheels, target = tmp_path / "wheels", tmp_path / "target"

@@ -96,7 +96,9 @@ def test_training_panel_trains_a_model_and_draws_its_losses(state, qtbot):
     qtbot.waitUntil(lambda: not state.training, timeout=60_000)
     assert state.model is not None
     assert state.model.step == 12
-    assert state.progress.format() == "Finished at step 12"
+    assert state.progress.format() == "done"  # then denoised into a result layer
+    assert "Finished at step 12" in state.message.text()
+    assert state.viewer.layers["noisy [denoised]"].data.shape == (48, 48)
     assert panel.loss_plot.points("loss")
     assert panel.resume.isChecked()  # Train again continues this model
     qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)

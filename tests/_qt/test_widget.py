@@ -137,6 +137,7 @@ def test_train_stop_resume_denoise(viewer_widget, qtbot, nuclei_crop, tmp_path):
     before = layer.data.copy()
     tiny(widget, steps=2000)
     widget.preview_every.setValue(20)
+    widget.result_layer.setChecked(False)  # the preview stays; Denoise makes the result here
     assert widget.axes_edit.text() == "YX"
 
     qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)

@@ -1,6 +1,8 @@
 """One-click menu commands: train and denoise, or denoise with a saved model.
 
-They run in napari thread workers with napari's progress bar; bad choices end in a napari
+They run in napari thread workers with napari's cancelable progress bars (the activity dock's
+Cancel): cancelling training ends it after the current step and denoises with the best weights
+so far; cancelling the denoising ends it without a result. Bad choices end in a napari
 notification, never a traceback.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from napari.qt.threading import create_worker
-from napari.utils import progress
+from napari.utils import cancelable_progress
 from napari.utils.notifications import show_info, show_warning
 
 from napari_gr2r import engine
@@ -28,6 +30,14 @@ from ._layers import (
     put_layer,
 )
 from ._workers import ProgressRelay, TrainingJob, denoise_array
+
+
+def cancellable_denoise(*args: Any, **kwargs: Any) -> Any:
+    """:func:`~._workers.denoise_array`, returning None when stopped (run in a worker)."""
+    try:
+        return denoise_array(*args, **kwargs)
+    except InterruptedError:
+        return None
 
 
 def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:
@@ -76,26 +86,43 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
         show_warning(f"GR2R: {exc}")
         return None
     job = TrainingJob()
-    bar = progress(total=config.steps, desc=f"GR2R: training on {layer.name}")
+    relay = ProgressRelay()
+    bars = {"bar": cancelable_progress(total=config.steps, desc=f"GR2R: training on {layer.name}")}
     worker = create_worker(job.run, layer_array(layer), axes, config, None, device,
-                           denoise_after=True, _start_thread=False)
-    on_removed = _stop_when_removed(viewer, layer, job.request_stop)
+                           denoise_after=True, progress=relay, _start_thread=False)
+    on_removed = _stop_when_removed(viewer, layer, job.abort)
 
     def on_event(event: Any) -> None:
+        bar = bars["bar"]
+        if bar.is_canceled:  # Cancel in the activity dock: stop, keep the best weights
+            job.stop_training()
         if isinstance(event, engine.TrainingProgress):
             bar.update(max(0, event.step - bar.n))
         elif event == "denoising":
-            bar.set_description(f"GR2R: denoising {layer.name}")
+            bar.close()
+            bars["bar"] = cancelable_progress(total=0, desc=f"GR2R: denoising {layer.name}")
+
+    def on_progress(done: int, total: int) -> None:
+        bar = bars["bar"]
+        if bar.is_canceled:
+            job.abort()
+        bar.total = total
+        bar.update(max(0, done - bar.n))
 
     def on_returned(result: tuple[Any, Any]) -> None:
         model, out = result
-        if out is not None and layer in viewer.layers:
+        if out is None:
+            if layer in viewer.layers:  # else it was removed, which ended the job
+                show_info(f"GR2R: cancelled; no result for {layer.name!r}.")
+        elif layer in viewer.layers:
             _add_result(viewer, layer, out, model)
 
     def on_finished() -> None:
-        bar.close()
+        bars["bar"].close()
+        relay.progressed.disconnect(on_progress)
         viewer.layers.events.removed.disconnect(on_removed)
 
+    relay.progressed.connect(on_progress)
     worker.yielded.connect(on_event)
     worker.returned.connect(on_returned)
     worker.finished.connect(on_finished)
@@ -120,20 +147,24 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
         return None
     stop = {"requested": False}
     relay = ProgressRelay()
-    bar = progress(total=0, desc=f"GR2R: denoising {layer.name}")
+    bar = cancelable_progress(total=0, desc=f"GR2R: denoising {layer.name}")
 
     def on_progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(max(0, done - bar.n))
 
     relay.progressed.connect(on_progress)
-    worker = create_worker(denoise_array, model, layer_array(layer), axes, device,
-                           progress=relay, should_stop=lambda: stop["requested"],
+    # the worker polls the bar between tiles: Cancel in the activity dock ends it there
+    worker = create_worker(cancellable_denoise, model, layer_array(layer), axes, device,
+                           progress=relay,
+                           should_stop=lambda: stop["requested"] or bar.is_canceled,
                            _start_thread=False)
     on_removed = _stop_when_removed(viewer, layer, lambda: stop.update(requested=True))
 
     def on_returned(result: Any) -> None:
-        if layer in viewer.layers:
+        if result is None:
+            show_info(f"GR2R: cancelled; no result for {layer.name!r}.")
+        elif layer in viewer.layers:
             _add_result(viewer, layer, result, model)
 
     def on_finished() -> None:

@@ -151,8 +151,10 @@ class WidgetState(QObject):
     def stop_jobs(self) -> None:
         """Ask the running jobs to stop: training after its step, denoising after its tile."""
         if self.train_job is not None:
+            denoising = self.train_job.denoising
             self.train_job.request_stop()
-            self.show_message("Stopping after the current step; the best weights are kept…")
+            self.show_message("Stopping the denoising of the result…" if denoising else
+                              "Stopping after the current step; the best weights are kept…")
         if self.denoise_worker is not None:
             self.denoise_stop = True
             self.show_message("Stopping the denoising…")
@@ -167,7 +169,7 @@ class WidgetState(QObject):
                     with contextlib.suppress(TypeError, RuntimeError):
                         signal.disconnect()
         if self.train_job is not None:
-            self.train_job.request_stop()
+            self.train_job.abort()
         self.denoise_stop = True
         for worker in workers:
             worker.quit()

@@ -1,32 +1,50 @@
-"""The training panel: Train and Stop, the progress and losses while training, the live preview.
+"""The training panel: Train and Stop, the progress and losses while training, the live preview,
+the result layer, and the autosave.
 
 Training runs :class:`~._workers.TrainingJob` in a napari thread worker; its engine events come
 back on the main thread and are drawn here: the progress bar, the loss plot, the collapse
-warning and, every few steps, a preview of the slice in view.
+warning and, every few steps, a preview of the slice in view. When training finishes or is
+stopped, the image is denoised with the kept best weights into a result layer, which replaces
+the preview (unless "Denoise into a layer when training ends" is off). While it trains, the run
+is autosaved to the user's cache folder (:mod:`._autosave`); an autosave left by a crash is
+offered back when the panel opens.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QCheckBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_gr2r import engine
 
+from . import _autosave
 from ._layers import (
     LayerChoiceError,
     as_display_dtype,
     check_axes,
     check_model_fits,
     current_slice,
+    denoised_name,
+    is_large,
     layer_array,
+    output_kwargs,
     put_layer,
 )
 from ._loss_plot import LossPlot
 from ._state import WARN_STYLE, Panel, WidgetState
-from ._workers import PreviewResult, TrainingJob
+from ._workers import PreviewResult, ProgressRelay, TrainingJob
 
 _NOT_PLOTTED = ("step", "lr", "elapsed_s", "residual_energy")
 """Columns of a model's history that are not losses."""
@@ -57,11 +75,22 @@ class TrainingPanel(Panel):
         self._train_config: engine.TrainConfig | None = None
         self._net_dims = 2
         self._last_preview_step = 0
+        self._finished_text = ""
+        self._preview_layer: Any = None
+        self._autosave: Path | None = None
+        self._relay: ProgressRelay | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._build_offer())
         self.resume = QCheckBox("Continue training the current model")
         self.resume.setToolTip("Train resumes from the current model's weights and optimiser.")
         layout.addWidget(self.resume)
+        self.result_layer = QCheckBox("Denoise into a layer when training ends")
+        self.result_layer.setChecked(True)
+        self.result_layer.setToolTip(
+            "When training finishes or is stopped, denoise the image with the best weights "
+            "into '<image> [denoised]' (replacing the preview). Off: only train the model.")
+        layout.addWidget(self.result_layer)
         buttons = QGridLayout()
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self.start)
@@ -87,6 +116,62 @@ class TrainingPanel(Panel):
             signal.connect(self._update_buttons)
         state.model_loaded.connect(self._on_model_loaded)
         self._update_buttons()
+        self._offer_next_leftover()
+
+    # -------------------------------------------------------------------------------- autosave
+    def _build_offer(self) -> QWidget:
+        """The offer of an autosave left by a crash: what it is, Load and Discard."""
+        self.autosave_offer = QWidget()
+        box = QVBoxLayout(self.autosave_offer)
+        box.setContentsMargins(0, 0, 0, 0)
+        self.autosave_label = QLabel()
+        self.autosave_label.setWordWrap(True)
+        self.autosave_label.setStyleSheet(WARN_STYLE)
+        box.addWidget(self.autosave_label)
+        row = QHBoxLayout()
+        self.autosave_load = QPushButton("Load autosaved model")
+        self.autosave_load.clicked.connect(self._load_leftover)
+        self.autosave_discard = QPushButton("Discard")
+        self.autosave_discard.clicked.connect(self._discard_leftover)
+        row.addWidget(self.autosave_load)
+        row.addWidget(self.autosave_discard)
+        box.addLayout(row)
+        self.autosave_offer.hide()
+        self._leftover: _autosave.Leftover | None = None
+        return self.autosave_offer
+
+    def _offer_next_leftover(self) -> None:
+        found = _autosave.leftovers()
+        self._leftover = found[0] if found else None
+        if self._leftover is None:
+            self.autosave_offer.hide()
+            return
+        more = f" ({len(found) - 1} older autosave(s) too.)" if len(found) > 1 else ""
+        self.autosave_label.setText(f"⚠ {self._leftover.describe()}{more}")
+        self.autosave_offer.show()
+
+    def _load_leftover(self) -> None:
+        leftover = self._leftover
+        if leftover is None or self.state.busy:
+            return
+        try:
+            model = engine.load_model(leftover.path)
+        except engine.GR2RError as exc:
+            self.state.reject(f"Could not load the autosave: {exc}")
+        else:
+            self.state.set_model(model)
+            self.state.model_loaded.emit(model)
+            self.state.show_message(
+                f"Loaded the autosaved model of {leftover.layer!r} (step {model.step}, best "
+                f"weights from step {model.best_step}). Denoise with it, or save it with Save "
+                "model… to keep it.")
+        _autosave.discard(leftover.path)
+        self._offer_next_leftover()
+
+    def _discard_leftover(self) -> None:
+        if self._leftover is not None:
+            _autosave.discard(self._leftover.path)
+        self._offer_next_leftover()
 
     def _update_buttons(self) -> None:
         state = self.state
@@ -132,13 +217,23 @@ class TrainingPanel(Panel):
         self.collapse_warning.hide()
         self._train_layer, self._train_axes, self._train_config = layer, axes, config
         self._last_preview_step = model.step if model is not None else 0
+        self._preview_layer = None
         data = layer_array(layer)
+        # a large layer's result goes block by block into a zarr store: Denoise does that
+        denoise_after = self.result_layer.isChecked() and not is_large(layer)
+        try:
+            self._autosave = _autosave.new_autosave(layer.name)
+        except OSError:  # no cache folder: train without the autosave
+            self._autosave = None
+        self._relay = ProgressRelay()
+        self._relay.progressed.connect(self._on_denoise_progress)
         job = TrainingJob()
         worker = create_worker(job.run, data, axes, config, model, state.settings.device_id(),
-                               _start_thread=False)
+                               denoise_after=denoise_after, checkpoint_path=self._autosave,
+                               progress=self._relay, _start_thread=False)
         worker.yielded.connect(self.on_event)
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(state.report_worker_error)
+        worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         state.progress_busy("preparing…")
         state.show_message(f"Training on {layer.name!r} ({axes})…")
@@ -181,12 +276,17 @@ class TrainingPanel(Panel):
         elif isinstance(event, engine.TrainingFinished):
             progress.setValue(event.step)
             how = "Stopped" if event.stopped else "Finished"
-            best = f"; best weights from step {event.best_step} kept"
+            self._finished_text = (f"{how} at step {event.step}; best weights from step "
+                                   f"{event.best_step} kept")
             progress.setFormat(f"{how} at step {event.step}")
-            self.state.show_message(f"{how} at step {event.step}{best}. Denoise or save the model.")
+            self.state.show_message(f"{self._finished_text}. Denoise or save the model.")
+        elif event == "denoising":
+            self.state.progress_busy("denoising the result…")
+            self.state.show_message(f"{self._finished_text}; denoising "
+                                    f"{self._train_layer.name!r} with them…")
         elif isinstance(event, PreviewResult) and self._train_layer in self.viewer.layers:
-            put_layer(self.viewer, as_display_dtype(event.data, self._train_layer),
-                      event.layer_kwargs)
+            self._preview_layer = put_layer(
+                self.viewer, as_display_dtype(event.data, self._train_layer), event.layer_kwargs)
 
     def _maybe_request_preview(self, step: int) -> None:
         every = self.state.settings.preview_interval()
@@ -200,13 +300,49 @@ class TrainingPanel(Panel):
         request = current_slice(self.viewer, layer, self._train_axes, self._net_dims, depth_z)
         job.request_preview(request, step)
 
+    def _on_denoise_progress(self, done: int, total: int) -> None:
+        progress = self.state.progress
+        progress.setRange(0, max(total, 1))
+        progress.setValue(done)
+        progress.setFormat(f"denoising the result: tile {done}/{total}")
+
     def _on_returned(self, result: tuple[Any, Any]) -> None:
-        model, _ = result
+        model, out = result
         if model is not None:
             self.state.set_model(model)
             self.resume.setChecked(True)
+        layer = self._train_layer
+        if out is None or layer is None or layer not in self.viewer.layers:
+            return
+        name = denoised_name(layer)
+        kwargs = output_kwargs(layer, name, metadata={"gr2r": {"source": layer.name,
+                                                               "model": repr(model)}})
+        put_layer(self.viewer, as_display_dtype(out, layer), kwargs)
+        preview = self._preview_layer
+        if preview is not None and preview in self.viewer.layers:
+            self.viewer.layers.remove(preview)  # the result replaces the live preview
+        self.state.progress.setFormat("done")
+        self.state.show_message(f"{self._finished_text}; denoised {layer.name!r} into {name!r}.")
+
+    def _on_error(self, exc: BaseException) -> None:
+        """Say what failed; the autosave (if one was written) becomes the current model."""
+        self.state.report_worker_error(exc)
+        path = self._autosave
+        if path is None or not path.exists():
+            return
+        try:
+            model = engine.load_model(path)
+        except engine.GR2RError:
+            return
+        self.state.set_model(model)
+        self.state.show_message(f"{type(exc).__name__}: {exc} The last autosave (step "
+                                f"{model.step}) is the current model.", error=True)
 
     def _on_finished(self) -> None:
         if self.state.progress.maximum() == 0:
             self.state.progress_idle()
+        if self._autosave is not None:
+            _autosave.discard(self._autosave)  # the run ended: nothing to offer after a crash
+            self._autosave = None
+        self._relay = None
         self.state.set_training(None, None)

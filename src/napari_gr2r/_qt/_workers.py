@@ -66,21 +66,38 @@ class PreviewResult:
 
 
 class TrainingJob:
-    """A training run that can be stopped from any thread, before or after it has started."""
+    """A training run, and the denoising of its result, that can be stopped from any thread,
+    before or after it has started."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._abort = threading.Event()
         self._lock = threading.Lock()
         self.trainer: engine.Trainer | None = None
+        self.denoising = False
+        """True once training is over and the result is being denoised."""
         self._preview: SliceRequest | None = None
         self._preview_step = 0
 
     def request_stop(self) -> None:
+        """End training after its step (the result is still denoised, with the best weights),
+        or, while the result is being denoised, end that."""
+        if self.denoising:
+            self._abort.set()
+        self.stop_training()
+
+    def stop_training(self) -> None:
+        """End training after its step; the result is still denoised, with the best weights."""
         self._stop.set()
         with self._lock:
             trainer = self.trainer
         if trainer is not None:
             trainer.request_stop()
+
+    def abort(self) -> None:
+        """End training and skip (or end) the denoising of its result."""
+        self._abort.set()
+        self.stop_training()
 
     @property
     def stop_requested(self) -> bool:
@@ -98,20 +115,28 @@ class TrainingJob:
         return request, step
 
     def run(self, data: Any, axes: str, config: engine.TrainConfig,
-            model: engine.GR2RModel | None, device: str,
-            denoise_after: bool = False) -> Iterator[Any]:
+            model: engine.GR2RModel | None, device: str, denoise_after: bool = False,
+            checkpoint_path: str | os.PathLike | None = None,
+            progress: Callable[[int, int], Any] | None = None) -> Iterator[Any]:
         """Build the trainer and train, yielding engine events and preview results.
 
-        Returns ``(model, denoised array)``; the array is None unless ``denoise_after``
-        (and training was not stopped).
+        With ``denoise_after``, the image is then denoised with the best weights (also after a
+        stop), yielding ``"denoising"`` first and calling ``progress(done, total)`` per tile.
+        ``checkpoint_path``: the trainer's checkpoint file (the widget's autosave).
+        Returns ``(model, denoised array)``; the array is None without ``denoise_after``, or
+        when :meth:`abort` (or a stop while denoising) ended it.
         """
         with capped_torch_threads():
-            return (yield from self._run(data, axes, config, model, device, denoise_after))
+            return (yield from self._run(data, axes, config, model, device, denoise_after,
+                                         checkpoint_path, progress))
 
     def _run(self, data: Any, axes: str, config: engine.TrainConfig,
-             model: engine.GR2RModel | None, device: str, denoise_after: bool) -> Iterator[Any]:
+             model: engine.GR2RModel | None, device: str, denoise_after: bool,
+             checkpoint_path: str | os.PathLike | None,
+             progress: Callable[[int, int], Any] | None) -> Iterator[Any]:
         try:
-            trainer = engine.Trainer(data, axes, config, model=model, device=device)
+            trainer = engine.Trainer(data, axes, config, model=model, device=device,
+                                     checkpoint_path=checkpoint_path)
             with self._lock:
                 self.trainer = trainer
             for event in trainer.iter_fit():
@@ -125,12 +150,16 @@ class TrainingJob:
                     out = engine.denoise(trainer.model, request.data, axes=request.axes,
                                          device=str(trainer.device))
                     yield PreviewResult(step, finish_preview(request, out), request.layer_kwargs)
-            if denoise_after and not self._stop.is_set():
-                yield "denoising"
+            if not denoise_after or self._abort.is_set():
+                return trainer.model, None
+            self.denoising = True
+            yield "denoising"
+            try:
                 out = engine.denoise(trainer.model, data, axes=axes, device=str(trainer.device),
-                                     should_stop=lambda: self._stop.is_set())
-                return trainer.model, out
-            return trainer.model, None
+                                     progress=progress, should_stop=self._abort.is_set)
+            except InterruptedError:
+                return trainer.model, None
+            return trainer.model, out
         except RuntimeError as exc:
             raise WorkerFailure(str(exc)) from exc
 

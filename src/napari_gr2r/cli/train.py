@@ -1,12 +1,26 @@
-"""``napari-gr2r train``: train a denoiser on a noisy image and save the model."""
+"""``napari-gr2r train``: train a denoiser on a noisy image and save the model.
+
+The model file is written while training runs (a checkpoint every ``--checkpoint-every`` steps,
+by default every two minutes), so a crash loses at most one interval: ``--resume`` continues
+the run it holds. Ctrl-C stops like the widget's Stop: training ends after the current step,
+the best weights so far are saved, and the exit status is 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from ..engine.errors import InputError, OutputError
 from ._common import (
+    EXIT_INTERRUPTED,
     add_device_argument,
     add_overwrite_argument,
     axes_for,
@@ -22,6 +36,15 @@ PRESET_TEXT = {
 }
 
 
+EPILOG = """\
+The model file is written atomically while training runs, so a crash (or kill -9) leaves a
+loadable file at most one checkpoint interval behind; run the same command with --resume to
+continue it. Ctrl-C ends training after the current step and saves the best weights so far
+(exit status 130; a second Ctrl-C quits at once, leaving the last checkpoint). Bad input: one
+line on stderr, exit status 2.
+"""
+
+
 def default_preset(device: Any) -> str:
     """The preset a run gets without ``--preset``: ``fast`` on a CPU, ``balanced`` on a GPU."""
     return "fast" if getattr(device, "type", str(device)) == "cpu" else "balanced"
@@ -31,7 +54,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train = subparsers.add_parser(
         "train", help="train a denoiser on a noisy image",
         description="Train a GR2R denoiser on a noisy image (no clean image needed) and save "
-        "it as one model file. The time the run will take is printed after its first steps.")
+        "it as one model file. The time the run will take is printed after its first steps.",
+        epilog=EPILOG)
     train.add_argument("input", help="noisy image: .tif or .zarr (an OME-Zarr image too)")
     train.add_argument("--axes", help="one letter per dimension, e.g. YX, ZYX, TYX, CZYX "
                        "(default: read from the file)")
@@ -45,7 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="gr2r: self-supervised, stable; gr2r-paper: the paper's objective, "
                        "can collapse; r2r: known noise (--noise-sigma, --noise-gain); n2c: "
                        "supervised (--target) (default: %(default)s)")
-    train.add_argument("--steps", type=int, help="optimiser steps (default: the preset's)")
+    train.add_argument("--steps", type=int, help="optimiser steps (default: the preset's); "
+                       "with --resume, the step the run ends at (default: the run's own)")
     train.add_argument("--net-dims", default="auto", choices=["auto", "2d", "3d"],
                        help="2D network over Z slices or 3D network; auto picks 3D for deep "
                        "enough Z stacks, except with the fast preset (default: %(default)s)")
@@ -59,8 +84,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="for --method r2r: the camera's dark level, for Poisson-Gaussian "
                        "noise (default: %(default)s)")
     train.add_argument("--target", help="for --method n2c: the clean image (default: none)")
-    train.add_argument("--resume", help="model file to continue training (default: a new "
-                       "model)")
+    train.add_argument("--checkpoint-every", type=int, metavar="K",
+                       help="write the model file every K steps while training (default: every "
+                       "2 minutes; 0: only at the end)")
+    train.add_argument("--resume", nargs="?", const=True, metavar="MODEL",
+                       help="continue the interrupted run saved in the output file (or in "
+                       "MODEL) with its own settings, up to --steps; without a file there, "
+                       "start a new run (default: a new run)")
     train.add_argument("--seed", type=int, default=0,
                        help="seed of every random draw: equal seeds give equal runs on a CPU "
                        "(default: %(default)s)")
@@ -69,33 +99,116 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return train
 
 
-def run(args: argparse.Namespace) -> int:
-    from .. import engine
-    from ..io import read_image
+def check_writable(out: Path) -> None:
+    """Refuse an output that cannot be written, before any training (a folder, a place
+    without write permission, a path through a file)."""
+    if out.is_dir():
+        raise OutputError(f"{out} is a folder; give a file name for the model, e.g. "
+                          f"{out / 'model.gr2r.pt'}.")
+    folder = out.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {out}: {folder} is a file, not a folder; choose "
+                          "another output path.")
+    try:  # a real probe: permissions, read-only file systems, quotas
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}; choose another output "
+                          "path.") from None
 
-    out = check_output(args)
-    device = device_for(args)
-    preset = args.preset or default_preset(device)
-    data, meta = read_image(args.input)
-    axes = axes_for(args, data, meta)
+
+def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
     overrides: dict[str, Any] = {"method": args.method, "net_dims": args.net_dims,
                                  "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
+    if args.checkpoint_every is not None:
+        overrides["checkpoint_every"] = args.checkpoint_every
     if args.method == "r2r":
         overrides["noise_sigma"] = args.noise_sigma
         if args.noise_gain:
             overrides.update(noise_model="poisson-gaussian", noise_gain=args.noise_gain,
                              noise_offset=args.noise_offset)
-    config = engine.TrainConfig.from_preset(preset, **overrides)
+    return engine.TrainConfig.from_preset(preset, **overrides)
+
+
+def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[Any, Any]:
+    """``(model, config)`` of the run ``--resume`` continues, or ``(None, None)``."""
+    if not args.resume:
+        return None, None
+    source = out if args.resume is True else Path(args.resume)
+    if args.resume is True and not out.exists():
+        print(f"no run to resume in {out}; starting a new one", file=sys.stderr)
+        return None, None
+    model = engine.load_model(source)
+    changes: dict[str, Any] = {}
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.checkpoint_every is not None:
+        changes["checkpoint_every"] = args.checkpoint_every
+    config = model.config.replace(**changes)
+    state = model.training_state or {}
+    end = int(state.get("run_start", 0)) + config.steps
+    if model.step >= end:
+        raise InputError(f"The run in {source} is complete ({model.step} steps); pass a larger "
+                         "--steps to train it further.")
+    print(f"resuming the run in {source.name} at step {model.step} of {end}", file=sys.stderr)
+    return model, config
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(trainer: Any) -> Iterator[None]:
+    """The first Ctrl-C asks the trainer to stop after its step; a second one quits at once."""
+    def on_interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        trainer.request_stop()
+        print("\nnapari-gr2r: stopping after this step and saving the best weights "
+              "(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: Ctrl-C cannot reach this one anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import engine
+    from ..io import read_image
+
+    out = check_output(args, resumable=bool(args.resume))
+    check_writable(out)
+    device = device_for(args)
+    data, meta = read_image(args.input)
+    axes = axes_for(args, data, meta)
+    model, config = _run_to_resume(args, out, engine)
+    preset = args.preset or default_preset(device)
+    if config is None:
+        config = _config(args, preset, engine)
     target = read_image(args.target)[0] if args.target else None
-    model = engine.load_model(args.resume) if args.resume else None
-    trainer = engine.Trainer(data, axes, config, target=target, model=model, device=device)
-    if args.preset is None:  # said once the input is known to be usable
+    trainer = engine.Trainer(data, axes, config, target=target, model=model, device=device,
+                             checkpoint_path=out, resume=model is not None)
+    if args.preset is None and model is None:  # said once the input is known to be usable
         where = "a CPU" if device.type == "cpu" else "a GPU"
         print(f"preset {preset} (the default on {where}: {PRESET_TEXT[preset]}; --preset "
               "chooses another)", file=sys.stderr)
-    train_with_bar(trainer)
-    engine.save_model(trainer.model, out)
-    print(f"saved {out} ({trainer.model!r}, best step {trainer.model.best_step})")
+    with _ctrl_c_stops(trainer):
+        train_with_bar(trainer)
+    model = trainer.model
+    if trainer.last_checkpoint_step != model.step:  # the last write failed (it warned): retry
+        engine.save_model(model, out)
+    if model.training_state is not None:  # stopped before the end
+        end = model.training_state["run_start"] + model.training_state["run_steps"]
+        print(f"napari-gr2r: stopped at step {model.step} of {end}; saved the best weights "
+              f"(step {model.best_step}) to {out}; run the same command with --resume to "
+              "continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"saved {out} ({model!r}, best step {model.best_step})")
     return 0

@@ -25,6 +25,7 @@ from .errors import (
     OutputError,
 )
 from .events import (
+    CheckpointSaved,
     CollapseDetected,
     TrainEvent,
     TrainingFinished,
@@ -41,6 +42,7 @@ __all__ = [
     "AxesError",
     "AxesInfo",
     "CheckpointError",
+    "CheckpointSaved",
     "ChunkProgress",
     "CollapseDetected",
     "CollapseWarning",

@@ -6,6 +6,7 @@ block into a zarr store (:mod:`.outofcore`); neither of those modules knows of t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,15 +21,64 @@ from .training import Trainer
 
 def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: Any = None,
           model: GR2RModel | None = None, device: str = "auto",
-          callback: Callable[[TrainEvent], Any] | None = None) -> GR2RModel:
-    """Train a denoiser on ``data`` and return it (see :class:`Trainer` for the arguments).
+          callback: Callable[[TrainEvent], Any] | None = None,
+          checkpoint_path: str | os.PathLike | None = None,
+          resume: bool = False) -> GR2RModel:
+    """Train a denoiser on a noisy image, without clean images, and return it.
+
+    A shortcut for ``Trainer(data, axes, config, ...).fit(callback)``; use :class:`Trainer`
+    to iterate over the events yourself or to stop training from another thread.
+
+    Parameters
+    ----------
+    data : numpy, dask or zarr array
+        The noisy image, any size and dtype (integer or float); never modified. Lazy arrays
+        are read a block at a time.
+    axes : str
+        One letter per dimension: ``T`` or ``S`` (independent samples), ``C`` (channels),
+        ``Z``, ``Y``, ``X``; e.g. ``"YX"``, ``"ZYX"``, ``"TYX"``, ``"YXC"``, ``"CZYX"``.
+    config : TrainConfig, optional
+        Method, network, patches, steps, optimiser. Default: ``TrainConfig()``, the stable
+        ``gr2r`` method with the ``balanced`` preset; :meth:`TrainConfig.from_preset` gives
+        the others (``"fast"`` for a laptop CPU).
+    target : array, optional
+        The clean image, same shape, for the supervised ``method="n2c"`` only.
+    model : GR2RModel, optional
+        A model (trained here or loaded with :func:`load_model`) to train further: its
+        weights, optimiser state, step count and history go on; by default for
+        ``config.steps`` more steps (see ``resume``).
+    device : str
+        ``"auto"`` (CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``, ``"mps"``.
+    callback : callable, optional
+        Called on the calling thread with every event training yields, in order:
+        :class:`TrainingStarted` once, :class:`TrainingProgress` every ``config.event_every``
+        steps (losses, validation loss, learning rate, patches per second, time left),
+        :class:`CollapseDetected` if the network slides towards the identity,
+        :class:`CheckpointSaved` after each write to ``checkpoint_path``, and
+        :class:`TrainingFinished` last. Its return value is ignored; an exception it raises
+        ends training and propagates.
+    checkpoint_path : path, optional
+        Write the run to this model file while it trains (every ``config.checkpoint_every``
+        steps, by default every two minutes, and at the end), atomically: a crash leaves a
+        loadable file at most one interval behind, which ``resume=True`` continues.
+    resume : bool
+        With ``model`` loaded from such a file: continue its unfinished run where it stopped,
+        up to step ``config.steps`` of that run (see :class:`Trainer`).
+
+    Returns
+    -------
+    GR2RModel
+        The model with the best weights seen (lowest validation loss; the last ones without
+        validation), ready for :func:`denoise` and :func:`save_model`.
 
     Examples
     --------
     >>> cfg = TrainConfig.from_preset("fast", steps=300)               # doctest: +SKIP
-    >>> model = train(noisy, axes="YX", config=cfg)                    # doctest: +SKIP
+    >>> model = train(noisy, axes="YX", config=cfg, callback=print)    # doctest: +SKIP
     """
-    trainer = Trainer(data, axes, config, target=target, model=model, device=device)
+    trainer = Trainer(data, axes, config, target=target, model=model, device=device,
+                      checkpoint_path=checkpoint_path, resume=resume)
     return trainer.fit(callback)
 
 

@@ -2,7 +2,8 @@
 
 The file is a ``torch.save`` of plain types only (dicts, lists, strings, numbers, tensors):
 config, axes, channels, normalisation, noise level, weights, optimiser state, step, history
-and versions. It loads with ``torch.load(weights_only=True)``, and the network is rebuilt
+and versions, and, for a run that has not finished, what resuming it needs (``training``, see
+:mod:`.resume`). It loads with ``torch.load(weights_only=True)``, and the network is rebuilt
 from the stored config.
 """
 
@@ -60,6 +61,7 @@ def model_to_dict(model: GR2RModel) -> dict[str, Any]:
         "data_shape": None if model.data_shape is None else list(model.data_shape),
         "history": [dict(row) for row in model.history],
         "versions": _versions(),
+        **({"training": model.training_state} if model.training_state is not None else {}),
     }
 
 
@@ -233,6 +235,7 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
             best_val_loss=payload.get("best_val_loss"),
             data_shape=None if payload.get("data_shape") is None else
             tuple(int(n) for n in payload["data_shape"]),
+            training_state=payload.get("training"),
         )
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -72,3 +72,13 @@ class TrainingFinished(TrainEvent):
     best_step: int = 0
     best_val_loss: float | None = None
     collapsed: bool = False
+
+
+@dataclass
+class CheckpointSaved(TrainEvent):
+    """The run was written to ``Trainer(..., checkpoint_path=...)``: a loadable model file."""
+
+    path: str = ""
+    resumable: bool = True
+    """True while the run is unfinished (the file holds what resuming it needs); False for the
+    finished run's model."""

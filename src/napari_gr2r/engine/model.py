@@ -42,6 +42,9 @@ class GR2RModel:
         Optimiser steps taken so far; ``history`` has the progress events' numbers.
     data_shape : tuple of int or None
         Shape of the image it was first trained on (None for models from before it was kept).
+    training_state : dict or None
+        What resuming an unfinished training run needs (see :mod:`.resume`): set by a
+        checkpoint written while training ran, or by a stopped run; None once a run is done.
     """
 
     net: nn.Module
@@ -57,6 +60,7 @@ class GR2RModel:
     best_step: int = 0
     best_val_loss: float | None = None
     data_shape: tuple[int, ...] | None = None
+    training_state: dict[str, Any] | None = None
 
     def check_compatible(self, info: AxesInfo) -> None:
         """Raise :class:`AxesError` when an image does not fit this model."""

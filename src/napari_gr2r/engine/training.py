@@ -1,13 +1,20 @@
-"""Training: :class:`Trainer` and its event generator (:func:`napari_gr2r.engine.train` wraps it)."""
+"""Training: :class:`Trainer` and its event generator (:func:`napari_gr2r.engine.train` wraps it).
+
+This module is longer than 400 lines because :meth:`Trainer.iter_fit` is one generator whose
+parts (steps, validation, progress events, the collapse watch, checkpoints) share the run's
+state; what checkpoints hold and how a run resumes lives in :mod:`.resume`.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +36,7 @@ from .networks import build_network, count_parameters, place
 from .noise import NoiseLevel
 from .normalization import Normalization
 from .patches import MIN_TRAIN_SIDE, PatchSampler, split_regions
+from .resume import RunRecorder, RunState, run_to_resume
 from .sources import ImageSource, as_lazy_or_numpy
 
 N_VAL_PATCHES = 16
@@ -70,9 +78,23 @@ class Trainer:
     target : array, optional
         Clean image of the same shape, for ``method="n2c"``.
     model : GR2RModel, optional
-        A model to continue training (its optimiser state, step count and history too).
+        A model to continue training (its optimiser state, step count and history too): by
+        default ``config.steps`` more steps, with a new learning-rate schedule.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    checkpoint_path : path, optional
+        Write the run to this model file while it trains: every ``config.checkpoint_every``
+        steps (default: every two minutes), when it is stopped, and when it ends. Each write
+        is atomic, so a process killed at any moment leaves a loadable file, at most one
+        interval behind. The file holds the best weights so far (it denoises as it is) and,
+        until the run has finished, what resuming it needs.
+    resume : bool
+        Continue the unfinished run that ``model`` holds (loaded from a checkpoint, or
+        stopped) where it left off, up to step ``config.steps`` of that run: the same
+        learning-rate schedule, held-out patches and random draws, so that on the CPU an
+        in-memory image ends with the weights an uninterrupted run would have had (a lazy
+        image's block pool is drawn afresh). ``config`` defaults to the run's own. A model
+        of a finished run continues up to ``config.steps`` steps in all.
 
     Examples
     --------
@@ -84,7 +106,8 @@ class Trainer:
 
     def __init__(self, data: Any, axes: str, config: TrainConfig | None = None, *,
                  target: Any = None, model: GR2RModel | None = None,
-                 device: str = "auto") -> None:
+                 device: str = "auto", checkpoint_path: str | os.PathLike | None = None,
+                 resume: bool = False) -> None:
         if model is not None and not isinstance(model, GR2RModel):
             raise InputError(
                 f"model= takes a GR2RModel to continue training, not {type(model).__name__}; "
@@ -98,6 +121,13 @@ class Trainer:
                 "TrainConfig(...) or TrainConfig.from_preset('fast', steps=...)."
             )
         config.validate()
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.last_checkpoint_step: int | None = None
+        """The model step of the latest file written to ``checkpoint_path`` (None: none yet)."""
+        self._resume: RunState | None = None
+        self._run_start: int | None = None  # None: a run of config.steps from the model's step
+        if resume:
+            self._resume, self._run_start = run_to_resume(model, config.steps)
         net_fields = ("width", "depth", "residual")
         if model is not None and any(getattr(config, f) != getattr(model.config, f)
                                      for f in net_fields):
@@ -134,6 +164,7 @@ class Trainer:
         self._torch_gen_seed = int(self._rng.integers(2**31))
         self.device = resolve_device(device)
 
+        self._resume_best: dict[str, torch.Tensor] | None = None
         if model is not None:
             model.check_compatible(info)
             model.config = config
@@ -141,6 +172,11 @@ class Trainer:
             self.dims = model.dims
             self.net = model.net
             self.norm, self.noise_level = model.normalization, model.noise_level
+            if self._resume is not None:
+                # the model's weights are the best so far; the run goes on from its current ones
+                if model.best_val_loss is not None:
+                    self._resume_best = copy.deepcopy(self.net.state_dict())
+                self.net.load_state_dict(self._resume.weights)
         else:
             blocks = self.source.statistics_blocks(self._rng)
             self.norm = Normalization.fit(blocks)
@@ -165,8 +201,11 @@ class Trainer:
         self.sampler = PatchSampler(self.source, self.norm, train_region, patch, self._rng,
                                     flat_z=flat_z, target=self.target, augment=cfg.augment)
         self.val_batches: list[list[torch.Tensor]] = []
+        self._val_seed = 0
         if val_region is not None:
-            val_rng = np.random.default_rng(self._rng.integers(2**31))
+            self._val_seed = (self._resume.val_seed if self._resume is not None
+                              else int(self._rng.integers(2**31)))
+            val_rng = np.random.default_rng(self._val_seed)
             val_sampler = PatchSampler(self.source, self.norm, val_region, patch, val_rng,
                                        flat_z=flat_z, target=self.target, augment=False)
             for _ in range(max(1, N_VAL_PATCHES // cfg.batch_size)):
@@ -174,6 +213,8 @@ class Trainer:
                 self.val_batches.append([torch.from_numpy(a) for a in arrays])
         self.objective = build_objective(cfg, self.norm, self.noise_level)
         self.validation = build_validation(cfg, self.objective, self.noise_level)
+        if self._resume is not None:
+            self._resume.restore_rng(self._rng)  # after the samplers drew their pools
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -225,12 +266,19 @@ class Trainer:
         """Train for ``config.steps`` steps, yielding typed events.
 
         Yields :class:`TrainingStarted` once, :class:`TrainingProgress` every ``event_every``
-        steps, :class:`CollapseDetected` at most once, and :class:`TrainingFinished` last.
+        steps, :class:`CollapseDetected` at most once, :class:`CheckpointSaved` after each
+        write to ``checkpoint_path``, and :class:`TrainingFinished` last.
         :meth:`request_stop` ends the loop after the current step (or before the first one,
-        when it was called before this method); the best weights are kept.
+        when it was called before this method); the best weights are kept, and the model
+        holds what resuming the run needs (``model.training_state``).
         """
         cfg, model = self.config, self.model_
         start_step = model.step
+        # a resumed run goes on where it stopped; a later call trains config.steps more
+        resume, self._resume = self._resume, None
+        run_start = start_step if self._run_start is None else self._run_start
+        self._run_start = None
+        done = start_step - run_start
         total = cfg.steps
         optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         if model.optimizer_state is not None:
@@ -240,10 +288,14 @@ class Trainer:
                 warnings.warn("The saved optimiser state does not fit; starting Adam afresh.",
                               RuntimeWarning, stacklevel=2)
         gen = _generator(self.device, self._torch_gen_seed + start_step)
+        if resume is not None:
+            resume.restore_generator(gen)
         val_seed = self._torch_gen_seed + 7919
+        recorder = RunRecorder(self.checkpoint_path, cfg.checkpoint_every, run_start, total,
+                               self._rng, self._val_seed)
         t0 = time.perf_counter()
         yield TrainingStarted(
-            step=start_step, total_steps=start_step + total, elapsed_s=0.0,
+            step=start_step, total_steps=run_start + total, elapsed_s=0.0,
             device=str(self.device), net_dims=self.dims,
             n_parameters=count_parameters(self.net), patch_shape=self.sampler.patch,
             noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
@@ -252,6 +304,8 @@ class Trainer:
         )
         best_val = model.best_val_loss
         best_state = copy.deepcopy(self.net.state_dict()) if best_val is not None else None
+        if resume is not None:
+            best_state, self._resume_best = self._resume_best, None
         sums: dict[str, float] = {}
         count = 0
         val_loss: float | None = None
@@ -259,11 +313,12 @@ class Trainer:
         val_energy: float | None = None
         energy_ema: float | None = None
         collapsed = False
-        last_t, last_step = t0, 0
-        step = 0
+        last_t, last_step = t0, done
+        step = done
+        completed = False
         self.net.train()
         try:
-            for step in range(1, total + 1):
+            for step in range(done + 1, total + 1):
                 if self._stop.is_set():
                     step -= 1
                     break
@@ -280,7 +335,7 @@ class Trainer:
                 if not math.isfinite(float(result.loss.detach())):
                     raise NumericalError(
                         f"The loss became {float(result.loss.detach())} at step "
-                        f"{start_step + step}: training diverged. Lower the learning rate "
+                        f"{run_start + step}: training diverged. Lower the learning rate "
                         f"(lr={cfg.lr:g} now); the best weights so far are kept."
                     )
                 sums["loss"] = sums.get("loss", 0.0) + float(result.loss.detach())
@@ -297,7 +352,7 @@ class Trainer:
                     if best_val is None or val_loss < best_val:
                         best_val = val_loss
                         best_state = copy.deepcopy(self.net.state_dict())
-                        model.best_step = start_step + step
+                        model.best_step = run_start + step
 
                 if step % cfg.event_every == 0 or step == total:
                     now = time.perf_counter()
@@ -315,10 +370,10 @@ class Trainer:
                     means = {k: v / count for k, v in sums.items()}
                     loss = means.pop("loss")
                     event = TrainingProgress(
-                        step=start_step + step, total_steps=start_step + total,
+                        step=run_start + step, total_steps=run_start + total,
                         elapsed_s=elapsed, loss=loss, terms=means, val_loss=val_loss,
                         validated=validated, residual_energy=energy, lr=lr,
-                        patches_per_s=rate, eta_s=elapsed / step * (total - step),
+                        patches_per_s=rate, eta_s=elapsed / (step - done) * (total - step),
                     )
                     model.history.append(_history_row(event))
                     yield event
@@ -330,20 +385,29 @@ class Trainer:
                         collapsed = True
                         message = (
                             f"Training is collapsing onto the noisy input at step "
-                            f"{start_step + step}: the network's output differs from its input by "
+                            f"{run_start + step}: the network's output differs from its input by "
                             f"{energy_ema:.2e} (mean square), far below the estimated noise "
                             f"variance {self.noise_level.mean_variance:.2e}. Use method='gr2r' "
                             "(the stable default) or fewer steps; the best weights are kept."
                         )
                         warnings.warn(message, CollapseWarning, stacklevel=2)
                         yield CollapseDetected(
-                            step=start_step + step, total_steps=start_step + total,
+                            step=run_start + step, total_steps=run_start + total,
                             elapsed_s=elapsed, residual_energy=energy_ema,
                             noise_variance=self.noise_level.mean_variance, message=message,
                         )
+                saved = recorder.periodic(step, model, self.net, gen, best_state, optimizer,
+                                          best_val_loss=best_val, best_step=model.best_step)
+                if saved is not None:
+                    self.last_checkpoint_step = saved.step
+                    yield saved
+            completed = True
         finally:
-            model.step = start_step + step
+            model.step = run_start + step
             model.optimizer_state = optimizer.state_dict()
+            model.training_state = None
+            if completed and step < total:  # stopped: keep what resuming needs
+                model.training_state = recorder.state(self.net, gen).to_dict()
             if best_state is not None:
                 self.net.load_state_dict(best_state)
                 model.best_val_loss = best_val
@@ -352,8 +416,12 @@ class Trainer:
             self.net.eval()
         stopped = self._stop.is_set()
         self._stop.clear()  # the request is consumed: a later iter_fit() trains again
+        saved = recorder.final(model)
+        if saved is not None:
+            self.last_checkpoint_step = saved.step
+            yield saved
         yield TrainingFinished(
-            step=model.step, total_steps=start_step + total,
+            step=model.step, total_steps=run_start + total,
             elapsed_s=time.perf_counter() - t0, stopped=stopped,
             best_step=model.best_step, best_val_loss=best_val, collapsed=collapsed,
         )
