@@ -38,6 +38,8 @@ from .formats import (
 from .model import GR2RModel
 
 PathLike = str | os.PathLike
+_OVERWRITES_INPUT = ("its result would overwrite it; choose another output folder or a suffix "
+                     "for the results")
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,8 +216,7 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     kind = check_output_suffix(out)
     location = os.fspath(path)
     if "://" not in location and Path(location).resolve() == out.resolve():
-        raise InputError("its result would overwrite it; choose another output folder or a "
-                         "suffix for the results.")
+        raise InputError(_OVERWRITES_INPUT)
     data, meta = read_image(location)
     if axes is None:
         axes = meta.get("axes")
@@ -321,6 +322,11 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
             yield FileFailed(n, index, path, reason)
             continue
         claimed[key] = path
+        if "://" not in path and Path(path).resolve() == key:
+            reason = _OVERWRITES_INPUT
+            failed.append((path, reason))
+            yield FileFailed(n, index, path, reason)
+            continue
         kind = check_output_suffix(out)
         if not overwrite and _is_done(out, kind):
             skipped += 1

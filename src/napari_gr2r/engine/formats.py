@@ -192,6 +192,7 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"{path.name} is not a TIFF file (it is empty, damaged or of another "
                          f"format); {READS}.")
     try:
+        _check_not_truncated(path)
         data, axes = open_lazy(path)
         meta: dict[str, Any] = {"axes": axes}
         meta.update(_tiff_metadata(path, axes))
@@ -206,6 +207,22 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
             and tuple(data.shape) != tuple(shape) and data.size == int(np.prod(shape))):
         data = data.reshape(shape)
     return data, meta
+
+
+def _check_not_truncated(path: Path) -> None:
+    """Raise when the pixels of the first or last page lie past the end of the file (a copy
+    cut short), which a lazy reader would only find block by block."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        size = tif.filehandle.size
+        pages = tif.series[0].pages if tif.series else []
+        for page in (pages[0], pages[-1]) if len(pages) else ():
+            if page is None or not getattr(page, "dataoffsets", None):
+                continue
+            end = max(o + c for o, c in zip(page.dataoffsets, page.databytecounts))
+            if end > size:
+                raise ValueError(f"the file ends at byte {size}, its pixels at byte {end}")
 
 
 def _tiff_metadata(path: Path, axes: str | None) -> dict[str, Any]:
