@@ -122,7 +122,7 @@ def test_clashes_missing_files_and_misfits_fail_alone(model, tmp_path):
     assert set(reasons) == {"a.tiff", "rgb.tif", "gone.tif"}
     assert "would also be the result of" in reasons["a.tiff"]
     assert "trained on 1 channel" in reasons["rgb.tif"]
-    assert "No file or folder" in reasons["gone.tif"]
+    assert "No image at" in reasons["gone.tif"]
     assert [e.output for e in _by_type(events, FileDone)] == [str(tmp_path / "out" / "a.tif")]
     # results into the input folder under the same names would replace the inputs
     events = list(denoise_files(model, [raw / "a.tif"], raw, device="cpu"))

@@ -56,7 +56,7 @@ def test_unreadable_files_give_one_line_naming_the_file(tmp_path, name, content,
 def test_folder_and_missing_path_are_refused(tmp_path):
     with pytest.raises(InputError, match="is a folder, not an image.*reads TIFF"):
         read_image(tmp_path)
-    with pytest.raises(InputError, match="No file or folder"):
+    with pytest.raises(InputError, match="No image at"):
         read_image(tmp_path / "nothing.tif")
 
 

@@ -1,11 +1,17 @@
-"""``napari-gr2r train``: train a denoiser on a noisy image and save the model."""
+"""``napari-gr2r train``: train a denoiser on noisy images and save the model.
+
+Several files, folders or glob patterns train one model on all their images (of the same
+axes), with patches and validation patches from every image.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..engine.errors import InputError
 from ._common import (
     add_device_argument,
     add_overwrite_argument,
@@ -29,10 +35,14 @@ def default_preset(device: Any) -> str:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train = subparsers.add_parser(
-        "train", help="train a denoiser on a noisy image",
+        "train", help="train a denoiser on noisy images",
         description="Train a GR2R denoiser on a noisy image (no clean image needed) and save "
-        "it as one model file. The time the run will take is printed after its first steps.")
-    train.add_argument("input", help="noisy image: .tif or .zarr (an OME-Zarr image too)")
+        "it as one model file. Several images (files, folders, glob patterns) of the same axes "
+        "train one model on all of them. The time the run will take is printed after its "
+        "first steps.")
+    train.add_argument("inputs", nargs="+", metavar="input",
+                       help="noisy image(s): TIFF/OME-TIFF, zarr/OME-Zarr, PNG, JPEG, a folder "
+                       "of them or a glob pattern; several train one model on all of them")
     train.add_argument("--axes", help="one letter per dimension, e.g. YX, ZYX, TYX, CZYX "
                        "(default: read from the file)")
     train.add_argument("-o", "--output", required=True,
@@ -58,7 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--noise-offset", type=float, default=0.0,
                        help="for --method r2r: the camera's dark level, for Poisson-Gaussian "
                        "noise (default: %(default)s)")
-    train.add_argument("--target", help="for --method n2c: the clean image (default: none)")
+    train.add_argument("--target", nargs="+",
+                       help="for --method n2c: the clean image, one per input in the same order "
+                       "(default: none)")
     train.add_argument("--resume", help="model file to continue training (default: a new "
                        "model)")
     train.add_argument("--seed", type=int, default=0,
@@ -71,13 +83,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import engine
+    from ..engine.files import expand_inputs
     from ..io import read_image
 
-    out = check_output(args)
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise InputError("No image files to train on (the folders given hold none).")
+    for path in paths:
+        args.input = path
+        out = check_output(args)
     device = device_for(args)
     preset = args.preset or default_preset(device)
-    data, meta = read_image(args.input)
-    axes = axes_for(args, data, meta)
+    images, axes = [], None
+    for path in paths:
+        data, meta = read_image(path)
+        args.input = path
+        file_axes = axes_for(args, data, meta)
+        if axes is not None and file_axes != axes:
+            raise InputError(f"{Path(path).name} has axes {file_axes} and {Path(paths[0]).name} "
+                             f"{axes}; one model trains on images of the same axes (or pass "
+                             "--axes).")
+        axes = file_axes
+        images.append(data)
     overrides: dict[str, Any] = {"method": args.method, "net_dims": args.net_dims,
                                  "seed": args.seed}
     if args.steps is not None:
@@ -88,8 +115,17 @@ def run(args: argparse.Namespace) -> int:
             overrides.update(noise_model="poisson-gaussian", noise_gain=args.noise_gain,
                              noise_offset=args.noise_offset)
     config = engine.TrainConfig.from_preset(preset, **overrides)
-    target = read_image(args.target)[0] if args.target else None
+    target = None
+    if args.target:
+        targets = [read_image(p)[0] for p in expand_inputs(args.target)]
+        if len(targets) != len(images):
+            raise InputError(f"{len(targets)} clean target(s) for {len(images)} input(s); give "
+                             "one --target per input, in the same order.")
+        target = targets if len(images) > 1 else targets[0]
     model = engine.load_model(args.resume) if args.resume else None
+    data = images if len(images) > 1 else images[0]
+    if len(images) > 1:
+        print(f"training on {len(images)} images", file=sys.stderr)
     trainer = engine.Trainer(data, axes, config, target=target, model=model, device=device)
     if args.preset is None:  # said once the input is known to be usable
         where = "a CPU" if device.type == "cpu" else "a GPU"

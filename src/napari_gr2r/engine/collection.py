@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .data import MIN_TRAIN_SIDE, AxesInfo, ImageSource, Normalization, PatchSampler, Region, \
-    split_regions
+from .axes import AxesInfo
 from .errors import InputError
+from .formats import read_image
+from .normalization import Normalization
+from .patches import MIN_TRAIN_SIDE, PatchSampler, Region, split_regions
+from .sources import ImageSource
 
 STATISTICS_BUDGET = 8_000_000
 """Pixels (per channel) of all images together that the normalisation and noise fit see."""
@@ -64,8 +67,6 @@ def _is_image_item(item: Any) -> bool:
 
 def _open(item: Any) -> Any:
     if isinstance(item, (str, os.PathLike)):
-        from .formats import read_image
-
         return read_image(item)[0]
     return item
 
@@ -92,10 +93,12 @@ class SourceSet:
                     "the same channels."
                 )
             if ny < MIN_TRAIN_SIDE or nx < MIN_TRAIN_SIDE:
+                advice = ("Use larger images, or leave this one out." if len(images) > 1 else
+                          "Use a larger image, or denoise this one with a model trained on a "
+                          "larger image.")
                 raise InputError(
                     f"{self._which(i, len(images))}The image is {ny}x{nx} pixels in YX; "
-                    f"training needs at least {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE}. Use larger "
-                    "images, or leave this one out."
+                    f"training needs at least {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE}. {advice}"
                 )
         self.targets: list[ImageSource] | None = None
         if targets is not None:

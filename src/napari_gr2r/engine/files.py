@@ -20,11 +20,19 @@ import glob
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .file_events import (
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FilesEvent,
+    FileSkipped,
+    FilesFinished,
+    FileStarted,
+)
 from .formats import (
     check_output_suffix,
     is_image_candidate,
@@ -36,80 +44,14 @@ from .formats import (
     write_image,
 )
 from .model import GR2RModel
+from .outofcore.distributed import _model_payload
+from .outofcore.plan import plan_blocks
+from .outofcore.runner import iter_denoise_to_zarr
+from .outofcore.store import default_out_chunks, read_state
 
 PathLike = str | os.PathLike
 _OVERWRITES_INPUT = ("its result would overwrite it; choose another output folder or a suffix "
                      "for the results")
-
-
-# --------------------------------------------------------------------------------------------
-# events
-
-
-@dataclass(frozen=True)
-class FilesEvent:
-    """Base class of the events of :func:`denoise_files`."""
-
-    n_files: int
-
-
-@dataclass(frozen=True)
-class FileEvent(FilesEvent):
-    """An event about one input: its position ``index`` (from 0) and its path."""
-
-    index: int
-    path: str
-
-
-@dataclass(frozen=True)
-class FileStarted(FileEvent):
-    output: str
-
-
-@dataclass(frozen=True)
-class FileProgress(FileEvent):
-    """``done`` of ``total`` blocks of the current file are denoised."""
-
-    done: int
-    total: int
-    unit: str = "block"
-
-
-@dataclass(frozen=True)
-class FileDone(FileEvent):
-    output: str
-    axes: str
-    shape: tuple[int, ...]
-    seconds: float
-
-
-@dataclass(frozen=True)
-class FileSkipped(FileEvent):
-    """The result is already there (a whole TIFF, a complete zarr store)."""
-
-    output: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class FileFailed(FileEvent):
-    """The file could not be denoised; ``reason`` is one line for the user."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class FilesFinished(FilesEvent):
-    """All files are handled (or the run was stopped)."""
-
-    done: int
-    skipped: int
-    failed: tuple[tuple[str, str], ...]
-    """``(path, reason)`` of each file that failed."""
-    outputs: tuple[str, ...]
-    """The results written or found, in input order."""
-    stopped: bool
-    elapsed_s: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,8 +124,6 @@ def _is_done(out: Path, kind: str) -> bool:
         return out.is_file()
     if not out.exists():
         return False
-    from .outofcore import read_state
-
     try:
         import zarr
 
@@ -210,8 +150,6 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     """
     import zarr
 
-    from .outofcore import _default_out_chunks, iter_denoise_to_zarr, plan_blocks
-
     out = Path(out)
     kind = check_output_suffix(out)
     location = os.fspath(path)
@@ -229,7 +167,7 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     else:
         grid = plan_blocks(model, info, tile)
         target = zarr.create_array(store=zarr.storage.MemoryStore(), shape=info.shape,
-                                   chunks=_default_out_chunks(grid), dtype="float32",
+                                   chunks=default_out_chunks(grid), dtype="float32",
                                    fill_value=0.0)
     steps = iter_denoise_to_zarr(model, data, info.axes, target, tile=tile,
                                  batch_size=batch_size, device=device,
@@ -417,8 +355,6 @@ def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]]
     except ImportError:
         raise InputError("Running on a cluster needs dask.distributed: pip install "
                          "'napari-gr2r[cluster]'.") from None
-    from .outofcore import _model_payload
-
     if not todo:
         return
     payload = client.scatter([_model_payload(model)], broadcast=True, hash=False)[0]

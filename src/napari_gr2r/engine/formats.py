@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+from .pixelsize import check_not_truncated, ome_zarr_scale, tiff_metadata
+from .sources import is_url, open_lazy
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".lsm")
 IMAGEIO_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -59,10 +60,6 @@ _OTHER_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"PK\x03\x04": "ZIP"
 
 # --------------------------------------------------------------------------------------------
 # what a path is
-
-
-def _is_url(location: str) -> bool:
-    return "://" in location
 
 
 def suffix_of(path: str | os.PathLike) -> str:
@@ -119,11 +116,11 @@ def image_kind(path: str | os.PathLike) -> str:
     """``"tiff"``, ``"zarr"`` or ``"imageio"`` for a readable image; else an
     :class:`InputError` naming the file and saying what is read (or which reader to use)."""
     location = os.fspath(path)
-    if _is_url(location):
+    if is_url(location):
         return "zarr"
     p = Path(location)
     if not p.exists():
-        raise InputError(f"No file or folder {location}.")
+        raise InputError(f"No image at {location}.")
     if p.is_dir():
         if is_zarr_store(p):
             return "zarr"
@@ -182,8 +179,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
-    from .outofcore import open_lazy
-
     found = _kind_of_bytes(_magic(path))
     if found != "TIFF":
         if found is not None:
@@ -192,10 +187,10 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"{path.name} is not a TIFF file (it is empty, damaged or of another "
                          f"format); {READS}.")
     try:
-        _check_not_truncated(path)
+        check_not_truncated(path)
         data, axes = open_lazy(path)
         meta: dict[str, Any] = {"axes": axes}
-        meta.update(_tiff_metadata(path, axes))
+        meta.update(tiff_metadata(path, axes))
     except InputError:
         raise
     except Exception as exc:  # tifffile raises several types for damaged files
@@ -207,102 +202,6 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
             and tuple(data.shape) != tuple(shape) and data.size == int(np.prod(shape))):
         data = data.reshape(shape)
     return data, meta
-
-
-def _check_not_truncated(path: Path) -> None:
-    """Raise when the pixels of the first or last page lie past the end of the file (a copy
-    cut short), which a lazy reader would only find block by block."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        size = tif.filehandle.size
-        pages = tif.series[0].pages if tif.series else []
-        for page in (pages[0], pages[-1]) if len(pages) else ():
-            if page is None or not getattr(page, "dataoffsets", None):
-                continue
-            end = max(o + c for o, c in zip(page.dataoffsets, page.databytecounts))
-            if end > size:
-                raise ValueError(f"the file ends at byte {size}, its pixels at byte {end}")
-
-
-def _tiff_metadata(path: Path, axes: str | None) -> dict[str, Any]:
-    """Axes, scale and unit: napari-gr2r's JSON description, else OME-XML, else ImageJ."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        description = page.description or ""
-        if description.startswith("{"):
-            try:
-                info = json.loads(description)
-            except ValueError:
-                info = None
-            # tifffile's own JSON description holds only the shape: not ours
-            if isinstance(info, dict) and ("axes" in info or "scale" in info):
-                meta = {key: info[key] for key in ("scale", "unit", "shape") if key in info}
-                if isinstance(info.get("axes"), str):
-                    meta["axes"] = info["axes"].upper()
-                return meta
-        if axes is None:
-            return {}
-        if tif.is_ome and tif.ome_metadata:
-            return _ome_xml_scale(tif.ome_metadata, axes)
-        return _resolution_scale(tif.imagej_metadata or {} if tif.is_imagej else {}, page,
-                                 axes)
-
-
-def _ome_xml_scale(xml: str, axes: str) -> dict[str, Any]:
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError:
-        return {}
-    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
-    if pixels is None:
-        return {}
-    sizes, unit = {}, None
-    for letter in "ZYX":
-        value = pixels.get(f"PhysicalSize{letter}")
-        if value is not None:
-            sizes[letter] = float(value)
-            unit = unit or pixels.get(f"PhysicalSize{letter}Unit", "µm")
-    if not sizes:
-        return {}
-    return {"scale": [sizes.get(a, 1.0) for a in axes], "unit": unit or "µm"}
-
-
-_UM_PER_CM = 10_000.0
-
-
-def _resolution_scale(imagej: dict[str, Any], page: Any, axes: str) -> dict[str, Any]:
-    """Pixel size from the X/Y resolution tags (and ImageJ's Z spacing and unit).
-
-    Without ImageJ's unit only a resolution per centimetre counts: a resolution per inch
-    (the TIFF default) is nearly always a printing density (72 or 300 dpi), not a pixel size.
-    """
-    sizes = {}
-    unit_tag = page.tags.get("ResolutionUnit")
-    resunit = int(unit_tag.value) if unit_tag is not None else 2
-    for letter in "XY":
-        tag = page.tags.get(f"{letter}Resolution")
-        if tag is not None:
-            num, den = tag.value
-            if num and den and num != den:  # 1/1 is the default, not a calibration
-                sizes[letter] = den / num
-    if "spacing" in imagej:
-        sizes["Z"] = float(imagej["spacing"])
-    if not sizes:
-        return {}
-    meta: dict[str, Any] = {}
-    if imagej.get("unit"):
-        unit = str(imagej["unit"]).replace("\\u00B5", "µ")
-        meta["unit"] = "µm" if unit in ("micron", "um", "\\u00B5m") else unit
-    elif resunit == 3:  # centimetre
-        sizes = {a: v * _UM_PER_CM if a in "XY" else v for a, v in sizes.items()}
-        meta["unit"] = "µm"
-    else:
-        return {}
-    meta["scale"] = [sizes.get(a, 1.0) for a in axes]
-    return meta
 
 
 def _read_imageio(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -327,8 +226,6 @@ def _read_imageio(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _read_zarr(location: str) -> tuple[Any, dict[str, Any]]:
-    from .outofcore import open_lazy
-
     data, axes = open_lazy(location)
     meta: dict[str, Any] = {"axes": axes}
     attrs = dict(getattr(data, "attrs", {}))
@@ -339,39 +236,8 @@ def _read_zarr(location: str) -> tuple[Any, dict[str, Any]]:
         if isinstance(attrs.get("unit"), str):
             meta["unit"] = attrs["unit"]
         return data, meta
-    meta.update(_ome_zarr_scale(location, len(data.shape)))
+    meta.update(ome_zarr_scale(location, len(data.shape)))
     return data, meta
-
-
-def _ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
-    """The full-resolution level's scale (times a multiscale-wide one) and the space unit."""
-    import zarr
-
-    try:
-        node = zarr.open(store=location, mode="r")
-    except Exception:  # not a group: nothing more to read
-        return {}
-    if isinstance(node, zarr.Array):
-        return {}
-    attrs = dict(node.attrs)
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if not multiscales:
-        return {}
-    image = multiscales[0]
-    scale = np.ones(ndim)
-    transforms = list(image["datasets"][0].get("coordinateTransformations", []))
-    transforms += list(image.get("coordinateTransformations", []))
-    for transform in transforms:
-        if transform.get("type") == "scale" and len(transform.get("scale", [])) == ndim:
-            scale = scale * np.asarray(transform["scale"], float)
-    if np.all(scale == 1):
-        return {}
-    meta: dict[str, Any] = {"scale": [float(s) for s in scale]}
-    units = [a.get("unit") for a in image.get("axes", []) if isinstance(a, dict)
-             and a.get("type") == "space" and a.get("unit")]
-    if units:
-        meta["unit"] = str(units[-1])
-    return meta
 
 
 # --------------------------------------------------------------------------------------------
