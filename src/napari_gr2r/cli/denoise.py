@@ -103,8 +103,9 @@ def _run_one(args: argparse.Namespace) -> int:
     from .. import engine
     from ..io import check_output_suffix, read_image, write_image
 
-    to_zarr = check_output_suffix(args.output) == "zarr"
+    to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)
+    check_output_suffix(out)  # no TIFF under another format's name
     device_for(args)
     if args.scheduler and not to_zarr:
         raise InputError("--scheduler needs a .zarr output (-o result.zarr) or an output folder.")
