@@ -7,7 +7,7 @@ first use) for an image and a model file in, the denoised image out.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "denoise_image"]
 

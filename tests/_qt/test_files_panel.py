@@ -32,13 +32,17 @@ def folder(tmp_path):
 def test_denoise_files_panel_runs_on_a_folder(make_napari_viewer, qtbot, small_model, folder,
                                               tmp_path):
     from napari_gr2r._qt._files_panel import FilesPanel
+    from napari_gr2r._qt._state import WidgetState
 
     viewer = make_napari_viewer()
-    panel = FilesPanel(viewer, lambda: small_model, lambda: "cpu")
+    state = WidgetState(viewer)
+    panel = FilesPanel(state)
     qtbot.addWidget(panel)
     assert not panel.run_button.isEnabled()  # nothing chosen yet
     panel.add_paths([str(folder)])
     panel.set_output(str(tmp_path / "out"))
+    assert not panel.run_button.isEnabled()  # no model yet
+    state.set_model(small_model)
     assert panel.run_button.isEnabled()
     panel.run_button.click()
     assert panel.running
@@ -67,3 +71,54 @@ def test_denoise_files_panel_runs_on_a_folder(make_napari_viewer, qtbot, small_m
     lines = [panel.log.item(i).text() for i in range(panel.log.count())]
     assert sum("already done" in line for line in lines) == 3
     assert "3 already done" in panel.message.text()
+
+
+def test_denoise_files_button_docks_the_panel_with_the_widgets_model(make_napari_viewer, qtbot,
+                                                                     small_model, folder,
+                                                                     tmp_path):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
+    assert widget.files_button.text() == "Denoise files…"
+    widget._set_model(small_model)
+    widget.files_button.click()
+    panel = widget.denoise_panel.files_panel
+    assert panel is not None and not panel.isHidden()
+    assert viewer.window.dock_widgets["GR2R: denoise files"] is panel
+    widget.files_button.click()  # once only
+    assert widget.denoise_panel.files_panel is panel
+    (folder / "broken.tif").unlink()
+    panel.add_paths([str(folder / "cell0.tif"), str(folder / "cell1.tif")])
+    panel.set_output(str(tmp_path / "res"))
+    panel.open_results.setChecked(False)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["cell0.tif", "cell1.tif"]
+    assert panel.message.text().startswith("2 denoised")
+
+
+def test_train_on_several_layers(make_napari_viewer, qtbot):
+    from tests.helpers import shrink_widget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
+    rng = np.random.default_rng(2)
+    for name, shape in (("a", (48, 48)), ("b", (40, 56)), ("c", (64, 48))):
+        viewer.add_image(rng.normal(100, 20, shape).astype(np.float32), name=name)
+    viewer.add_image(rng.normal(100, 20, (3, 48, 48)).astype(np.float32), name="stack")
+    widget.layer_combo.setCurrentText("a")
+    assert widget.axes_edit.text() == "YX"
+    assert not widget.more_list.isVisible()
+    widget.several.setChecked(True)
+    listed = [widget.more_list.item(i).text() for i in range(widget.more_list.count())]
+    assert listed == ["b", "c"]  # the 3D stack does not have these axes
+    widget.data_panel.set_more_layers(["b", "c"])
+    assert [layer.name for layer in widget.state.training_layers()] == ["a", "b", "c"]
+    shrink_widget(widget, steps=4)
+    widget.train_button.click()
+    job = widget.state.train_job
+    qtbot.waitUntil(lambda: not widget.training, timeout=120_000)
+    assert job.trainer is not None and len(job.trainer.images) == 3
+    assert widget._model is not None and widget._model.step == 4
+    # unticking "Train on several layers" trains on the chosen layer alone again
+    widget.several.setChecked(False)
+    assert [layer.name for layer in widget.state.training_layers()] == ["a"]

@@ -1,6 +1,6 @@
 """Denoise files…: apply the current model to files or a folder, results into a folder.
 
-The panel lists the inputs (files, folders, zarr stores), an output folder and a few options;
+The denoise panel's **Denoise files…** button docks this panel beside the widget. It lists the inputs (files, folders, zarr stores), an output folder and a few options;
 **Denoise files** runs :func:`napari_gr2r.engine.denoise_files` in a napari thread worker and
 turns its per-file events into the panel's two progress bars, a line per file and a
 cancelable progress bar in napari's activity dock. Results can be opened as layers as they
@@ -38,9 +38,9 @@ from napari_gr2r import engine
 from napari_gr2r.engine import files as engine_files
 from napari_gr2r.engine.formats import read_image
 
+from ._state import ERROR_STYLE, Panel, WidgetState
 from ._workers import Refused, WorkerFailure, capped_torch_threads
 
-_ERROR_STYLE = "color: #ff7070;"
 FORMATS = {"like the input": None, "TIFF (.tif)": "tif", "zarr (.zarr)": "zarr"}
 
 
@@ -62,25 +62,16 @@ def run_files(model: engine.GR2RModel, inputs: list[str], out_dir: str, *, devic
     return None
 
 
-class FilesPanel(QWidget):
+class FilesPanel(Panel):
     """Pick files or a folder and an output folder; denoise them all with the current model.
 
-    Parameters
-    ----------
-    viewer : napari.viewer.Viewer
-        Where results are opened as layers.
-    model_getter : callable
-        Returns the model to apply (or None when there is none yet).
-    device_getter : callable
-        Returns the device to run on (``"auto"``, ``"cpu"``, ...).
+    The state gives the model (the widget's current one), the device (the settings') and
+    whether training is running (then the model is not used until it ends); results are
+    opened as layers of the state's viewer.
     """
 
-    def __init__(self, viewer: Any, model_getter: Callable[[], engine.GR2RModel | None],
-                 device_getter: Callable[[], str] = lambda: "auto",
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self._model_getter, self._device_getter = model_getter, device_getter
+    def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
+        super().__init__(state, parent)
         self._worker: Any = None
         self._stop = False
         self._pbar: Any = None
@@ -90,6 +81,8 @@ class FilesPanel(QWidget):
         self.opened: list[Any] = []
         """Layers opened from results in this panel."""
         self._build()
+        state.busy_changed.connect(self._update_buttons)
+        state.model_changed.connect(self._update_buttons)
         self._update_buttons()
 
     # ==================================================================== construction
@@ -211,7 +204,8 @@ class FilesPanel(QWidget):
     def _update_buttons(self, *_: Any) -> None:
         running = self.running
         ready = bool(self.input_paths()) and bool(self.output_edit.text().strip())
-        self.run_button.setEnabled(not running and ready)
+        usable = self.state.model is not None and not self.state.training
+        self.run_button.setEnabled(not running and ready and usable)
         self.stop_button.setEnabled(running)
         for widget in (self.add_files_button, self.add_folder_button, self.clear_button,
                        self.output_button, self.output_edit, self.overwrite,
@@ -220,7 +214,7 @@ class FilesPanel(QWidget):
 
     def _show(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet(_ERROR_STYLE if error else "")
+        self.message.setStyleSheet(ERROR_STYLE if error else "")
         if error:
             show_warning(text)
 
@@ -233,9 +227,10 @@ class FilesPanel(QWidget):
         """Denoise the listed inputs into the output folder, in a worker."""
         if self.running:
             return
-        model = self._model_getter()
-        if model is None:
-            self._show("No model: train one or load one first.", error=True)
+        model = self.state.model
+        if model is None or self.state.training:
+            self._show("No model: train one or load one first." if model is None else
+                       "Training is running: denoise the files when it has ended.", error=True)
             return
         out_dir = self.output_edit.text().strip()
         if not out_dir or not self.input_paths():
@@ -261,7 +256,7 @@ class FilesPanel(QWidget):
         self.file_progress.setValue(0)
         self.file_progress.setFormat("")
         worker = create_worker(
-            run_files, model, paths, out_dir, device=self._device_getter(),
+            run_files, model, paths, out_dir, device=self.state.settings.device_id(),
             should_stop=self._stop_requested, overwrite=self.overwrite.isChecked(),
             out_format=FORMATS[self.format_combo.currentText()],
             suffix=self.suffix_edit.text().strip(), _start_thread=False)
