@@ -325,6 +325,10 @@ def _in_process(model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
                        time.perf_counter() - t0)
 
 
+_WORKER_MODEL: list[Any] = []
+"""On a cluster worker: the scattered payload of the last run and the model built from it."""
+
+
 def _file_task(payload: dict[str, Any], path: str, out: str,
                options: dict[str, Any]) -> tuple[str, tuple[int, ...], float]:
     """Runs on a worker: one whole file (its result written by the worker)."""
@@ -334,7 +338,12 @@ def _file_task(payload: dict[str, Any], path: str, out: str,
     from .devices import resolve_device
 
     t0 = time.perf_counter()
-    model = model_from_dict(payload)
+    cached = _WORKER_MODEL
+    if cached and cached[0] is payload:
+        model = cached[1]
+    else:  # the first file of this run on this worker: build the model once
+        model = model_from_dict(payload)
+        _WORKER_MODEL[:] = [payload, model]
     steps = denoise_file(model, path, out, device=resolve_device("auto").type, **options)
     with dask.config.set(scheduler="synchronous"):
         while True:
