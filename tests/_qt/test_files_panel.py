@@ -57,8 +57,8 @@ def test_denoise_files_panel_runs_on_a_folder(make_napari_viewer, qtbot, small_m
     assert "1 failed" in panel.message.text() and "broken.tif" in panel.message.text()
     assert panel.files_progress.value() == 4
     # the results are open as layers, denoised, with the input's pixel size
-    assert [layer.name for layer in panel.opened] == ["cell0", "cell1", "cell2"]
-    layer = viewer.layers["cell0"]
+    assert [layer.name for layer in panel.opened] == [f"cell{i} [denoised]" for i in range(3)]
+    layer = viewer.layers["cell0 [denoised]"]
     noisy = tifffile.imread(folder / "cell0.tif")
     np.testing.assert_allclose(np.asarray(layer.data),
                                engine.denoise(small_model, noisy, "YX", device="cpu"), atol=1e-4)

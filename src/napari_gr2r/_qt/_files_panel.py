@@ -38,6 +38,7 @@ from napari_gr2r import engine
 from napari_gr2r.engine import files as engine_files
 from napari_gr2r.engine.formats import read_image
 
+from ._layers import DENOISED_SUFFIX
 from ._state import ERROR_STYLE, Panel, WidgetState
 from ._workers import Refused, WorkerFailure, capped_torch_threads
 
@@ -355,7 +356,7 @@ class FilesPanel(Panel):
 
             data = da.from_zarr(data)
         axes = meta.get("axes") or ""
-        kwargs: dict[str, Any] = {"name": engine_files.stem_of(output),
+        kwargs: dict[str, Any] = {"name": f"{engine_files.stem_of(output)}{DENOISED_SUFFIX}",
                                   "metadata": {"gr2r": {"file": output}}}
         scale = meta.get("scale")
         if "C" in axes and len(axes) == data.ndim:
