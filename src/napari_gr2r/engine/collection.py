@@ -29,7 +29,7 @@ from .errors import InputError
 from .formats import read_image
 from .normalization import Normalization
 from .patches import MIN_TRAIN_SIDE, PatchSampler, Region, split_regions
-from .sources import ImageSource
+from .sources import ImageSource, as_lazy_or_numpy
 
 STATISTICS_BUDGET = 8_000_000
 """Pixels (per channel) of all images together that the normalisation and noise fit see."""
@@ -107,6 +107,7 @@ class SourceSet:
                                  "one target per image.")
             self.targets = []
             for i, (target, source) in enumerate(zip(targets, self.sources)):
+                target = as_lazy_or_numpy(target)
                 if tuple(target.shape) != tuple(source.info.shape):
                     raise InputError(
                         f"{self._which(i, len(images))}The clean target has shape "

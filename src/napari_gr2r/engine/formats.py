@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import InputError
 from .pixelsize import check_not_truncated, ome_zarr_scale, tiff_metadata
 from .sources import is_url, open_lazy
@@ -260,7 +260,8 @@ def check_output_suffix(path: str | os.PathLike, zarr_ok: bool = True) -> str:
 
 def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
                 meta: dict[str, Any] | None = None) -> Path:
-    """Write a TIFF atomically: a temporary file in the same folder, then a rename.
+    """Write a TIFF atomically: a temporary file in the same folder, then a rename (see
+    :mod:`.atomic`: normal permissions, no stray temporaries).
 
     A ``.ome.tif`` (``.ome.tiff``) name is written as OME-TIFF, its axes in OME's order
     (``TCZYX``, the sample axis S as T) with the pixel size as OME ``PhysicalSize``; other
@@ -269,7 +270,6 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
     """
     path = Path(path)
     check_output_suffix(path, zarr_ok=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
     import tifffile
 
     data = np.asarray(data)
@@ -283,37 +283,11 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
             if meta and meta.get(key) is not None:
                 description[key] = meta[key]
         kwargs = {"description": json.dumps(description), "metadata": None}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
-        # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
+    # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
+    # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data, photometric="minisblack", **kwargs)
-        _normal_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
-
-
-def _current_umask() -> int:
-    """The process's umask, read without changing it where the system allows (Linux)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0o022)  # elsewhere: set and restore at once
-    os.umask(umask)
-    return umask
-
-
-def _normal_permissions(path: str) -> None:
-    """mkstemp makes files private (0600); a result gets what the umask gives a new file."""
-    os.chmod(path, 0o666 & ~_current_umask())
 
 
 def _ome_layout(data: np.ndarray, axes: str, meta: dict[str, Any] | None,
