@@ -74,7 +74,9 @@ def _many(args: argparse.Namespace) -> bool:
     if (source.is_dir() and not is_zarr_store(source)) or \
             (not source.exists() and any(c in args.inputs[0] for c in "*?[")):
         return True
-    return (out.is_dir() and not is_zarr_store(out)) or not out.suffix
+    if out.exists():
+        return out.is_dir() and not is_zarr_store(out)
+    return not out.suffix  # a new name without an extension: a folder
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,7 +40,8 @@ from .file_events import (
     FilesFinished,
     FileStarted,
 )
-from .files import denoise_files, expand_inputs, output_path
+from .file_names import expand_inputs, output_path
+from .files import denoise_files
 from .formats import read_image, write_image
 from .model import GR2RModel
 from .outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy

@@ -16,14 +16,13 @@ workers, one file per task.
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, OutputError
 from .file_events import (
     FileDone,
     FileFailed,
@@ -33,104 +32,15 @@ from .file_events import (
     FilesFinished,
     FileStarted,
 )
-from .formats import (
-    check_output_suffix,
-    is_image_candidate,
-    is_zarr_store,
-    read_image,
-    stem_of,
-    suffix_of,
-    tag_zarr_result,
-    write_image,
-)
+from .file_names import expand_inputs, is_done, output_path, overlaps_input
+from .formats import check_output_suffix, read_image, tag_zarr_result, write_image
 from .model import GR2RModel
 from .outofcore.distributed import _model_payload
 from .outofcore.plan import plan_blocks
 from .outofcore.runner import iter_denoise_to_zarr
-from .outofcore.store import default_out_chunks, read_state
+from .outofcore.store import default_out_chunks
 
 PathLike = str | os.PathLike
-_OVERWRITES_INPUT = ("its result would overwrite it; choose another output folder or a suffix "
-                     "for the results")
-
-
-# --------------------------------------------------------------------------------------------
-# inputs and outputs
-
-
-def _has_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
-def expand_inputs(inputs: PathLike | Iterable[PathLike]) -> list[str]:
-    """The image paths that ``inputs`` names, in order, each once.
-
-    Each item is a file, a zarr store, a folder (its image files and zarr stores, sorted by
-    name; hidden entries are left out) or a glob pattern (``raw/*.tif``, ``**`` recurses;
-    its matches sorted). A path that does not exist and is not a pattern is kept, so that it
-    is reported by name when it is processed; a pattern that matches nothing is an error.
-    """
-    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    found: list[str] = []
-    for item in items:
-        text = os.fspath(item)
-        path = Path(text)
-        if "://" in text:
-            found.append(text)
-        elif path.is_dir() and not is_zarr_store(path):
-            found.extend(str(p) for p in sorted(path.iterdir()) if is_image_candidate(p))
-        elif path.exists() or not _has_glob(text):
-            found.append(text)
-        else:
-            matches = sorted(glob.glob(text, recursive=True))
-            images = [m for m in matches if is_image_candidate(Path(m))]
-            if not images:
-                raise InputError(f"No image files match {text!r}.")
-            found.extend(images)
-    seen: set[str] = set()
-    unique = []
-    for text in found:
-        key = text if "://" in text else str(Path(text).resolve())
-        if key not in seen:
-            seen.add(key)
-            unique.append(text)
-    return unique
-
-
-def output_path(input_path: PathLike, out_dir: PathLike, suffix: str = "",
-                out_format: str | None = None) -> Path:
-    """Where the result of ``input_path`` goes: ``out_dir`` / its name (+ ``suffix``).
-
-    A zarr input gives a ``.zarr`` result, a TIFF keeps its extension (``.ome.tif`` stays
-    OME-TIFF), PNG and JPEG give ``.tif`` (results are float32). ``out_format`` ``"tif"`` or
-    ``"zarr"`` chooses for every file.
-    """
-    location = os.fspath(input_path).rstrip("/")
-    ext = suffix_of(location)
-    if out_format not in (None, "tif", "tiff", "zarr"):
-        raise InputError(f"Unknown output format {out_format!r}; use 'tif' or 'zarr'.")
-    if out_format == "zarr" or (out_format is None and ext.endswith(".zarr")):
-        new = ".zarr"
-    elif out_format is None and ext.endswith((".tif", ".tiff")):
-        new = ext
-    else:
-        new = ".ome.tif" if ext.startswith(".ome.") else ".tif"
-    name = stem_of(location) if ext else Path(location).name
-    return Path(out_dir) / f"{name}{suffix}{new}"
-
-
-def _is_done(out: Path, kind: str) -> bool:
-    if kind == "tiff":
-        return out.is_file()
-    if not out.exists():
-        return False
-    try:
-        import zarr
-
-        state = read_state(zarr.open_array(store=str(out), mode="r"))
-    except Exception:  # not a zarr array: iter_denoise_to_zarr says what is wrong
-        return False
-    return bool(state and state.get("complete"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,8 +63,9 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     out = Path(out)
     kind = check_output_suffix(out)
     location = os.fspath(path)
-    if "://" not in location and Path(location).resolve() == out.resolve():
-        raise InputError(_OVERWRITES_INPUT)
+    reason = overlaps_input(out, location)
+    if reason is not None:
+        raise OutputError(reason)
     data, meta = read_image(location)
     if axes is None:
         axes = meta.get("axes")
@@ -243,6 +154,11 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     if out_root.exists() and not out_root.is_dir():
         raise InputError(f"The output {out_root} is a file; with several inputs the output is "
                          "a folder.")
+    for path in paths:  # a folder inside an input store would change the input
+        if "://" not in path and (Path(path).resolve() == out_root.resolve() or
+                                  Path(path).resolve() in out_root.resolve().parents):
+            raise OutputError(f"The output folder {out_root} lies inside the input {path}; "
+                              "choose an output folder outside it.")
     out_root.mkdir(parents=True, exist_ok=True)
     n = len(paths)
     done = skipped = 0
@@ -260,13 +176,13 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
             yield FileFailed(n, index, path, reason)
             continue
         claimed[key] = path
-        if "://" not in path and Path(path).resolve() == key:
-            reason = _OVERWRITES_INPUT
+        reason = overlaps_input(out, path)
+        if reason is not None:
             failed.append((path, reason))
             yield FileFailed(n, index, path, reason)
             continue
         kind = check_output_suffix(out)
-        if not overwrite and _is_done(out, kind):
+        if not overwrite and is_done(out, kind):
             skipped += 1
             outputs.append(str(out))
             yield FileSkipped(n, index, path, str(out), "already done (overwrite to redo)")
