@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 
 from napari_gr2r import engine
 from napari_gr2r.engine import files as engine_files
-from napari_gr2r.engine.formats import read_image
+from napari_gr2r.engine.formats import read_image, stem_of, suffix_of
 
 from ._layers import DENOISED_SUFFIX
 from ._state import ERROR_STYLE, Panel, WidgetState
@@ -351,12 +351,12 @@ class FilesPanel(Panel):
         except engine.GR2RError as exc:
             self.log.addItem(f"  could not open {Path(output).name}: {exc}")
             return
-        if engine_files.suffix_of(output).endswith(".zarr"):
+        if suffix_of(output).endswith(".zarr"):
             import dask.array as da
 
             data = da.from_zarr(data)
         axes = meta.get("axes") or ""
-        kwargs: dict[str, Any] = {"name": f"{engine_files.stem_of(output)}{DENOISED_SUFFIX}",
+        kwargs: dict[str, Any] = {"name": f"{stem_of(output)}{DENOISED_SUFFIX}",
                                   "metadata": {"gr2r": {"file": output}}}
         scale = meta.get("scale")
         if "C" in axes and len(axes) == data.ndim:
