@@ -18,6 +18,7 @@ from typing import Any
 
 from ..engine.errors import InputError
 from ._common import (
+    BAR_DELAY_S,
     EXIT_SOME_FAILED,
     add_device_argument,
     add_overwrite_argument,
@@ -172,10 +173,10 @@ def _run_many(args: argparse.Namespace) -> int:
                                      client=client):
             if files is None:
                 files = tqdm(total=event.n_files, unit="file", desc="files", file=sys.stderr,
-                             dynamic_ncols=True, position=0)
+                             dynamic_ncols=True, position=0, delay=BAR_DELAY_S)
             if isinstance(event, F.FileStarted) and client is None:
                 bar = tqdm(unit="block", desc=Path(event.path).name, file=sys.stderr,
-                           dynamic_ncols=True, position=1, leave=False)
+                           dynamic_ncols=True, position=1, leave=False, delay=BAR_DELAY_S)
             elif isinstance(event, F.FileProgress) and bar is not None:
                 bar.total = event.total
                 bar.update(event.done - bar.n)
