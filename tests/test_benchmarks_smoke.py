@@ -173,3 +173,13 @@ def test_speed_suite_smoke(tmp_path):
     assert all(r["patches_per_s"] > 0 for r in data["train"])
     assert all(r["mpx_per_s"] > 0 for r in data["infer"])
     assert "## Inference" in (out / "speed.md").read_text()
+
+
+def test_files_benchmark_smoke(tmp_path):
+    from benchmarks import files
+
+    record = files.main(["--smoke", "--out", str(tmp_path)])
+    assert set(record["runs"]) == {"in process, 2 threads", "in process, 1 thread"}
+    assert all(r["files"] == 4 and r["files_per_min"] > 0 for r in record["runs"].values())
+    assert record["max_difference_threads"] < 1e-3
+    assert "files per minute" in (tmp_path / "files.md").read_text()

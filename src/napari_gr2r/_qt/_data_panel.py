@@ -1,10 +1,22 @@
-"""The data panel: which image layer to work on and its axes, prefilled and checked."""
+"""The data panel: which image layer to work on and its axes, prefilled and checked; and,
+with "Train on several layers", the further layers (of the same axes) to train one model on."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QWidget,
+)
 
 from ._layers import LayerChoiceError, check_axes, guess_layer_axes, is_image_layer
 from ._state import ERROR_STYLE, OK_STYLE, Panel, WidgetState
@@ -40,6 +52,19 @@ class DataPanel(Panel):
         axes_row.addWidget(self.axes_edit, 1)
         form.addRow("Axes", axes_row)
         form.addRow("", self.axes_message)
+        self.several = QCheckBox("Train on several layers")
+        self.several.setToolTip(
+            "Train one model on the chosen layer and on the layers ticked below: image layers "
+            "with the same axes and channels (their sizes may differ).")
+        self.several.toggled.connect(self._on_several_toggled)
+        form.addRow("", self.several)
+        self.more_list = QListWidget()
+        self.more_list.setToolTip("Further layers to train on (same axes as the chosen one).")
+        self.more_list.setMaximumHeight(110)
+        self.more_list.itemChanged.connect(self._on_more_changed)
+        self.more_list.hide()
+        self._more: list[Any] = []
+        form.addRow("", self.more_list)
         self.connect_viewer()
         self.refresh_layers()
 
@@ -125,6 +150,70 @@ class DataPanel(Panel):
         self.axes_message.setText(text)
         self.axes_message.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)
 
+    # ------------------------------------------------------------------- several layers
+    def _on_several_toggled(self, checked: bool) -> None:
+        self.more_list.setVisible(checked)
+        self._publish()
+
+    def _on_more_changed(self, item: QListWidgetItem) -> None:
+        self._publish()
+
+    def _candidates(self) -> list[Any]:
+        """Image layers besides the chosen one that the axes fit, with as many channels."""
+        layer = self.selected_layer()
+        if layer is None or not getattr(self, "_axes_ok", False):
+            return []
+        axes = self.axes_edit.text()
+        channels = check_axes(layer, axes, training=True).n_channels
+        found = []
+        for other in self._layers:
+            if other is layer:
+                continue
+            try:
+                info = check_axes(other, axes, training=True)
+            except LayerChoiceError:
+                continue
+            if info.n_channels == channels and \
+                    bool(getattr(other, "rgb", False)) == bool(getattr(layer, "rgb", False)):
+                found.append(other)
+        return found
+
+    def _refresh_more(self) -> None:
+        """List the candidate layers, keeping the ticks of those listed before."""
+        ticked = set(map(id, self._ticked()))
+        self._more = self._candidates()
+        self.more_list.blockSignals(True)
+        self.more_list.clear()
+        for other in self._more:
+            item = QListWidgetItem(other.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if id(other) in ticked
+                               else Qt.CheckState.Unchecked)
+            self.more_list.addItem(item)
+        if not self._more:
+            self.more_list.addItem("(no other image layer with these axes)")
+        self.more_list.blockSignals(False)
+
+    def _ticked(self) -> list[Any]:
+        return [other for i, other in enumerate(self._more)
+                if self.more_list.item(i) is not None and
+                self.more_list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def more_layers(self) -> list[Any]:
+        """The ticked further layers (none unless "Train on several layers" is on)."""
+        return self._ticked() if self.several.isChecked() else []
+
+    def set_more_layers(self, names: list[str]) -> None:
+        """Tick these further layers (by name) and turn "Train on several layers" on."""
+        self.several.setChecked(True)
+        for i, other in enumerate(self._more):
+            self.more_list.item(i).setCheckState(
+                Qt.CheckState.Checked if other.name in names else Qt.CheckState.Unchecked)
+        self._publish()
+
     def _publish(self) -> None:
+        if not hasattr(self, "several"):
+            return  # still being built
+        self._refresh_more()
         self.state.set_choice(self.selected_layer(), self.axes_edit.text(),
-                              getattr(self, "_axes_ok", False))
+                              getattr(self, "_axes_ok", False), self.more_layers())

@@ -54,7 +54,15 @@ class DenoisePanel(Panel):
         self.denoise_button.clicked.connect(self.start)
         buttons.addWidget(self.save_button, 0, 0)
         buttons.addWidget(self.load_button, 0, 1)
+        self.files_button = QPushButton("Denoise files…")
+        self.files_button.setToolTip("Apply the current model to image files or to every image "
+                                     "in a folder, the results into a folder.")
+        self.files_button.clicked.connect(self.show_files_panel)
+        self.files_panel: Any = None
+        """The Denoise files panel, once opened."""
+        self._files_dock: Any = None
         buttons.addWidget(self.denoise_button, 1, 0, 1, 2)
+        buttons.addWidget(self.files_button, 2, 0, 1, 2)
         for signal in (state.model_changed, state.choice_changed, state.busy_changed):
             signal.connect(self._update_buttons)
         self._update_buttons()
@@ -65,6 +73,27 @@ class DenoisePanel(Panel):
         self.load_button.setEnabled(not state.busy)
         self.denoise_button.setEnabled(state.model is not None and not state.busy and
                                        state.chosen_layer() is not None)
+
+    # ------------------------------------------------------------------------------ many files
+    def show_files_panel(self) -> Any:
+        """Open the Denoise files panel, docked in the viewer's window (again if closed)."""
+        from ._files_panel import FilesPanel
+
+        if self._files_dock is not None:
+            try:
+                self._files_dock.show()
+                self._files_dock.raise_()
+                return self.files_panel
+            except RuntimeError:  # the dock was closed and deleted
+                self._files_dock = None
+        self.files_panel = FilesPanel(self.state)
+        window = getattr(self.viewer, "window", None)
+        if window is not None and hasattr(window, "add_dock_widget"):
+            self._files_dock = window.add_dock_widget(self.files_panel, name="GR2R: denoise files",
+                                                      area="right")
+        else:
+            self.files_panel.show()
+        return self.files_panel
 
     # ------------------------------------------------------------------------------- denoising
     def start(self) -> None:

@@ -84,6 +84,8 @@ class WidgetState(QObject):
         """Its axes as typed, upper case."""
         self.axes_ok = False
         """Whether the axes fit the layer for training."""
+        self.more_layers: list[Any] = []
+        """Further layers to train on with the chosen one (same axes and channels)."""
         self.settings: TrainingSettings = DefaultSettings()
         self.train_job: TrainingJob | None = None
         self.train_worker: Any = None
@@ -110,9 +112,18 @@ class WidgetState(QObject):
         layer = self.layer
         return layer if layer is not None and layer in self.viewer.layers else None
 
-    def set_choice(self, layer: Any, axes: str, axes_ok: bool) -> None:
+    def set_choice(self, layer: Any, axes: str, axes_ok: bool,
+                   more_layers: list[Any] | None = None) -> None:
         self.layer, self.axes, self.axes_ok = layer, axes.strip().upper(), axes_ok
+        self.more_layers = list(more_layers or [])
         self.choice_changed.emit()
+
+    def training_layers(self) -> list[Any]:
+        """The chosen layer and the further ones still in the viewer (what Train uses)."""
+        layer = self.chosen_layer()
+        if layer is None:
+            return []
+        return [layer, *(m for m in self.more_layers if m in self.viewer.layers and m is not layer)]
 
     def set_model(self, model: engine.GR2RModel | None) -> None:
         self.model = model

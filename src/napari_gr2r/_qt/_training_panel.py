@@ -196,13 +196,15 @@ class TrainingPanel(Panel):
         if state.busy:
             return
         layer = state.chosen_layer()
+        layers = state.training_layers() or [layer]
         axes = state.axes
         try:
-            info = check_axes(layer, axes, training=True)
+            infos = [check_axes(each, axes, training=True) for each in layers]
             config = state.settings.config()
             model = state.model if (self.resume.isChecked() and state.model is not None) else None
             if model is not None:
-                check_model_fits(model, info)
+                for info in infos:
+                    check_model_fits(model, info)
                 if (config.width, config.depth) != (model.config.width, model.config.depth):
                     raise LayerChoiceError(
                         f"The current model has width {model.config.width} and depth "
@@ -218,7 +220,7 @@ class TrainingPanel(Panel):
         self._train_layer, self._train_axes, self._train_config = layer, axes, config
         self._last_preview_step = model.step if model is not None else 0
         self._preview_layer = None
-        data = layer_array(layer)
+        data = layer_array(layer) if len(layers) == 1 else [layer_array(each) for each in layers]
         # a large layer's result goes block by block into a zarr store: Denoise does that
         denoise_after = self.result_layer.isChecked() and not is_large(layer)
         try:
@@ -236,7 +238,8 @@ class TrainingPanel(Panel):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         state.progress_busy("preparing…")
-        state.show_message(f"Training on {layer.name!r} ({axes})…")
+        names = ", ".join(repr(each.name) for each in layers)
+        state.show_message(f"Training on {names} ({axes})…")
         state.model_label.setText(
             f"Continuing the current model from step {model.step}…" if model is not None
             else "Training a new model…"

@@ -9,7 +9,8 @@ It is composed of panels, one module each, over one shared :class:`~._state.Widg
 - :mod:`._data_panel`: the image layer and its axes;
 - :mod:`._settings_panel`: preset, device, preview interval, advanced settings;
 - :mod:`._training_panel`: Train and Stop, the loss plot and collapse warning, the preview;
-- :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model;
+- :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model, and
+  Denoise files…, which docks :mod:`._files_panel` (files or a folder into a folder).
 - :mod:`._export_panel`: Export to BioImage Model Zoo….
 
 A new panel is a module ``_qt/_<name>_panel.py`` with a :class:`~._state.Panel` subclass that
@@ -82,14 +83,14 @@ class GR2RWidget(QWidget):
     def _expose_panel_widgets(self) -> None:
         """The panels' controls as attributes of the widget (``widget.train_button``, …)."""
         panels = {
-            self.data_panel: ("layer_combo", "axes_edit", "axes_message"),
+            self.data_panel: ("layer_combo", "axes_edit", "axes_message", "several", "more_list"),
             self.settings_panel: ("preset", "device", "preview_every", "advanced", "method",
                                   "steps", "batch", "patch", "patch_z", "lr", "gamma",
                                   "lambda_g", "width", "depth", "noise_sigma", "net_dims",
                                   "val_fraction", "seed"),
             self.training_panel: ("resume", "result_layer", "train_button", "stop_button",
                                   "collapse_warning", "loss_plot", "autosave_offer"),
-            self.denoise_panel: ("save_button", "load_button", "denoise_button"),
+            self.denoise_panel: ("save_button", "load_button", "denoise_button", "files_button"),
             self.export_panel: ("export_button",),
             self.state: ("progress", "model_label", "message"),
         }

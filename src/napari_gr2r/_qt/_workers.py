@@ -120,8 +120,8 @@ class TrainingJob:
             progress: Callable[[int, int], Any] | None = None) -> Iterator[Any]:
         """Build the trainer and train, yielding engine events and preview results.
 
-        With ``denoise_after``, the image is then denoised with the best weights (also after a
-        stop), yielding ``"denoising"`` first and calling ``progress(done, total)`` per tile.
+        With ``denoise_after``, the image (the first, for a list) is then denoised with the best
+        weights (also after a stop), yielding ``"denoising"`` first and calling ``progress(done, total)`` per tile.
         ``checkpoint_path``: the trainer's checkpoint file (the widget's autosave).
         Returns ``(model, denoised array)``; the array is None without ``denoise_after``, or
         when :meth:`abort` (or a stop while denoising) ended it.
@@ -155,7 +155,8 @@ class TrainingJob:
             self.denoising = True
             yield "denoising"
             try:
-                out = engine.denoise(trainer.model, data, axes=axes, device=str(trainer.device),
+                chosen = data[0] if isinstance(data, list) else data  # the chosen layer's
+                out = engine.denoise(trainer.model, chosen, axes=axes, device=str(trainer.device),
                                      progress=progress, should_stop=self._abort.is_set)
             except InterruptedError:
                 return trainer.model, None

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..engine.errors import ConfigError, GR2RError, InputError
 
+EXIT_SOME_FAILED = 1
+"""Several files were given and some of them failed (the others are done)."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 

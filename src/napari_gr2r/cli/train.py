@@ -1,4 +1,7 @@
-"""``napari-gr2r train``: train a denoiser on a noisy image and save the model.
+"""``napari-gr2r train``: train a denoiser on noisy images and save the model.
+
+Several files, folders or glob patterns train one model on all their images (of the same
+axes), with patches and validation patches from every image.
 
 The model file is written while training runs (a checkpoint every ``--checkpoint-every`` steps,
 by default every two minutes), so a crash loses at most one interval: ``--resume`` continues
@@ -54,9 +57,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train = subparsers.add_parser(
         "train", help="train a denoiser on a noisy image",
         description="Train a GR2R denoiser on a noisy image (no clean image needed) and save "
-        "it as one model file. The time the run will take is printed after its first steps.",
-        epilog=EPILOG)
-    train.add_argument("input", help="noisy image: .tif or .zarr (an OME-Zarr image too)")
+        "it as one model file. Several images (files, folders, glob patterns) of the same axes "
+        "train one model on all of them. The time the run will take is printed after its "
+        "first steps.", epilog=EPILOG)
+    train.add_argument("inputs", nargs="+", metavar="input",
+                       help="noisy image(s): TIFF/OME-TIFF, zarr/OME-Zarr, PNG, JPEG, a folder "
+                       "of them or a glob pattern; several train one model on all of them")
     train.add_argument("--axes", help="one letter per dimension, e.g. YX, ZYX, TYX, CZYX "
                        "(default: read from the file)")
     train.add_argument("-o", "--output", required=True,
@@ -83,7 +89,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--noise-offset", type=float, default=0.0,
                        help="for --method r2r: the camera's dark level, for Poisson-Gaussian "
                        "noise (default: %(default)s)")
-    train.add_argument("--target", help="for --method n2c: the clean image (default: none)")
+    train.add_argument("--target", nargs="+",
+                       help="for --method n2c: the clean image, one per input in the same order "
+                       "(default: none)")
     train.add_argument("--checkpoint-every", type=int, metavar="K",
                        help="write the model file every K steps while training (default: every "
                        "2 minutes; 0: only at the end)")
@@ -179,20 +187,57 @@ def _ctrl_c_stops(trainer: Any) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .. import engine
+def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
+    """The image (or list of images, for several inputs) and their common axes."""
     from ..io import read_image
 
-    out = check_output(args, resumable=bool(args.resume))
+    images, axes = [], None
+    for path in paths:
+        data, meta = read_image(path)
+        args.input = path
+        file_axes = axes_for(args, data, meta)
+        if axes is not None and file_axes != axes:
+            raise InputError(f"{Path(path).name} has axes {file_axes} and {Path(paths[0]).name} "
+                             f"{axes}; one model trains on images of the same axes (or pass "
+                             "--axes).")
+        axes = file_axes
+        images.append(data)
+    if len(images) > 1:
+        print(f"training on {len(images)} images", file=sys.stderr)
+    return (images if len(images) > 1 else images[0]), str(axes)
+
+
+def _targets(args: argparse.Namespace, count: int) -> Any:
+    from ..engine.files import expand_inputs
+    from ..io import read_image
+
+    if not args.target:
+        return None
+    targets = [read_image(p)[0] for p in expand_inputs(args.target)]
+    if len(targets) != count:
+        raise InputError(f"{len(targets)} clean target(s) for {count} input(s); give one "
+                         "--target per input, in the same order.")
+    return targets if count > 1 else targets[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import engine
+    from ..engine.files import expand_inputs
+
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise InputError("No image files to train on (the folders given hold none).")
+    for path in paths:  # the model file must not be one of the inputs
+        args.input = path
+        out = check_output(args, resumable=bool(args.resume))
     check_writable(out)
     device = device_for(args)
-    data, meta = read_image(args.input)
-    axes = axes_for(args, data, meta)
+    data, axes = _read_images(args, paths)
     model, config = _run_to_resume(args, out, engine)
     preset = args.preset or default_preset(device)
     if config is None:
         config = _config(args, preset, engine)
-    target = read_image(args.target)[0] if args.target else None
+    target = _targets(args, len(paths))
     trainer = engine.Trainer(data, axes, config, target=target, model=model, device=device,
                              checkpoint_path=out, resume=model is not None)
     if args.preset is None and model is None:  # said once the input is known to be usable

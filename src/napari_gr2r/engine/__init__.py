@@ -32,6 +32,18 @@ from .events import (
     TrainingProgress,
     TrainingStarted,
 )
+from .file_events import (
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FilesEvent,
+    FileSkipped,
+    FilesFinished,
+    FileStarted,
+)
+from .file_names import expand_inputs, output_path
+from .files import denoise_files
+from .formats import read_image, write_image
 from .model import GR2RModel
 from .outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
 from .training import CollapseWarning, Trainer
@@ -47,6 +59,13 @@ __all__ = [
     "CollapseDetected",
     "CollapseWarning",
     "ConfigError",
+    "FileDone",
+    "FileFailed",
+    "FileProgress",
+    "FileSkipped",
+    "FileStarted",
+    "FilesEvent",
+    "FilesFinished",
     "GR2RError",
     "GR2RModel",
     "InputError",
@@ -60,15 +79,20 @@ __all__ = [
     "TrainingStarted",
     "available_devices",
     "denoise",
+    "denoise_files",
     "denoise_lazy",
     "denoise_to_zarr",
     "export_bioimageio",
+    "expand_inputs",
     "guess_axes",
     "iter_denoise_to_zarr",
     "load_model",
     "open_lazy",
+    "output_path",
     "parse_axes",
+    "read_image",
     "resolve_device",
     "save_model",
     "train",
+    "write_image",
 ]

@@ -11,7 +11,7 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
            geometry: tuple[int, int, int], paper: tuple[str, str], software: tuple[str, str],
            license: str, attachment: str) -> str:
     """Markdown for the package's ``documentation`` field."""
-    from .. import __version__
+    from .._version import __version__
 
     cfg = model.config
     halo, step, min_size = geometry

@@ -285,7 +285,7 @@ def _write_cover(path: Path, test: np.ndarray, out: np.ndarray) -> None:
 
 def _description(v0_5: Any, model: GR2RModel, name: str, authors: list[str], description: str,
                  files: dict[str, Any], readme: Path) -> Any:
-    from .. import __version__
+    from .._version import __version__
 
     halo, step, min_size = geometry(model)
     space = ("z", "y", "x") if model.dims == 3 else ("y", "x")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from .atomic import atomic_path
 from .axes import AXIS_LETTERS, MAX_CHANNELS
 from .config import TrainConfig

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .collection import SourceSet, as_image_list
 from .config import TrainConfig
 from .devices import resolve_device, usable_device
 from .errors import ConfigError, InputError, NumericalError
@@ -35,9 +36,7 @@ from .model import GR2RModel
 from .networks import build_network, count_parameters, place
 from .noise import NoiseLevel
 from .normalization import Normalization
-from .patches import MIN_TRAIN_SIDE, PatchSampler, split_regions
 from .resume import RunRecorder, RunState, run_to_resume
-from .sources import ImageSource, as_lazy_or_numpy
 
 N_VAL_PATCHES = 16
 
@@ -65,18 +64,22 @@ def choose_dims(config: TrainConfig, nz: int) -> int:
 
 
 class Trainer:
-    """Trains a denoiser on one (possibly lazy) N-D image.
+    """Trains a denoiser on one (possibly lazy) N-D image, or on several.
 
     Parameters
     ----------
-    data : numpy, dask or zarr array
-        The noisy image; it is never modified.
+    data : numpy, dask or zarr array, or a list of them
+        The noisy image; it is never modified. A list (or any iterable) of arrays or image
+        paths trains one model on all of them: they share the axes and channels, not the
+        sizes; patches and held-out validation patches come from every image, and the
+        normalisation and the noise model are fitted on all of them, each image weighing as
+        much as its size (see :mod:`napari_gr2r.engine.collection`).
     axes : str
-        One letter per dimension, e.g. ``"ZYX"``.
+        One letter per dimension, e.g. ``"ZYX"`` (the same for every image).
     config : TrainConfig, optional
         Defaults to ``TrainConfig()`` (stable GR2R).
     target : array, optional
-        Clean image of the same shape, for ``method="n2c"``.
+        Clean image of the same shape, for ``method="n2c"`` (a list with several images).
     model : GR2RModel, optional
         A model to continue training (its optimiser state, step count and history too): by
         default ``config.steps`` more steps, with a new learning-rate schedule.
@@ -138,26 +141,21 @@ class Trainer:
             )
         self.config = config
         cfg = self.config
-        self.source = ImageSource(data, axes)
-        info = self.source.info
-        _, nz, ny, nx = info.czyx
-        if ny < MIN_TRAIN_SIDE or nx < MIN_TRAIN_SIDE:
-            raise InputError(
-                f"The image is {ny}x{nx} pixels in YX; training needs at least "
-                f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE}. Use a larger image, or denoise this one with "
-                "a model trained on a larger image."
-            )
-        self.target = None
+        images = as_image_list(data)
+        targets = None
         if cfg.method == "n2c":
             if target is None:
                 raise InputError("method='n2c' is supervised: pass the clean image as target=.")
-            target = as_lazy_or_numpy(target)
-            if tuple(target.shape) != tuple(info.shape):
-                raise InputError(
-                    f"The clean target has shape {tuple(target.shape)}, the noisy image "
-                    f"{info.shape}; they must match."
-                )
-            self.target = ImageSource(target, axes)
+            targets = [target] if images is None else as_image_list(target)
+            if targets is None:
+                raise InputError("With several images, pass a list of clean targets (one per "
+                                 "image) as target=.")
+        self.images = SourceSet([data] if images is None else images, axes, targets)
+        """The training images (one, or several with the same axes)."""
+        self.source = self.images.sources[0]
+        self.target = self.images.target(0)
+        info = self.source.info
+        nz = self.images.min_z
 
         self._stop = threading.Event()
         self._rng = np.random.default_rng(cfg.seed)
@@ -166,7 +164,8 @@ class Trainer:
 
         self._resume_best: dict[str, torch.Tensor] | None = None
         if model is not None:
-            model.check_compatible(info)
+            for image_info in self.images.infos:
+                model.check_compatible(image_info)
             model.config = config
             self.model_ = model
             self.dims = model.dims
@@ -178,7 +177,7 @@ class Trainer:
                     self._resume_best = copy.deepcopy(self.net.state_dict())
                 self.net.load_state_dict(self._resume.weights)
         else:
-            blocks = self.source.statistics_blocks(self._rng)
+            blocks = self.images.statistics_blocks(self._rng)
             self.norm = Normalization.fit(blocks)
             self.noise_level = NoiseLevel.estimate([self.norm.apply(b) for b in blocks], self._rng)
             del blocks
@@ -197,20 +196,12 @@ class Trainer:
 
         flat_z = self.dims == 2
         patch = (cfg.patch_size_z, cfg.patch_size, cfg.patch_size)
-        train_region, val_region = split_regions(info, cfg.val_fraction, cfg.patch_size)
-        self.sampler = PatchSampler(self.source, self.norm, train_region, patch, self._rng,
-                                    flat_z=flat_z, target=self.target, augment=cfg.augment)
-        self.val_batches: list[list[torch.Tensor]] = []
-        self._val_seed = 0
-        if val_region is not None:
-            self._val_seed = (self._resume.val_seed if self._resume is not None
-                              else int(self._rng.integers(2**31)))
-            val_rng = np.random.default_rng(self._val_seed)
-            val_sampler = PatchSampler(self.source, self.norm, val_region, patch, val_rng,
-                                       flat_z=flat_z, target=self.target, augment=False)
-            for _ in range(max(1, N_VAL_PATCHES // cfg.batch_size)):
-                arrays = val_sampler.batch(min(cfg.batch_size, N_VAL_PATCHES))
-                self.val_batches.append([torch.from_numpy(a) for a in arrays])
+        self.sampler, batches, self._val_seed = self.images.samplers(
+            self.norm, patch, cfg.val_fraction, self._rng, flat_z, cfg.augment,
+            cfg.batch_size, N_VAL_PATCHES,
+            val_seed=self._resume.val_seed if self._resume is not None else None)
+        self.val_batches: list[list[torch.Tensor]] = [
+            [torch.from_numpy(a) for a in arrays] for arrays in batches]
         self.objective = build_objective(cfg, self.norm, self.noise_level)
         self.validation = build_validation(cfg, self.objective, self.noise_level)
         if self._resume is not None:

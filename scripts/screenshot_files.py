@@ -1,0 +1,89 @@
+"""Screenshot of the GR2R widget's many-images features, for the docs.
+
+Run under a display (``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot_files.py``).
+It cuts the bundled 2D sample into four fields of view, trains from the widget on three of them
+("Train on several layers"), writes the four fields as OME-TIFFs plus a damaged file into a
+temporary folder, runs **Denoise files…** on that folder and grabs the window once the results
+are open as layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import napari
+import tifffile
+from qtpy.QtWidgets import QApplication
+
+from napari_gr2r.sample_data import load_sample
+
+
+def wait(condition, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"
+                                             / "widget-files.png"))
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+
+    noisy, _, info = load_sample("nuclei2d")
+    corners = [(0, 0), (0, 128), (128, 0), (128, 128)]
+    fields = [noisy[y:y + 128, x:x + 128] for y, x in corners]
+    tmp = Path(tempfile.mkdtemp(prefix="gr2r-shot-"))
+    raw = tmp / "raw"
+    raw.mkdir()
+    for i, field in enumerate(fields):
+        tifffile.imwrite(raw / f"field{i}.ome.tif", field, ome=True,
+                         metadata={"axes": "YX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
+    (raw / "damaged.tif").write_bytes(b"\0 not a TIFF")
+
+    viewer = napari.Viewer(title="napari-gr2r")
+    viewer.window.resize(1550, 980)
+    for i in range(3):
+        viewer.add_image(fields[i], name=f"field{i}", scale=(0.2, 0.2))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
+    widget.layer_combo.setCurrentText("field0")
+    widget.several.setChecked(True)
+    widget.data_panel.set_more_layers(["field1", "field2"])
+    widget.preset.setCurrentText("fast")
+    widget.steps.setValue(args.steps)
+    widget.preview_every.setValue(0)
+    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    widget.train_button.click()
+    if not wait(lambda: widget._model is not None and not widget.training, args.timeout):
+        raise SystemExit("training did not end in time")
+
+    widget.files_button.click()
+    panel = widget.denoise_panel.files_panel
+    panel.add_paths([str(raw)])
+    panel.set_output(str(tmp / "denoised"))
+    panel.run_button.click()
+    if not wait(lambda: not panel.running, args.timeout):
+        raise SystemExit("denoising the files did not end in time")
+    viewer.add_image(fields[3], name="field3 (held out)", scale=(0.2, 0.2))
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("field3 (held out)", "field3 [denoised]")
+    getattr(viewer, "canvas", viewer).grid.enabled = True
+    viewer.reset_view()
+    wait(lambda: False, 1.0)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(args.out, canvas_only=False, flash=False)
+    print(f"saved {args.out}; {panel.message.text()}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
