@@ -152,7 +152,7 @@ def test_menu_commands_cancel_from_the_activity_dock(make_napari_viewer, qtbot, 
     trained = viewer.layers["cells [denoised]"].metadata["gr2r"]["model"]
     steps = int(trained.split("step=")[1].rstrip(")"))
     assert steps < 5000
-    qtbot.waitUntil(lambda: not _cancel_buttons(viewer), timeout=10_000)
+    qtbot.waitUntil(lambda: not _cancel_buttons(viewer), timeout=60_000)
     del viewer.layers["cells [denoised]"]
 
     # denoising with a saved model: Cancel ends it without a result
