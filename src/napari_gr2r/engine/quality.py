@@ -1,0 +1,421 @@
+r"""Trust without a clean image: estimate a denoiser's error from the noisy image alone.
+
+For noise ``n = y - x`` of covariance ``Σ`` and a (weakly differentiable) denoiser ``f`` with
+Jacobian ``J``, Stein's lemma gives ``E[nᵀ f(y)] = tr(Σ J)``, so that ::
+
+    E ||f(y) - x||² = E ||f(y) - y||² - tr(Σ) + 2 tr(Σ J)
+
+(SURE for white Gaussian noise, where ``Σ = σ² I``; with a signal-dependent variance
+``Σ_ii = σ²(x_i) = a x_i + b`` this is the first-order form of the Poisson-Gaussian PG-URE; with
+``Σ = D^½ K D^½``, ``K`` the noise's correlation between pixels, it is the generalised estimate for
+correlated noise). Both noise terms come from the noise model fitted on the image being assessed
+(:meth:`NoiseLevel.estimate <napari_gr2r.engine.data.NoiseLevel.estimate>`: the variance function
+from the high-pass residue, the correlation kernel from the flattest windows):
+
+- ``tr(Σ)``: the variance function at the local (5x5) mean of ``y``, summed over the pixels;
+- ``tr(Σ J)``: by Monte-Carlo, ``E_c[cᵀ (f(y + ε c) - f(y)) / ε]`` with seeded probes
+  ``c = σ(·) ⊙ (k * w)``, ``w`` white Gaussian and ``k`` the correlation kernel, so that
+  ``Cov(c) = Σ``; the perturbed images go through the same tiled inference as ``denoise``.
+
+The same probes give ``tr(J Σ Jᵀ) = E||J c||²``, the part of the denoiser's error that is
+propagated noise. To first order ``y - f(y) = (I - J) n - β`` with ``β = E f(y) - x`` the
+signal lost by the denoiser (its bias), so :attr:`QualityReport.residual_structure` is
+``β``'s share of the residual's energy, ``1 - E||(I - J) c||² / ||y - f(y)||²`` (clipped to
+[0, 1]): 0 when what was removed is the noise and nothing else, near 1 when it is mostly image.
+
+Examples
+--------
+>>> report = assess(model, noisy, axes="YX")          # doctest: +SKIP
+>>> report.mse, report.psnr(data_range=255)           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import ImageSource, NoiseLevel, Normalization
+from .losses import correlate_yx
+from .model import GR2RModel
+from .quality_noise import refit_variance
+
+DEFAULT_PROBES = 4
+EPSILON = 0.01
+"""Probe step as a fraction of the noise's standard deviation."""
+MAX_PIXELS = 2**20
+"""Pixels assessed at most (larger images: random crops of that many pixels in all)."""
+CROP = 256
+LAG_RADIUS = 6
+"""Lags (pixels) of the residual autocorrelation kept in the report."""
+
+Denoiser = Callable[[np.ndarray], np.ndarray]
+"""A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
+intensity units in, the denoised block of the same shape out."""
+
+
+@dataclass
+class FittedNoise:
+    """The noise model fitted on the assessed image, in the input's intensity units.
+
+    Per channel, ``variance(x) = gain * max(x, floor) + offset``; Gaussian noise has
+    ``gain = 0``. ``kernel`` (unit L2 norm) makes white noise correlated like the noise, None
+    for white noise.
+    """
+
+    gain: list[float]
+    offset: list[float]
+    floor: list[float]
+    kernel: list[list[float]] | None
+    level: NoiseLevel
+    """The same model in the normalised units of :attr:`normalization`."""
+    normalization: Normalization
+    scatter: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    """Local mean and variance of the data behind the fit (channel 0, input units), to draw."""
+
+    def variance(self, x: np.ndarray, channel: int = 0) -> np.ndarray:
+        """Noise variance at clean intensity ``x`` (input units)."""
+        x = np.maximum(np.asarray(x, np.float64), self.floor[channel])
+        return self.gain[channel] * x + self.offset[channel]
+
+    @property
+    def sd(self) -> float:
+        """Typical noise standard deviation over the image (first channel, input units)."""
+        return math.sqrt(self.level.typical[0]) * self.normalization.scale(0)
+
+    @property
+    def neighbour_correlation(self) -> float:
+        return self.level.neighbour_correlation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gain": self.gain, "offset": self.offset, "floor": self.floor,
+                "kernel": self.kernel, "sd": self.sd,
+                "neighbour_correlation": self.neighbour_correlation}
+
+
+@dataclass
+class QualityReport:
+    """What :func:`assess` found. Squared errors are in the input's intensity units."""
+
+    mse: float
+    """Estimated mean squared error of the denoised image against the unknown clean one."""
+    noise: FittedNoise
+    residual_structure: float
+    """Share of the removed residual ``y - f(y)`` that is signal, not noise, in [0, 1]."""
+    residual_mse: float
+    """``mean((y - f(y))**2)``: what the denoiser removed."""
+    noise_variance: float
+    """Mean noise variance over the assessed pixels, ``tr(Σ) / N``."""
+    divergence: float
+    """``tr(Σ J) / N``: the noise the denoiser lets through, by Monte-Carlo."""
+    propagated_noise: float
+    """``tr(J Σ Jᵀ) / N``: the part of the error that is noise passed through."""
+    mse_sd: float
+    """Monte-Carlo standard error of :attr:`mse` from the probes (not the estimator's own
+    spread, which falls as one over the square root of the pixel count)."""
+    pixels: int
+    probes: int
+    data_range: float
+    """The data's robust range (1st to 99.9th percentile, first channel)."""
+    residual_autocorrelation: np.ndarray = field(repr=False, default_factory=lambda: np.ones((1, 1)))
+    """Normalised autocorrelation of the residual, lags ``-LAG_RADIUS..LAG_RADIUS`` in Y, X."""
+    model: str = ""
+    """The denoiser assessed (a model's description)."""
+    denoised: np.ndarray | None = field(default=None, repr=False)
+    """The denoised image when ``keep_denoised=True`` (whole in-memory images only)."""
+
+    @property
+    def signal_removed(self) -> bool:
+        """True when the residual holds enough signal to warn about."""
+        return self.residual_structure > STRUCTURE_WARNING
+
+    def psnr(self, data_range: float | None = None) -> float:
+        """The estimated error as a PSNR in dB for ``data_range`` (default: the data's)."""
+        rng = self.data_range if data_range is None else float(data_range)
+        return float(10 * math.log10(rng**2 / max(self.mse, 1e-30)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers (for a layer's metadata or JSON)."""
+        return {"mse": self.mse, "psnr": self.psnr(), "data_range": self.data_range,
+                "mse_sd": self.mse_sd, "residual_structure": self.residual_structure,
+                "residual_mse": self.residual_mse, "noise_variance": self.noise_variance,
+                "pixels": self.pixels, "probes": self.probes, "model": self.model,
+                "noise": self.noise.to_dict()}
+
+    def summary(self) -> str:
+        lines = [
+            f"estimated PSNR {self.psnr():.2f} dB (data range {self.data_range:.4g}); "
+            f"estimated MSE {self.mse:.4g} ± {self.mse_sd:.2g} (probes)",
+            f"noise: sd {self.noise.sd:.4g}, variance {self.noise.gain[0]:.4g}·x + "
+            f"{self.noise.offset[0]:.4g}, neighbour correlation "
+            f"{self.noise.neighbour_correlation:.2f}",
+            f"residual: mean square {self.residual_mse:.4g} (noise {self.noise_variance:.4g}); "
+            f"signal share {self.residual_structure:.2f}",
+        ]
+        if self.signal_removed:
+            lines.append(STRUCTURE_MESSAGE)
+        return "\n".join(lines)
+
+
+STRUCTURE_WARNING = 0.3
+STRUCTURE_MESSAGE = (
+    "warning: the removed residual holds image structure, not only noise: the denoiser is "
+    "removing signal. Train for fewer steps or with a smaller network."
+)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
+           probes: int = DEFAULT_PROBES, epsilon: float = EPSILON, seed: int = 0,
+           noise: str | NoiseLevel = "fit", max_pixels: int = MAX_PIXELS,
+           tile: int | tuple[int, ...] | None = None, batch_size: int = 4,
+           device: str = "auto", keep_denoised: bool = False) -> QualityReport:
+    """Estimate the mean squared error of ``denoise(model, noisy)`` without a clean image.
+
+    Parameters
+    ----------
+    model : GR2RModel or callable
+        A trained model, or any denoiser taking and returning a ``(C, Z, Y, X)`` float32
+        block in the input's intensity units.
+    noisy : numpy, dask or zarr array
+        Read block by block; never modified. Images of more than ``max_pixels`` pixels are
+        assessed on seeded random crops of that many pixels in all.
+    axes : str, optional
+        Defaults to the model's axes.
+    probes, epsilon : int, float
+        Monte-Carlo probes of the divergence and their step (a fraction of the noise).
+    seed : int
+        Seeds the crops, the noise fit and the probes: the same call gives the same report.
+    noise : "fit", "model" or NoiseLevel
+        Fit the noise on this image (default), use the model's own noise model, or a given
+        one (in the normalised units of the model).
+    tile, batch_size, device
+        As for :func:`~napari_gr2r.engine.denoise`.
+    keep_denoised : bool
+        Keep the denoised image in the report (only when the whole image is assessed).
+    """
+    if probes < 1:
+        raise ValueError("probes must be at least 1")
+    if isinstance(model, GR2RModel):
+        source = model.open_source(noisy, axes)
+        net_model: GR2RModel | None = model
+        denoiser = _model_denoiser(model, tile, batch_size, device)
+        name = repr(model)
+    else:
+        if axes is None:
+            raise ValueError("axes= is needed to assess a denoiser that is not a GR2RModel")
+        source = ImageSource(noisy, axes)
+        net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
+    rng = np.random.default_rng(seed)
+    blocks = _select_blocks(source, max_pixels, rng, _margin(net_model))
+    norm = net_model.normalization if net_model is not None else \
+        Normalization.fit([b for b, _ in blocks])
+    level = _noise_level(noise, net_model, norm, blocks, rng)
+    fitted = _fitted_noise(level, norm, blocks)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+
+    totals = dict(n=0, res=0.0, var=0.0)
+    div = np.zeros(probes)
+    prop = np.zeros(probes)
+    leak = np.zeros(probes)
+    acf = np.zeros((2 * LAG_RADIUS + 1,) * 2)
+    denoised_blocks = []
+    for block, inner in blocks:
+        fy = np.asarray(denoiser(block), np.float32)
+        if keep_denoised:
+            denoised_blocks.append(fy)
+        variance = _variance_map(block, level, norm)
+        sd = np.sqrt(variance)
+        residual = (block - fy)[inner]
+        totals["n"] += residual.size
+        totals["res"] += float(np.sum(residual.astype(np.float64) ** 2))
+        totals["var"] += float(np.sum(variance[inner]))
+        acf += _autocorrelation(residual)
+        for k in range(probes):
+            c = _probe(sd, level.kernel, gen)
+            step = epsilon
+            jc = (np.asarray(denoiser(block + step * c), np.float32) - fy) / step
+            c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
+            div[k] += float(np.sum(c_in * jc_in))
+            prop[k] += float(np.sum(jc_in**2))
+            leak[k] += float(np.sum((c_in - jc_in) ** 2))
+    n = totals["n"]
+    residual_mse, noise_variance = totals["res"] / n, totals["var"] / n
+    div, prop, leak = div / n, prop / n, leak / n
+    mse_k = residual_mse - noise_variance + 2 * div
+    mse = float(np.mean(mse_k))
+    mse_sd = float(np.std(mse_k, ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
+    structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
+        float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
+    denoised = None
+    if keep_denoised and source.in_memory and all(_whole(i) for _, i in blocks) and \
+            len(blocks) == source.n_samples:
+        denoised = _to_input_layout(np.stack(denoised_blocks), source)
+    return QualityReport(
+        mse=max(mse, 0.0), noise=fitted, residual_structure=structure,
+        residual_mse=residual_mse, noise_variance=noise_variance, divergence=float(np.mean(div)),
+        propagated_noise=float(np.mean(prop)), mse_sd=mse_sd, pixels=n, probes=probes,
+        data_range=norm.scale(0), residual_autocorrelation=acf / max(acf[LAG_RADIUS, LAG_RADIUS],
+                                                                     1e-30),
+        model=name, denoised=denoised,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str) -> Denoiser:
+    from .inference import denoise
+
+    axes = "CZYX"
+
+    def run(block: np.ndarray) -> np.ndarray:
+        return denoise(model, block, axes=axes, tile=tile, batch_size=batch_size, device=device)
+
+    return run
+
+
+def _margin(model: GR2RModel | None) -> int:
+    if model is None:
+        return 16
+    return int(getattr(model.net, "receptive_radius", 32))
+
+
+Inner = tuple[slice, ...]
+
+
+def _whole(inner: Inner) -> bool:
+    return all(s == slice(None) for s in inner)
+
+
+def _select_blocks(source: ImageSource, max_pixels: int, rng: np.random.Generator,
+                   margin: int) -> list[tuple[np.ndarray, Inner]]:
+    """``(block (C, Z, Y, X) in input units, the slices of it that are assessed)``.
+
+    The whole image when it is in memory and small enough; else seeded random crops, whose
+    borders (``margin`` pixels, the network's reach) are denoised but not assessed unless they
+    are the image's own borders.
+    """
+    c, nz, ny, nx = source.czyx
+    total = source.n_samples * c * nz * ny * nx
+    everything = (slice(None),) * 4
+    if source.in_memory and total <= max_pixels:
+        return [(source.read(s), everything) for s in range(source.n_samples)]
+    blocks: list[tuple[np.ndarray, Inner]] = []
+    side = CROP
+    done = 0
+    while done < max_pixels and len(blocks) < 256:
+        s = int(rng.integers(source.n_samples))
+        bz = min(nz, 8)
+        z0 = int(rng.integers(nz - bz + 1))
+        spans, inner = [], [slice(None), slice(None)]
+        for n in (ny, nx):
+            size = min(n, side + 2 * margin)
+            start = int(rng.integers(n - size + 1))
+            lo = 0 if start == 0 else margin
+            hi = size if start + size == n else size - margin
+            spans.append(slice(start, start + size))
+            inner.append(slice(lo, max(hi, lo + 1)))
+        block = source.read(s, slice(z0, z0 + bz), *spans)
+        blocks.append((block, tuple(inner)))
+        done += block[tuple(inner)].size
+    return blocks
+
+
+def _noise_level(noise: str | NoiseLevel, model: GR2RModel | None, norm: Normalization,
+                 blocks: list[tuple[np.ndarray, Inner]], rng: np.random.Generator) -> NoiseLevel:
+    if isinstance(noise, NoiseLevel):
+        return noise
+    if noise == "model":
+        if model is None:
+            raise ValueError("noise='model' needs a GR2RModel")
+        return model.noise_level
+    if noise != "fit":
+        raise ValueError(f"noise must be 'fit', 'model' or a NoiseLevel, not {noise!r}")
+    normalised = [norm.apply(b) for b, _ in blocks]
+    return refit_variance(NoiseLevel.estimate(normalised, rng), normalised, rng)
+
+
+def _fitted_noise(level: NoiseLevel, norm: Normalization,
+                  blocks: list[tuple[np.ndarray, Inner]]) -> FittedNoise:
+    gain, offset, floor = [], [], []
+    for c in range(len(level.a)):
+        s, low = norm.scale(c), norm.low[c]
+        # var_in = s^2 (a max((x - low)/s, 0) + b) = a s max(x, low) + b s^2 - a s low
+        gain.append(float(level.a[c] * s))
+        offset.append(float(level.b[c] * s * s - level.a[c] * s * low))
+        floor.append(float(low))
+    return FittedNoise(gain, offset, floor, level.kernel, level, norm,
+                       scatter=_scatter(blocks))
+
+
+def _scatter(blocks: list[tuple[np.ndarray, Inner]], points: int = 4000) -> dict[str, list[float]]:
+    """Local 3x3 mean and high-pass variance estimate of channel 0 (what the fit sees)."""
+    from .data import _mean_and_detail
+
+    means, details = [], []
+    for block, _ in blocks:
+        for plane in block[0]:
+            if min(plane.shape) >= 3:
+                m, d = _mean_and_detail(plane)
+                means.append(m.ravel())
+                details.append(d.ravel())
+    if not means:
+        return {"mean": [], "variance": []}
+    mean, detail = np.concatenate(means), np.concatenate(details)
+    order = np.argsort(mean)
+    groups = np.array_split(order, min(points // 20, max(1, len(order) // 64)))
+    xs = [float(np.mean(mean[g])) for g in groups if len(g)]
+    vs = [float(np.mean(detail[g].astype(np.float64) ** 2)) for g in groups if len(g)]
+    return {"mean": xs, "variance": vs}
+
+
+def _box(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    planes = x.reshape(-1, 1, *x.shape[-2:])
+    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
+    padded = F.pad(planes, (radius,) * 4, mode=mode)
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1).reshape(x.shape)
+
+
+def _variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization) -> np.ndarray:
+    """Noise variance of each pixel (input units) from the local 5x5 mean of the data."""
+    local = _box(torch.from_numpy(norm.apply(block)))
+    var = level.variance(local[None], channel_axis=1)[0].numpy()
+    scales = np.asarray([norm.scale(c) for c in range(block.shape[0])], np.float32)
+    return (var * scales.reshape(-1, 1, 1, 1) ** 2).astype(np.float32)
+
+
+def _probe(sd: np.ndarray, kernel: list[list[float]] | None,
+           gen: torch.Generator) -> np.ndarray:
+    w = torch.randn(sd.shape, generator=gen)
+    if kernel is not None:
+        w = correlate_yx(w, kernel)
+    return (w.numpy() * sd).astype(np.float32)
+
+
+def _autocorrelation(residual: np.ndarray) -> np.ndarray:
+    """Sum over the YX planes of the residual's autocovariance at lags up to LAG_RADIUS."""
+    r = LAG_RADIUS
+    planes = residual.reshape(-1, *residual.shape[-2:]).astype(np.float64)
+    ny, nx = planes.shape[-2:]
+    planes = planes - planes.mean(axis=(-2, -1), keepdims=True)
+    spec = np.fft.rfft2(planes, s=(ny + r, nx + r))
+    acov = np.fft.irfft2(np.abs(spec) ** 2, s=(ny + r, nx + r)).sum(axis=0)
+    acov = np.fft.fftshift(acov)
+    cy, cx = (ny + r) // 2, (nx + r) // 2
+    return acov[cy - r:cy + r + 1, cx - r:cx + r + 1] / (ny * nx)
+
+
+def _to_input_layout(stacked: np.ndarray, source: ImageSource) -> np.ndarray:
+    info = source.info
+    out = stacked.reshape(info.sample_shape + info.czyx)
+    squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
+    out = out.squeeze(axis=squeeze)
+    return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))
