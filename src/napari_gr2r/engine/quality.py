@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from .data import ImageSource, NoiseLevel, Normalization
 from .losses import correlate_yx
 from .model import GR2RModel
-from .quality_noise import refit_variance
+from .quality_noise import VarianceCurve, refit
 
 DEFAULT_PROBES = 4
 EPSILON = 0.01
@@ -77,6 +77,10 @@ class FittedNoise:
     normalization: Normalization
     scatter: dict[str, list[float]] = field(default_factory=dict, repr=False)
     """Local mean and variance of the data behind the fit (channel 0, input units), to draw."""
+    knots: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    """The variance measured per intensity bin (channel 0, input units), where it was
+    refitted (white or weakly correlated noise); the estimate follows these, not the line."""
+    curve: VarianceCurve | None = field(default=None, repr=False)
 
     def variance(self, x: np.ndarray, channel: int = 0) -> np.ndarray:
         """Noise variance at clean intensity ``x`` (input units)."""
@@ -217,8 +221,8 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     blocks = _select_blocks(source, max_pixels, rng, _margin(net_model))
     norm = net_model.normalization if net_model is not None else \
         Normalization.fit([b for b, _ in blocks])
-    level = _noise_level(noise, net_model, norm, blocks, rng)
-    fitted = _fitted_noise(level, norm, blocks)
+    level, curve = _noise_level(noise, net_model, norm, blocks, rng)
+    fitted = _fitted_noise(level, norm, blocks, curve)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
 
     totals = dict(n=0, res=0.0, var=0.0)
@@ -231,7 +235,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
         fy = np.asarray(denoiser(block), np.float32)
         if keep_denoised:
             denoised_blocks.append(fy)
-        variance = _variance_map(block, level, norm)
+        variance = _variance_map(block, level, norm, curve)
         sd = np.sqrt(variance)
         residual = (block - fy)[inner]
         totals["n"] += residual.size
@@ -309,7 +313,7 @@ def _select_blocks(source: ImageSource, max_pixels: int, rng: np.random.Generato
     if source.in_memory and total <= max_pixels:
         return [(source.read(s), everything) for s in range(source.n_samples)]
     blocks: list[tuple[np.ndarray, Inner]] = []
-    side = CROP
+    side = int(np.clip(math.isqrt(max(max_pixels, 1) // 4), 32, CROP))  # four crops at least
     done = 0
     while done < max_pixels and len(blocks) < 256:
         s = int(rng.integers(source.n_samples))
@@ -330,21 +334,23 @@ def _select_blocks(source: ImageSource, max_pixels: int, rng: np.random.Generato
 
 
 def _noise_level(noise: str | NoiseLevel, model: GR2RModel | None, norm: Normalization,
-                 blocks: list[tuple[np.ndarray, Inner]], rng: np.random.Generator) -> NoiseLevel:
+                 blocks: list[tuple[np.ndarray, Inner]], rng: np.random.Generator,
+                 ) -> tuple[NoiseLevel, VarianceCurve | None]:
     if isinstance(noise, NoiseLevel):
-        return noise
+        return noise, None
     if noise == "model":
         if model is None:
             raise ValueError("noise='model' needs a GR2RModel")
-        return model.noise_level
+        return model.noise_level, None
     if noise != "fit":
         raise ValueError(f"noise must be 'fit', 'model' or a NoiseLevel, not {noise!r}")
     normalised = [norm.apply(b) for b, _ in blocks]
-    return refit_variance(NoiseLevel.estimate(normalised, rng), normalised, rng)
+    return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
 
 
 def _fitted_noise(level: NoiseLevel, norm: Normalization,
-                  blocks: list[tuple[np.ndarray, Inner]]) -> FittedNoise:
+                  blocks: list[tuple[np.ndarray, Inner]],
+                  curve: VarianceCurve | None) -> FittedNoise:
     gain, offset, floor = [], [], []
     for c in range(len(level.a)):
         s, low = norm.scale(c), norm.low[c]
@@ -352,8 +358,13 @@ def _fitted_noise(level: NoiseLevel, norm: Normalization,
         gain.append(float(level.a[c] * s))
         offset.append(float(level.b[c] * s * s - level.a[c] * s * low))
         floor.append(float(low))
+    knots: dict[str, list[float]] = {}
+    if curve is not None:
+        s0, low0 = norm.scale(0), norm.low[0]
+        knots = {"mean": [x * s0 + low0 for x in curve.x[0]],
+                 "variance": [v * s0 * s0 for v in curve.v[0]]}
     return FittedNoise(gain, offset, floor, level.kernel, level, norm,
-                       scatter=_scatter(blocks))
+                       scatter=_scatter(blocks), knots=knots, curve=curve)
 
 
 def _scatter(blocks: list[tuple[np.ndarray, Inner]], points: int = 4000) -> dict[str, list[float]]:
@@ -384,10 +395,15 @@ def _box(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
     return F.avg_pool2d(padded, 2 * radius + 1, stride=1).reshape(x.shape)
 
 
-def _variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization) -> np.ndarray:
+def _variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization,
+                  curve: VarianceCurve | None) -> np.ndarray:
     """Noise variance of each pixel (input units) from the local 5x5 mean of the data."""
     local = _box(torch.from_numpy(norm.apply(block)))
-    var = level.variance(local[None], channel_axis=1)[0].numpy()
+    if curve is None:
+        var = level.variance(local[None], channel_axis=1)[0].numpy()
+    else:
+        local = local.numpy()
+        var = np.stack([curve(local[c], c) for c in range(local.shape[0])])
     scales = np.asarray([norm.scale(c) for c in range(block.shape[0])], np.float32)
     return (var * scales.reshape(-1, 1, 1, 1) ** 2).astype(np.float32)
 
@@ -419,3 +435,43 @@ def _to_input_layout(stacked: np.ndarray, source: ImageSource) -> np.ndarray:
     squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
     out = out.squeeze(axis=squeeze)
     return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))
+
+
+# --------------------------------------------------------------------------------------------
+# the same estimate on a network's own patches (while training)
+
+
+def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLevel,
+              curve: VarianceCurve | None = None, probes: int = 2, seed: int = 0,
+              epsilon: float = EPSILON) -> float:
+    """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
+
+    The estimate of :func:`assess` with the network applied to each patch whole (no tiling),
+    with fixed probes (``seed``), so values from one training step to the next compare.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for y in batches:
+            device = y.device
+            fy = net(y)
+            local = _box(y.detach().float().cpu())
+            if curve is None:
+                var = level.variance(local, channel_axis=1)
+            else:
+                var = torch.from_numpy(np.stack(
+                    [curve(local[:, c].numpy(), c) for c in range(y.shape[1])], axis=1)
+                ).to(local.dtype)
+            var = var.to(device)
+            sd = var.sqrt()
+            est = (fy - y).square().sum().item() - var.sum().item()
+            div = 0.0
+            for _ in range(probes):
+                w = torch.randn(y.shape, generator=gen)
+                if level.kernel is not None:
+                    w = correlate_yx(w, level.kernel)
+                c = (w * sd).to(device)
+                div += float((c * (net(y + epsilon * c) - fy)).sum()) / epsilon
+            total += est + 2 * div / probes
+            count += y.numel()
+    return max(total / max(count, 1), 1e-12)

@@ -1,73 +1,117 @@
-"""The noise variance, refitted for error estimation, where every per cent counts.
+"""The noise model, refitted for error estimation, where every per cent counts.
 
 :func:`~napari_gr2r.engine.quality.assess` needs the noise variance to about 2 %: an error of
-``δ`` in it moves a good denoiser's estimated error by about ``δ · σ² / MSE``, three to five times
-as much. The training's noise fit (:meth:`NoiseLevel.estimate`, a robust variance of the
-high-pass residue per intensity bin) reads image texture as noise by a few per cent, so for white
-noise the variance of each intensity bin is measured again, in the spirit of Liu et al. (2013) and
-Chen et al. (2015):
+``δ`` in it moves a good denoiser's estimated error by about ``δ · σ² / MSE``, three to seven
+times as much. The training's noise fit (:meth:`NoiseLevel.estimate`, a robust variance of the
+high-pass residue per intensity bin, and a line through the bins) reads image texture as noise
+by a few per cent, and a line cannot follow clipped or saturating cameras. For white noise (a
+neighbour correlation below 0.2) the variance is therefore measured again, in the spirit of
+Liu et al. (2013) and Chen et al. (2015):
 
-1. overlapping 6x6 patches, binned by their mean;
-2. in each bin, the patches that look like pure noise: a gradient energy below the 99th
-   percentile of what pure noise of the current variance estimate gives (texture is left out);
-3. the variance is the mean of the patch covariance's smallest eigenvalues, the largest set whose
-   mean does not exceed its median (the noise-only subspace);
-4. steps 2-3 three times, then divided by what the same procedure gives on simulated pure noise
-   of unit variance (the selection and eigenvalue biases);
+1. overlapping 6x6 patches, in narrow bins of their mean (quantile bins, split where they span
+   a wide range of intensities, since the variance changes along it);
+2. in each bin, the variance of the patch covariance's noise subspace: the mean of its smallest
+   eigenvalues, the largest set whose mean does not exceed its median;
+3. then, three times, the same on the patches that look like pure noise (a gradient energy
+   below the 99th percentile of what pure noise of that variance gives: texture is left out),
+   and divided by what this procedure gives on simulated pure noise of unit variance.
 
-and the line ``a·x + b`` is fitted to the bins again. Correlated noise keeps the training's fit
-(its variance comes from the flattest windows, with its own simulated bias correction).
+The variance function is then the curve through the bins (:class:`VarianceCurve`; a line fitted
+to them for the report). Strongly correlated noise keeps the training's fit, whose variance and
+correlation kernel come from the flattest windows with their own simulated bias correction.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .data import NoiseLevel
+from .data import NoiseLevel, _fit_line_nonnegative
 
 PATCH = 6
-BINS = 8
+BINS = 12
 MAX_PATCHES = 200_000
-MIN_PER_BIN = 4 * PATCH * PATCH * 8
+MIN_PER_BIN = 2000
 
 
-def refit_variance(level: NoiseLevel, blocks: list[np.ndarray],
-                   rng: np.random.Generator) -> NoiseLevel:
-    """``level`` with its variance function refitted on normalised ``(C, Z, Y, X)`` blocks.
+@dataclass
+class VarianceCurve:
+    """Noise variance against the local mean, per channel (normalised units): linear
+    interpolation through ``(x, v)`` knots, continued beyond the last with the slope ``a``."""
 
-    Returns ``level`` unchanged for correlated noise, or where the data is too small.
+    x: list[list[float]]
+    v: list[list[float]]
+    a: list[float]
+
+    def __call__(self, mean: np.ndarray, channel: int) -> np.ndarray:
+        x, v = np.asarray(self.x[channel]), np.asarray(self.v[channel])
+        out = np.interp(mean, x, v)
+        above = mean > x[-1]
+        out[above] = v[-1] + self.a[channel] * (mean[above] - x[-1])
+        return np.maximum(out, 1e-12)
+
+
+def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
+          ) -> tuple[NoiseLevel, VarianceCurve | None]:
+    """``level`` refitted on normalised ``(C, Z, Y, X)`` blocks, and the variance curve.
+
+    Strongly correlated noise (a kernel in ``level``), or data too small for the bins, keep
+    ``level`` as it is and no curve.
     """
     if level.kernel is not None:
-        return level
+        return level, None
     null = _patches([rng.standard_normal((192, 192))], 60_000, rng)
     q99 = float(np.quantile(_texture(null), 0.99))
-    bias = _select_and_measure(null, q99, 1.0)
-    a_out, b_out, typical = [], [], []
+    bias, _ = _select_and_measure(null, q99)
+    a_out, b_out, typical, knots_x, knots_v = [], [], [], [], []
     for c in range(len(level.a)):
         planes = [p for b in blocks for p in b[c] if min(p.shape) >= 2 * PATCH]
         if not planes:
-            return level
+            return level, None
         patches = _patches(planes, MAX_PATCHES, rng)
         means = patches.mean(axis=1)
-        bins = min(BINS, len(patches) // MIN_PER_BIN)
-        if bins < 2:
-            return level
-        edges = np.quantile(means, np.linspace(0, 1, bins + 1))
+        edges = _bin_edges(means)
+        if len(edges) < 3:
+            return level, None
         xs, vs, ws = [], [], []
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (means >= lo) & (means <= hi)
-            x = float(np.mean(means[sel]))
-            start = float(level.a[c] * max(x, 0.0) + level.b[c])
-            xs.append(x)
-            vs.append(_select_and_measure(patches[sel], q99, start) / bias)
+            variance, level_x = _select_and_measure(patches[sel], q99)
+            xs.append(level_x)
+            vs.append(variance / bias)
             ws.append(float(sel.sum()))
-        from .data import _fit_line_nonnegative
-
-        a, b = _fit_line_nonnegative(np.array(xs), np.array(vs), np.array(ws))
+        # inverse-variance weights: a variance is measured to about var * sqrt(2 / count)
+        weights = np.array(ws) / np.maximum(np.array(vs), 1e-12) ** 2
+        a, b = _fit_line_nonnegative(np.array(xs), np.array(vs), weights)
         a_out.append(a)
         b_out.append(b)
-        typical.append(float(np.average(a * np.maximum(xs, 0) + b, weights=ws)))
-    return NoiseLevel(a_out, b_out, typical, None)
+        typical.append(float(np.average(vs, weights=ws)))
+        knots_x.append(xs)
+        knots_v.append(vs)
+    return NoiseLevel(a_out, b_out, typical, None), VarianceCurve(knots_x, knots_v, a_out)
+
+
+def _bin_edges(means: np.ndarray) -> np.ndarray:
+    """Quantile edges, split where a bin spans more than 1/BINS of the range, then merged
+    until every bin holds MIN_PER_BIN patches."""
+    lo, hi = np.quantile(means, [0.0, 1.0])
+    width = (hi - lo) / BINS
+    edges = [float(lo)]
+    for right in np.quantile(means, np.linspace(0, 1, BINS + 1))[1:]:
+        pieces = max(1, int(np.ceil((right - edges[-1]) / max(width, 1e-12) - 1e-9)))
+        edges += list(np.linspace(edges[-1], right, pieces + 1)[1:])
+    counts = np.histogram(means, edges)[0]
+    merged = [edges[0]]
+    held = 0
+    for count, right in zip(counts, edges[1:]):
+        held += count
+        if held >= MIN_PER_BIN:
+            merged.append(right)
+            held = 0
+    if held and len(merged) > 1:
+        merged[-1] = edges[-1]
+    return np.unique(merged)
 
 
 def _patches(planes: list[np.ndarray], limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -99,13 +143,17 @@ def _noise_subspace_variance(cov: np.ndarray) -> float:
     return float(lam[-1])
 
 
-def _select_and_measure(patches: np.ndarray, q99: float, start: float,
-                        iterations: int = 3) -> float:
+def _select_and_measure(patches: np.ndarray, q99: float, iterations: int = 3,
+                        ) -> tuple[float, float]:
+    """The noise variance of a bin of patches, and the mean intensity of the patches it was
+    measured on."""
     texture = _texture(patches)
-    variance = start
+    variance = _noise_subspace_variance(np.cov(patches.T))  # from above: texture only adds
+    level = float(np.mean(patches))
     for _ in range(iterations):
         sel = texture < variance * q99
         if sel.sum() < 4 * PATCH * PATCH:
             break
         variance = _noise_subspace_variance(np.cov(patches[sel].T))
-    return variance
+        level = float(np.mean(patches[sel]))
+    return variance, level
