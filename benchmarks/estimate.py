@@ -38,8 +38,9 @@ import torch.nn.functional as F
 
 from benchmarks.common import NOISES, load_clean, log, machine, markdown_table, versions
 from napari_gr2r import engine
-from napari_gr2r.engine.quality import assess, patch_mse
-from napari_gr2r.engine.quality_noise import refit
+from napari_gr2r.engine.noise_refit import refit
+from napari_gr2r.engine.quality import assess
+from napari_gr2r.engine.risk import patch_mse
 
 FMD = Path("/work/shared/data/fmd-bpae")
 FMD_NAMES = [f"{m}_BPAE_{c}_1" for m in ("Confocal", "TwoPhoton", "WideField") for c in "BGR"]

@@ -50,6 +50,10 @@ class TrainingProgress(TrainEvent):
     """True when ``val_loss`` was computed since the previous event."""
     residual_energy: float | None = None
     """``mean((y - f(y))**2)`` in normalised units; falling towards zero is a sign of collapse."""
+    estimated_psnr: float | None = None
+    """The latest estimate of the network's PSNR against the unknown clean image (dB, for the
+    data's normalised range of 1), on the held-out patches, without a clean image (see
+    :func:`napari_gr2r.engine.assess`); None before the first validation or without one."""
     lr: float = 0.0
     patches_per_s: float = 0.0
     eta_s: float = 0.0

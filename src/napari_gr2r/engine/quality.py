@@ -9,7 +9,7 @@ Jacobian ``J``, Stein's lemma gives ``E[nᵀ f(y)] = tr(Σ J)``, so that ::
 ``Σ_ii = σ²(x_i) = a x_i + b`` this is the first-order form of the Poisson-Gaussian PG-URE; with
 ``Σ = D^½ K D^½``, ``K`` the noise's correlation between pixels, it is the generalised estimate for
 correlated noise). Both noise terms come from the noise model fitted on the image being assessed
-(:meth:`NoiseLevel.estimate <napari_gr2r.engine.data.NoiseLevel.estimate>`: the variance function
+(:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.NoiseLevel.estimate>`: the variance function
 from the high-pass residue, the correlation kernel from the flattest windows):
 
 - ``tr(Σ)``: the variance function at the local (5x5) mean of ``y``, summed over the pixels;
@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .data import ImageSource, NoiseLevel, Normalization
-from .losses import correlate_yx
+from .inference import denoise_in_memory
 from .model import GR2RModel
-from .quality_noise import VarianceCurve, refit
+from .noise import NoiseLevel
+from .noise_refit import VarianceCurve, refit
+from .normalization import Normalization
 from .quality_report import (
     LAG_RADIUS,
     STRUCTURE_MESSAGE,
@@ -51,13 +51,13 @@ from .quality_report import (
     QualityReport,
     fitted_noise,
 )
+from .risk import EPSILON, probe, variance_map
+from .sources import ImageSource
 
 __all__ = ["STRUCTURE_MESSAGE", "STRUCTURE_WARNING", "FittedNoise", "QualityReport", "assess",
-           "fit_noise", "patch_mse"]
+           "fit_noise"]
 
 DEFAULT_PROBES = 4
-EPSILON = 0.01
-"""Probe step as a fraction of the noise's standard deviation."""
 MAX_PIXELS = 2**20
 """Pixels assessed at most (larger images: random crops of that many pixels in all)."""
 CROP = 256
@@ -112,7 +112,9 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
         source = ImageSource(noisy, axes)
         net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
     rng = np.random.default_rng(seed)
-    blocks = _select_blocks(source, max_pixels, rng, _margin(net_model))
+    margin = _margin(net_model)
+    blocks = _select_blocks(source, max_pixels, rng, margin,
+                            margin if net_model is not None and net_model.dims == 3 else 0)
     norm = net_model.normalization if net_model is not None else \
         Normalization.fit([b for b, _ in blocks])
     level, curve = _noise_level(noise, net_model, norm, blocks, rng)
@@ -129,7 +131,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
         fy = np.asarray(denoiser(block), np.float32)
         if keep_denoised:
             denoised_blocks.append(fy)
-        variance = _variance_map(block, level, norm, curve)
+        variance = variance_map(block, level, norm, curve)
         sd = np.sqrt(variance)
         residual = (block - fy)[inner]
         totals["n"] += residual.size
@@ -137,7 +139,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
         totals["var"] += float(np.sum(variance[inner]))
         acf += _autocorrelation(residual)
         for k in range(probes):
-            c = _probe(sd, level.kernel, gen)
+            c = probe(sd, level.kernel, gen)
             step = epsilon
             jc = (np.asarray(denoiser(block + step * c), np.float32) - fy) / step
             c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
@@ -153,7 +155,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
         float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
     denoised = None
-    if keep_denoised and source.in_memory and all(_whole(i) for _, i in blocks) and \
+    if keep_denoised and all(_whole(i) for _, i in blocks) and \
             len(blocks) == source.n_samples:
         denoised = _to_input_layout(np.stack(denoised_blocks), source)
     return QualityReport(
@@ -181,12 +183,9 @@ def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXE
 
 
 def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str) -> Denoiser:
-    from .inference import denoise
-
-    axes = "CZYX"
-
     def run(block: np.ndarray) -> np.ndarray:
-        return denoise(model, block, axes=axes, tile=tile, batch_size=batch_size, device=device)
+        return denoise_in_memory(model, block, axes="CZYX", tile=tile, batch_size=batch_size,
+                                 device=device)
 
     return run
 
@@ -205,34 +204,30 @@ def _whole(inner: Inner) -> bool:
 
 
 def _select_blocks(source: ImageSource, max_pixels: int, rng: np.random.Generator,
-                   margin: int) -> list[tuple[np.ndarray, Inner]]:
+                   margin: int, margin_z: int = 0) -> list[tuple[np.ndarray, Inner]]:
     """``(block (C, Z, Y, X) in input units, the slices of it that are assessed)``.
 
-    The whole image when it is in memory and small enough; else seeded random crops, whose
-    borders (``margin`` pixels, the network's reach) are denoised but not assessed unless they
-    are the image's own borders.
+    The whole image when it has at most ``max_pixels`` pixels; else seeded random crops, each
+    an assessed window placed uniformly in the image plus a border (``margin`` pixels, the
+    network's reach; ``margin_z`` in Z for a 3D network) that is denoised but not assessed.
     """
     c, nz, ny, nx = source.czyx
     total = source.n_samples * c * nz * ny * nx
-    everything = (slice(None),) * 4
-    if source.in_memory and total <= max_pixels:
-        return [(source.read(s), everything) for s in range(source.n_samples)]
+    if total <= max_pixels:
+        return [(source.read(s), (slice(None),) * 4) for s in range(source.n_samples)]
     blocks: list[tuple[np.ndarray, Inner]] = []
     side = int(np.clip(math.isqrt(max(max_pixels, 1) // 4), 32, CROP))  # four crops at least
     done = 0
     while done < max_pixels and len(blocks) < 256:
         s = int(rng.integers(source.n_samples))
-        bz = min(nz, 8)
-        z0 = int(rng.integers(nz - bz + 1))
-        spans, inner = [], [slice(None), slice(None)]
-        for n in (ny, nx):
-            size = min(n, side + 2 * margin)
+        spans, inner = [], [slice(None)]
+        for n, size, reach in ((nz, 8, margin_z), (ny, side, margin), (nx, side, margin)):
+            size = min(n, size)
             start = int(rng.integers(n - size + 1))
-            lo = 0 if start == 0 else margin
-            hi = size if start + size == n else size - margin
-            spans.append(slice(start, start + size))
-            inner.append(slice(lo, max(hi, lo + 1)))
-        block = source.read(s, slice(z0, z0 + bz), *spans)
+            lo, hi = max(0, start - reach), min(n, start + size + reach)
+            spans.append(slice(lo, hi))
+            inner.append(slice(start - lo, start - lo + size))
+        block = source.read(s, *spans)
         blocks.append((block, tuple(inner)))
         done += block[tuple(inner)].size
     return blocks
@@ -251,34 +246,6 @@ def _noise_level(noise: str | NoiseLevel, model: GR2RModel | None, norm: Normali
         raise ValueError(f"noise must be 'fit', 'model' or a NoiseLevel, not {noise!r}")
     normalised = [norm.apply(b) for b, _ in blocks]
     return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
-
-
-def _box(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
-    planes = x.reshape(-1, 1, *x.shape[-2:])
-    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
-    padded = F.pad(planes, (radius,) * 4, mode=mode)
-    return F.avg_pool2d(padded, 2 * radius + 1, stride=1).reshape(x.shape)
-
-
-def _variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization,
-                  curve: VarianceCurve | None) -> np.ndarray:
-    """Noise variance of each pixel (input units) from the local 5x5 mean of the data."""
-    local = _box(torch.from_numpy(norm.apply(block)))
-    if curve is None:
-        var = level.variance(local[None], channel_axis=1)[0].numpy()
-    else:
-        local = local.numpy()
-        var = np.stack([curve(local[c], c) for c in range(local.shape[0])])
-    scales = np.asarray([norm.scale(c) for c in range(block.shape[0])], np.float32)
-    return (var * scales.reshape(-1, 1, 1, 1) ** 2).astype(np.float32)
-
-
-def _probe(sd: np.ndarray, kernel: list[list[float]] | None,
-           gen: torch.Generator) -> np.ndarray:
-    w = torch.randn(sd.shape, generator=gen)
-    if kernel is not None:
-        w = correlate_yx(w, kernel)
-    return (w.numpy() * sd).astype(np.float32)
 
 
 def _autocorrelation(residual: np.ndarray) -> np.ndarray:
@@ -300,43 +267,3 @@ def _to_input_layout(stacked: np.ndarray, source: ImageSource) -> np.ndarray:
     squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
     out = out.squeeze(axis=squeeze)
     return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))
-
-
-# --------------------------------------------------------------------------------------------
-# the same estimate on a network's own patches (while training)
-
-
-def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLevel,
-              curve: VarianceCurve | None = None, probes: int = 2, seed: int = 0,
-              epsilon: float = EPSILON) -> float:
-    """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
-
-    The estimate of :func:`assess` with the network applied to each patch whole (no tiling),
-    with fixed probes (``seed``), so values from one training step to the next compare.
-    """
-    gen = torch.Generator().manual_seed(int(seed))
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for y in batches:
-            device = y.device
-            fy = net(y)
-            local = _box(y.detach().float().cpu())
-            if curve is None:
-                var = level.variance(local, channel_axis=1)
-            else:
-                var = torch.from_numpy(np.stack(
-                    [curve(local[:, c].numpy(), c) for c in range(y.shape[1])], axis=1)
-                ).to(local.dtype)
-            var = var.to(device)
-            sd = var.sqrt()
-            est = (fy - y).square().sum().item() - var.sum().item()
-            div = 0.0
-            for _ in range(probes):
-                w = torch.randn(y.shape, generator=gen)
-                if level.kernel is not None:
-                    w = correlate_yx(w, level.kernel)
-                c = (w * sd).to(device)
-                div += float((c * (net(y + epsilon * c) - fy)).sum()) / epsilon
-            total += est + 2 * div / probes
-            count += y.numel()
-    return max(total / max(count, 1), 1e-12)

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import NoiseLevel, Normalization, _mean_and_detail
-from .quality_noise import VarianceCurve
+from .noise import NoiseLevel, _mean_and_detail
+from .noise_refit import VarianceCurve
+from .normalization import Normalization
 
 LAG_RADIUS = 6
 """Lags (pixels) of the residual autocorrelation kept in the report."""

@@ -35,10 +35,16 @@ from .losses import build_objective, build_validation
 from .model import GR2RModel
 from .networks import build_network, count_parameters, place
 from .noise import NoiseLevel
+from .noise_refit import VarianceCurve, refit
 from .normalization import Normalization
 from .resume import RunRecorder, RunState, run_to_resume
+from .risk import patch_mse
 
 N_VAL_PATCHES = 16
+RISK_PROBES = 2
+"""Monte-Carlo probes of the estimated PSNR at each validation."""
+RISK_PATCHES = 50_000
+"""Patches the estimated PSNR's noise variance is refitted on (see :mod:`.noise_refit`)."""
 
 
 class CollapseWarning(UserWarning):
@@ -171,6 +177,7 @@ class Trainer:
             self.dims = model.dims
             self.net = model.net
             self.norm, self.noise_level = model.normalization, model.noise_level
+            self._risk_noise: tuple[NoiseLevel, VarianceCurve | None] = (model.noise_level, None)
             if self._resume is not None:
                 # the model's weights are the best so far; the run goes on from its current ones
                 if model.best_val_loss is not None:
@@ -179,7 +186,11 @@ class Trainer:
         else:
             blocks = self.images.statistics_blocks(self._rng)
             self.norm = Normalization.fit(blocks)
-            self.noise_level = NoiseLevel.estimate([self.norm.apply(b) for b in blocks], self._rng)
+            blocks = [self.norm.apply(b) for b in blocks]
+            self.noise_level = NoiseLevel.estimate(blocks, self._rng)
+            # the estimated PSNR's noise model (its own generator: training's draws stay put)
+            self._risk_noise = refit(self.noise_level, blocks, np.random.default_rng(cfg.seed),
+                                     max_patches=RISK_PATCHES)
             del blocks
             self.dims = choose_dims(cfg, nz)
             if cfg.seed is not None:
@@ -237,9 +248,9 @@ class Trainer:
         progress = (step - warm) / max(total - warm, 1)
         return cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def _validate(self, generator_seed: int) -> tuple[float, float]:
+    def _validate(self, generator_seed: int) -> tuple[float, float, float]:
         """Validation loss (:func:`~napari_gr2r.engine.losses.build_validation`, with fixed
-        random draws) and residual energy."""
+        random draws), residual energy and estimated PSNR (:func:`~.risk.patch_mse`)."""
         gen = _generator(self.device, generator_seed)
         losses, energies = [], []
         self.net.eval()
@@ -250,8 +261,11 @@ class Trainer:
                 result = self.validation(self.net, y, t, gen)
                 losses.append(float(result.loss.detach()))
                 energies.append(float((y - self.net(y)).square().mean()))
+            level, curve = self._risk_noise
+            mse = patch_mse(self.net, [a[0].to(self.device) for a in self.val_batches], level,
+                            curve, probes=RISK_PROBES, seed=generator_seed)
         self.net.train()
-        return float(np.mean(losses)), float(np.mean(energies))
+        return float(np.mean(losses)), float(np.mean(energies)), -10 * math.log10(mse)
 
     def iter_fit(self) -> Iterator[TrainEvent]:
         """Train for ``config.steps`` steps, yielding typed events.
@@ -300,6 +314,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         val_loss: float | None = None
+        estimated_psnr: float | None = None
         validated = False
         val_energy: float | None = None
         energy_ema: float | None = None
@@ -338,7 +353,7 @@ class Trainer:
                 count += 1
 
                 if self.val_batches and (step % cfg.val_every == 0 or step == total):
-                    val_loss, val_energy = self._validate(val_seed)
+                    val_loss, val_energy, estimated_psnr = self._validate(val_seed)
                     validated = True
                     if best_val is None or val_loss < best_val:
                         best_val = val_loss
@@ -364,6 +379,7 @@ class Trainer:
                         step=run_start + step, total_steps=run_start + total,
                         elapsed_s=elapsed, loss=loss, terms=means, val_loss=val_loss,
                         validated=validated, residual_energy=energy, lr=lr,
+                        estimated_psnr=estimated_psnr,
                         patches_per_s=rate, eta_s=elapsed / (step - done) * (total - step),
                     )
                     model.history.append(_history_row(event))
@@ -433,6 +449,8 @@ def _history_row(event: TrainingProgress) -> dict[str, Any]:
     row.update(event.terms)
     if event.validated:
         row["val_loss"] = event.val_loss
+        if event.estimated_psnr is not None:
+            row["estimated_psnr"] = event.estimated_psnr
     if event.residual_energy is not None:
         row["residual_energy"] = event.residual_energy
     return row

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import NoiseLevel, _fit_line_nonnegative
+from .noise import NoiseLevel, _fit_line_nonnegative
 
 PATCH = 6
 BINS = 12
@@ -53,7 +53,7 @@ class VarianceCurve:
 
 
 def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
-          ) -> tuple[NoiseLevel, VarianceCurve | None]:
+          max_patches: int = MAX_PATCHES) -> tuple[NoiseLevel, VarianceCurve | None]:
     """``level`` refitted on normalised ``(C, Z, Y, X)`` blocks, and the variance curve.
 
     Strongly correlated noise (a kernel in ``level``), or data too small for the bins, keep
@@ -69,7 +69,7 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
         planes = [p for b in blocks for p in b[c] if min(p.shape) >= 2 * PATCH]
         if not planes:
             return level, None
-        patches = _patches(planes, MAX_PATCHES, rng)
+        patches = _patches(planes, max_patches, rng)
         means = patches.mean(axis=1)
         edges = _bin_edges(means)
         if len(edges) < 3:

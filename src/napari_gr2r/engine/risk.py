@@ -1,0 +1,85 @@
+"""The error estimate's pieces shared by training and :mod:`~napari_gr2r.engine.quality`.
+
+The noise terms of the generalised SURE (see :mod:`~napari_gr2r.engine.quality`): each pixel's
+noise variance from the local mean of the data, seeded Monte-Carlo probes with the noise's
+covariance, and :func:`patch_mse`, the estimate on a network's own normalised patches, which
+training reports at every validation as ``estimated_psnr``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .losses import correlate_yx
+from .noise import NoiseLevel
+from .noise_refit import VarianceCurve
+from .normalization import Normalization
+
+EPSILON = 0.01
+"""Probe step as a fraction of the noise's standard deviation."""
+
+
+def box_mean(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    planes = x.reshape(-1, 1, *x.shape[-2:])
+    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
+    padded = F.pad(planes, (radius,) * 4, mode=mode)
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1).reshape(x.shape)
+
+
+def variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization,
+                  curve: VarianceCurve | None) -> np.ndarray:
+    """Noise variance of each pixel (input units) from the local 5x5 mean of the data."""
+    local = box_mean(torch.from_numpy(norm.apply(block)))
+    if curve is None:
+        var = level.variance(local[None], channel_axis=1)[0].numpy()
+    else:
+        local = local.numpy()
+        var = np.stack([curve(local[c], c) for c in range(local.shape[0])])
+    scales = np.asarray([norm.scale(c) for c in range(block.shape[0])], np.float32)
+    return (var * scales.reshape(-1, 1, 1, 1) ** 2).astype(np.float32)
+
+
+def probe(sd: np.ndarray, kernel: list[list[float]] | None,
+          gen: torch.Generator) -> np.ndarray:
+    w = torch.randn(sd.shape, generator=gen)
+    if kernel is not None:
+        w = correlate_yx(w, kernel)
+    return (w.numpy() * sd).astype(np.float32)
+
+
+def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLevel,
+              curve: VarianceCurve | None = None, probes: int = 2, seed: int = 0,
+              epsilon: float = EPSILON) -> float:
+    """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
+
+    The estimate of :func:`~napari_gr2r.engine.quality.assess` with the network applied to each patch whole (no tiling),
+    with fixed probes (``seed``), so values from one training step to the next compare.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for y in batches:
+            device = y.device
+            fy = net(y)
+            local = box_mean(y.detach().float().cpu())
+            if curve is None:
+                var = level.variance(local, channel_axis=1)
+            else:
+                var = torch.from_numpy(np.stack(
+                    [curve(local[:, c].numpy(), c) for c in range(y.shape[1])], axis=1)
+                ).to(local.dtype)
+            var = var.to(device)
+            sd = var.sqrt()
+            est = (fy - y).square().sum().item() - var.sum().item()
+            div = 0.0
+            for _ in range(probes):
+                w = torch.randn(y.shape, generator=gen)
+                if level.kernel is not None:
+                    w = correlate_yx(w, level.kernel)
+                c = (w * sd).to(device)
+                div += float((c * (net(y + epsilon * c) - fy)).sum()) / epsilon
+            total += est + 2 * div / probes
+            count += y.numel()
+    return max(total / max(count, 1), 1e-12)
