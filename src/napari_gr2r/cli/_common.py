@@ -164,6 +164,8 @@ def train_with_bar(trainer: Any) -> None:
                 postfix = {"loss": f"{event.loss:.4g}", "patch/s": f"{event.patches_per_s:.0f}"}
                 if event.val_loss is not None:
                     postfix["val"] = f"{event.val_loss:.4g}"
+                if event.estimated_psnr is not None:
+                    postfix["est. PSNR"] = f"{event.estimated_psnr:.1f} dB"
                 bar.set_postfix(postfix, refresh=False)
                 done = event.step - start
                 if done >= bar.total:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import InputError, OutputError
+from ..engine.quality import STRUCTURE_MESSAGE
 from ._common import (
     EXIT_INTERRUPTED,
     add_device_argument,
@@ -256,4 +257,11 @@ def run(args: argparse.Namespace) -> int:
               "continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"saved {out} ({model!r}, best step {model.best_step})")
+    first = data[0] if isinstance(data, list) else data
+    report = engine.assess(model, first, axes, seed=args.seed, device=str(device))
+    print(f"estimated PSNR of the denoised image{' (first input)' if first is not data else ''}: "
+          f"{report.psnr():.2f} dB (data range {report.data_range:.4g}; without a clean image: "
+          "'napari-gr2r assess' for details)")
+    if report.signal_removed:
+        print(STRUCTURE_MESSAGE)
     return 0

@@ -46,6 +46,7 @@ from .files import denoise_files
 from .formats import read_image, write_image
 from .model import GR2RModel
 from .outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
+from .quality import FittedNoise, QualityReport, assess, fit_noise
 from .training import CollapseWarning, Trainer
 
 __all__ = [
@@ -66,17 +67,20 @@ __all__ = [
     "FileStarted",
     "FilesEvent",
     "FilesFinished",
+    "FittedNoise",
     "GR2RError",
     "GR2RModel",
     "InputError",
     "NumericalError",
     "OutputError",
+    "QualityReport",
     "TrainConfig",
     "TrainEvent",
     "Trainer",
     "TrainingFinished",
     "TrainingProgress",
     "TrainingStarted",
+    "assess",
     "available_devices",
     "denoise",
     "denoise_files",
@@ -84,6 +88,7 @@ __all__ = [
     "denoise_to_zarr",
     "export_bioimageio",
     "expand_inputs",
+    "fit_noise",
     "guess_axes",
     "iter_denoise_to_zarr",
     "load_model",

@@ -51,17 +51,22 @@ def probe(sd: np.ndarray, kernel: list[list[float]] | None,
 
 def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLevel,
               curve: VarianceCurve | None = None, probes: int = 2, seed: int = 0,
-              epsilon: float = EPSILON) -> float:
+              epsilon: float = EPSILON, margin: int = 0) -> float:
     """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
 
-    The estimate of :func:`~napari_gr2r.engine.quality.assess` with the network applied to each patch whole (no tiling),
-    with fixed probes (``seed``), so values from one training step to the next compare.
+    The estimate of :func:`~napari_gr2r.engine.quality.assess` with the network applied to each
+    patch whole (no tiling), with fixed probes (``seed``), so values from one training step to the next compare. The
+    ``margin`` pixels along each patch's YX border, where the network lacks the context it has
+    inside an image, are perturbed but not counted.
     """
     gen = torch.Generator().manual_seed(int(seed))
     total, count = 0.0, 0
     with torch.no_grad():
         for y in batches:
             device = y.device
+            ny, nx = y.shape[-2:]
+            my, mx = min(margin, (ny - 1) // 2), min(margin, (nx - 1) // 2)
+            inner = (..., slice(my, ny - my), slice(mx, nx - mx))
             fy = net(y)
             local = box_mean(y.detach().float().cpu())
             if curve is None:
@@ -72,14 +77,14 @@ def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLev
                 ).to(local.dtype)
             var = var.to(device)
             sd = var.sqrt()
-            est = (fy - y).square().sum().item() - var.sum().item()
+            est = float((fy - y)[inner].square().sum() - var[inner].sum())
             div = 0.0
             for _ in range(probes):
                 w = torch.randn(y.shape, generator=gen)
                 if level.kernel is not None:
                     w = correlate_yx(w, level.kernel)
                 c = (w * sd).to(device)
-                div += float((c * (net(y + epsilon * c) - fy)).sum()) / epsilon
+                div += float((c * (net(y + epsilon * c) - fy))[inner].sum()) / epsilon
             total += est + 2 * div / probes
-            count += y.numel()
+            count += fy[inner].numel()
     return max(total / max(count, 1), 1e-12)

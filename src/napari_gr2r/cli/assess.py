@@ -1,0 +1,54 @@
+"""``napari-gr2r assess``: estimate a model's error on an image without a clean reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._common import add_device_argument, axes_for
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    sub = subparsers.add_parser(
+        "assess", help="estimate the denoised image's error from the noisy image alone",
+        description="Estimate the mean squared error (and PSNR) of denoising IN with the model "
+        "against the unknown clean image, from the noisy image alone (Stein's unbiased risk "
+        "estimate with the noise model fitted on IN), and say whether the residual holds signal.")
+    sub.add_argument("input", help="noisy image: .tif or .zarr")
+    sub.add_argument("--model", required=True, help="model file written by 'train'")
+    sub.add_argument("--axes", help="axes of the input (default: from the file or the model)")
+    sub.add_argument("--data-range", type=float,
+                     help="peak for the PSNR (default: the image's 1st-99.9th percentile range)")
+    sub.add_argument("--probes", type=int, default=4, help="Monte-Carlo probes (default: 4)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    add_device_argument(sub)
+    return sub
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import engine
+    from ..engine.errors import InputError
+    from ..io import read_image
+
+    if args.probes < 1:
+        raise InputError("--probes must be at least 1.")
+    if args.data_range is not None and not args.data_range > 0:
+        raise InputError("--data-range must be a positive number.")
+    model = engine.load_model(args.model)
+    data, meta = read_image(args.input)
+    axes = axes_for(args, data, meta, fallback=model.axes)
+    report = engine.assess(model, data, axes, probes=args.probes, seed=args.seed,
+                           device=args.device)
+    print(f"{args.input} ({axes}, shape {tuple(data.shape)}) with {args.model}: "
+          f"{report.pixels:,} pixels assessed")
+    print(report.summary())
+    if args.data_range is not None:
+        print(f"estimated PSNR for data range {args.data_range:g}: "
+              f"{report.psnr(args.data_range):.2f} dB")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
