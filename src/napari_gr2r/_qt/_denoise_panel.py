@@ -28,6 +28,7 @@ from ._layers import (
     output_kwargs,
     put_layer,
 )
+from ._noise_panel import estimate_metadata
 from ._state import Panel, WidgetState
 from ._workers import ProgressRelay, Refused, denoise_array, denoise_into_zarr
 
@@ -171,7 +172,8 @@ class DenoisePanel(Panel):
             if name in self.viewer.layers:
                 del self.viewer.layers[name]
             kwargs = output_kwargs(layer, name, cache=False, metadata={
-                "gr2r": {"source": layer.name, "model": repr(self.state.model), "store": out}})
+                "gr2r": {"source": layer.name, "model": repr(self.state.model), "store": out,
+                         **self._estimate(layer)}})
             lazy = da.from_zarr(zarr.open_array(out, mode="r"))
             self._zarr_layer = put_layer(self.viewer, lazy, kwargs)
         elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed
@@ -206,10 +208,16 @@ class DenoisePanel(Panel):
     def _on_denoised(self, layer: Any, result: Any) -> None:
         name = denoised_name(layer)
         kwargs = output_kwargs(layer, name, metadata={"gr2r": {"source": layer.name,
-                                                               "model": repr(self.state.model)}})
+                                                               "model": repr(self.state.model),
+                                                               **self._estimate(layer)}})
         put_layer(self.viewer, as_display_dtype(result, layer), kwargs)
         self.state.show_message(f"Denoised {layer.name!r} into {name!r}.")
         self.state.progress.setFormat("done")
+
+    def _estimate(self, layer: Any) -> dict[str, Any]:
+        """The current model's error estimate on ``layer`` (from the Noise panel), if any."""
+        report = self.state.quality_of(self.state.model, layer.name)
+        return {} if report is None else {"estimate": estimate_metadata(self.state.model, report)}
 
     def _on_finished(self) -> None:
         self._zarr_layer = None

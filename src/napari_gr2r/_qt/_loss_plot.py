@@ -1,10 +1,11 @@
-"""A live plot of the training losses (pyqtgraph)."""
+"""A live plot of the training losses (pyqtgraph), and the estimated PSNR on its own axis."""
 
 from __future__ import annotations
 
 import math
 
 import pyqtgraph as pg
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
 _COLOURS = {
@@ -17,8 +18,12 @@ _COLOURS = {
 _FALLBACK = [(200, 120, 255), (255, 230, 90), (90, 230, 230)]
 
 
+_PSNR_COLOUR = (255, 210, 80)
+
+
 class LossPlot(QWidget):
-    """Each loss term and the validation loss against the step, raw (faint) and smoothed.
+    """Each loss term and the validation loss against the step, raw (faint) and smoothed, and
+    the estimated PSNR at each validation on a right-hand axis (dB).
 
     Parameters
     ----------
@@ -50,7 +55,42 @@ class LossPlot(QWidget):
         layout.addWidget(self.plot)
         layout.addLayout(row)
         self._series: dict[str, dict] = {}
+        self._build_psnr_axis()
         self._on_log_toggled(True)
+
+    def _build_psnr_axis(self) -> None:
+        """A second view box, sharing the step axis, drawn against the right-hand axis."""
+        item = self.plot.getPlotItem()
+        self.psnr_view = pg.ViewBox()
+        item.showAxis("right")
+        item.scene().addItem(self.psnr_view)
+        right = item.getAxis("right")
+        right.linkToView(self.psnr_view)
+        right.setLabel("estimated PSNR (dB)")
+        right.enableAutoSIPrefix(False)
+        self.psnr_view.setXLink(item)
+        self.psnr_curve = pg.PlotDataItem([], [], pen=pg.mkPen(_PSNR_COLOUR, width=2,
+                                                               style=Qt.PenStyle.DashLine),
+                                          symbol="t", symbolSize=7, symbolBrush=_PSNR_COLOUR)
+        self.psnr_view.addItem(self.psnr_curve)
+        self.legend.addItem(self.psnr_curve, "estimated PSNR (right)")
+        self.psnr_curve.setVisible(False)
+        self._psnr: tuple[list[int], list[float]] = ([], [])
+        item.vb.sigResized.connect(self._sync_psnr_view)
+
+    def _sync_psnr_view(self) -> None:
+        self.psnr_view.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
+        self.psnr_view.linkedViewChanged(self.plot.getPlotItem().vb, self.psnr_view.XAxis)
+
+    def add_estimated_psnr(self, step: int, value: float | None) -> None:
+        """One point of the estimated-PSNR curve (dB); None and non-finite values are skipped."""
+        if value is None or not math.isfinite(value):
+            return
+        xs, ys = self._psnr
+        xs.append(step)
+        ys.append(value)
+        self.psnr_curve.setData(xs, ys)
+        self.psnr_curve.setVisible(True)
 
     # ------------------------------------------------------------------------------------
     def clear(self) -> None:
@@ -60,6 +100,9 @@ class LossPlot(QWidget):
             self.plot.removeItem(series["smooth"])
             self.legend.removeItem(series["smooth"])
         self._series = {}
+        self._psnr = ([], [])
+        self.psnr_curve.setData([], [])
+        self.psnr_curve.setVisible(False)
 
     def add_point(self, step: int, values: dict[str, float]) -> None:
         """Append one value per named curve at ``step`` (non-finite values are skipped)."""
@@ -75,7 +118,10 @@ class LossPlot(QWidget):
             series["smooth"].setData(series["x"], series["s"])
 
     def points(self, name: str) -> list[tuple[int, float]]:
-        """The raw points of one curve (for tests and export)."""
+        """The raw points of one curve (for tests and export); ``"estimated_psnr"`` is the
+        right-hand axis's curve."""
+        if name == "estimated_psnr":
+            return list(zip(*self._psnr))
         series = self._series.get(name)
         return list(zip(series["x"], series["y"])) if series else []
 

@@ -1,18 +1,39 @@
 """The Noise panel: the user's noise as the engine models it, and whether denoising removed signal.
 
-Three pyqtgraph views: the fitted variance function over the data's local mean/variance
-scatter (and the per-bin variances the error estimate follows), the noise's correlation between
-pixels as a small image, and, once a model has been assessed, the autocorrelation of the
-residual ``y - f(y)`` with a warning when it holds image structure.
+:class:`NoiseView` draws, with pyqtgraph, the fitted variance function over the data's local
+mean/variance scatter (and the per-bin variances the error estimate follows), the noise's
+correlation between pixels as a small image, and, once a model has been assessed, the
+autocorrelation of the residual ``y - f(y)``, with a warning when it holds image structure.
+:class:`NoisePanel` runs :func:`napari_gr2r.engine.assess` (or, without a model,
+:func:`~napari_gr2r.engine.fit_noise`) in a thread worker, on a copy of the model: by its
+**Assess** button and after each training; the estimate goes to the shared state, and into the
+metadata of the layer denoised with that model.
 """
 
 from __future__ import annotations
 
+import copy
+from functools import partial
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
+from napari_gr2r import engine
 from napari_gr2r.engine.quality import STRUCTURE_MESSAGE, FittedNoise, QualityReport
+
+from ._layers import LayerChoiceError, check_axes, check_model_fits, denoised_name, layer_array
+from ._state import Panel, WidgetState
 
 _WARN_STYLE = "color: #ffcc55; font-weight: bold;"
 
@@ -35,13 +56,14 @@ def _kernel_autocorrelation(kernel: list[list[float]] | None, radius: int = 3) -
     return out / max(out[radius, radius], 1e-12)
 
 
-class NoisePanel(QWidget):
+class NoiseView(QWidget):
     """Shows a :class:`FittedNoise` (:meth:`show_noise`) and a :class:`QualityReport`
     (:meth:`show_report`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.summary = QLabel("Select an image layer and press Fit noise, or train a model.")
+        self.summary = QLabel("Press Assess to fit the noise of the chosen layer (and estimate "
+                              "the current model's error on it), or train a model.")
         self.summary.setWordWrap(True)
         self.variance_plot = pg.PlotWidget()
         self.variance_plot.setMinimumHeight(150)
@@ -147,3 +169,105 @@ def _diverging_lut() -> np.ndarray:
     pos = np.array([[255, 170, 60]])
     lut = np.where(t < 0, -t * neg, t * pos)
     return np.clip(lut, 0, 255).astype(np.uint8)
+
+
+def assess_layer(model: engine.GR2RModel | None, data: Any, axes: str, device: str,
+                 should_stop: Any) -> FittedNoise | QualityReport:
+    """The worker's job: the error estimate of ``model`` on ``data``, or its noise alone."""
+    if model is None:
+        return engine.fit_noise(data, axes)
+    return engine.assess(model, data, axes, device=device, should_stop=should_stop)
+
+
+class NoisePanel(Panel):
+    """**Assess** and 'after training' over a :class:`NoiseView`."""
+
+    def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
+        super().__init__(state, parent)
+        self.view = NoiseView()
+        self.assess_button = QPushButton("Assess")
+        self.assess_button.setToolTip(
+            "Fit the noise of the chosen layer and, with a model, estimate the denoised image's "
+            "error against the unknown clean image (no clean image needed).")
+        self.assess_button.clicked.connect(self.start)
+        self.after_training = QCheckBox("after training")
+        self.after_training.setChecked(True)
+        self.after_training.setToolTip("Assess each newly trained model on its layer.")
+        row = QHBoxLayout()
+        row.addWidget(self.assess_button)
+        row.addWidget(self.after_training)
+        row.addStretch()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.view)
+        self._pending = False
+        state.model_changed.connect(self._on_model_changed)
+        state.busy_changed.connect(self._maybe_start_pending)
+
+    def _on_model_changed(self) -> None:
+        self.view.clear()
+        self._pending = self.after_training.isChecked() and self.state.model is not None
+        self._maybe_start_pending()
+
+    def _maybe_start_pending(self) -> None:
+        if self._pending and not self.state.busy:
+            self._pending = False
+            self.start(quiet=True)
+
+    def start(self, quiet: bool = False) -> None:
+        """Assess the current model (or fit the noise) on the chosen layer, in a worker."""
+        state = self.state
+        if state.assessing:
+            return
+        layer, axes = state.chosen_layer(), state.axes
+        model = state.model
+        try:
+            info = check_axes(layer, axes)
+            if model is not None:
+                check_model_fits(model, info)
+        except (LayerChoiceError, engine.GR2RError) as exc:
+            if not quiet:
+                state.reject(str(exc))
+            return
+        # a copy: training may go on with the current model's network meanwhile
+        work_model = copy.deepcopy(model) if model is not None else None
+        state.assess_stop = False
+        worker = create_worker(assess_layer, work_model, layer_array(layer), axes,
+                               state.settings.device_id(), lambda: state.assess_stop,
+                               _start_thread=False)
+        worker.returned.connect(partial(self._on_returned, model, layer))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: state.set_assessing(None))
+        self.assess_button.setEnabled(False)
+        worker.finished.connect(lambda: self.assess_button.setEnabled(True))
+        state.set_assessing(worker)
+        self.view.summary.setText(f"Assessing {layer.name!r}…")
+        worker.start()
+
+    def _on_error(self, exc: BaseException) -> None:
+        if not isinstance(exc, InterruptedError):
+            self.state.report_worker_error(exc)
+
+    def _on_returned(self, model: Any, layer: Any, result: Any) -> None:
+        if isinstance(result, FittedNoise):
+            self.view.show_noise(result)
+            return
+        self.view.show_report(result)
+        self.state.set_quality(result, model, layer.name)
+        record_estimate(self.viewer, layer, model, result)
+
+
+def estimate_metadata(model: Any, report: QualityReport) -> dict[str, Any]:
+    """What a result layer's metadata keeps of an error estimate."""
+    return {"model": repr(model), **report.to_dict()}
+
+
+def record_estimate(viewer: Any, layer: Any, model: Any, report: QualityReport) -> None:
+    """Add the estimate to the result layer of ``layer`` if it was denoised with ``model``."""
+    name = denoised_name(layer)
+    if name not in viewer.layers:
+        return
+    gr2r = viewer.layers[name].metadata.get("gr2r")
+    if isinstance(gr2r, dict) and gr2r.get("model") == repr(model):
+        gr2r["estimate"] = estimate_metadata(model, report)

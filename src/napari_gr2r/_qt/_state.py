@@ -73,6 +73,8 @@ class WidgetState(QObject):
     """The chosen layer or axes changed."""
     busy_changed = Signal()
     """A job (training or denoising) started or ended."""
+    quality_changed = Signal()
+    """A new error estimate (:attr:`quality`) of the current model on a layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +94,13 @@ class WidgetState(QObject):
         self.denoise_worker: Any = None
         self.denoise_stop = False
         """Asks the running denoising to stop (read by its worker between tiles or blocks)."""
+        self.assess_worker: Any = None
+        self.assess_stop = False
+        """Asks the running assessment to stop (read by its worker between passes)."""
+        self.quality: engine.QualityReport | None = None
+        """The latest error estimate, of :attr:`quality_model` on the layer :attr:`quality_layer`."""
+        self.quality_model: engine.GR2RModel | None = None
+        self.quality_layer = ""
         self.progress = QProgressBar()
         """The running job's progress, drawn by the panel that runs it."""
         self.progress.setRange(0, 1)
@@ -148,8 +157,28 @@ class WidgetState(QObject):
         return self.denoise_worker is not None
 
     @property
+    def assessing(self) -> bool:
+        return self.assess_worker is not None
+
+    @property
     def busy(self) -> bool:
+        """Training or denoising (an assessment works on a copy of the model: not busy)."""
         return self.training or self.denoising
+
+    def set_assessing(self, worker: Any) -> None:
+        self.assess_worker = worker
+
+    def set_quality(self, report: engine.QualityReport | None, model: Any, layer_name: str,
+                    ) -> None:
+        self.quality, self.quality_model, self.quality_layer = report, model, layer_name
+        self.quality_changed.emit()
+
+    def quality_of(self, model: Any, layer_name: str) -> engine.QualityReport | None:
+        """The error estimate of ``model`` on the layer named ``layer_name``, if there is one."""
+        if self.quality is not None and self.quality_model is model and \
+                self.quality_layer == layer_name:
+            return self.quality
+        return None
 
     def set_training(self, job: TrainingJob | None, worker: Any) -> None:
         self.train_job, self.train_worker = job, worker
@@ -169,10 +198,13 @@ class WidgetState(QObject):
         if self.denoise_worker is not None:
             self.denoise_stop = True
             self.show_message("Stopping the denoising…")
+        if self.assess_worker is not None:
+            self.assess_stop = True
 
     def shutdown(self) -> None:
         """Stop every job and drop its results (the widget or the viewer is closing)."""
-        workers = [w for w in (self.train_worker, self.denoise_worker) if w is not None]
+        workers = [w for w in (self.train_worker, self.denoise_worker, self.assess_worker)
+                   if w is not None]
         for worker in workers:
             for signal in (getattr(worker, "yielded", None), worker.returned, worker.errored,
                            worker.finished):
@@ -181,10 +213,10 @@ class WidgetState(QObject):
                         signal.disconnect()
         if self.train_job is not None:
             self.train_job.abort()
-        self.denoise_stop = True
+        self.denoise_stop = self.assess_stop = True
         for worker in workers:
             worker.quit()
-        self.train_worker = self.denoise_worker = self.train_job = None
+        self.train_worker = self.denoise_worker = self.train_job = self.assess_worker = None
 
     def progress_idle(self) -> None:
         self.progress.setRange(0, 1)

@@ -46,7 +46,7 @@ from ._loss_plot import LossPlot
 from ._state import WARN_STYLE, Panel, WidgetState
 from ._workers import PreviewResult, ProgressRelay, TrainingJob
 
-_NOT_PLOTTED = ("step", "lr", "elapsed_s", "residual_energy")
+_NOT_PLOTTED = ("step", "lr", "elapsed_s", "residual_energy", "estimated_psnr")
 """Columns of a model's history that are not losses."""
 
 
@@ -187,6 +187,7 @@ class TrainingPanel(Panel):
         for row in model.history:
             values = {k: v for k, v in row.items() if k not in _NOT_PLOTTED}
             self.loss_plot.add_point(int(row["step"]), values)
+            self.loss_plot.add_estimated_psnr(int(row["step"]), row.get("estimated_psnr"))
         self.resume.setChecked(True)
 
     # -------------------------------------------------------------------------------- training
@@ -265,6 +266,8 @@ class TrainingPanel(Panel):
             if event.validated and event.val_loss is not None:
                 values["val_loss"] = event.val_loss
             self.loss_plot.add_point(event.step, values)
+            if event.validated:
+                self.loss_plot.add_estimated_psnr(event.step, event.estimated_psnr)
             progress.setRange(0, max(event.total_steps, 1))
             progress.setValue(event.step)
             progress.setFormat(

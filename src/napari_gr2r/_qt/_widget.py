@@ -12,6 +12,8 @@ It is composed of panels, one module each, over one shared :class:`~._state.Widg
 - :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model, and
   Denoise files…, which docks :mod:`._files_panel` (files or a folder into a folder).
 - :mod:`._export_panel`: Export to BioImage Model Zoo….
+- :mod:`._noise_panel` (the collapsible **Noise** section): the fitted noise model, the current
+  model's estimated error without a clean image, and whether it removes signal.
 
 A new panel is a module ``_qt/_<name>_panel.py`` with a :class:`~._state.Panel` subclass that
 takes the state, reads and changes it and follows its signals (never another panel's
@@ -25,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QApplication, QFormLayout, QMainWindow, QVBoxLayout, QWidget
+from superqt import QCollapsible
 
 from ._data_panel import DataPanel
 from ._denoise_panel import DenoisePanel
 from ._export_panel import ExportPanel
+from ._noise_panel import NoisePanel
 from ._settings_panel import SettingsPanel
 from ._state import WidgetState
 from ._training_panel import TrainingPanel, format_duration
@@ -68,6 +72,9 @@ class GR2RWidget(QWidget):
         self.training_panel = TrainingPanel(state)
         self.denoise_panel = DenoisePanel(state)
         self.export_panel = ExportPanel(state)
+        self.noise_panel = NoisePanel(state)
+        self.noise_section = QCollapsible("Noise")
+        self.noise_section.addWidget(self.noise_panel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.data_panel)
         layout.addWidget(self.settings_panel)
@@ -76,6 +83,7 @@ class GR2RWidget(QWidget):
         layout.addWidget(self.export_panel)
         layout.addWidget(state.progress)
         layout.addWidget(self.training_panel.monitor, 1)
+        layout.addWidget(self.noise_section)
         layout.addWidget(state.model_label)
         layout.addWidget(state.message)
         self._expose_panel_widgets()
@@ -92,6 +100,7 @@ class GR2RWidget(QWidget):
                                   "collapse_warning", "loss_plot", "autosave_offer"),
             self.denoise_panel: ("save_button", "load_button", "denoise_button", "files_button"),
             self.export_panel: ("export_button",),
+            self.noise_panel: ("assess_button",),
             self.state: ("progress", "model_label", "message"),
         }
         for owner, names in panels.items():

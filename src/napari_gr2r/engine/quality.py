@@ -74,7 +74,8 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
            probes: int = DEFAULT_PROBES, epsilon: float = EPSILON, seed: int = 0,
            noise: str | NoiseLevel = "fit", max_pixels: int = MAX_PIXELS,
            tile: int | tuple[int, ...] | None = None, batch_size: int = 4,
-           device: str = "auto", keep_denoised: bool = False) -> QualityReport:
+           device: str = "auto", keep_denoised: bool = False,
+           should_stop: Callable[[], bool] | None = None) -> QualityReport:
     """Estimate the mean squared error of ``denoise(model, noisy)`` without a clean image.
 
     Parameters
@@ -98,6 +99,9 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
         As for :func:`~napari_gr2r.engine.denoise`.
     keep_denoised : bool
         Keep the denoised image in the report (only when the whole image is assessed).
+    should_stop : callable, optional
+        Polled before each pass through the denoiser; when it returns True,
+        :class:`InterruptedError` is raised.
     """
     if probes < 1:
         raise ValueError("probes must be at least 1")
@@ -111,6 +115,14 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
             raise ValueError("axes= is needed to assess a denoiser that is not a GR2RModel")
         source = ImageSource(noisy, axes)
         net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
+    if should_stop is not None:
+        plain = denoiser
+
+        def denoiser(block: np.ndarray) -> np.ndarray:
+            if should_stop():
+                raise InterruptedError("The assessment was stopped.")
+            return plain(block)
+
     rng = np.random.default_rng(seed)
     margin = _margin(net_model)
     blocks = _select_blocks(source, max_pixels, rng, margin,
