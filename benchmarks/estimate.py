@@ -36,11 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import NOISES, load_clean, log, machine, markdown_table, versions
+from benchmarks.common import NOISES, Store, load_clean, log, machine, markdown_table, versions
 from napari_gr2r import engine
-from napari_gr2r.engine.noise_refit import refit
 from napari_gr2r.engine.quality import assess
-from napari_gr2r.engine.risk import patch_mse
 
 FMD = Path("/work/shared/data/fmd-bpae")
 FMD_NAMES = [f"{m}_BPAE_{c}_1" for m in ("Confocal", "TwoPhoton", "WideField") for c in "BGR"]
@@ -103,20 +101,15 @@ def train_tracking(case: dict[str, Any], steps: int, seed: int) -> dict[str, Any
     noisy, axes, ref = case["noisy"], case["axes"], case["reference"]
     config = engine.TrainConfig.from_preset("fast", steps=steps, seed=seed)
     trainer = engine.Trainer(noisy, axes, config, device="cpu")
-    blocks = [trainer.norm.apply(b) for b in trainer.source.statistics_blocks(
-        np.random.default_rng(seed))]
-    level, curve = refit(trainer.noise_level, blocks, np.random.default_rng(seed))
-    patches = [b[0] for b in trainer.val_batches]
     rows, early = [], None
     t0 = time.perf_counter()
     for event in trainer.iter_fit():
         if isinstance(event, engine.TrainingProgress) and event.validated:
-            est = patch_mse(trainer.net, patches, level, curve, probes=2, seed=seed)
             out = engine.denoise(trainer.model_, noisy, axes, device="cpu")
             trainer.net.train()
             true = float(np.mean((out - ref) ** 2)) - case["remainder"]
             rows.append({"step": event.step, "val_loss": event.val_loss,
-                         "estimated_psnr": 10 * math.log10(1 / est),
+                         "estimated_psnr": event.estimated_psnr,
                          "true_psnr": 10 * math.log10(case["data_range"] ** 2 / true),
                          "state": copy.deepcopy(trainer.net.state_dict())})
             if early is None:
@@ -136,6 +129,7 @@ def train_tracking(case: dict[str, Any], steps: int, seed: int) -> dict[str, Any
 
 def run_case(label: str, case: dict[str, Any], steps: int, seed: int, probes: int,
              ) -> dict[str, Any]:
+    case_t0 = time.perf_counter()
     trained = train_tracking(case, steps, seed)
     early_step = trained["curve"][0]["step"]
     denoisers = [("fast", trained["model"]), (f"fast@{early_step}", trained["early"]),
@@ -160,7 +154,11 @@ def run_case(label: str, case: dict[str, Any], steps: int, seed: int, probes: in
         log(f"{label:32s} {name:10s} true {true:9.3f} est {report.mse:9.3f} "
             f"{row['error_db']:+.2f} dB  structure {report.residual_structure:.2f}")
     noise = report.noise
+    pick = trained["pick"]
+    log(f"{label:32s} weights by val loss {pick['val_loss']:.2f} dB (step {pick['val_step']}), "
+        f"by estimated PSNR {pick['estimated_psnr']:.2f} dB (step {pick['est_step']})")
     return {"case": label, "rows": results, "selection": trained["pick"],
+            "case_s": time.perf_counter() - case_t0,
             "curve": trained["curve"], "train_s": trained["train_s"],
             "noise": {"sd": noise.sd, "neighbour_correlation": noise.neighbour_correlation}}
 
@@ -175,7 +173,7 @@ def write_report(records: list[dict[str, Any]], out: Path, meta: dict[str, Any])
         cells += [f"{r['true_psnr']:.2f} / {r['error_db']:+.2f}" for r in rec["rows"]]
         table.append(cells)
     lines = ["# Estimated vs true error (`python -m benchmarks.estimate`)", "",
-             f"`{meta['command']}`: {meta['wall_s']:.0f} s wall on {meta['machine']['cpu']} "
+             f"`{meta['command']}`: {meta['wall_s']:.0f} s wall (the cases' sum) on {meta['machine']['cpu']} "
              f"({meta['machine']['cores']} cores, load {meta['machine'].get('load_avg_1min')}).",
              "", "Each cell: the true PSNR (dB) of the denoiser's output, and the error of the "
              "estimate, `10·log10(estimated MSE / true MSE)` (dB), from `engine.assess` with "
@@ -237,16 +235,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
         cases = [c for c in cases if any(w in c[0] for w in wanted)]
+    store = Store(args.out / "runs" / "estimate")
     records = []
     for label, kind, loader in cases:
-        rec = run_case(label, loader(), args.steps, args.seed, args.probes)
-        rec["kind"] = kind
+        key = f"{label}-{args.steps}-{args.probes}-{args.seed}".replace(" ", "_")
+        rec = None if args.smoke else store.get(key)
+        if rec is None:
+            rec = run_case(label, loader(), args.steps, args.seed, args.probes)
+            rec["kind"] = kind
+            store.put(key, rec)
         records.append(rec)
     meta = {"command": " ".join(["python -m benchmarks.estimate", *argv]),
-            "wall_s": time.perf_counter() - t0, "steps": args.steps, "probes": args.probes,
+            "wall_s": sum(r["case_s"] for r in records), "steps": args.steps, "probes": args.probes,
             "machine": machine(), "versions": versions()}
     write_report(records, args.out, meta)
-    log(f"wrote {args.out / 'estimate.md'} in {meta['wall_s']:.0f} s")
+    log(f"wrote {args.out / 'estimate.md'}: {meta['wall_s']:.0f} s of runs "
+        f"({time.perf_counter() - t0:.0f} s in this session)")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,8 @@ class LossPlot(QWidget):
 
     def _on_log_toggled(self, checked: bool) -> None:
         self.plot.setLogMode(x=False, y=checked)
+        # the losses' log scale; the PSNR (already in dB) keeps a linear axis
+        self.plot.getPlotItem().getAxis("right").setLogMode(x=False, y=False)
 
     def _on_smoothed_toggled(self, checked: bool) -> None:
         for series in self._series.values():

@@ -82,13 +82,13 @@ class NoiseView(QWidget):
             self.variance_plot.addItem(item)
 
         self.kernel_view = self._image_view("noise correlation")
-        self.residual_view = self._image_view("residual autocorrelation")
+        self.residual_view = self._image_view("residual correlation")
         self.kernel_image = pg.ImageItem()
         self.residual_image = pg.ImageItem()
         self.kernel_view.addItem(self.kernel_image)
         self.residual_view.addItem(self.residual_image)
         self.kernel_label = QLabel("")
-        self.residual_label = QLabel("after training")
+        self.residual_label = QLabel("after assessing a model")
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet(_WARN_STYLE)
@@ -111,7 +111,7 @@ class NoiseView(QWidget):
     @staticmethod
     def _image_view(title: str) -> pg.PlotWidget:
         view = pg.PlotWidget(title=title)
-        view.setFixedSize(150, 150)
+        view.setFixedSize(170, 150)
         view.setAspectLocked(True)
         view.hideAxis("left")
         view.hideAxis("bottom")
@@ -158,7 +158,7 @@ class NoiseView(QWidget):
     def clear(self) -> None:
         self.report = None
         self.residual_image.clear()
-        self.residual_label.setText("after training")
+        self.residual_label.setText("after assessing a model")
         self.warning.setVisible(False)
 
 
