@@ -27,6 +27,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -163,6 +164,11 @@ def run_case(label: str, case: dict[str, Any], steps: int, seed: int, probes: in
             "noise": {"sd": noise.sd, "neighbour_correlation": noise.neighbour_correlation}}
 
 
+def _slug(label: str) -> str:
+    """An ASCII file name for a case's label."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_")
+
+
 def write_report(records: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
     names = [r["denoiser"] for r in records[0]["rows"]]
     header = ["image", "noise sd", "corr"] + [f"{n} (true dB / error dB)" for n in names]
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     store = Store(args.out / "runs" / "estimate")
     records = []
     for label, kind, loader in cases:
-        key = f"{label}-{args.steps}-{args.probes}-{args.seed}".replace(" ", "_")
+        key = f"{_slug(label)}-{args.steps}-{args.probes}-{args.seed}"
         rec = None if args.smoke else store.get(key)
         if rec is None:
             rec = run_case(label, loader(), args.steps, args.seed, args.probes)
