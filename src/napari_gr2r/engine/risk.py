@@ -55,9 +55,9 @@ def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLev
     """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
 
     The estimate of :func:`~napari_gr2r.engine.quality.assess` with the network applied to each
-    patch whole (no tiling), with fixed probes (``seed``), so values from one training step to the next compare. The
-    ``margin`` pixels along each patch's YX border, where the network lacks the context it has
-    inside an image, are perturbed but not counted.
+    patch whole (no tiling), with fixed probes (``seed``), so values from one training step to
+    the next compare. The ``margin`` pixels along each patch's YX border, where the network lacks
+    the context it has inside an image, are perturbed but not counted.
     """
     gen = torch.Generator().manual_seed(int(seed))
     total, count = 0.0, 0
