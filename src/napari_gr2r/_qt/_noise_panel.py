@@ -172,11 +172,15 @@ def _diverging_lut() -> np.ndarray:
 
 
 def assess_layer(model: engine.GR2RModel | None, data: Any, axes: str, device: str,
-                 should_stop: Any) -> FittedNoise | QualityReport:
-    """The worker's job: the error estimate of ``model`` on ``data``, or its noise alone."""
+                 should_stop: Any) -> FittedNoise | QualityReport | None:
+    """The worker's job: the error estimate of ``model`` on ``data``, or its noise alone;
+    None when stopped."""
     if model is None:
         return engine.fit_noise(data, axes)
-    return engine.assess(model, data, axes, device=device, should_stop=should_stop)
+    try:
+        return engine.assess(model, data, axes, device=device, should_stop=should_stop)
+    except InterruptedError:
+        return None
 
 
 class NoisePanel(Panel):
@@ -246,10 +250,12 @@ class NoisePanel(Panel):
         worker.start()
 
     def _on_error(self, exc: BaseException) -> None:
-        if not isinstance(exc, InterruptedError):
-            self.state.report_worker_error(exc)
+        self.state.report_worker_error(exc)
 
     def _on_returned(self, model: Any, layer: Any, result: Any) -> None:
+        if result is None:  # stopped
+            self.view.summary.setText("Assessment stopped.")
+            return
         if isinstance(result, FittedNoise):
             self.view.show_noise(result)
             return

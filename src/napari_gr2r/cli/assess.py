@@ -21,8 +21,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub.add_argument("--data-range", type=float,
                      help="peak for the PSNR (default: the image's 1st-99.9th percentile range)")
     sub.add_argument("--probes", type=int, default=4, help="Monte-Carlo probes (default: 4)")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    sub.add_argument("--seed", type=int, default=0,
+                     help="seeds the crops, the noise fit and the probes (default: 0)")
+    sub.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     add_device_argument(sub)
     return sub
 
