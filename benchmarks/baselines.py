@@ -177,8 +177,10 @@ def n2v_config(steps: int, patch: int, batch: int, axes: str = "YX", n_val: int 
 
 
 def train_n2v(noisy: np.ndarray, steps: int, patch: int = 64, batch: int = 8,
-              max_seconds: float | None = None, workdir: Path | None = None) -> Any:
-    """Train CAREamics' N2V (its default network and settings) on one 2D image.
+              max_seconds: float | None = None, workdir: Path | None = None,
+              axes: str = "YX") -> Any:
+    """Train CAREamics' N2V (its default network and settings) on one 2D image (``YX``) or
+    a series of them (``SYX``).
 
     Returns the ``CAREamist``; its ``trainer.global_step`` is the optimiser steps taken.
     """
@@ -187,8 +189,9 @@ def train_n2v(noisy: np.ndarray, steps: int, patch: int = 64, batch: int = 8,
 
     ny, nx = noisy.shape[-2:]
     # a quarter of the patch grid at most is held out, as our trainer holds out rows
-    n_val = max(1, min(8, (ny // patch) * (nx // patch) // 4))
-    config = n2v_config(steps, patch, batch, n_val=n_val, max_seconds=max_seconds)
+    n_images = noisy.shape[0] if axes == "SYX" else 1
+    n_val = max(1, min(8, n_images * (ny // patch) * (nx // patch) // 4))
+    config = n2v_config(steps, patch, batch, axes=axes, n_val=n_val, max_seconds=max_seconds)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="n2v_bench_"))
     careamist = CAREamist(config, work_dir=str(workdir), enable_progress_bar=False)
     careamist.train(train_data=noisy.astype(np.float32))
