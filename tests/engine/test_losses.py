@@ -104,3 +104,36 @@ def test_validation_ranks_the_identity_below_a_denoiser():
     assert float(paper(identity, y, None, g).loss) == 0
     assert float(validation(identity, y, None, g).loss) == pytest.approx(0.04, rel=0.05)
     assert float(validation(oracle, y, None, g).loss) == pytest.approx(0.02, rel=0.05)
+
+
+def test_split_recorruption_scores_at_the_split_noise_levels():
+    # with alpha = 0.5 the pair is (y + n/2, y - 2n): the near identity scores (a + 1/a)^2
+    # sigma^2 = 6.25 sigma^2 in training and validation, a perfect denoiser (1 + 1/a^2) sigma^2
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(8, 1, 48, 48, generator=g)
+    y = x + 0.1 * torch.randn(x.shape, generator=g)
+    level = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01])
+
+    def near_identity(t):
+        return t * (1 - 1e-4)
+
+    def oracle(t):
+        return x.repeat(t.shape[0] // x.shape[0], 1, 1, 1)
+
+    split = GR2RLoss(gamma=0.0, lambda_g=0.0, noise_level=level, alpha=0.5)
+    assert split(near_identity, y, None, g).terms["unsupervised"] == pytest.approx(0.0625, rel=0.1)
+    validation = RecorruptedValidation(level, alpha=0.5)
+    assert float(validation(near_identity, y, None, g).loss) == pytest.approx(0.0625, rel=0.05)
+    assert float(validation(oracle, y, None, g).loss) == pytest.approx(0.05, rel=0.05)
+
+
+def test_alpha_defaults_to_the_split_for_gr2r_and_to_the_paper_for_gr2r_paper():
+    from napari_gr2r.engine import ConfigError, TrainConfig
+    from napari_gr2r.engine.config import GR2R_ALPHA
+
+    assert TrainConfig(method="gr2r").resolved_alpha == GR2R_ALPHA < 1
+    assert TrainConfig(method="gr2r-paper").resolved_alpha == 1.0
+    assert TrainConfig(method="gr2r", alpha=0.8).resolved_alpha == 0.8
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="alpha"):
+            TrainConfig(alpha=bad)

@@ -21,6 +21,14 @@ When the noise is spatially correlated (measured before training in the flattest
 the data), the sign-flipped residual is filtered with a kernel of that correlation, so the
 generated noise is correlated like the real noise instead of white.
 
+The default also splits the generated noise unevenly, as R2R does (``alpha = 0.5``)::
+
+    y+ = y + alpha n,   y- = y - n / alpha
+
+so that the network learns to denoise ``(1 + alpha^2)`` times the noise variance instead of the
+paper's twice it (which over-smooths, above all the bright structures of Poisson noise), and
+the pseudo-supervised input is ``sg[f(y)] + alpha n``.
+
 R2R (Pang et al. 2021) with known noise of standard deviation ``s``::
 
     y+ = y + alpha s z,   y- = y - s z / alpha,   z ~ N(0, 1),   L = ||f(y+) - y-||^2
@@ -125,8 +133,10 @@ class GR2RLoss(Objective):
 
     term_names = ("unsupervised", "regular", "pseudo")
 
-    def __init__(self, gamma: float, lambda_g: float, noise_level: NoiseLevel | None) -> None:
+    def __init__(self, gamma: float, lambda_g: float, noise_level: NoiseLevel | None,
+                 alpha: float = 1.0) -> None:
         self.gamma, self.lambda_g, self.noise_level = gamma, lambda_g, noise_level
+        self.alpha = alpha
 
     def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
                  generator: torch.Generator) -> StepResult:
@@ -138,13 +148,14 @@ class GR2RLoss(Objective):
                 noise = pinned_noise(residual, mask, fy, self.noise_level)
             else:
                 noise = residual * mask
-        inputs = [y + noise]
+        alpha = self.alpha
+        inputs = [y + alpha * noise]
         if self.lambda_g > 0:
             inputs.append(y)
         if self.gamma > 0:
-            inputs.append(fy + noise)
+            inputs.append(fy + alpha * noise)
         outputs = net(torch.cat(inputs)).split(y.shape[0])
-        l_u = F.mse_loss(outputs[0], y - noise)
+        l_u = F.mse_loss(outputs[0], y - noise / alpha)
         loss = l_u
         terms = {"unsupervised": float(l_u.detach())}
         k = 1
@@ -190,21 +201,23 @@ class N2CLoss(Objective):
 
 
 class RecorruptedValidation(Objective):
-    """Validation criterion of the self-supervised methods: ``||f(y + n) - (y - n)||^2``.
+    """Validation criterion of the self-supervised methods: ``||f(y + a n) - (y - n / a)||^2``.
 
     ``n`` is drawn from the noise model estimated before training (its variance, and its
     correlation when the noise is correlated), with the fixed draws of the validation seed. It
     does not depend on the network, so values are comparable from one validation to the next
     (a GR2R loss is not: its noise comes from the network's own residual), and when ``n`` is
     distributed like the real noise it equals the network's squared error against the clean
-    image at twice the noise variance, plus a constant. The identity scores ``4 sigma^2``, the
-    worst a denoiser can do, so the weights kept as the best are never a collapsed network.
+    image at ``1 + a^2`` times the noise variance, plus a constant (``a``: the objective's
+    ``alpha``). The identity scores ``(a + 1/a)^2 sigma^2``, above any denoiser (a perfect one
+    scores ``(1 + 1/a^2) sigma^2``), so the weights kept as the best are not a collapsed
+    network.
     """
 
     term_names = ("validation",)
 
-    def __init__(self, noise_level: NoiseLevel) -> None:
-        self.noise_level = noise_level
+    def __init__(self, noise_level: NoiseLevel, alpha: float = 1.0) -> None:
+        self.noise_level, self.alpha = noise_level, alpha
 
     def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
                  generator: torch.Generator) -> StepResult:
@@ -212,7 +225,7 @@ class RecorruptedValidation(Objective):
         if self.noise_level.kernel is not None:
             z = correlate_yx(z, self.noise_level.kernel)
         n = z * self.noise_level.variance(y).sqrt()
-        loss = F.mse_loss(net(y + n), y - n)
+        loss = F.mse_loss(net(y + self.alpha * n), y - n / self.alpha)
         return StepResult(loss, {"validation": float(loss.detach())}, None)
 
 
@@ -239,6 +252,7 @@ def build_objective(config: TrainConfig, norm: Normalization,
             gamma=config.resolved_gamma,
             lambda_g=config.resolved_lambda_g,
             noise_level=estimated if config.resolved_pin_noise else None,
+            alpha=config.resolved_alpha,
         )
     if config.method == "r2r":
         return R2RLoss(known_noise_level(config, norm), config.r2r_alpha)
@@ -253,5 +267,5 @@ def build_validation(config: TrainConfig, objective: Objective,
     network); GR2R uses :class:`RecorruptedValidation` with the estimated noise.
     """
     if config.method in ("gr2r", "gr2r-paper"):
-        return RecorruptedValidation(estimated)
+        return RecorruptedValidation(estimated, config.resolved_alpha)
     return objective
