@@ -35,3 +35,8 @@ def nuclei2d() -> list[tuple[Any, dict[str, Any], str]]:
 def nuclei3d() -> list[tuple[Any, dict[str, Any], str]]:
     """3D synthetic nuclei (31 x 61 x 57) with low-light noise, and the clean reference."""
     return sample_layers("nuclei3d")
+
+
+def fmd_confocal() -> list[tuple[Any, dict[str, Any], str]]:
+    """Real confocal noise (FMD, 256 x 256, 8-bit) and the average of 50 captures."""
+    return sample_layers("fmd_confocal")

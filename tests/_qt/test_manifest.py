@@ -30,7 +30,7 @@ def test_manifest_contributions():
     mf = npe2.PluginManifest.from_file(MANIFEST)
     assert mf.name == "napari-gr2r"
     assert [w.display_name for w in mf.contributions.widgets] == ["GR2R Denoise"]
-    assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d"}
+    assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d", "fmd_confocal"}
     filter_menu = mf.contributions.menus["napari/layers/filter"]
     assert [item.submenu for item in filter_menu] == ["napari-gr2r.denoise"]
     titles = {c.id: c.title for c in mf.contributions.commands}
@@ -58,10 +58,13 @@ _CHECK_INSTALLED = textwrap.dedent("""
     assert urls == {"Bug Tracker", "Documentation", "Source Code", "User Support"}, urls
     mf = PluginManifest.from_distribution("napari-gr2r")
     assert mf.name == "napari-gr2r", mf.name
-    assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d"}
+    assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d", "fmd_confocal"}
     from napari_gr2r.sample_data import load_sample
     noisy, clean, info = load_sample("nuclei3d")
     assert noisy.shape == clean.shape and info["axes"] == "ZYX"
+    noisy, clean, info = load_sample("fmd_confocal")
+    assert noisy.dtype.name == "uint8" and noisy.shape == clean.shape == (256, 256)
+    assert (target / "napari_gr2r" / "sample_data" / "LICENSE-FMD.md").is_file()
     from napari_gr2r._sample_data import nuclei2d
     (clean, meta, kind), (noisy, _, _) = nuclei2d()
     assert kind == "image" and noisy.shape == (256, 256) and meta["scale"] == (0.2, 0.2)

@@ -109,7 +109,7 @@ def test_menu_refers_large_layers_to_the_widget(make_napari_viewer, notification
     assert isinstance(layer.data, da.Array)
 
 
-@pytest.mark.parametrize("name", ["nuclei2d", "nuclei3d"])
+@pytest.mark.parametrize("name", ["nuclei2d", "nuclei3d", "fmd_confocal"])
 def test_samples_open_noisy_and_clean(make_napari_viewer, name):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-gr2r", name)

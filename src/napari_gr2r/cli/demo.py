@@ -15,7 +15,7 @@ from ._common import add_device_argument, device_for, train_with_bar
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help="train and denoise the bundled samples, print PSNR")
-    demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d"],
+    demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d", "fmd_confocal"],
                       help="which bundled sample to train on (default: %(default)s)")
     demo.add_argument("--steps", type=int, help="training steps per sample (default: 300)")
     demo.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper"],
@@ -26,11 +26,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return demo
 
 
-def psnr(image: np.ndarray, reference: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB, with the reference's range as the peak."""
+def psnr(image: np.ndarray, reference: np.ndarray, peak: float | None = None) -> float:
+    """Peak signal-to-noise ratio in dB; the peak is the reference's range unless given."""
     reference = np.asarray(reference, np.float64)
     mse = float(np.mean((np.asarray(image, np.float64) - reference) ** 2))
-    peak = float(reference.max() - reference.min())
+    if peak is None:
+        peak = float(reference.max() - reference.min())
     return 10 * np.log10(peak**2 / mse) if mse > 0 else float("inf")
 
 
@@ -57,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         denoised = engine.denoise(trainer.model, noisy, axes=axes, device=args.device)
         t_infer = time.perf_counter() - t0
-        before, after = psnr(noisy, clean), psnr(denoised, clean)
-        peak = float(np.max(clean)) - float(np.min(clean))
+        peak = info.get("data_range") or float(np.max(clean)) - float(np.min(clean))
+        before, after = psnr(noisy, clean, peak), psnr(denoised, clean, peak)
         estimated = engine.assess(trainer.model, noisy, axes, device=args.device).psnr(peak)
         rows.append((name, before, after, estimated))
         print(f"  trained in {t_train:.1f} s, denoised in {t_infer:.2f} s")
