@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("skimage")
 
-from benchmarks import baselines, quality, speed
+from benchmarks import baselines, quality, realnoise, speed
 from benchmarks.common import NOISES, correlate_periodic, gaussian_kernel, psnr
 
 # --------------------------------------------------------------------------------------------
@@ -183,3 +183,17 @@ def test_files_benchmark_smoke(tmp_path):
     assert all(r["files"] == 4 and r["files_per_min"] > 0 for r in record["runs"].values())
     assert record["max_difference_threads"] < 1e-3
     assert "files per minute" in (tmp_path / "files.md").read_text()
+
+
+def test_realnoise_suite_smoke(tmp_path):
+    """The real-noise benchmark on one vendored FMD capture, a few steps, per image and series."""
+    out = tmp_path / "realnoise"
+    code = realnoise.main(["--smoke", "--out", str(out), "--jobs", "1",
+                           "--methods", "noisy", "gr2r", "n2c"])
+    assert code == 0
+    data = json.loads((out / "realnoise.json").read_text())
+    scores = {(r["mode"], r["method"]): r["scores"]["3"]["psnr"] for r in data["records"]}
+    assert scores[("image", "noisy")] == pytest.approx(32.10, abs=0.01)  # Confocal_BPAE_B_3
+    assert set(scores) == {("image", "noisy"), ("image", "gr2r"), ("image", "n2c"),
+                           ("series", "gr2r"), ("series", "n2c")}
+    assert "mean PSNR per microscope" in (out / "realnoise.md").read_text()
