@@ -127,11 +127,10 @@ def test_split_recorruption_scores_at_the_split_noise_levels():
     assert float(validation(oracle, y, None, g).loss) == pytest.approx(0.05, rel=0.05)
 
 
-def test_alpha_defaults_to_the_split_for_gr2r_and_to_the_paper_for_gr2r_paper():
+def test_alpha_defaults_to_the_papers_pair_and_is_checked():
     from napari_gr2r.engine import ConfigError, TrainConfig
-    from napari_gr2r.engine.config import GR2R_ALPHA
 
-    assert TrainConfig(method="gr2r").resolved_alpha == GR2R_ALPHA < 1
+    assert TrainConfig(method="gr2r").resolved_alpha == 1.0
     assert TrainConfig(method="gr2r-paper").resolved_alpha == 1.0
     assert TrainConfig(method="gr2r", alpha=0.8).resolved_alpha == 0.8
     for bad in (0.0, 1.5):

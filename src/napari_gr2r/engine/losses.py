@@ -21,13 +21,13 @@ When the noise is spatially correlated (measured before training in the flattest
 the data), the sign-flipped residual is filtered with a kernel of that correlation, so the
 generated noise is correlated like the real noise instead of white.
 
-The default also splits the generated noise unevenly, as R2R does (``alpha = 0.5``)::
+Both can split the generated noise unevenly, as R2R does (``TrainConfig.alpha``, default 1,
+the paper's pair)::
 
     y+ = y + alpha n,   y- = y - n / alpha
 
-so that the network learns to denoise ``(1 + alpha^2)`` times the noise variance instead of the
-paper's twice it (which over-smooths, above all the bright structures of Poisson noise), and
-the pseudo-supervised input is ``sg[f(y)] + alpha n``.
+so that the network learns to denoise ``(1 + alpha^2)`` times the noise variance instead of
+twice it, and the pseudo-supervised input is ``sg[f(y)] + alpha n``.
 
 R2R (Pang et al. 2021) with known noise of standard deviation ``s``::
 
