@@ -369,8 +369,11 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
     add_gain_matched(records, out)
     summary = summarise(records, captures, methods)
     sc = _scores(records, captures)
+    total = sum(r["seconds"] for r in records)
+    when = (f"wall time {wall / 60:.1f} min" if wall > 0 else "redrawn from the stored runs")
+    when += f"; the runs' own times sum to {total / 60:.1f} min (two run at a time)"
     text = ["# Real microscope noise (FMD, BPAE cells)", "",
-            f"`{args_line}`; wall time {wall / 60:.1f} min. Scored on captures "
+            f"`{args_line}`; {when}. Scored on capture(s) "
             f"{', '.join(map(str, captures))} of each configuration (256×256 crops, PSNR and SSIM "
             "at data range 255 against the 50-frame ground truth). `image`: one network per "
             "capture; `series`: one network per configuration trained on its four captures. "
@@ -517,7 +520,9 @@ def plot_montage(records: list[dict[str, Any]], methods: list[str], captures: li
                     ax.axis("off")
                     continue
                 img = img.reshape(-1, *img.shape[-2:])[0]
-                title = f"{LABELS[m].split(' (')[0]}\n{record['scores'][str(capture)]['psnr']:.2f} dB"
+                short = {"bm3d": "BM3D, est. σ", "bm3d-oracle": "BM3D, oracle σ"}.get(
+                    m, LABELS[m].split(" (")[0])
+                title = f"{short}\n{record['scores'][str(capture)]['psnr']:.2f} dB"
             ax.imshow(img[y0:y0 + crop, x0:x0 + crop], cmap="gray", vmin=lo, vmax=hi,
                       interpolation="nearest")
             ax.set_title(title, fontsize=6)
@@ -564,8 +569,10 @@ def main(argv: list[str] | None = None) -> int:
             records = [r for t in tasks if (r := store.get(t.key)) is not None]
         else:
             records = run_all(tasks, out, args.jobs)
-    line = "python -m benchmarks.realnoise " + " ".join(argv if argv is not None else sys.argv[1:])
-    content = write_report(records, args.captures, args.methods, out, line.strip(), timer.seconds)
+    shown_args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    line = "python -m benchmarks.realnoise " + " ".join(shown_args)
+    content = write_report(records, args.captures, args.methods, out, line.strip(),
+                           0.0 if args.report_only else timer.seconds)
     plot_montage(records, args.methods, args.captures, out)
     print(content)
     return 0
