@@ -15,7 +15,8 @@ from ._common import add_device_argument, device_for, train_with_bar
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help="train and denoise the bundled samples, print PSNR")
-    demo.add_argument("--sample", default="all", choices=["all", "nuclei2d", "nuclei3d", "fmd_confocal"],
+    demo.add_argument("--sample", default="all",
+                      choices=["all", "nuclei2d", "nuclei3d", "fmd_confocal"],
                       help="which bundled sample to train on (default: %(default)s)")
     demo.add_argument("--steps", type=int, help="training steps per sample (default: 300)")
     demo.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper"],
