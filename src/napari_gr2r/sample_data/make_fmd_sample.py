@@ -17,12 +17,20 @@ import argparse
 from pathlib import Path
 
 import imageio.v3 as iio
-
-from make_samples import save
+import numpy as np
+import tifffile
 
 NAME = "Confocal_BPAE_G_2.png"
 CROP = (slice(128, 384), slice(128, 384))
 SCALE = (0.2, 0.2)  # a plausible pixel size for the demo, not a calibration
+
+
+def save(path: Path, data: np.ndarray, axes: str, scale: tuple) -> None:
+    """Write a TIFF with its axes, YX resolution and pixel size in µm (as ``make_samples.py``)."""
+    pixels_per_cm = 1e4 / scale[-1]
+    tifffile.imwrite(path, data, photometric="minisblack",
+                     resolution=(pixels_per_cm, pixels_per_cm), resolutionunit="CENTIMETER",
+                     metadata={"axes": axes, "scale": list(scale), "unit": "um"})
 
 
 def main(data_dir: Path, out_dir: Path) -> None:
