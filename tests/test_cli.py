@@ -121,9 +121,9 @@ def test_demo_real_noise_sample_scores_at_the_8_bit_range():
     result = _run("demo", "--sample", "fmd_confocal", "--steps", "100")
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("summary"))
-    before, after = (float(v) for v in line.split("fmd_confocal ")[1].split(" -> "))
+    before, after = (float(v.split()[0]) for v in line.split("fmd_confocal ")[1].split(" -> "))
     assert before == 28.36  # the real capture against the 50-frame average, peak 255
-    assert after > before + 1  # 29.79 dB when measured
+    assert after > before + 1  # 30.03 dB when measured
 
 
 def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_path):
