@@ -50,7 +50,7 @@ GOAL_DB = 0.5
 
 def blur(block: np.ndarray, sd: float = 1.5) -> np.ndarray:
     """A Gaussian blur of every YX plane: a denoiser that removes signal with the noise."""
-    r = int(math.ceil(3 * sd))
+    r = math.ceil(3 * sd)
     x = np.arange(-r, r + 1)
     g = np.exp(-(x**2) / (2 * sd**2))
     g /= g.sum()

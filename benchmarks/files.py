@@ -176,7 +176,8 @@ def report(record: dict[str, Any]) -> str:
         lines.append(f"| {name} | {run_['seconds']} | {run_['files_per_min']}{extra} |")
     lines += [
         "",
-        f"Results of every run agree to {max(record.get('max_difference_threads', 0), record.get('max_difference_cluster', 0)):.2g} "
+        "Results of every run agree to "
+        f"{max(record.get('max_difference_threads', 0), record.get('max_difference_cluster', 0)):.2g} "
         "(largest difference, intensity units).",
         "",
         f"Load of the shared machine: before `{record['load_before']['uptime']}`; after "

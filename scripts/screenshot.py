@@ -7,34 +7,18 @@ preview, and grabs the whole window once the loss curve and the preview are on s
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
+import _shots
 import napari
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication
-
-
-def wait(condition, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"
-                                             / "widget-training-3d.png"))
-    parser.add_argument("--steps", type=int, default=200, help="shoot after this many steps")
+    parser = _shots.parser(__doc__, "widget-training-3d.png", steps=200)
     parser.add_argument("--width", type=int, default=16, help="network width")
     parser.add_argument("--batch", type=int, default=8, help="patches per step")
-    parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--net", choices=("auto", "2d", "3d"), default="2d")
     args = parser.parse_args()
 
@@ -56,11 +40,11 @@ def main() -> None:
 
     QTest.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
     preview_name = f"{noisy.name} [preview]"
-    ok = wait(lambda: preview_name in viewer.layers and any(
+    ok = _shots.wait(lambda: preview_name in viewer.layers and any(
         s >= args.steps for s, _ in widget.loss_plot.points("loss")), args.timeout)
     if not ok:
         widget._on_stop()
-        wait(lambda: not widget.training, 60)
+        _shots.wait(lambda: not widget.training, 60)
         viewer.close()
         raise SystemExit(f"training did not reach step {args.steps} in {args.timeout} s")
     clean.visible = True
@@ -68,12 +52,12 @@ def main() -> None:
     viewer.grid.shape = (1, 3)
     viewer.layers.selection.active = noisy
     viewer.reset_view()
-    wait(lambda: False, 1.0)
+    _shots.wait(lambda: False, 1.0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(args.out, canvas_only=False, flash=False)
     print(f"saved {args.out} at step {max(s for s, _ in widget.loss_plot.points('loss'))}")
     widget._on_stop()
-    wait(lambda: not widget.training, 60)
+    _shots.wait(lambda: not widget.training, 60)
     viewer.close()
 
 

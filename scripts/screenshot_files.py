@@ -9,37 +9,21 @@ are open as layers.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
-import time
 from pathlib import Path
 
+import _shots
 import napari
 import tifffile
-from qtpy.QtWidgets import QApplication
 
 from napari_gr2r.sample_data import load_sample
 
 
-def wait(condition, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"
-                                             / "widget-files.png"))
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--timeout", type=float, default=900.0)
+    parser = _shots.parser(__doc__, "widget-files.png", steps=150)
     args = parser.parse_args()
 
-    noisy, _, info = load_sample("nuclei2d")
+    noisy, _, _ = load_sample("nuclei2d")
     corners = [(0, 0), (0, 128), (128, 0), (128, 128)]
     fields = [noisy[y:y + 128, x:x + 128] for y, x in corners]
     tmp = Path(tempfile.mkdtemp(prefix="gr2r-shot-"))
@@ -63,7 +47,7 @@ def main() -> None:
     widget.preview_every.setValue(0)
     widget.device.setCurrentIndex(widget.device.findData("cpu"))
     widget.train_button.click()
-    if not wait(lambda: widget._model is not None and not widget.training, args.timeout):
+    if not _shots.wait(lambda: widget._model is not None and not widget.training, args.timeout):
         raise SystemExit("training did not end in time")
 
     widget.files_button.click()
@@ -71,14 +55,14 @@ def main() -> None:
     panel.add_paths([str(raw)])
     panel.set_output(str(tmp / "denoised"))
     panel.run_button.click()
-    if not wait(lambda: not panel.running, args.timeout):
+    if not _shots.wait(lambda: not panel.running, args.timeout):
         raise SystemExit("denoising the files did not end in time")
     viewer.add_image(fields[3], name="field3 (held out)", scale=(0.2, 0.2))
     for layer in viewer.layers:
         layer.visible = layer.name in ("field3 (held out)", "field3 [denoised]")
     getattr(viewer, "canvas", viewer).grid.enabled = True
     viewer.reset_view()
-    wait(lambda: False, 1.0)
+    _shots.wait(lambda: False, 1.0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(args.out, canvas_only=False, flash=False)
     print(f"saved {args.out}; {panel.message.text()}")

@@ -7,32 +7,16 @@ panel's assessment of the trained model, and grabs the dock widget.
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
+import _shots
 import napari
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication
-
-
-def wait(condition, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"
-                                             / "widget-noise.png"))
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--timeout", type=float, default=900.0)
+    parser = _shots.parser(__doc__, "widget-noise.png", steps=200)
     args = parser.parse_args()
 
     viewer = napari.Viewer(title="napari-gr2r")
@@ -46,14 +30,14 @@ def main() -> None:
     widget.noise_section.expand(animate=False)
     QTest.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
     panel = widget.noise_panel
-    ok = wait(lambda: not widget.training and panel.view.report is not None
+    ok = _shots.wait(lambda: not widget.training and panel.view.report is not None
               and not widget.state.assessing, args.timeout)
     if not ok:
         widget._on_stop()
-        wait(lambda: not widget.training, 60)
+        _shots.wait(lambda: not widget.training, 60)
         viewer.close()
         raise SystemExit(f"no assessment within {args.timeout} s")
-    wait(lambda: False, 1.0)
+    _shots.wait(lambda: False, 1.0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     widget.grab().save(args.out)
     print(f"saved {args.out}: {panel.view.summary.text()}")

@@ -21,7 +21,8 @@ def test_assess_prints_the_report_and_writes_json(tmp_path, gaussian2d, capsys):
     assert main(["assess", str(image), "--model", str(model_path), "--data-range", "200",
                  "--json", str(report_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "estimated PSNR" in out and "noise: sd" in out
+    assert "estimated PSNR" in out
+    assert "noise: sd" in out
     saved = json.loads(report_path.read_text())
     expected = engine.assess(model, gaussian2d, "YX", device="cpu")
     assert saved["mse"] == expected.mse
@@ -36,4 +37,5 @@ def test_assess_refuses_bad_arguments_in_one_line(tmp_path, gaussian2d, capsys):
     engine.save_model(engine.train(gaussian2d, "YX", tiny(steps=5)), model_path)
     assert main(["assess", str(image), "--model", str(model_path), "--probes", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--probes must be at least 1" in err and "Traceback" not in err
+    assert "--probes must be at least 1" in err
+    assert "Traceback" not in err

@@ -22,7 +22,8 @@ def test_denoise_image_matches_the_engine_and_caches_the_model(model_file, gauss
     out = napari_gr2r.denoise_image(gaussian2d, model_file)
     model = engine.load_model(model_file)
     np.testing.assert_allclose(out, engine.denoise(model, gaussian2d, "YX"), atol=1e-5)
-    assert out.shape == gaussian2d.shape and out.dtype == np.float32
+    assert out.shape == gaussian2d.shape
+    assert out.dtype == np.float32
     first = workflows.load_cached_model(model_file)
     assert workflows.load_cached_model(str(model_file)) is first  # loaded once per path
     # a model file saved again (another model) is loaded again

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+from tests.helpers import tiny
 
 from napari_gr2r import engine
-from tests.helpers import tiny
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,8 @@ def test_denoise_files_panel_runs_on_a_folder(make_napari_viewer, qtbot, small_m
     lines = [panel.log.item(i).text() for i in range(panel.log.count())]
     assert any(line.startswith("✗ broken.tif") and "not a TIFF" in line for line in lines)
     assert sum(line.startswith("✓ cell") for line in lines) == 3
-    assert "1 failed" in panel.message.text() and "broken.tif" in panel.message.text()
+    assert "1 failed" in panel.message.text()
+    assert "broken.tif" in panel.message.text()
     assert panel.files_progress.value() == 4
     # the results are open as layers, denoised, with the input's pixel size
     assert [layer.name for layer in panel.opened] == [f"cell{i} [denoised]" for i in range(3)]
@@ -82,7 +83,8 @@ def test_denoise_files_button_docks_the_panel_with_the_widgets_model(make_napari
     widget._set_model(small_model)
     widget.files_button.click()
     panel = widget.denoise_panel.files_panel
-    assert panel is not None and not panel.isHidden()
+    assert panel is not None
+    assert not panel.isHidden()
     assert viewer.window.dock_widgets["GR2R: denoise files"] is panel
     widget.files_button.click()  # once only
     assert widget.denoise_panel.files_panel is panel
@@ -117,8 +119,10 @@ def test_train_on_several_layers(make_napari_viewer, qtbot):
     widget.train_button.click()
     job = widget.state.train_job
     qtbot.waitUntil(lambda: not widget.training, timeout=120_000)
-    assert job.trainer is not None and len(job.trainer.images) == 3
-    assert widget._model is not None and widget._model.step == 4
+    assert job.trainer is not None
+    assert len(job.trainer.images) == 3
+    assert widget._model is not None
+    assert widget._model.step == 4
     # unticking "Train on several layers" trains on the chosen layer alone again
     widget.several.setChecked(False)
     assert [layer.name for layer in widget.state.training_layers()] == ["a"]

@@ -62,9 +62,11 @@ def test_training_plots_the_estimated_psnr_then_the_panel_draws_the_model(state,
                     timeout=120_000)
     report = noise.view.report
     assert state.quality_of(state.model, "blobs") is report
-    assert report.mse > 0 and 0 <= report.residual_structure <= 1
+    assert report.mse > 0
+    assert 0 <= report.residual_structure <= 1
     xs, ys = noise.view.scatter.getData()
-    assert len(xs) > 10 and np.all(np.isfinite(ys))
+    assert len(xs) > 10
+    assert np.all(np.isfinite(ys))
     assert len(noise.view.line.getData()[0]) == 64
     assert len(noise.view.knots.getData()[0]) >= 2
     assert noise.view.residual_image.image.shape == report.residual_autocorrelation.shape

@@ -13,8 +13,8 @@ from napari_gr2r.engine.files import (
     FileDone,
     FileFailed,
     FileProgress,
-    FileSkipped,
     FilesFinished,
+    FileSkipped,
     FileStarted,
     denoise_files,
     expand_inputs,
@@ -61,13 +61,16 @@ def test_folder_with_a_broken_file(model, folder, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"img{i}.tif" for i in range(4)]
     assert [e.path for e in failed] == [str(folder / "broken.tif")]
     assert "broken.tif is not a TIFF file" in failed[0].reason
-    assert len(done) == 4 and events[-1].done == 4 and not events[-1].stopped
+    assert len(done) == 4
+    assert events[-1].done == 4
+    assert not events[-1].stopped
     assert events[-1].failed == ((str(folder / "broken.tif"), failed[0].reason),)
     for event in done:
         noisy = tifffile.imread(event.path)
         np.testing.assert_allclose(tifffile.imread(event.output),
                                    engine.denoise(model, noisy, "YX", device="cpu"), atol=1e-4)
-        assert event.shape == noisy.shape and event.axes == "YX"
+        assert event.shape == noisy.shape
+        assert event.axes == "YX"
     # every file is started, has block progress, ends once, in input order
     started = _by_type(events, FileStarted)
     assert [e.index for e in started] == list(range(5))
@@ -77,7 +80,8 @@ def test_folder_with_a_broken_file(model, folder, tmp_path):
     # a re-run skips what is done; the broken file is tried (and reported) again
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = list(denoise_files(model, [folder], out, device="cpu"))
-    assert len(_by_type(again, FileSkipped)) == 4 and len(_by_type(again, FileFailed)) == 1
+    assert len(_by_type(again, FileSkipped)) == 4
+    assert len(_by_type(again, FileFailed)) == 1
     assert not _by_type(again, FileDone)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     assert again[-1].outputs == tuple(str(out / f"img{i}.tif") for i in range(4))
@@ -156,7 +160,8 @@ def test_formats_and_pixel_sizes_carry_over(model, tmp_path):
     np.testing.assert_allclose(data[...], engine.denoise(model, arr[...], "TYX", device="cpu"),
                                atol=1e-4)
     png = tifffile.imread(out / "photo.tif")
-    assert png.shape == (40, 56) and png.dtype == np.float32
+    assert png.shape == (40, 56)
+    assert png.dtype == np.float32
 
 
 def test_stop_keeps_finished_results_and_a_zarr_run_resumes(model, tmp_path):
@@ -179,15 +184,19 @@ def test_stop_keeps_finished_results_and_a_zarr_run_resumes(model, tmp_path):
         events.append(event)
         if isinstance(event, FileProgress) and event.path.endswith("b.zarr") and event.done:
             blocks.append(event.done)
-    assert events[-1].stopped and events[-1].done == 1
+    assert events[-1].stopped
+    assert events[-1].done == 1
     assert (out / "a.tif").exists()
     state = zarr.open_array(str(out / "b.zarr"), mode="r").attrs["napari_gr2r"]
-    assert not state["complete"] and state["blocks_done"] >= 2
+    assert not state["complete"]
+    assert state["blocks_done"] >= 2
     # the second run skips a.tif and resumes b.zarr where it stopped
     events = list(denoise_files(model, [raw], out, device="cpu"))
     first = next(e for e in events if isinstance(e, FileProgress))
-    assert first.path.endswith("b.zarr") and first.done >= 2
-    assert events[-1].done == 1 and events[-1].skipped == 1
+    assert first.path.endswith("b.zarr")
+    assert first.done >= 2
+    assert events[-1].done == 1
+    assert events[-1].skipped == 1
     np.testing.assert_allclose(zarr.open_array(str(out / "b.zarr"), mode="r")[...],
                                engine.denoise(model, big[...], "TYX", device="cpu"), atol=1e-4)
 

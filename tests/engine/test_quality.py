@@ -118,5 +118,6 @@ def test_training_reports_the_estimated_psnr(noisy, clean):
                     mse = np.mean([float((trainer.net(y) - x).square().mean())
                                    for y, x in trainer.val_batches])
                 assert abs(event.estimated_psnr + 10 * np.log10(mse)) < 1.0
-    assert seen[0] is None and seen[-1] is not None  # none before the first validation
+    assert seen[0] is None
+    assert seen[-1] is not None
     assert "estimated_psnr" in trainer.model.history[-1]

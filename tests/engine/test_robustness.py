@@ -141,7 +141,8 @@ def test_a_non_finite_result_is_never_returned(tmp_path):
     with pytest.raises(engine.NumericalError, match="NaN or infinite"):
         engine.denoise_to_zarr(_overflowing_model(), image(), "YX", str(out))
     state = zarr.open_array(str(out), mode="r").attrs["napari_gr2r"]
-    assert state["blocks_done"] == 0 and not state["complete"]
+    assert state["blocks_done"] == 0
+    assert not state["complete"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +273,8 @@ def test_gr2r_r2r_noise_values_must_be_finite():
 
 def test_numpy_integers_are_valid_settings():
     config = TrainConfig(steps=np.int64(5), batch_size=np.int32(2), seed=np.int64(3))
-    assert config.steps == 5 and isinstance(config.steps, int)
+    assert config.steps == 5
+    assert isinstance(config.steps, int)
 
 
 def test_unknown_setting_names_are_explained():

@@ -58,7 +58,8 @@ def test_patches_statistics_and_validation_come_from_every_image(fields):
     assert min(lows) - 1 <= trainer.norm.low[0] <= max(lows) + 1
     assert trainer.norm.high[0] >= np.median(highs)
     model = trainer.fit()
-    assert model.axes == "YX" and model.step == 1
+    assert model.axes == "YX"
+    assert model.step == 1
 
 
 def test_statistics_weigh_each_image_by_its_size():

@@ -1,10 +1,10 @@
 """Denoise files…: apply the current model to files or a folder, results into a folder.
 
-The denoise panel's **Denoise files…** button docks this panel beside the widget. It lists the inputs (files, folders, zarr stores), an output folder and a few options;
-**Denoise files** runs :func:`napari_gr2r.engine.denoise_files` in a napari thread worker and
-turns its per-file events into the panel's two progress bars, a line per file and a
-cancelable progress bar in napari's activity dock. Results can be opened as layers as they
-are written.
+The denoise panel's **Denoise files…** button docks this panel beside the widget. It lists the
+inputs (files, folders, zarr stores), an output folder and a few options; **Denoise files**
+runs :func:`napari_gr2r.engine.denoise_files` in a napari thread worker and turns its per-file
+events into the panel's two progress bars, a line per file and a cancelable progress bar in
+napari's activity dock. Results can be opened as layers as they are written.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ class TrainingJob:
         """Build the trainer and train, yielding engine events and preview results.
 
         With ``denoise_after``, the image (the first, for a list) is then denoised with the best
-        weights (also after a stop), yielding ``"denoising"`` first and calling ``progress(done, total)`` per tile.
+        weights (also after a stop), yielding ``"denoising"`` first and calling ``progress(done,
+        total)`` per tile.
         ``checkpoint_path``: the trainer's checkpoint file (the widget's autosave).
         Returns ``(model, denoised array)``; the array is None without ``denoise_after``, or
         when :meth:`abort` (or a stop while denoising) ended it.

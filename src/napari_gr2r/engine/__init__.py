@@ -37,8 +37,8 @@ from .file_events import (
     FileFailed,
     FileProgress,
     FilesEvent,
-    FileSkipped,
     FilesFinished,
+    FileSkipped,
     FileStarted,
 )
 from .file_names import expand_inputs, output_path
@@ -86,8 +86,8 @@ __all__ = [
     "denoise_files",
     "denoise_lazy",
     "denoise_to_zarr",
-    "export_bioimageio",
     "expand_inputs",
+    "export_bioimageio",
     "fit_noise",
     "guess_axes",
     "iter_denoise_to_zarr",

@@ -123,7 +123,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> GR2RModel:
         payload = _read_payload(path, map_location)
     except CheckpointError:
         raise
-    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never
+    except pickle.UnpicklingError:  # torch's message advises turning weights_only off: never
         raise _not_a_model(path, "it holds Python objects other than plain data, e.g. a model "
                                  "saved by another program; such files are not loaded") from None
     except Exception:  # torch.load raises many unrelated types on damaged input

@@ -61,7 +61,7 @@ def as_image_list(data: Any) -> list[Any] | None:
 
 
 def _is_image_item(item: Any) -> bool:
-    return hasattr(item, "shape") and hasattr(item, "dtype") or \
+    return (hasattr(item, "shape") and hasattr(item, "dtype")) or \
         isinstance(item, (str, os.PathLike))
 
 

@@ -28,8 +28,8 @@ from .file_events import (
     FileFailed,
     FileProgress,
     FilesEvent,
-    FileSkipped,
     FilesFinished,
+    FileSkipped,
     FileStarted,
 )
 from .file_names import expand_inputs, is_done, output_path, overlaps_input

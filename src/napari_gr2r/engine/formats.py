@@ -275,7 +275,7 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
     data = np.asarray(data)
     ome = suffix_of(path).startswith(".ome.")
     if ome:
-        data, ome_axes, metadata = _ome_layout(data, axes, meta)
+        data, _, metadata = _ome_layout(data, axes, meta)
         kwargs: dict[str, Any] = {"ome": True, "metadata": metadata}
     else:
         description: dict[str, Any] = {"axes": axes, "shape": list(data.shape)}

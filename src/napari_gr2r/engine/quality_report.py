@@ -126,7 +126,8 @@ class QualityReport:
 STRUCTURE_WARNING = 0.3
 STRUCTURE_MESSAGE = (
     "warning: the removed residual holds image structure, not only noise: the denoiser is "
-    "removing signal. Train for fewer steps or with a smaller network."
+    "removing signal. Train for fewer steps or with a smaller network; a network still early in "
+    "its training blurs too, so after only a few hundred steps, train longer instead."
 )
 
 

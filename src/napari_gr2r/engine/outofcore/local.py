@@ -1,8 +1,8 @@
 """The in-process loop of an out-of-core run: blocks through the network, written one by one.
 
-Each block is read with its halo (mirrored beyond the image border), denoised (blocks that fit in one tile batched together,
-larger ones through the tile plan of :mod:`..tiling`), cropped back and written; the block
-is marked done in the store's record after its chunks are written.
+Each block is read with its halo (mirrored beyond the image border), denoised (blocks that fit
+in one tile batched together, larger ones through the tile plan of :mod:`..tiling`), cropped
+back and written; the block is marked done in the store's record after its chunks are written.
 """
 
 from __future__ import annotations
