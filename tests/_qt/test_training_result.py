@@ -117,14 +117,16 @@ def test_an_autosave_left_by_a_crash_is_offered_and_loads(make_napari_viewer, qt
     assert not again.autosave_offer.isVisibleTo(again)
 
 
-def _cancel_buttons(viewer):
-    """The Cancel buttons of the activity dock's running bars, by their description."""
+def _cancel_buttons(viewer, layer_names=("dock cells", "big")):
+    """The Cancel buttons of the activity dock's running bars for this test's layers, by their
+    description (the dock also shows bars that other code opens while the test runs)."""
     from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
     from napari.utils import progress
 
     bars = viewer.window._qt_window.findChildren(QtLabeledProgressBar)
     return {bar.description_label.text(): bar.cancel_button for bar in bars
-            if bar.progress in progress._all_instances and bar.cancel_button.isVisibleTo(bar)}
+            if bar.progress in progress._all_instances and bar.cancel_button.isVisibleTo(bar)
+            and any(f" {name}" in bar.description_label.text() for name in layer_names)}
 
 
 def _menu_action(viewer, title):
@@ -142,18 +144,18 @@ def test_menu_commands_cancel_from_the_activity_dock(make_napari_viewer, qtbot, 
     monkeypatch.setattr(menu_module, "one_click_config", lambda: engine.TrainConfig.from_preset(
         "fast", steps=5000, width=4, depth=1, patch_size=16, batch_size=2))
     viewer = make_napari_viewer()
-    viewer.add_image(nuclei[0], name="cells")
+    viewer.add_image(nuclei[0], name="dock cells")
     # training: Cancel stops it after the step and denoises with the best weights so far
     _menu_action(viewer, "Train GR2R and denoise").trigger()
     buttons = _cancel_buttons(viewer)
-    assert list(buttons) == ["GR2R: training on cells: "]
-    qtbot.mouseClick(buttons["GR2R: training on cells: "], Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "cells [denoised]" in viewer.layers, timeout=60_000)
-    trained = viewer.layers["cells [denoised]"].metadata["gr2r"]["model"]
+    assert list(buttons) == ["GR2R: training on dock cells: "]
+    qtbot.mouseClick(buttons["GR2R: training on dock cells: "], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "dock cells [denoised]" in viewer.layers, timeout=60_000)
+    trained = viewer.layers["dock cells [denoised]"].metadata["gr2r"]["model"]
     steps = int(trained.split("step=")[1].rstrip(")"))
     assert steps < 5000
     qtbot.waitUntil(lambda: not _cancel_buttons(viewer), timeout=60_000)
-    del viewer.layers["cells [denoised]"]
+    del viewer.layers["dock cells [denoised]"]
 
     # denoising with a saved model: Cancel ends it without a result
     model = engine.train(nuclei[0], "YX", engine.TrainConfig.from_preset(
