@@ -35,7 +35,7 @@ from .file_events import (
 from .file_names import expand_inputs, is_done, output_path, overlaps_input
 from .formats import check_output_suffix, read_image, tag_zarr_result, write_image
 from .model import GR2RModel
-from .outofcore.distributed import _model_payload
+from .outofcore.distributed import model_payload
 from .outofcore.plan import plan_blocks
 from .outofcore.runner import iter_denoise_to_zarr
 from .outofcore.store import default_out_chunks
@@ -282,7 +282,7 @@ def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]]
                          "'napari-gr2r[cluster]'.") from None
     if not todo:
         return
-    payload = client.scatter([_model_payload(model)], broadcast=True, hash=False)[0]
+    payload = client.scatter([model_payload(model)], broadcast=True, hash=False)[0]
     futures = {}
     for index, path, out in todo:
         future = client.submit(_file_task, payload, os.path.abspath(path) if "://" not in path

@@ -22,7 +22,7 @@ from .plan import BlockGrid, fits_one_tile
 from .store import ChunkProgress, RunState, write_state
 
 
-def _model_payload(model: GR2RModel) -> dict[str, Any]:
+def model_payload(model: GR2RModel) -> dict[str, Any]:
     payload = model_to_dict(model)
     payload["optimizer"] = None
     payload["history"] = []
@@ -88,7 +88,7 @@ def run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | 
             "Running on a cluster needs dask.distributed: pip install 'napari-gr2r[cluster]'."
         ) from None
     _check_shared_store(arr)
-    payload = client.scatter([_model_payload(model)], broadcast=True, hash=False)[0]
+    payload = client.scatter([model_payload(model)], broadcast=True, hash=False)[0]
     source_spec = _source_for_workers(client, data, source_path)
     total = len(grid)
     skipped = total - len(todo)
