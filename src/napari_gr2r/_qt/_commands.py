@@ -87,23 +87,28 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
         return None
     job = TrainingJob()
     relay = ProgressRelay()
-    bars = {"bar": cancelable_progress(total=config.steps, desc=f"GR2R: training on {layer.name}")}
+    # one bar for the whole command, opened here and closed when the worker finishes
+    bar = cancelable_progress(total=config.steps, desc=f"GR2R: training on {layer.name}")
+    phase = {"denoising": False}
     worker = create_worker(job.run, layer_array(layer), axes, config, None, device,
                            denoise_after=True, progress=relay, _start_thread=False)
     on_removed = _stop_when_removed(viewer, layer, job.abort)
 
     def on_event(event: Any) -> None:
-        bar = bars["bar"]
+        if phase["denoising"]:
+            return
         if bar.is_canceled:  # Cancel in the activity dock: stop, keep the best weights
             job.stop_training()
         if isinstance(event, engine.TrainingProgress):
             bar.update(max(0, event.step - bar.n))
         elif event == "denoising":
-            bar.close()
-            bars["bar"] = cancelable_progress(total=0, desc=f"GR2R: denoising {layer.name}")
+            phase["denoising"] = True
+            bar.is_canceled = False  # from here on, Cancel ends the denoising without a result
+            bar.set_description(f"GR2R: denoising {layer.name}")
+            bar.n = 0
+            bar.total = 0
 
     def on_progress(done: int, total: int) -> None:
-        bar = bars["bar"]
         if bar.is_canceled:
             job.abort()
         bar.total = total
@@ -118,7 +123,7 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
             _add_result(viewer, layer, out, model)
 
     def on_finished() -> None:
-        bars["bar"].close()
+        bar.close()
         relay.progressed.disconnect(on_progress)
         viewer.layers.events.removed.disconnect(on_removed)
 
