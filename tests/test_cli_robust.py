@@ -82,7 +82,8 @@ def test_help_documents_every_option_and_its_default(capsys):
             assert action.help, (command, action.dest)
             continue
         seen += 1
-        assert action.help and len(action.help) > 10, (command, action.option_strings)
+        assert action.help, (command, action.option_strings)
+        assert len(action.help) > 10, (command, action.option_strings)
         has_default = action.default not in (None, False, argparse.SUPPRESS) or \
             action.dest in ("preset",)
         if has_default and not action.required:

@@ -116,7 +116,7 @@ def test_the_zoo_runner_gives_engine_denoise_intensities(package2d, model2d):
     """bioimageio.core.predict (pre/postprocessing and border padding from the rdf, whole
     image and tiled) gives denoise's intensities at every pixel, the border included."""
     rng = np.random.default_rng(5)
-    halo, step, min_size = geometry(model2d)
+    _, step, min_size = geometry(model2d)
     y, x = np.mgrid[: min_size + 12 * step, : min_size + 17 * step]
     image = (60 + 90 * np.exp(-((y - 40) ** 2 + (x - 70) ** 2) / 300)
              + rng.normal(0, 25, y.shape)).astype(np.float32)[None, None]
