@@ -28,7 +28,7 @@ from .axes import AxesInfo
 from .errors import InputError
 from .formats import read_image
 from .normalization import Normalization
-from .patches import MIN_TRAIN_SIDE, PatchSampler, Region, split_regions
+from .patches import MIN_TRAIN_SIDE, PatchSampler, Region, split_regions, stack_draws
 from .sources import ImageSource, as_lazy_or_numpy
 
 STATISTICS_BUDGET = 8_000_000
@@ -198,11 +198,8 @@ class SourceSet:
                                        flat_z=flat_z, target=self.target(i), augment=False,
                                        pool_blocks=1)
             draws.extend(val_sampler.draw() for _ in range(share))
-        batches = []
-        for start in range(0, len(draws), batch_size):
-            group = draws[start:start + batch_size]
-            stacked = [np.stack([d[j] for d in group]) for j in range(len(group[0]))]
-            batches.append([s[:, :, 0] for s in stacked] if flat_z else stacked)
+        batches = [stack_draws(draws[start:start + batch_size], flat_z)
+                   for start in range(0, len(draws), batch_size)]
         return sampler, batches, val_seed or 0
 
 
@@ -268,8 +265,4 @@ class MultiPatchSampler:
 
     def batch(self, size: int) -> list[np.ndarray]:
         """``size`` patches stacked: ``(B, C, Y, X)`` for 2D, ``(B, C, Z, Y, X)`` for 3D."""
-        draws = [self.draw() for _ in range(size)]
-        stacked = [np.stack([d[i] for d in draws]) for i in range(len(draws[0]))]
-        if self.flat_z:
-            stacked = [s[:, :, 0] for s in stacked]
-        return stacked
+        return stack_draws([self.draw() for _ in range(size)], self.flat_z)

@@ -132,8 +132,10 @@ class PatchSampler:
 
     def batch(self, size: int) -> list[np.ndarray]:
         """``size`` patches stacked: ``(B, C, Y, X)`` for 2D, ``(B, C, Z, Y, X)`` for 3D."""
-        draws = [self.draw() for _ in range(size)]
-        stacked = [np.stack([d[i] for d in draws]) for i in range(len(draws[0]))]
-        if self.flat_z:
-            stacked = [s[:, :, 0] for s in stacked]
-        return stacked
+        return stack_draws([self.draw() for _ in range(size)], self.flat_z)
+
+
+def stack_draws(draws: list[list[np.ndarray]], flat_z: bool) -> list[np.ndarray]:
+    """Stack drawn ``(C, Z, Y, X)`` patches (and targets) into batches, dropping Z for 2D."""
+    stacked = [np.stack([d[i] for d in draws]) for i in range(len(draws[0]))]
+    return [s[:, :, 0] for s in stacked] if flat_z else stacked
