@@ -121,3 +121,25 @@ def test_training_reports_the_estimated_psnr(noisy, clean):
     assert seen[0] is None
     assert seen[-1] is not None
     assert "estimated_psnr" in trainer.model.history[-1]
+
+
+def test_estimate_within_1db_for_a_blur_on_correlated_noise():
+    """Noise correlated over several pixels: a smoothing denoiser's error depends on the
+    noise's autocovariance out to those lags, which the assessment measures on the image."""
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[0:192, 0:192].astype(np.float64)
+    clean = 60 + 0.2 * xx
+    for _ in range(12):
+        cy, cx, r = rng.uniform(10, 182), rng.uniform(10, 182), rng.uniform(4, 10)
+        clean += 100 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    k = np.exp(-(np.arange(-2, 3)[:, None] ** 2 + np.arange(-2, 3)[None, :] ** 2) / 2.0)
+    k /= np.sqrt(np.sum(k**2))
+    white = np.pad(rng.normal(0, 25, clean.shape), 2, mode="wrap")
+    noise = sum(k[i, j] * white[i:i + 192, j:j + 192] for i in range(5) for j in range(5))
+    noisy = (clean + noise).astype(np.float32)
+    blur = _blur(1.5)
+    report = assess(blur, noisy, "YX")
+    true = _true_mse(blur(noisy[None, None])[0, 0], clean)
+    assert abs(10 * np.log10(report.mse / true)) < 1.0, (report.mse, true)
+    assert report.noise.sd == pytest.approx(25, rel=0.15)
+    assert report.noise.neighbour_correlation == pytest.approx(0.78, abs=0.1)

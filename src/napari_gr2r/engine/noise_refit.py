@@ -17,8 +17,8 @@ Liu et al. (2013) and Chen et al. (2015):
    and divided by what this procedure gives on simulated pure noise of unit variance.
 
 The variance function is then the curve through the bins (:class:`VarianceCurve`; a line fitted
-to them for the report). Strongly correlated noise keeps the training's fit, whose variance and
-correlation kernel come from the flattest windows with their own simulated bias correction.
+to them for the report). For strongly correlated noise the autocovariance is measured again
+instead (:mod:`~napari_gr2r.engine.noise_correlation`), and the variance scaled to it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .noise import NoiseLevel, _fit_line_nonnegative
+from .noise_correlation import refit_correlated
 
 PATCH = 6
 BINS = 12
@@ -56,11 +57,11 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
           max_patches: int = MAX_PATCHES) -> tuple[NoiseLevel, VarianceCurve | None]:
     """``level`` refitted on normalised ``(C, Z, Y, X)`` blocks, and the variance curve.
 
-    Strongly correlated noise (a kernel in ``level``), or data too small for the bins, keep
-    ``level`` as it is and no curve.
+    Strongly correlated noise (a kernel in ``level``) gets its kernel and variance measured
+    again, and no curve; data too small for the bins keeps ``level`` as it is.
     """
     if level.kernel is not None:
-        return level, None
+        return refit_correlated(level, blocks, rng), None
     null = _patches([rng.standard_normal((192, 192))], 60_000, rng)
     q99 = float(np.quantile(_texture(null), 0.99))
     bias, _ = _select_and_measure(null, q99)

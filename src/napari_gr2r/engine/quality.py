@@ -10,7 +10,9 @@ Jacobian ``J``, Stein's lemma gives ``E[nᵀ f(y)] = tr(Σ J)``, so that ::
 ``Σ = D^½ K D^½``, ``K`` the noise's correlation between pixels, it is the generalised estimate for
 correlated noise). Both noise terms come from the noise model fitted on the image being assessed
 (:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.NoiseLevel.estimate>`: the variance function
-from the high-pass residue, the correlation kernel from the flattest windows):
+from the high-pass residue, refitted by :func:`~napari_gr2r.engine.noise_refit.refit`: white
+noise per intensity bin, correlated noise's autocovariance to lag 6 in windows chosen by the
+flatness of their surroundings):
 
 - ``tr(Σ)``: the variance function at the local (5x5) mean of ``y``, summed over the pixels;
 - ``tr(Σ J)``: by Monte-Carlo, ``E_c[cᵀ (f(y + ε c) - f(y)) / ε]`` with seeded probes
