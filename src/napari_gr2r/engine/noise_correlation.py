@@ -32,6 +32,7 @@ WINDOW = 16
 GAP = 4
 RING = 6
 OUTLIER = 2.0
+ORDER = int(__import__('os').environ.get('ORDER', '2'))
 RADIUS = 6
 KERNEL_RADIUS = 8
 STRIDE = 4
@@ -126,15 +127,20 @@ def _full(half: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _projector(mask: np.ndarray) -> np.ndarray:
-    """Least-squares projection of the pixels of ``mask`` onto a plane."""
+def _projector(mask: np.ndarray, order: int = 1) -> np.ndarray:
+    """Least-squares projection of the pixels of ``mask`` onto a plane (``order`` 1) or a
+    quadratic surface (2)."""
     yy, xx = (a[mask].astype(np.float64) for a in np.mgrid[0:mask.shape[0], 0:mask.shape[1]])
-    design = np.stack([np.ones_like(yy), yy, xx], axis=1)
+    terms = [np.ones_like(yy), yy, xx]
+    if order > 1:
+        terms += [yy * yy, xx * xx, yy * xx]
+    design = np.stack(terms, axis=1)
     return design @ np.linalg.pinv(design)
 
 
 def _plane_projector(size: int) -> np.ndarray:
-    return _projector(np.ones((size, size), bool))
+    """The trend removed from each measured window."""
+    return _projector(np.ones((size, size), bool), ORDER)
 
 
 def _remove_plane(windows: np.ndarray) -> np.ndarray:

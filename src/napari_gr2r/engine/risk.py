@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .losses import correlate_yx
 from .noise import NoiseLevel
 from .noise_refit import VarianceCurve
 from .normalization import Normalization
@@ -41,11 +40,24 @@ def variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization,
     return (var * scales.reshape(-1, 1, 1, 1) ** 2).astype(np.float32)
 
 
+def correlated_normal(shape: tuple[int, ...], kernel: list[list[float]] | None,
+                      gen: torch.Generator) -> torch.Tensor:
+    """Gaussian noise of unit variance with the correlation ``kernel`` makes, the same at
+    every pixel: white noise drawn beyond the borders by the kernel's radius, then filtered
+    (no reflection, which would correlate the noise near the borders with itself)."""
+    if kernel is None:
+        return torch.randn(shape, generator=gen)
+    k = torch.as_tensor(kernel, dtype=torch.float32)
+    ry, rx = k.shape[0] // 2, k.shape[1] // 2
+    ny, nx = shape[-2:]
+    w = torch.randn((int(np.prod(shape[:-2], dtype=np.int64)), 1, ny + 2 * ry, nx + 2 * rx),
+                    generator=gen)
+    return F.conv2d(w, k[None, None]).reshape(shape)
+
+
 def probe(sd: np.ndarray, kernel: list[list[float]] | None,
           gen: torch.Generator) -> np.ndarray:
-    w = torch.randn(sd.shape, generator=gen)
-    if kernel is not None:
-        w = correlate_yx(w, kernel)
+    w = correlated_normal(sd.shape, kernel, gen)
     return (w.numpy() * sd).astype(np.float32)
 
 
@@ -80,10 +92,7 @@ def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLev
             est = float((fy - y)[inner].square().sum() - var[inner].sum())
             div = 0.0
             for _ in range(probes):
-                w = torch.randn(y.shape, generator=gen)
-                if level.kernel is not None:
-                    w = correlate_yx(w, level.kernel)
-                c = (w * sd).to(device)
+                c = (correlated_normal(tuple(y.shape), level.kernel, gen) * sd).to(device)
                 div += float((c * (net(y + epsilon * c) - fy))[inner].sum()) / epsilon
             total += est + 2 * div / probes
             count += fy[inner].numel()
