@@ -8,12 +8,15 @@ reaches, so a smoothing denoiser's estimate needs ``C`` to some 5 % out to lags 
 up to 3 in the flattest windows, whose selection and detrending both narrow what is measured.
 Here:
 
-1. windows of ``WINDOW`` pixels are chosen as noise-only by the flatness of *neighbouring*
-   windows ``GAP`` pixels away, whose noise is (nearly) independent of theirs, so the choice
-   does not favour windows whose own noise happens to be small;
-2. in each, a plane is removed and the autocovariance measured at lags up to ``RADIUS``; what
-   removing the plane does to it is linear in ``C`` and known exactly (:func:`_design`), so
-   ``C`` is solved for by least squares, without simulation;
+1. windows of ``WINDOW`` pixels are chosen as noise-only by the flatness of the ring of
+   ``RING`` pixels around them, ``GAP`` pixels away, whose noise is (nearly) independent of
+   theirs, so the choice does not favour windows whose own noise happens to be small (windows
+   far noisier than the others chosen, signal inside a flat ring, are left out);
+2. in each, a quadratic trend is removed and the autocovariance measured at lags up to
+   ``RADIUS``; what removing the trend does to it is linear in ``C`` and known exactly
+   (:func:`_design`), so ``C`` is solved for by least squares, without simulation; in a volume
+   this is done on the differences of neighbouring planes, which hold the same noise (if it is
+   independent from plane to plane) and much less of the signal;
 3. the kernel (unit L2 norm, ``KERNEL_RADIUS``) whose autocorrelation is ``C / C(0)`` comes
    from the square root of its spectrum, corrected a few times for the truncation.
 
@@ -32,7 +35,8 @@ WINDOW = 16
 GAP = 4
 RING = 6
 OUTLIER = 2.0
-ORDER = int(__import__('os').environ.get('ORDER', '2'))
+ORDER = 2
+"""The trend removed from each measured window: a quadratic surface."""
 RADIUS = 6
 KERNEL_RADIUS = 8
 STRIDE = 4
@@ -109,7 +113,7 @@ def _measure(planes: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generat
     # a window with signal inside a flat ring: far above what noise alone gives
     keep &= own_var <= OUTLIER * np.median(own_var[keep])
     measured = lag[keep].mean(axis=0)
-    design, _ = _design(WINDOW, RADIUS)
+    design = _design(WINDOW, RADIUS)
     half = np.linalg.lstsq(design, measured, rcond=None)[0]
     return _full(half, RADIUS), float(mean[keep].mean())
 
@@ -161,7 +165,7 @@ def _lag_products(windows: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _design(size: int, radius: int) -> tuple[np.ndarray, None]:
+def _design(size: int, radius: int) -> np.ndarray:
     """``M`` with ``E[lag products] = M @ C_half`` for noise of autocovariance ``C`` (zero
     beyond ``radius``) after a plane is removed from each ``size`` window."""
     lags = _half_lags(radius)
@@ -181,7 +185,7 @@ def _design(size: int, radius: int) -> tuple[np.ndarray, None]:
             if (ey, ex) != (0, 0):
                 term = term + np.sum(qi[:, v] * qj[:, u], axis=1)
             design[row, col] = term.mean()
-    return design, None
+    return design
 
 
 def kernel_from_correlation(rho: np.ndarray, radius: int = KERNEL_RADIUS, n: int = 64,
