@@ -167,24 +167,22 @@ def _lag_products(windows: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _design(size: int, radius: int) -> np.ndarray:
     """``M`` with ``E[lag products] = M @ C_half`` for noise of autocovariance ``C`` (zero
-    beyond ``radius``) after a plane is removed from each ``size`` window."""
+    beyond ``radius``) after the trend is removed from each ``size`` window."""
     lags = _half_lags(radius)
     q = np.eye(size * size) - _plane_projector(size)
     idx = np.arange(size * size).reshape(size, size)
+    pairs = [(idx[:size - dy, max(-dx, 0):size - max(dx, 0)].ravel(),
+              idx[dy:, max(dx, 0):size + min(dx, 0)].ravel()) for dy, dx in lags]
     design = np.zeros((len(lags), len(lags)))
-    for row, (dy, dx) in enumerate(lags):
-        i = idx[:size - dy, max(-dx, 0):size - max(dx, 0)].ravel()
-        j = idx[dy:, max(dx, 0):size + min(dx, 0)].ravel()
-        # E[mean_k w'_i w'_j] = mean_k (Q Σ Q)_{ij} = sum_e C_e * mean_k (Q B_e Q)_{ij}
-        qi, qj = q[i], q[j]  # (pairs, pixels)
-        for col, (ey, ex) in enumerate(lags):
-            # B_e has ones at (u, u + e) and (u + e, u)
-            u = idx[max(-ey, 0):size - max(ey, 0), max(-ex, 0):size - max(ex, 0)].ravel()
-            v = u + ey * size + ex
-            term = np.sum(qi[:, u] * qj[:, v], axis=1)
-            if (ey, ex) != (0, 0):
-                term = term + np.sum(qi[:, v] * qj[:, u], axis=1)
-            design[row, col] = term.mean()
+    for col, (ey, ex) in enumerate(lags):
+        # E[w'_i w'_j] = (Q Σ Q)_ij with Σ = sum_e C_e B_e, B_e ones at (u, u + e), (u + e, u)
+        u = idx[max(-ey, 0):size - max(ey, 0), max(-ex, 0):size - max(ex, 0)].ravel()
+        v = u + ey * size + ex
+        t = q[:, u] @ q[v, :]
+        if (ey, ex) != (0, 0):
+            t = t + t.T
+        for row, (i, j) in enumerate(pairs):
+            design[row, col] = t[i, j].mean()
     return design
 
 
