@@ -108,3 +108,19 @@ def test_resume_needs_a_model_and_steps_left(uninterrupted, gaussian2d):
     with pytest.raises(engine.ConfigError, match="60 steps"):
         engine.Trainer(gaussian2d, "YX", _config(), model=uninterrupted, device="cpu",
                        resume=True)
+
+
+def test_a_stopped_run_with_a_weight_average_resumes_to_the_same_weights(gaussian2d, tmp_path):
+    config = _config(ema_decay=0.9)
+    whole = engine.train(gaussian2d, "YX", config, device="cpu")
+    path = tmp_path / "run.gr2r.pt"
+    trainer = engine.Trainer(gaussian2d, "YX", config, device="cpu", checkpoint_path=path)
+    for event in trainer.iter_fit():
+        if isinstance(event, engine.TrainingProgress) and event.step == 30:
+            trainer.request_stop()
+    loaded = engine.load_model(path)
+    assert loaded.training_state["ema_weights"] is not None
+    resumed = engine.train(gaussian2d, "YX", model=loaded, device="cpu", resume=True)
+    assert resumed.best_step == whole.best_step
+    for name, value in _weights(whole).items():
+        assert torch.equal(_weights(resumed)[name], value), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from napari_gr2r import engine
 from tests.helpers import psnr, tiny
@@ -124,3 +125,16 @@ def test_multichannel_and_stack_training(clean2d):
     tstack = noisy.transpose(2, 0, 1)[:, None]  # T, Z=1... as TZYX would need Z>1: use TYX
     model_t = engine.train(tstack[:, 0], "TYX", tiny(steps=10))
     assert engine.denoise(model_t, tstack[:, 0], "TYX").shape == tstack[:, 0].shape
+
+
+def test_the_weight_average_denoises_and_is_what_training_keeps(gaussian2d, clean2d):
+    plain = engine.train(gaussian2d, "YX", tiny(steps=100, ema_decay=None), device="cpu")
+    events = []
+    model = engine.train(gaussian2d, "YX", tiny(steps=100, ema_decay=0.95), device="cpu",
+                         callback=events.append)
+    assert not events[-1].collapsed
+    before = psnr(gaussian2d, clean2d)
+    after = psnr(engine.denoise(model, gaussian2d, "YX"), clean2d)
+    assert after > before + 3, (before, after)
+    weights = [p.detach() for p in model.net.parameters()]
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(weights, plain.net.parameters()))

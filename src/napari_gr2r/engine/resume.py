@@ -83,6 +83,8 @@ class RunState:
         whose (``"cpu"`` or ``"cuda"``); a run resumed on another kind of device reseeds it.
     val_seed : int
         Seed of the held-out patches, so that the resumed run scores on the same ones.
+    ema_weights : dict or None
+        The moving average of the weights (``TrainConfig.ema_decay``), if the run keeps one.
     """
 
     run_start: int
@@ -92,11 +94,12 @@ class RunState:
     torch_rng: torch.Tensor | None
     torch_rng_device: str
     val_seed: int
+    ema_weights: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def capture(cls, net: torch.nn.Module, run_start: int, run_steps: int,
                 rng: np.random.Generator, generator: torch.Generator | None,
-                val_seed: int) -> RunState:
+                val_seed: int, ema_weights: dict[str, torch.Tensor] | None = None) -> RunState:
         """The state of a run now (copies, on the CPU)."""
         return cls(
             run_start=int(run_start), run_steps=int(run_steps),
@@ -104,12 +107,14 @@ class RunState:
             numpy_rng=copy.deepcopy(rng.bit_generator.state),
             torch_rng=generator.get_state().cpu() if generator is not None else None,
             torch_rng_device=generator.device.type if generator is not None else "cpu",
-            val_seed=int(val_seed),
+            val_seed=int(val_seed), ema_weights=ema_weights,
         )
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["weights"] = dict(self.weights)  # asdict deep-copies tensors; keep them
+        if self.ema_weights is not None:
+            values["ema_weights"] = dict(self.ema_weights)
         values["version"] = RUN_STATE_VERSION
         return values
 
@@ -210,13 +215,16 @@ class RunRecorder:
         self.last_step: int | None = None
         """The model step of the latest file written (None: none yet)."""
 
-    def state(self, net: torch.nn.Module, generator: torch.Generator | None) -> RunState:
+    def state(self, net: torch.nn.Module, generator: torch.Generator | None,
+              ema_weights: dict[str, torch.Tensor] | None = None) -> RunState:
         return RunState.capture(net, self.run_start, self.run_steps, self.rng, generator,
-                                self.val_seed)
+                                self.val_seed, ema_weights)
 
     def periodic(self, step: int, model: GR2RModel, net: torch.nn.Module,
                  generator: torch.Generator, best_weights: dict[str, torch.Tensor] | None,
-                 optimizer: torch.optim.Optimizer, **changes: Any) -> CheckpointSaved | None:
+                 optimizer: torch.optim.Optimizer,
+                 ema_weights: dict[str, torch.Tensor] | None = None,
+                 **changes: Any) -> CheckpointSaved | None:
         """After run step ``step`` (from 1): write a checkpoint if one is due and the run goes
         on (its end writes the model itself, :meth:`final`). ``changes``: the model's fields as
         they stand now (``best_val_loss``, ``best_step``)."""
@@ -226,7 +234,7 @@ class RunRecorder:
         changes["optimizer_state"] = optimizer.state_dict()
         if best_weights is None:
             changes["best_step"] = at
-        state = self.state(net, generator)
+        state = self.state(net, generator, ema_weights)
         return self._write(lambda: write_checkpoint(model, self.path, best_weights, state,
                                                     step=at, **changes), at, True)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .averaging import WeightAverage
 from .collection import SourceSet, as_image_list
 from .config import TrainConfig
 from .devices import resolve_device, usable_device
@@ -248,21 +249,24 @@ class Trainer:
         progress = (step - warm) / max(total - warm, 1)
         return cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def _validate(self, generator_seed: int) -> tuple[float, float, float]:
+    def _validate(self, generator_seed: int, net: torch.nn.Module | None = None
+                  ) -> tuple[float, float, float]:
         """Validation loss (:func:`~napari_gr2r.engine.losses.build_validation`, with fixed
-        random draws), residual energy and estimated PSNR (:func:`~.risk.patch_mse`)."""
+        random draws), residual energy and estimated PSNR (:func:`~.risk.patch_mse`) of
+        ``net`` (default: the network being trained)."""
+        net = self.net if net is None else net
         gen = _generator(self.device, generator_seed)
         losses, energies = [], []
-        self.net.eval()
+        net.eval()
         with torch.no_grad():
             for arrays in self.val_batches:
                 y = arrays[0].to(self.device)
                 t = arrays[1].to(self.device) if len(arrays) > 1 else None
-                result = self.validation(self.net, y, t, gen)
+                result = self.validation(net, y, t, gen)
                 losses.append(float(result.loss.detach()))
-                energies.append(float((y - self.net(y)).square().mean()))
+                energies.append(float((y - net(y)).square().mean()))
             level, curve = self._risk_noise
-            mse = patch_mse(self.net, [a[0].to(self.device) for a in self.val_batches], level,
+            mse = patch_mse(net, [a[0].to(self.device) for a in self.val_batches], level,
                             curve, probes=RISK_PROBES, seed=generator_seed)
         self.net.train()
         return float(np.mean(losses)), float(np.mean(energies)), -10 * math.log10(mse)
@@ -309,6 +313,8 @@ class Trainer:
         )
         best_val = model.best_val_loss
         best_state = copy.deepcopy(self.net.state_dict()) if best_val is not None else None
+        ema = WeightAverage(self.net, cfg.ema_decay, done,
+                            resume.ema_weights if resume is not None else None)
         if resume is not None:
             best_state, self._resume_best = self._resume_best, None
         sums: dict[str, float] = {}
@@ -338,6 +344,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 result.loss.backward()
                 optimizer.step()
+                ema.update(self.net)
                 if not math.isfinite(float(result.loss.detach())):
                     raise NumericalError(
                         f"The loss became {float(result.loss.detach())} at step "
@@ -353,11 +360,11 @@ class Trainer:
                 count += 1
 
                 if self.val_batches and (step % cfg.val_every == 0 or step == total):
-                    val_loss, val_energy, estimated_psnr = self._validate(val_seed)
+                    val_loss, val_energy, estimated_psnr = self._validate(val_seed, ema.net)
                     validated = True
                     if best_val is None or val_loss < best_val:
                         best_val = val_loss
-                        best_state = copy.deepcopy(self.net.state_dict())
+                        best_state = copy.deepcopy(ema.net.state_dict())
                         model.best_step = run_start + step
 
                 if step % cfg.event_every == 0 or step == total:
@@ -404,6 +411,7 @@ class Trainer:
                             noise_variance=self.noise_level.mean_variance, message=message,
                         )
                 saved = recorder.periodic(step, model, self.net, gen, best_state, optimizer,
+                                          ema_weights=ema.state(),
                                           best_val_loss=best_val, best_step=model.best_step)
                 if saved is not None:
                     self.last_checkpoint_step = saved.step
@@ -414,11 +422,12 @@ class Trainer:
             model.optimizer_state = optimizer.state_dict()
             model.training_state = None
             if completed and step < total:  # stopped: keep what resuming needs
-                model.training_state = recorder.state(self.net, gen).to_dict()
+                model.training_state = recorder.state(self.net, gen, ema.state()).to_dict()
             if best_state is not None:
                 self.net.load_state_dict(best_state)
                 model.best_val_loss = best_val
             else:
+                self.net.load_state_dict(ema.net.state_dict())
                 model.best_step = model.step
             self.net.eval()
         stopped = self._stop.is_set()
