@@ -104,3 +104,25 @@ def test_lazy_inputs(tmp_path):
     np.testing.assert_allclose(engine.denoise(model, store, "TYX"), expected, atol=1e-4)
     lazy = da.from_array(image, chunks=(1, 35, 45))
     np.testing.assert_allclose(engine.denoise(model, lazy, "TYX"), expected, atol=1e-4)
+
+
+def test_tta_is_the_mean_of_the_network_over_flips_and_quarter_turns():
+    model = _model()
+    image = np.random.default_rng(3).uniform(0, 255, (64, 64)).astype(np.float32)
+    tta = engine.denoise(model, image, "YX", tile=1024, tta=True)
+    views = []
+    for flip in (False, True):
+        x = image[:, ::-1] if flip else image
+        for k in range(4):
+            y = engine.denoise(model, np.ascontiguousarray(np.rot90(x, k)), "YX", tile=1024)
+            y = np.rot90(y, -k)
+            views.append(y[:, ::-1] if flip else y)
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), rtol=1e-4, atol=1e-3)
+    plain = engine.denoise(model, image, "YX", tile=1024)
+    assert np.abs(tta - plain).max() > 1e-2  # an untrained net is far from symmetric
+
+
+def test_tta_is_in_memory_only(tmp_path):
+    with pytest.raises(engine.ConfigError, match="tta=True denoises into memory"):
+        engine.denoise(_model(), np.zeros((32, 32), np.float32), "YX", tta=True,
+                       out=tmp_path / "out.zarr")

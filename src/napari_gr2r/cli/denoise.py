@@ -48,6 +48,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     den.add_argument("--tile", type=int,
                      help="tile side in pixels, at least 16; smaller tiles use less memory "
                      "(default: automatic)")
+    den.add_argument("--tta", type=int, choices=[2, 4, 8],
+                     help="test-time augmentation: average the network over this many flips "
+                     "and quarter turns of each tile, for as many times the work (one image "
+                     "into a .tif only; default: off)")
     den.add_argument("--suffix", default="",
                      help="with an output folder: added to each result's name, e.g. _denoised "
                      "(default: none)")
@@ -81,7 +85,11 @@ def _many(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    if _many(args):
+    many = _many(args)
+    if args.tta and (many or Path(args.output).suffix == ".zarr"):
+        raise InputError("--tta denoises one image in memory: give one input and a .tif "
+                         "output, or leave --tta out.")
+    if many:
         return _run_many(args)
     args.input = args.inputs[0]
     return _run_one(args)
@@ -121,7 +129,7 @@ def _run_one(args: argparse.Namespace) -> int:
     else:
         with count_bar("tile") as progress:
             result = engine.denoise(model, data, axes=axes, progress=progress, tile=args.tile,
-                                    device=args.device)
+                                    device=args.device, tta=args.tta or False)
         write_image(out, result, axes, meta)
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
           f"{time.perf_counter() - t0:.1f} s -> {out}")

@@ -88,7 +88,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
             batch_size: int = 4, device: str = "auto",
             progress: Callable[[int, int], Any] | None = None,
             should_stop: Callable[[], bool] | None = None,
-            out: Any = None, client: Any = None) -> Any:
+            out: Any = None, client: Any = None, tta: bool | int = False) -> Any:
     """Denoise ``data`` with ``model`` and return a float32 array of the same shape.
 
     With ``out`` (a path or a zarr array) the image is denoised block by block into that zarr
@@ -117,6 +117,10 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         blocks), and return the zarr array.
     client : distributed.Client, optional
         With ``out``: run the blocks on this dask cluster.
+    tta : bool
+        Test-time augmentation: average the network over the eight flips and quarter turns
+        of each tile (True), or over 2 (the tile and its half turn) or 4 of them, for as many
+        times the inference work (in memory only, not with ``out``).
 
     Returns
     -------
@@ -125,6 +129,8 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         zarr array when ``out`` is given).
     """
     if out is not None:
+        if tta not in (False, 1):
+            raise ConfigError("tta=True denoises into memory; leave out= unset to use it.")
         return denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap,
                                batch_size=batch_size, device=device, client=client,
                                progress=progress, should_stop=should_stop)
@@ -132,4 +138,4 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         raise ConfigError("client= runs the blocks of an out-of-core run: pass out= as well.")
     return denoise_in_memory(model, data, axes, tile=tile, overlap=overlap,
                              batch_size=batch_size, device=device, progress=progress,
-                             should_stop=should_stop)
+                             should_stop=should_stop, tta=tta)

@@ -169,6 +169,33 @@ def check_result(block: np.ndarray, where: str = "") -> np.ndarray:
     return block
 
 
+_VIEWS = ((False, 0), (False, 2), (True, 0), (True, 2), (False, 1), (False, 3), (True, 1),
+          (True, 3))
+"""(flip X, quarter turns) of the eight views: the first two, four and eight are groups."""
+
+
+def tta_views(tta: bool | int) -> int:
+    """The number of views ``tta`` asks for: False 1, True 8, or 1, 2, 4 or 8 itself."""
+    if isinstance(tta, bool):
+        return 8 if tta else 1
+    if tta not in (1, 2, 4, 8):
+        raise ConfigError(f"tta must be True, False or the number of views 1, 2, 4 or 8; "
+                          f"not {tta!r}.")
+    return int(tta)
+
+
+def dihedral_mean(net: torch.nn.Module, batch: torch.Tensor, views: int = 8) -> torch.Tensor:
+    """The mean of ``net`` over ``views`` flips and quarter turns of the last two axes
+    (test-time augmentation), each output turned back: ``views`` forward passes. Two views
+    are the image and its half turn; four add its mirror images; eight are all of them."""
+    total = torch.zeros_like(batch)
+    for flip, k in _VIEWS[:views]:
+        x = torch.rot90(batch.flip(-1) if flip else batch, k, dims=(-2, -1))
+        y = torch.rot90(net(x), -k, dims=(-2, -1))
+        total += y.flip(-1) if flip else y
+    return total / views
+
+
 class TilePlan:
     """Tiles of every sample (and every Z slice, for a 2D model), batched through the net.
 
@@ -177,8 +204,8 @@ class TilePlan:
     """
 
     def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any,
-                 border: int | None = None) -> None:
-        self.model, self.source = model, source
+                 border: int | None = None, tta: bool | int = False) -> None:
+        self.model, self.source, self.views = model, source, tta_views(tta)
         tiles, overlaps = default_tiling(model, tile, overlap)
         _, nz, ny, nx = source.czyx
         b = border_px(model) if border is None else border
@@ -236,7 +263,9 @@ class TilePlan:
                         crops = [image[(slice(None), *(slice(s, e) for s, e in boxes[k]))]
                                  for k in chunk]
                         batch = torch.from_numpy(np.stack(crops)).to(dev)
-                        pred = net(batch).float().cpu().numpy()
+                        pred = (dihedral_mean(net, batch, self.views) if self.views > 1
+                                else net(batch))
+                        pred = pred.float().cpu().numpy()
                         for k, p in zip(chunk, pred):
                             box = (slice(None), *(slice(s, e) for s, e in boxes[k]))
                             acc[box] += p * self._weight(indices[k])
