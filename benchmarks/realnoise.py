@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,9 +187,15 @@ def run_task(task: Task, seconds_budget: float | None = None) -> tuple[dict[str,
                 target = (gts[0] if task.mode == "image" else gts) if task.method == "n2c" else None
                 trainer = engine.Trainer(data, axes, cfg, target=target, device="cpu")
             collapsed = False
+            trace = []
             for event in trainer.iter_fit():
                 collapsed |= isinstance(event, engine.CollapseDetected)
+                if task.method in TRACED and isinstance(event, engine.TrainingProgress) \
+                        and event.validated:
+                    trace.append(_trace_point(task, trainer, event, data, axes, gts))
             model = trainer.model
+            if trace:
+                notes["trace"] = trace
             out = engine.denoise(model, data, axes=axes, device="cpu").reshape(raws.shape)
             level = model.noise_level
             scale = model.normalization.scale(0)
@@ -198,8 +205,47 @@ def run_task(task: Task, seconds_budget: float | None = None) -> tuple[dict[str,
                                     rho=level.neighbour_correlation))
     scores = {str(c): dict(psnr=psnr(g, o, RANGE), ssim=ssim(g, o, RANGE))
               for c, g, o in zip(captures, gts, out)}
-    record = dict(asdict(task), seconds=round(timer.seconds, 2), scores=scores, **notes)
+    record = dict(asdict(task), seconds=round(timer.seconds, 2), scores=scores,
+                  finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  commit=_commit(), **notes)
     return record, out
+
+
+def _commit() -> str | None:
+    """The checkout's commit (with ``+`` when it has uncommitted changes), if it is a git one."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+" if dirty.strip() else "")
+
+
+TRACED = ("gr2r-balanced",)
+"""Long runs: each validation is logged with the PSNR of the network being trained."""
+
+
+def _trace_point(task: Task, trainer: Any, event: Any, data: np.ndarray, axes: str,
+                 gts: np.ndarray) -> dict[str, float]:
+    import copy
+    import dataclasses
+
+    from napari_gr2r import engine
+
+    current = dataclasses.replace(trainer.model, net=copy.deepcopy(trainer.net))
+    out = engine.denoise(current, data, axes=axes, device="cpu").reshape(gts.shape)
+    point = dict(step=event.step, elapsed_s=round(event.elapsed_s, 1),
+                 val_loss=event.val_loss, estimated_psnr=event.estimated_psnr,
+                 psnr=float(np.mean([psnr(g, o, RANGE) for g, o in zip(gts, out)])))
+    log(f"{task.key} step {event.step}/{event.total_steps}, {event.elapsed_s:.0f} s: "
+        f"PSNR of the current weights {point['psnr']:.2f} dB, estimated "
+        f"{event.estimated_psnr:.2f} dB, validation loss {event.val_loss:.4g}")
+    return point
 
 
 def _worker(task: Task, out: Path, seconds_budget: float | None) -> dict[str, Any]:
@@ -369,7 +415,7 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
     add_gain_matched(records, out)
     summary = summarise(records, captures, methods)
     sc = _scores(records, captures)
-    total = sum(r["seconds"] for r in records)
+    total = sum(r["seconds"] for r in records if not r.get("stored"))
     when = (f"wall time {wall / 60:.1f} min" if wall > 0 else "redrawn from the stored runs")
     when += f"; the runs' own times sum to {total / 60:.1f} min (two run at a time)"
     text = ["# Real microscope noise (FMD, BPAE cells)", "",
@@ -379,6 +425,13 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
             "capture; `series`: one network per configuration trained on its four captures. "
             "Network methods: the `fast` preset's network and budget unless named otherwise; N2V "
             "gets `gr2r` fast's wall time on the same data.", ""]
+    stored = [r for r in records if r.get("stored")]
+    if stored:
+        text.append("Not run by this command, shown from the stored runs under `runs/`: " + "; ".join(
+            f"{LABELS[r['method']]} on {r['config']}_{r['capture']} (finished "
+            f"{r.get('finished', 'at an unrecorded time')}, engine commit "
+            f"{r.get('commit') or 'unrecorded'}, {r['seconds'] / 60:.1f} min)" for r in stored)
+            + ".\n")
     for mode, title in (("image", "Trained on one capture"), ("series", "Trained on the series "
                                                                         "(four captures)")):
         if not summary[mode]:
@@ -436,6 +489,20 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
                 if any(x != "–" for x in cells):
                     rows.append([f"{cfg}_{c}", *cells])
         text.append(markdown_table(["capture", *[LABELS[m] for m in shown]], rows))
+    for r in records:
+        if not r.get("trace"):
+            continue
+        where = f"{r['config']}_{r['capture']}" if r["mode"] == "image" else r["config"]
+        text.append(f"## {LABELS[r['method']]} on {where}: the network being trained\n")
+        points = r["trace"]
+        every = max(1, len(points) // 10)
+        rows = [[p["step"], f"{p['elapsed_s']:.0f}", _fmt(p["psnr"]), _fmt(p["estimated_psnr"])]
+                for i, p in enumerate(points) if i % every == 0 or i == len(points) - 1]
+        text.append("PSNR against the ground truth of the weights at each validation (the run "
+                    "keeps its best by validation: "
+                    f"{_fmt(np.mean([s['psnr'] for s in r['scores'].values()]))} dB), and the "
+                    "engine's own estimate of it.\n")
+        text.append(markdown_table(["step", "s", "PSNR", "estimated PSNR"], rows))
     text.append("## Goals (PSNR differences, dB)\n")
     text.append(markdown_table(["comparison", "measured"],
                                [[k, _fmt(v)] for k, v in summary["goals"].items()]))
@@ -551,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-configs", nargs="+",
                         default=[c for c in CONFIGS if c.endswith("_G")], choices=list(CONFIGS),
                         help=f"configurations {', '.join(EXTRA_METHODS)} and the series run on")
+    parser.add_argument("--stored-methods", nargs="*", default=["gr2r-balanced"],
+                        choices=list(IMAGE_METHODS),
+                        help="methods whose stored runs under OUT/runs are shown (on the "
+                             "extra configurations), with the run they came from, and never "
+                             "re-run: the `balanced` preset takes about 45 times `fast`'s work")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time")
     parser.add_argument("--report-only", action="store_true",
                         help="redraw the reports from the stored runs")
@@ -569,11 +641,22 @@ def main(argv: list[str] | None = None) -> int:
             records = [r for t in tasks if (r := store.get(t.key)) is not None]
         else:
             records = run_all(tasks, out, args.jobs)
+    methods = list(args.methods)
+    store = Store(out / "runs")
+    for m in args.stored_methods:
+        if m in methods:
+            continue
+        kept = [dict(r, stored=True) for t in plan(args.configs, args.captures, [m], [],
+                                                   args.smoke,
+                                                   None if args.smoke else args.extra_configs)
+                if (r := store.get(t.key)) is not None and not r.get("skipped")]
+        records += kept
+        methods += [m] if kept else []
     shown_args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     line = "python -m benchmarks.realnoise " + " ".join(shown_args)
-    content = write_report(records, args.captures, args.methods, out, line.strip(),
+    content = write_report(records, args.captures, methods, out, line.strip(),
                            0.0 if args.report_only else timer.seconds)
-    plot_montage(records, args.methods, args.captures, out)
+    plot_montage(records, methods, args.captures, out)
     print(content)
     return 0
 

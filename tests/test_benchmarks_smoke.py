@@ -197,3 +197,19 @@ def test_realnoise_suite_smoke(tmp_path):
     assert set(scores) == {("image", "noisy"), ("image", "gr2r"), ("image", "n2c"),
                            ("series", "gr2r"), ("series", "n2c")}
     assert "mean PSNR per microscope" in (out / "realnoise.md").read_text()
+
+
+def test_realnoise_shows_a_stored_long_run_with_where_it_came_from(tmp_path):
+    out = tmp_path / "realnoise"
+    args = ["--smoke", "--out", str(out), "--jobs", "1", "--series-methods"]
+    assert realnoise.main([*args, "--methods", "gr2r-balanced"]) == 0
+    record = json.loads((out / "realnoise.json").read_text())["records"][0]
+    assert [p["step"] for p in record["trace"]] == [2, 4]  # PSNR during the long run
+    assert realnoise.main([*args, "--methods", "noisy"]) == 0
+    data = json.loads((out / "realnoise.json").read_text())
+    assert {r["method"]: bool(r.get("stored")) for r in data["records"]} == {
+        "noisy": False, "gr2r-balanced": True}
+    text = (out / "realnoise.md").read_text()
+    assert f"shown from the stored runs under `runs/`: gr2r balanced on Confocal_BPAE_B_3 " \
+           f"(finished {record['finished']}" in text
+    assert "gr2r balanced on Confocal_BPAE_B_3: the network being trained" in text

@@ -1,0 +1,96 @@
+"""Training settings measured on the FMD captures used for development (not the scored ones).
+
+::
+
+    python -m benchmarks.realnoise_levers --configs Confocal_BPAE_G --captures 1 2 \\
+        --set ema_decay=0.995 --label ema0.995 --log /tmp/levers.jsonl
+
+Trains ``gr2r`` with the ``fast`` preset (and the ``--set`` overrides of its
+:class:`~napari_gr2r.engine.TrainConfig`) on each capture alone, denoises it with and without
+test-time augmentation (``denoise(..., tta=True)``) and prints PSNR against the 50-frame
+ground truth and against it at the capture's brightness (``psnr_k``, see
+:func:`benchmarks.realnoise.add_gain_matched`), with the training and inference times.
+One torch thread. A line of JSON per run goes to ``--log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import log, psnr
+from .realnoise import CONFIGS, RANGE, load
+
+
+def _value(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run(config: str, capture: int, overrides: dict, preset: str = "fast") -> dict:
+    import torch
+
+    from napari_gr2r import engine
+
+    torch.set_num_threads(1)
+    raw, gt = load(config, capture)
+    k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
+    cfg = engine.TrainConfig.from_preset(preset, **{"method": "gr2r", "seed": 0,
+                                                    "net_dims": "2d", **overrides})
+    t0 = time.perf_counter()
+    trainer = engine.Trainer(raw, "YX", cfg, device="cpu")
+    for _ in trainer.iter_fit():
+        pass
+    train_s = time.perf_counter() - t0
+    model = trainer.model
+    row = dict(config=config, capture=capture, overrides=overrides, preset=preset,
+               train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4))
+    for views in (1, 2, 4, 8):
+        t1 = time.perf_counter()
+        out = engine.denoise(model, raw, axes="YX", device="cpu", tta=views)
+        tag = "plain" if views == 1 else f"tta{views}"
+        row[f"{tag}_s"] = round(time.perf_counter() - t1, 2)
+        row[f"{tag}_psnr"] = round(psnr(gt, out, RANGE), 3)
+        row[f"{tag}_psnr_k"] = round(psnr(k * gt, out, RANGE), 3)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.realnoise_levers",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["Confocal_BPAE_G"],
+                        choices=list(CONFIGS))
+    parser.add_argument("--captures", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig fields, e.g. ema_decay=0.995 lr=3e-3")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--log", type=Path)
+    args = parser.parse_args(argv)
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    rows = []
+    for config in args.configs:
+        for capture in args.captures:
+            row = dict(label=args.label, **run(config, capture, overrides, args.preset))
+            rows.append(row)
+            log(json.dumps(row))
+            if args.log is not None:
+                with args.log.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    for tag in ("plain", "tta2", "tta4", "tta8"):
+        log(f"{args.label} mean {tag}: PSNR {np.mean([r[f'{tag}_psnr'] for r in rows]):.3f}, "
+            f"at the capture's brightness {np.mean([r[f'{tag}_psnr_k'] for r in rows]):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
