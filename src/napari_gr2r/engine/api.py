@@ -16,6 +16,7 @@ from .events import TrainEvent
 from .inference import denoise_in_memory
 from .model import GR2RModel
 from .outofcore import denoise_to_zarr
+from .tiling import tta_views
 from .training import Trainer
 
 
@@ -129,7 +130,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         zarr array when ``out`` is given).
     """
     if out is not None:
-        if tta not in (False, 1):
+        if tta_views(tta) > 1:
             raise ConfigError("tta=True denoises into memory; leave out= unset to use it.")
         return denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap,
                                batch_size=batch_size, device=device, client=client,

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,18 +224,19 @@ class RunRecorder:
     def periodic(self, step: int, model: GR2RModel, net: torch.nn.Module,
                  generator: torch.Generator, best_weights: dict[str, torch.Tensor] | None,
                  optimizer: torch.optim.Optimizer,
-                 ema_weights: dict[str, torch.Tensor] | None = None,
+                 ema_weights: Callable[[], dict[str, torch.Tensor] | None] | None = None,
                  **changes: Any) -> CheckpointSaved | None:
         """After run step ``step`` (from 1): write a checkpoint if one is due and the run goes
-        on (its end writes the model itself, :meth:`final`). ``changes``: the model's fields as
-        they stand now (``best_val_loss``, ``best_step``)."""
+        on (its end writes the model itself, :meth:`final`). ``ema_weights``: gives the moving
+        average of the weights, if the run keeps one (called only when writing). ``changes``:
+        the model's fields as they stand now (``best_val_loss``, ``best_step``)."""
         if self.path is None or step >= self.run_steps or not self.clock.due(step):
             return None
         at = self.run_start + step
         changes["optimizer_state"] = optimizer.state_dict()
         if best_weights is None:
             changes["best_step"] = at
-        state = self.state(net, generator, ema_weights)
+        state = self.state(net, generator, ema_weights() if ema_weights is not None else None)
         return self._write(lambda: write_checkpoint(model, self.path, best_weights, state,
                                                     step=at, **changes), at, True)
 

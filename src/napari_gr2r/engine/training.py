@@ -411,7 +411,7 @@ class Trainer:
                             noise_variance=self.noise_level.mean_variance, message=message,
                         )
                 saved = recorder.periodic(step, model, self.net, gen, best_state, optimizer,
-                                          ema_weights=ema.state(),
+                                          ema_weights=ema.state,
                                           best_val_loss=best_val, best_step=model.best_step)
                 if saved is not None:
                     self.last_checkpoint_step = saved.step
