@@ -362,6 +362,8 @@ def _only(by_group: dict[str, Any], method: str) -> str:
     ran = [c for c in CONFIGS if f"{method}/psnr" in by_group.get(c, {})]
     if len(ran) in (0, len(CONFIGS)):
         return ""
+    if len(ran) < len(STAINS):
+        return f" ({', '.join(ran)} only)"
     stains = sorted({c.rsplit("_", 1)[1] for c in ran})
     return f" ({'/'.join(stains)} only)" if len(stains) < len(STAINS) else f" ({len(ran)} configs)"
 
