@@ -514,7 +514,8 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
         text.append("PSNR against the ground truth of the weights at each validation (the run "
                     "keeps its best by validation: "
                     f"{_fmt(np.mean([s['psnr'] for s in r['scores'].values()]))} dB), and the "
-                    "engine's own estimate of it.\n")
+                    "engine's own estimate (training's `estimated_psnr`: on its validation patches, "
+                    "against the data's normalised range, so on another scale than the PSNR).\n")
         text.append(markdown_table(["step", "s", "PSNR", "estimated PSNR"], rows))
     text.append("## Goals (PSNR differences, dB)\n")
     text.append(markdown_table(["comparison", "measured"],
