@@ -241,15 +241,21 @@ def _flat_window_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
 
 def _kernel_from_correlation(rho: np.ndarray, n: int = 32) -> np.ndarray:
     """A symmetric kernel whose autocorrelation is ``rho`` (unit L2 norm)."""
-    radius = rho.shape[0] // 2
+    return spectral_root(rho, rho.shape[0] // 2, n).astype(np.float32)
+
+
+def spectral_root(rho: np.ndarray, radius: int, n: int) -> np.ndarray:
+    """The symmetric square root of the correlation ``rho`` on an ``n``-periodic grid (by the
+    FFT), cropped to side ``2 radius + 1`` and scaled to unit L2 norm (float64)."""
+    r = rho.shape[0] // 2
     grid = np.zeros((n, n))
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            grid[dy % n, dx % n] = rho[dy + radius, dx + radius]
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            grid[dy % n, dx % n] = rho[dy + r, dx + r]
     spectrum = np.clip(np.real(np.fft.fft2(grid)), 0, None)
     kernel = np.fft.fftshift(np.real(np.fft.ifft2(np.sqrt(spectrum))))
     kernel = kernel[n // 2 - radius:n // 2 + radius + 1, n // 2 - radius:n // 2 + radius + 1]
-    return (kernel / np.sqrt(np.sum(kernel**2))).astype(np.float32)
+    return kernel / np.sqrt(np.sum(kernel**2))
 
 
 def _fit_line_nonnegative(x: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[float, float]:

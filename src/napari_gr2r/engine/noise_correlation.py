@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .noise import NoiseLevel
+from .noise import NoiseLevel, spectral_root
 
 WINDOW = 16
 GAP = 4
@@ -194,14 +194,7 @@ def kernel_from_correlation(rho: np.ndarray, radius: int = KERNEL_RADIUS, n: int
     target = rho.copy()
     kernel = None
     for _ in range(iterations):
-        grid = np.zeros((n, n))
-        for dy in range(-r, r + 1):
-            for dx in range(-r, r + 1):
-                grid[dy % n, dx % n] = target[dy + r, dx + r]
-        spectrum = np.clip(np.real(np.fft.fft2(grid)), 0, None)
-        full = np.fft.fftshift(np.real(np.fft.ifft2(np.sqrt(spectrum))))
-        kernel = full[n // 2 - radius:n // 2 + radius + 1, n // 2 - radius:n // 2 + radius + 1]
-        kernel = kernel / np.sqrt(np.sum(kernel**2))
+        kernel = spectral_root(target, radius, n)
         realised = _autocorrelation(kernel)[2 * radius - r:2 * radius + r + 1,
                                             2 * radius - r:2 * radius + r + 1]
         target = target + (rho - realised)
