@@ -118,7 +118,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         blocks), and return the zarr array.
     client : distributed.Client, optional
         With ``out``: run the blocks on this dask cluster.
-    tta : bool
+    tta : bool or int
         Test-time augmentation: average the network over the eight flips and quarter turns
         of each tile (True), or over 2 (the tile and its half turn) or 4 of them, for as many
         times the inference work (in memory only, not with ``out``).
@@ -131,7 +131,8 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
     """
     if out is not None:
         if tta_views(tta) > 1:
-            raise ConfigError("tta=True denoises into memory; leave out= unset to use it.")
+            raise ConfigError(f"tta={tta!r} denoises into memory only; leave out= unset to use "
+                              "it, or tta off.")
         return denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap,
                                batch_size=batch_size, device=device, client=client,
                                progress=progress, should_stop=should_stop)

@@ -42,7 +42,7 @@ class WeightAverage:
 
     def update(self, net: torch.nn.Module) -> None:
         """After an optimiser step of ``net``."""
-        if self._average is None or self.decay is None:
+        if self._average is None:
             return
         self.steps += 1
         decay = min(self.decay, 1.0 - 1.0 / self.steps)
