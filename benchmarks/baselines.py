@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from napari_gr2r import engine
-from napari_gr2r.engine.losses import Objective, StepResult
+from napari_gr2r.engine.training.losses import Objective, StepResult
 
 from .common import Noise, optional
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import NOISES, Store, load_clean, log, machine, markdown_table, versions
 from napari_gr2r import engine
-from napari_gr2r.engine.quality import assess
+from napari_gr2r.engine.quality.estimate import assess
 
 FMD = Path("/work/shared/data/fmd-bpae")
 FMD_NAMES = [f"{m}_BPAE_{c}_1" for m in ("Confocal", "TwoPhoton", "WideField") for c in "BGR"]

@@ -45,9 +45,9 @@ def make_model(width: int = 4, depth: int = 2):
     import torch
 
     from napari_gr2r.engine import GR2RModel, TrainConfig
-    from napari_gr2r.engine.networks import build_network
-    from napari_gr2r.engine.noise import NoiseLevel
-    from napari_gr2r.engine.normalization import Normalization
+    from napari_gr2r.engine.data.normalization import Normalization
+    from napari_gr2r.engine.model.networks import build_network
+    from napari_gr2r.engine.noise.level import NoiseLevel
 
     torch.manual_seed(0)
     return GR2RModel(

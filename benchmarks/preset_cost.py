@@ -24,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_gr2r import engine
-from napari_gr2r.engine.networks import build_network, count_parameters
+from napari_gr2r.engine.model.networks import build_network, count_parameters
 
 
 def step_cost(preset: str, dims: int) -> tuple[int, float, int]:
@@ -53,7 +53,7 @@ def table() -> list[str]:
 
 def checkpoint_writes() -> list[str]:
     """Size and time of writing a checkpoint of each preset's 2D network (best of three)."""
-    from napari_gr2r.engine.resume import RunState, write_checkpoint
+    from napari_gr2r.engine.training.resume import RunState, write_checkpoint
 
     image = np.random.default_rng(0).normal(100, 20, (96, 96)).astype(np.float32)
     rows = []

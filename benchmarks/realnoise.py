@@ -114,11 +114,9 @@ def _train_config(method: str, smoke: bool) -> Any:
 
 def _engine_noise_classes() -> tuple[Any, Any]:
     """The engine's ``Normalization`` and ``NoiseLevel``."""
-    try:
-        from napari_gr2r.engine.noise import NoiseLevel
-        from napari_gr2r.engine.normalization import Normalization
-    except ImportError:
-        from napari_gr2r.engine.data import NoiseLevel, Normalization
+    from napari_gr2r.engine.data.normalization import Normalization
+    from napari_gr2r.engine.noise.level import NoiseLevel
+
     return Normalization, NoiseLevel
 
 

@@ -45,9 +45,9 @@ def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1
     import torch
 
     from napari_gr2r.engine import GR2RModel, TrainConfig
-    from napari_gr2r.engine.networks import build_network
-    from napari_gr2r.engine.noise import NoiseLevel
-    from napari_gr2r.engine.normalization import Normalization
+    from napari_gr2r.engine.data.normalization import Normalization
+    from napari_gr2r.engine.model.networks import build_network
+    from napari_gr2r.engine.noise.level import NoiseLevel
 
     torch.manual_seed(seed)
     return GR2RModel(

@@ -203,7 +203,7 @@ def test_memory_mapped_input_is_not_modified(tmp_path):
 
 
 def _model_payload():
-    from napari_gr2r.engine.checkpoint import model_to_dict
+    from napari_gr2r.engine.model.checkpoint import model_to_dict
 
     return model_to_dict(tiny_model())
 

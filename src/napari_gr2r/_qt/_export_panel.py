@@ -1,6 +1,6 @@
 """The export panel: Export to BioImage Model Zoo… writes the current model as a zoo package.
 
-The package (see :mod:`napari_gr2r.engine.bioimageio`) is written in a worker thread; its
+The package (see :mod:`napari_gr2r.engine.export.bioimageio`) is written in a worker thread; its
 test image is the centre of the chosen layer when the layer has the model's axes, otherwise a
 synthetic image with the model's noise.
 """

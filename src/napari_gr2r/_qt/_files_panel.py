@@ -35,8 +35,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_gr2r import engine
-from napari_gr2r.engine import files as engine_files
-from napari_gr2r.engine.formats import read_image, stem_of, suffix_of
+from napari_gr2r.engine.batch import run as engine_files
+from napari_gr2r.engine.io.formats import read_image, stem_of, suffix_of
 
 from ._layers import DENOISED_SUFFIX
 from ._state import ERROR_STYLE, Panel, WidgetState

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_gr2r import engine
-from napari_gr2r.engine.quality import STRUCTURE_MESSAGE, FittedNoise, QualityReport
+from napari_gr2r.engine.quality.estimate import STRUCTURE_MESSAGE, FittedNoise, QualityReport
 
 from ._layers import LayerChoiceError, check_axes, check_model_fits, denoised_name, layer_array
 from ._state import Panel, WidgetState

@@ -69,7 +69,7 @@ def add_overwrite_argument(parser: argparse.ArgumentParser,
 def check_output(args: argparse.Namespace, resumable: bool = False) -> Path:
     """``args.output``, refused when it is, lies inside or contains the input, or exists
     (unless ``--overwrite``)."""
-    from ..engine.outputs import check_not_input
+    from ..engine.io.outputs import check_not_input
 
     out = Path(args.output)
     check_not_input(out, [args.input])

@@ -74,7 +74,7 @@ def _many(args: argparse.Namespace) -> bool:
     if len(args.inputs) > 1:
         return True
     source, out = Path(args.inputs[0]), Path(args.output)
-    from ..engine.formats import is_zarr_store
+    from ..engine.io.formats import is_zarr_store
 
     if (source.is_dir() and not is_zarr_store(source)) or \
             (not source.exists() and any(c in args.inputs[0] for c in "*?[")):
@@ -140,7 +140,7 @@ def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,
                      meta: dict[str, Any]) -> None:
     """Block by block into a zarr store: bounded memory, resumable, optionally on a cluster."""
     from .. import engine
-    from ..engine.formats import tag_zarr_result
+    from ..engine.io.formats import tag_zarr_result
 
     client = _connect(args)
     with count_bar("block") as progress:
@@ -164,7 +164,7 @@ def _run_many(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import engine
-    from ..engine import files as F
+    from ..engine.batch import run as F
 
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import InputError, OutputError
-from ..engine.quality import STRUCTURE_MESSAGE
+from ..engine.quality.estimate import STRUCTURE_MESSAGE
 from ._common import (
     EXIT_INTERRUPTED,
     add_device_argument,
@@ -209,7 +209,7 @@ def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
 
 
 def _targets(args: argparse.Namespace, count: int) -> Any:
-    from ..engine.files import expand_inputs
+    from ..engine.batch.run import expand_inputs
     from ..io import read_image
 
     if not args.target:
@@ -223,7 +223,7 @@ def _targets(args: argparse.Namespace, count: int) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from .. import engine
-    from ..engine.files import expand_inputs
+    from ..engine.batch.run import expand_inputs
 
     paths = expand_inputs(args.inputs)
     if not paths:

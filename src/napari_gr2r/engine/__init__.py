@@ -10,9 +10,17 @@ Importable without napari or Qt.
 """
 
 from .api import denoise, train
-from .axes import AxesInfo, guess_axes, parse_axes
-from .bioimageio import export_bioimageio
-from .checkpoint import load_model, save_model
+from .batch.events import (
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FilesEvent,
+    FilesFinished,
+    FileSkipped,
+    FileStarted,
+)
+from .batch.names import expand_inputs, output_path
+from .batch.run import denoise_files
 from .config import METHODS, PRESETS, TrainConfig
 from .devices import available_devices, resolve_device
 from .errors import (
@@ -24,7 +32,14 @@ from .errors import (
     NumericalError,
     OutputError,
 )
-from .events import (
+from .export.bioimageio import export_bioimageio
+from .inference.outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
+from .io.axes import AxesInfo, guess_axes, parse_axes
+from .io.formats import read_image, write_image
+from .model.checkpoint import load_model, save_model
+from .model.model import GR2RModel
+from .quality.estimate import FittedNoise, QualityReport, assess, fit_noise
+from .training.events import (
     CheckpointSaved,
     CollapseDetected,
     TrainEvent,
@@ -32,22 +47,7 @@ from .events import (
     TrainingProgress,
     TrainingStarted,
 )
-from .file_events import (
-    FileDone,
-    FileFailed,
-    FileProgress,
-    FilesEvent,
-    FilesFinished,
-    FileSkipped,
-    FileStarted,
-)
-from .file_names import expand_inputs, output_path
-from .files import denoise_files
-from .formats import read_image, write_image
-from .model import GR2RModel
-from .outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
-from .quality import FittedNoise, QualityReport, assess, fit_noise
-from .training import CollapseWarning, Trainer
+from .training.trainer import CollapseWarning, Trainer
 
 __all__ = [
     "METHODS",

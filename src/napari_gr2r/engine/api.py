@@ -12,12 +12,12 @@ from typing import Any
 
 from .config import TrainConfig
 from .errors import ConfigError
-from .events import TrainEvent
-from .inference import denoise_in_memory
-from .model import GR2RModel
-from .outofcore import denoise_to_zarr
-from .tiling import tta_views
-from .training import Trainer
+from .inference.memory import denoise_in_memory
+from .inference.outofcore import denoise_to_zarr
+from .inference.tiling import tta_views
+from .model.model import GR2RModel
+from .training.events import TrainEvent
+from .training.trainer import Trainer
 
 
 def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: Any = None,
@@ -94,7 +94,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
 
     With ``out`` (a path or a zarr array) the image is denoised block by block into that zarr
     store instead of into memory, resumably; see
-    :func:`~napari_gr2r.engine.outofcore.denoise_to_zarr`.
+    :func:`~napari_gr2r.engine.inference.outofcore.denoise_to_zarr`.
 
     Parameters
     ----------

@@ -14,7 +14,7 @@ from .checks import check_bool, check_float, check_int
 from .errors import ConfigError
 
 METHODS = ("gr2r", "gr2r-paper", "r2r", "n2c")
-"""Training objectives; see :mod:`napari_gr2r.engine.losses`."""
+"""Training objectives; see :mod:`napari_gr2r.engine.training.losses`."""
 
 PRESETS = ("fast", "balanced", "quality")
 """Network and budget presets: a laptop CPU (``fast``), a workstation, a GPU (``quality``)."""
@@ -114,11 +114,11 @@ class TrainConfig:
     checkpoint_every : int or None
         With ``Trainer(..., checkpoint_path=...)``: write the checkpoint every this many steps;
         None (default) every two minutes of training
-        (:data:`~napari_gr2r.engine.resume.CHECKPOINT_INTERVAL_S`), because a step costs from
+        (:data:`~napari_gr2r.engine.training.resume.CHECKPOINT_INTERVAL_S`), because a step costs from
         milliseconds to seconds depending on the preset and the device; 0 only at the end.
     ema_decay : float or None
         Validate, keep and return an exponential moving average of the weights with this
-        decay per step (see :mod:`napari_gr2r.engine.averaging`); None (default): the
+        decay per step (see :mod:`napari_gr2r.engine.training.averaging`); None (default): the
         weights as trained. Measured with the ``fast`` preset on four FMD captures used for
         development (``python -m benchmarks.realnoise_levers``; mean PSNR change against the
         ground truth / at the capture's brightness): 0.98 -0.09 / +0.01 dB, 0.99

@@ -1,0 +1,110 @@
+"""Which files a many-files run takes, and where their results go.
+
+:func:`expand_inputs` turns files, folders and glob patterns into image paths;
+:func:`output_path` names each result after its input; a result that would replace, lie
+inside or hold its input is refused; a result already there (a whole TIFF, a complete zarr
+store) counts as done.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import InputError, OutputError
+from ..inference.outofcore.store import read_state
+from ..io.formats import is_image_candidate, is_zarr_store, stem_of, suffix_of
+from ..io.outputs import check_not_input
+
+PathLike = str | os.PathLike
+OVERWRITES_INPUT = ("its result would overwrite it; choose another output folder or a suffix "
+                     "for the results")
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def expand_inputs(inputs: PathLike | Iterable[PathLike]) -> list[str]:
+    """The image paths that ``inputs`` names, in order, each once.
+
+    Each item is a file, a zarr store, a folder (its image files and zarr stores, sorted by
+    name; hidden entries are left out) or a glob pattern (``raw/*.tif``, ``**`` recurses;
+    its matches sorted). A path that does not exist and is not a pattern is kept, so that it
+    is reported by name when it is processed; a pattern that matches nothing is an error.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    found: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text)
+        if "://" in text:
+            found.append(text)
+        elif path.is_dir() and not is_zarr_store(path):
+            found.extend(str(p) for p in sorted(path.iterdir()) if is_image_candidate(p))
+        elif path.exists() or not _has_glob(text):
+            found.append(text)
+        else:
+            matches = sorted(glob.glob(text, recursive=True))
+            images = [m for m in matches if is_image_candidate(Path(m))]
+            if not images:
+                raise InputError(f"No image files match {text!r}.")
+            found.extend(images)
+    seen: set[str] = set()
+    unique = []
+    for text in found:
+        key = text if "://" in text else str(Path(text).resolve())
+        if key not in seen:
+            seen.add(key)
+            unique.append(text)
+    return unique
+
+
+def output_path(input_path: PathLike, out_dir: PathLike, suffix: str = "",
+                out_format: str | None = None) -> Path:
+    """Where the result of ``input_path`` goes: ``out_dir`` / its name (+ ``suffix``).
+
+    A zarr input gives a ``.zarr`` result, a TIFF keeps its extension (``.ome.tif`` stays
+    OME-TIFF), PNG and JPEG give ``.tif`` (results are float32). ``out_format`` ``"tif"`` or
+    ``"zarr"`` chooses for every file.
+    """
+    location = os.fspath(input_path).rstrip("/")
+    ext = suffix_of(location)
+    if out_format not in (None, "tif", "tiff", "zarr"):
+        raise InputError(f"Unknown output format {out_format!r}; use 'tif' or 'zarr'.")
+    if out_format == "zarr" or (out_format is None and ext.endswith(".zarr")):
+        new = ".zarr"
+    elif out_format is None and ext.endswith((".tif", ".tiff")):
+        new = ext
+    else:
+        new = ".ome.tif" if ext.startswith(".ome.") else ".tif"
+    name = stem_of(location) if ext else Path(location).name
+    return Path(out_dir) / f"{name}{suffix}{new}"
+
+
+def overlaps_input(out: Path, path: str) -> str | None:
+    """Why ``out`` may not receive the result of ``path`` (it is, lies inside or contains
+    the input), or None."""
+    if "://" not in path and Path(path).resolve() == out.resolve():
+        return OVERWRITES_INPUT
+    try:
+        check_not_input(out, [path])
+    except OutputError as exc:
+        return str(exc)
+    return None
+
+
+def is_done(out: Path, kind: str) -> bool:
+    if kind == "tiff":
+        return out.is_file()
+    if not out.exists():
+        return False
+    try:
+        import zarr
+
+        state = read_state(zarr.open_array(store=str(out), mode="r"))
+    except Exception:  # not a zarr array: iter_denoise_to_zarr says what is wrong
+        return False
+    return bool(state and state.get("complete"))

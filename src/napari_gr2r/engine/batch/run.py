@@ -1,0 +1,307 @@
+"""Many files: expand inputs (files, folders, globs) and denoise them one by one into a folder.
+
+:func:`denoise_files` is a generator of typed per-file events that the command line and the
+widget both consume. Each file is read lazily and denoised block by block with the
+out-of-core machinery of :mod:`.outofcore`: a zarr result is written straight into its
+store (resumable: a store left by an interrupted run is continued), a TIFF result is
+assembled in memory and written atomically (a temporary file, then a rename), so a result
+is either whole or absent. Results already there are skipped unless ``overwrite``; a file
+that cannot be read, or does not fit the model, is reported in one line and the others are
+still done. With a ``dask.distributed`` client the files run as tasks on the cluster's
+workers, one file per task.
+
+>>> for event in denoise_files(model, ["raw/"], "denoised/"):        # doctest: +SKIP
+...     print(event)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, OutputError
+from ..inference.outofcore.distributed import model_payload
+from ..inference.outofcore.plan import plan_blocks
+from ..inference.outofcore.runner import iter_denoise_to_zarr
+from ..inference.outofcore.store import default_out_chunks
+from ..io.formats import check_output_suffix, read_image, tag_zarr_result, write_image
+from ..model.model import GR2RModel
+from .events import (
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FilesEvent,
+    FilesFinished,
+    FileSkipped,
+    FileStarted,
+)
+from .names import expand_inputs, is_done, output_path, overlaps_input
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------------------------
+# one file
+
+
+def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str | None = None,
+                 tile: Any = None, batch_size: int = 4, device: str = "auto",
+                 overwrite: bool = False, should_stop: Callable[[], bool] | None = None,
+                 ) -> Iterator[tuple[int, int]]:
+    """Denoise one file into ``out`` (TIFF or zarr, by its extension), yielding
+    ``(blocks done, blocks in all)``; returns ``(axes, shape)``.
+
+    Raises :class:`InputError` (or the reader's error) when the file cannot be used, and
+    :class:`InterruptedError` when ``should_stop`` returns True (a TIFF result is then not
+    written; a zarr result keeps its finished blocks).
+    """
+    import zarr
+
+    out = Path(out)
+    kind = check_output_suffix(out)
+    location = os.fspath(path)
+    reason = overlaps_input(out, location)
+    if reason is not None:
+        raise OutputError(reason)
+    data, meta = read_image(location)
+    if axes is None:
+        axes = meta.get("axes")
+        if axes is None or len(axes) != len(data.shape):
+            axes = None  # the model's axes, when the dimensions agree (else its message)
+    source = model.open_source(data, axes)
+    info = source.info
+    if kind == "zarr":
+        target: Any = os.fspath(out)
+    else:
+        grid = plan_blocks(model, info, tile)
+        target = zarr.create_array(store=zarr.storage.MemoryStore(), shape=info.shape,
+                                   chunks=default_out_chunks(grid), dtype="float32",
+                                   fill_value=0.0)
+    steps = iter_denoise_to_zarr(model, data, info.axes, target, tile=tile,
+                                 batch_size=batch_size, device=device,
+                                 should_stop=should_stop, overwrite=overwrite)
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            arr = stop.value
+            break
+        yield step.done, step.total
+    if kind == "zarr":
+        tag_zarr_result(arr, info.axes, meta)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_image(out, arr[...], info.axes, meta)
+    return info.axes, info.shape
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(exc, (InputError, OSError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# many files
+
+
+def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_dir: PathLike,
+                  *, axes: str | None = None, suffix: str = "", out_format: str | None = None,
+                  tile: Any = None, batch_size: int = 4, device: str = "auto",
+                  overwrite: bool = False, client: Any = None,
+                  should_stop: Callable[[], bool] | None = None) -> Iterator[FilesEvent]:
+    """Denoise every image ``inputs`` names into the folder ``out_dir``, file by file.
+
+    Parameters
+    ----------
+    model : GR2RModel
+    inputs : path or iterable of paths
+        Files, zarr stores, folders (their image files, sorted) and glob patterns; see
+        :func:`expand_inputs`.
+    out_dir : path
+        The folder for the results, created if missing. Each result is named after its
+        input (see :func:`output_path`), with ``suffix`` before the extension.
+    axes : str, optional
+        The inputs' axes; by default each file's own (from its metadata), else the model's.
+    out_format : ``"tif"``, ``"zarr"`` or None
+        None: zarr inputs give zarr results, the others TIFFs.
+    tile, batch_size, device
+        As for :func:`~napari_gr2r.engine.denoise`.
+    overwrite : bool
+        Denoise files whose result is already there again (by default they are skipped; a
+        zarr result left incomplete by an interrupted run is resumed either way).
+    client : distributed.Client, optional
+        Run the files on this dask cluster, one task per file (the inputs and ``out_dir``
+        must be reachable from the workers); per-file progress is then not reported.
+    should_stop : callable, optional
+        Polled between files and blocks; when it returns True the run ends with
+        ``FilesFinished(stopped=True)``; the file in progress gets no (TIFF) result.
+
+    Yields
+    ------
+    FileStarted, FileProgress, FileDone, FileSkipped, FileFailed, then one FilesFinished.
+    """
+    t0 = time.perf_counter()
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise InputError("No image files to denoise (the folders given hold none).")
+    out_root = Path(out_dir)
+    if out_root.exists() and not out_root.is_dir():
+        raise InputError(f"The output {out_root} is a file; with several inputs the output is "
+                         "a folder.")
+    for path in paths:  # a folder inside an input store would change the input
+        if "://" not in path and (Path(path).resolve() == out_root.resolve() or
+                                  Path(path).resolve() in out_root.resolve().parents):
+            raise OutputError(f"The output folder {out_root} lies inside the input {path}; "
+                              "choose an output folder outside it.")
+    out_root.mkdir(parents=True, exist_ok=True)
+    n = len(paths)
+    done = skipped = 0
+    failed: list[tuple[str, str]] = []
+    outputs: list[str] = []
+    todo: list[tuple[int, str, Path]] = []
+    claimed: dict[Path, str] = {}
+    for index, path in enumerate(paths):
+        out = output_path(path, out_root, suffix, out_format)
+        key = out.resolve()
+        if key in claimed:
+            reason = (f"its result {out.name} would also be the result of {claimed[key]}; "
+                      "rename one of them")
+            failed.append((path, reason))
+            yield FileFailed(n, index, path, reason)
+            continue
+        claimed[key] = path
+        reason = overlaps_input(out, path)
+        if reason is not None:
+            failed.append((path, reason))
+            yield FileFailed(n, index, path, reason)
+            continue
+        kind = check_output_suffix(out)
+        if not overwrite and is_done(out, kind):
+            skipped += 1
+            outputs.append(str(out))
+            yield FileSkipped(n, index, path, str(out), "already done (overwrite to redo)")
+            continue
+        todo.append((index, path, out))
+
+    options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite)
+    stopped = False
+    if client is not None:
+        runs = _on_cluster(client, model, todo, n, options, should_stop)
+    else:
+        runs = _in_process(model, todo, n, options, device, should_stop)
+    for event in runs:
+        if isinstance(event, FileDone):
+            done += 1
+            outputs.append(event.output)
+        elif isinstance(event, FileFailed):
+            failed.append((event.path, event.reason))
+        elif event is None:
+            stopped = True
+            break
+        yield event
+    order = {str(output_path(p, out_root, suffix, out_format)): i for i, p in enumerate(paths)}
+    outputs.sort(key=lambda o: order.get(o, n))
+    yield FilesFinished(n, done, skipped, tuple(failed), tuple(outputs), stopped,
+                        time.perf_counter() - t0)
+
+
+def _in_process(model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
+                options: dict[str, Any], device: str,
+                should_stop: Callable[[], bool] | None) -> Iterator[FilesEvent | None]:
+    """Events of the files run here, one after another; None when stopped."""
+    for index, path, out in todo:
+        if should_stop is not None and should_stop():
+            yield None
+            return
+        yield FileStarted(n, index, path, str(out))
+        t0 = time.perf_counter()
+        steps = denoise_file(model, path, out, device=device, should_stop=should_stop,
+                             **options)
+        try:
+            while True:
+                try:
+                    blocks, total = next(steps)
+                except StopIteration as stop:
+                    file_axes, shape = stop.value
+                    break
+                yield FileProgress(n, index, path, blocks, total)
+        except InterruptedError:
+            yield None
+            return
+        except Exception as exc:  # one broken file must not end the run
+            yield FileFailed(n, index, path, _one_line(exc))
+            continue
+        yield FileDone(n, index, path, str(out), file_axes, tuple(shape),
+                       time.perf_counter() - t0)
+
+
+_WORKER_MODEL: list[Any] = []
+"""On a cluster worker: the scattered payload of the last run and the model built from it."""
+
+
+def _file_task(payload: dict[str, Any], path: str, out: str,
+               options: dict[str, Any]) -> tuple[str, tuple[int, ...], float]:
+    """Runs on a worker: one whole file (its result written by the worker)."""
+    import dask
+
+    from ..devices import resolve_device
+    from ..model.checkpoint import model_from_dict
+
+    t0 = time.perf_counter()
+    cached = _WORKER_MODEL
+    if cached and cached[0] is payload:
+        model = cached[1]
+    else:  # the first file of this run on this worker: build the model once
+        model = model_from_dict(payload)
+        _WORKER_MODEL[:] = [payload, model]
+    steps = denoise_file(model, path, out, device=resolve_device("auto").type, **options)
+    with dask.config.set(scheduler="synchronous"):
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                axes, shape = stop.value
+                return axes, tuple(shape), time.perf_counter() - t0
+
+
+def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
+                options: dict[str, Any],
+                should_stop: Callable[[], bool] | None) -> Iterator[FilesEvent | None]:
+    """Events of the files run as tasks on a dask cluster, as they finish; None when
+    stopped (the files not yet finished are cancelled)."""
+    try:
+        from distributed import as_completed
+    except ImportError:
+        raise InputError("Running on a cluster needs dask.distributed: pip install "
+                         "'napari-gr2r[cluster]'.") from None
+    if not todo:
+        return
+    payload = client.scatter([model_payload(model)], broadcast=True, hash=False)[0]
+    futures = {}
+    for index, path, out in todo:
+        future = client.submit(_file_task, payload, os.path.abspath(path) if "://" not in path
+                               else path, str(out.resolve()), options, pure=False)
+        futures[future] = (index, path, out)
+        yield FileStarted(n, index, path, str(out))
+    try:
+        for future in as_completed(list(futures)):
+            index, path, out = futures[future]
+            try:
+                file_axes, shape, seconds = future.result()
+            except Exception as exc:  # the task's exception, re-raised here
+                yield FileFailed(n, index, path, _one_line(exc))
+            else:
+                yield FileDone(n, index, path, str(out), file_axes, shape, seconds)
+            if should_stop is not None and should_stop():
+                yield None
+                return
+    finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            client.cancel(pending)

@@ -1,0 +1,141 @@
+"""Training patches: the train/validation split of an image and random normalised patches.
+
+In-memory images are sliced directly; lazy images are sampled from a bounded pool of blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..io.axes import AxesInfo
+from ..io.sources import ImageSource, random_start
+from .normalization import Normalization
+
+MIN_TRAIN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of the image: a range of samples and a range of rows (Y)."""
+
+    samples: tuple[int, int]
+    rows: tuple[int, int]
+
+    @property
+    def height(self) -> int:
+        return self.rows[1] - self.rows[0]
+
+
+def split_regions(info: AxesInfo, val_fraction: float, patch_y: int) -> tuple[Region, Region | None]:
+    """Hold out whole samples when there are several, else the last rows of the image."""
+    n, ny = info.n_samples, info.size("Y")
+    if val_fraction <= 0:
+        return Region((0, n), (0, ny)), None
+    if n >= 4:
+        k = max(1, round(val_fraction * n))
+        return Region((0, n - k), (0, ny)), Region((n - k, n), (0, ny))
+    rows = max(round(val_fraction * ny), min(patch_y, ny // 4), 8)
+    if ny - rows < MIN_TRAIN_SIDE:
+        return Region((0, n), (0, ny)), None
+    return Region((0, n), (0, ny - rows)), Region((0, n), (ny - rows, ny))
+
+
+class PatchSampler:
+    """Random normalised patches from one region of an :class:`ImageSource`.
+
+    In-memory images are sliced directly. Lazy images fill a pool of ``pool_blocks`` blocks
+    (each a few patches wide) and replace one block every ``refresh_every`` draws, so memory
+    stays bounded and only the chunks under the blocks are read.
+    """
+
+    def __init__(self, source: ImageSource, norm: Normalization, region: Region,
+                 patch: tuple[int, int, int], rng: np.random.Generator, flat_z: bool,
+                 target: ImageSource | None = None, augment: bool = True,
+                 pool_blocks: int = 16, refresh_every: int = 32) -> None:
+        self.source, self.norm, self.region, self.rng = source, norm, region, rng
+        self.target = target
+        self.flat_z, self.augment = flat_z, augment
+        _, nz, _, nx = source.czyx
+        pz = 1 if flat_z else min(patch[0], nz)
+        self.patch = (pz, min(patch[1], region.height), min(patch[2], nx))
+        self.lazy = not source.in_memory
+        self._draws = 0
+        self.refresh_every = refresh_every
+        if self.lazy:
+            self._pool = [self._load_block() for _ in range(pool_blocks)]
+
+    def _load_block(self) -> tuple[np.ndarray, np.ndarray | None]:
+        _, nz, _, nx = self.source.czyx
+        pz, py, px = self.patch
+        bz = min(nz, 4 if self.flat_z else pz * 2)
+        by, bx = min(self.region.height, py * 4), min(nx, px * 4)
+        s = int(self.rng.integers(*self.region.samples))
+        cz, cy, cx = self.source.chunks or (None, None, None)
+        z0 = random_start(self.rng, 0, nz, bz, cz)
+        y0 = random_start(self.rng, *self.region.rows, by, cy)
+        x0 = random_start(self.rng, 0, nx, bx, cx)
+        sl = (slice(z0, z0 + bz), slice(y0, y0 + by), slice(x0, x0 + bx))
+        noisy = self.norm.apply(self.source.read(s, *sl))
+        clean = self.norm.apply(self.target.read(s, *sl)) if self.target is not None else None
+        return noisy, clean
+
+    def _crop(self, arrays: tuple[np.ndarray, np.ndarray | None], z0: int, y0: int, x0: int,
+              ) -> list[np.ndarray]:
+        pz, py, px = self.patch
+        out = []
+        for a in arrays:
+            if a is not None:
+                out.append(a[:, z0:z0 + pz, y0:y0 + py, x0:x0 + px])
+        return out
+
+    def draw(self) -> list[np.ndarray]:
+        """One patch ``(C, Z, Y, X)`` (``Z == 1`` for a 2D network), plus its target if any."""
+        pz, py, px = self.patch
+        self._draws += 1
+        if self.lazy:
+            if self._draws % self.refresh_every == 0:
+                self._pool[int(self.rng.integers(len(self._pool)))] = self._load_block()
+            block = self._pool[int(self.rng.integers(len(self._pool)))]
+            _, bz, by, bx = block[0].shape
+            z0, y0, x0 = (int(self.rng.integers(b - p + 1)) for b, p in
+                          ((bz, pz), (by, py), (bx, px)))
+            patches = self._crop(block, z0, y0, x0)
+        else:
+            _, nz, _, nx = self.source.czyx
+            s = int(self.rng.integers(*self.region.samples))
+            z0 = int(self.rng.integers(nz - pz + 1))
+            y0 = self.region.rows[0] + int(self.rng.integers(self.region.height - py + 1))
+            x0 = int(self.rng.integers(nx - px + 1))
+            sl = (slice(z0, z0 + pz), slice(y0, y0 + py), slice(x0, x0 + px))
+            patches = [self.norm.apply(self.source.read(s, *sl))]
+            if self.target is not None:
+                patches.append(self.norm.apply(self.target.read(s, *sl)))
+        if self.augment:
+            patches = self._augment(patches)
+        return [np.ascontiguousarray(p) for p in patches]
+
+    def _augment(self, patches: list[np.ndarray]) -> list[np.ndarray]:
+        flips = [ax for ax in (-1, -2) if self.rng.random() < 0.5]
+        if not self.flat_z and self.patch[0] > 1 and self.rng.random() < 0.5:
+            flips.append(-3)
+        k = int(self.rng.integers(4)) if self.patch[1] == self.patch[2] else 0
+        out = []
+        for p in patches:
+            if flips:
+                p = np.flip(p, axis=flips)
+            if k:
+                p = np.rot90(p, k, axes=(-2, -1))
+            out.append(p)
+        return out
+
+    def batch(self, size: int) -> list[np.ndarray]:
+        """``size`` patches stacked: ``(B, C, Y, X)`` for 2D, ``(B, C, Z, Y, X)`` for 3D."""
+        return stack_draws([self.draw() for _ in range(size)], self.flat_z)
+
+
+def stack_draws(draws: list[list[np.ndarray]], flat_z: bool) -> list[np.ndarray]:
+    """Stack drawn ``(C, Z, Y, X)`` patches (and targets) into batches, dropping Z for 2D."""
+    stacked = [np.stack([d[i] for d in draws]) for i in range(len(draws[0]))]
+    return [s[:, :, 0] for s in stacked] if flat_z else stacked

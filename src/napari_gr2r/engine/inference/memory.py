@@ -1,0 +1,46 @@
+"""Tiled inference in memory: any image size, bounded memory, the input's layout back.
+
+The tiles and their blending are planned by :mod:`.tiling`; a tiled result equals the
+untiled one to float precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..model.model import GR2RModel
+from .tiling import TilePlan, check_arguments
+
+
+def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
+                      tile: int | tuple[int, ...] | None = None,
+                      overlap: int | tuple[int, ...] | None = None,
+                      batch_size: int = 4, device: str = "auto",
+                      progress: Callable[[int, int], Any] | None = None,
+                      should_stop: Callable[[], bool] | None = None,
+                      border: int | None = None, tta: bool | int = False) -> np.ndarray:
+    """Denoise ``data`` with ``model`` into a float32 numpy array of the same shape and axes.
+
+    The arguments are those of :func:`napari_gr2r.engine.denoise` without ``out``; the
+    result is in the input's intensity scale. ``border``: pixels mirrored at the image border
+    (``None``: the network's halo, :func:`~napari_gr2r.engine.inference.tiling.border_px`; 0: none, the
+    network alone, as the BioImage Model Zoo's test of a package runs it). ``tta``: average
+    the network over flips and quarter turns of each tile (:func:`~.tiling.dihedral_mean`;
+    True: all eight, or the number of views 2, 4 or 8), for as many times the work.
+    """
+    batch_size = check_arguments(model, tile, overlap, batch_size, device)
+    source = model.open_source(data, axes)
+    plan = TilePlan(model, source, tile, overlap, border, tta)
+    result = np.empty((source.n_samples, *source.czyx), np.float32)
+    for sample, z, block in plan.run(batch_size, device, progress, should_stop):
+        result[sample, :, z] = block
+    info = source.info
+    result = result.reshape(info.sample_shape + info.czyx)
+    # drop the C and Z axes the input does not have, then restore the input's axis order
+    squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
+    result = result.squeeze(axis=squeeze)
+    return np.ascontiguousarray(np.transpose(result, np.argsort(info.order)))
+

@@ -1,0 +1,168 @@
+"""The out-of-core front door: a lazy image in, a zarr store out, block by block, resumable.
+
+:func:`iter_denoise_to_zarr` opens the input and the output, plans the blocks
+(:mod:`.plan`), reads or starts the store's record (:mod:`.store`) and runs the blocks not
+yet done in this process (:mod:`.local`) or on a dask cluster (:mod:`.distributed`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ...errors import OutputError
+from ...io.outputs import OutputClaim, check_not_input, store_location
+from ...io.sources import open_lazy
+from ...model.model import GR2RModel
+from ..tiling import check_arguments
+from .distributed import run_on_cluster
+from .local import run_local
+from .plan import check_chunks, input_z_chunk, plan_blocks
+from .store import (
+    ChunkProgress,
+    default_out_chunks,
+    existing_array,
+    model_fingerprint,
+    open_output,
+    resume_state,
+)
+
+
+def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
+                         tile: Any = None, overlap: Any = None, chunks: Any = None,
+                         batch_size: int = 4, device: str = "auto", client: Any = None,
+                         should_stop: Callable[[], bool] | None = None,
+                         overwrite: bool = False) -> Iterator[ChunkProgress]:
+    """Generator form of :func:`denoise_to_zarr`: yields :class:`ChunkProgress` per block.
+
+    The generator's return value (``StopIteration.value``, or napari's worker ``returned``
+    signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
+    True, leaves every finished block recorded, so a later call resumes. While it runs the
+    output is claimed (:class:`~napari_gr2r.engine.io.outputs.OutputClaim`): another run into
+    the same store fails with :class:`~napari_gr2r.engine.errors.OutputError`.
+    """
+    source_path = None
+    if isinstance(data, (str, os.PathLike)):
+        source_path = os.fspath(data)
+        data, file_axes = open_lazy(source_path)
+        axes = axes or file_axes
+    batch_size = check_arguments(model, tile, overlap, batch_size, device)
+    if chunks is not None:
+        check_chunks(model, chunks)
+    source = model.open_source(data, axes)
+    info = source.info
+
+    if out is data or (hasattr(out, "store") and hasattr(data, "store") and
+                       out.store == data.store and getattr(out, "path", None) ==
+                       getattr(data, "path", None)):
+        raise OutputError("The output array is the input; denoise into another array.")
+    location = os.fspath(out) if isinstance(out, (str, os.PathLike)) else store_location(out)
+    if location is not None:  # whatever overwrite says: never over, in or around the input
+        check_not_input(location, [source_path, store_location(data)])
+    existing = None
+    if not isinstance(out, (str, os.PathLike)):
+        existing = tuple(int(c) for c in out.chunks) if hasattr(out, "chunks") else None
+    elif not overwrite:
+        found = existing_array(os.fspath(out))
+        existing = tuple(int(c) for c in found.chunks) if found is not None else None
+    grid = plan_blocks(model, info, tile, chunks, existing, input_z_chunk(data, info))
+
+    claim = OutputClaim(location).acquire()  # a second run into this store fails here
+    try:
+        arr, _ = open_output(out, info.shape, default_out_chunks(grid), overwrite)
+        if existing is None:
+            grid = plan_blocks(model, info, tile, chunks, tuple(arr.chunks),
+                               input_z_chunk(data, info))
+        settings = {"model": model_fingerprint(model), "axes": info.axes,
+                    "shape": list(info.shape), "block": list(grid.block),
+                    "halo": list(grid.halo)}
+        total = len(grid)
+        state = resume_state(arr, settings, total, overwrite, owner=claim.record)
+        skipped = int(state.done.sum())
+        todo = [i for i in range(total) if not state.done[i]]
+        yield ChunkProgress(skipped, total, 0, skipped)
+        if client is None:
+            yield from run_local(model, source, arr, grid, state, todo, tile=tile,
+                                 overlap=overlap, batch_size=batch_size, device=device,
+                                 should_stop=should_stop)
+        else:
+            yield from run_on_cluster(client, model, data, source_path, axes, arr, grid, state,
+                                      todo, tile=tile, overlap=overlap, batch_size=batch_size,
+                                      should_stop=should_stop)
+    finally:
+        claim.release()
+    return arr
+
+
+def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
+                    tile: Any = None, overlap: Any = None, chunks: Any = None,
+                    batch_size: int = 4, device: str = "auto", client: Any = None,
+                    progress: Callable[[int, int], Any] | None = None,
+                    should_stop: Callable[[], bool] | None = None,
+                    overwrite: bool = False) -> Any:
+    """Denoise an image of any size into a zarr array, block by block; resumable.
+
+    Parameters
+    ----------
+    model : GR2RModel
+    data : array or path
+        A zarr, dask or numpy array (memory-mapped TIFFs included), or a path to a zarr
+        array, an OME-Zarr image (its full-resolution level is used) or a TIFF file. Read one
+        block at a time, never modified.
+    axes : str or None
+        The image's axes; None takes them from the file's metadata or the model.
+    out : path or zarr array
+        Where the float32 result goes, with the input's shape and axes. A new path is created
+        with chunks aligned with the blocks; an existing output of an interrupted run with the
+        same model and settings is resumed (blocks already written are skipped); an existing
+        zarr array given as an object is written into, and its chunks set the blocks.
+    tile, overlap : int or tuple, optional
+        Tiling inside a block, as for :func:`~napari_gr2r.engine.denoise`.
+    chunks : int or tuple, optional
+        Block (and chunk) size per network axis (YX or ZYX) for a new output; by default a
+        block plus its halo is about one tile.
+    batch_size : int
+        Tiles per forward pass.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (in-process runs; cluster workers use
+        their own default device).
+    client : distributed.Client, optional
+        Run the blocks as tasks on this dask cluster. The input and output must be
+        reachable from the workers (files on a shared file system or object storage).
+    progress : callable, optional
+        Called as ``progress(done, total)`` in blocks, once at the start (counting blocks
+        already written by an earlier run) and after each block.
+    should_stop : callable, optional
+        Polled between blocks and tile batches; when it returns True an
+        :class:`InterruptedError` is raised and the blocks written so far are kept.
+    overwrite : bool
+        Start again even if ``out`` holds another result. An output that is, lies inside or
+        contains the input is refused whatever ``overwrite`` says, and so is a store another
+        run is writing.
+
+    Returns
+    -------
+    zarr.Array
+        The output array; ``dask.array.from_zarr(result)`` gives a lazy view for napari.
+    """
+    gen = iter_denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap, chunks=chunks,
+                               batch_size=batch_size, device=device, client=client,
+                               should_stop=should_stop, overwrite=overwrite)
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(step.done, step.total)
+
+
+def denoise_lazy(model: GR2RModel, data: Any, axes: str | None, out: Any, **kwargs: Any) -> Any:
+    """Denoise into ``out`` (see :func:`denoise_to_zarr`) and return a dask array over it.
+
+    The dask array reads the result chunk by chunk: napari shows it as a lazily loaded layer.
+    """
+    import dask.array as da
+
+    return da.from_zarr(denoise_to_zarr(model, data, axes, out, **kwargs))

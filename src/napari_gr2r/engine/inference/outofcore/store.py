@@ -1,0 +1,212 @@
+"""The output zarr store's bookkeeping: opening it, the model's fingerprint, done-marks.
+
+A block is marked done in the output array's attributes (under :data:`STATE_KEY`) only
+after its chunks are written, so an interrupted run can be resumed from the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError, OutputError
+from ...io.outputs import in_use_message
+from ...io.sources import is_url
+from ...model.model import GR2RModel
+from .plan import BlockGrid
+
+STATE_KEY = "napari_gr2r"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """Progress of an out-of-core run: ``done`` of ``total`` blocks, ``written`` in this call."""
+
+    done: int
+    total: int
+    written: int
+    skipped: int
+
+
+def existing_array(location: str) -> Any | None:
+    """The zarr array at ``location``; None when nothing is there; raises for other things."""
+    import zarr
+
+    if not is_url(location) and not Path(location).exists():
+        return None
+    try:
+        return zarr.open_array(store=location, mode="r+")
+    except Exception:  # zarr raises several unrelated types for "not an array"
+        if is_url(location):
+            return None
+        raise InputError(
+            f"{location} exists and is not a zarr array; napari-gr2r writes its result only to "
+            "a new path or over a zarr array. Choose another output path."
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# resumable state in the output's attributes
+
+
+def model_fingerprint(model: GR2RModel) -> str:
+    """A digest of the weights, normalisation and network shape: which model wrote a store."""
+    digest = hashlib.sha256()
+    digest.update(repr((model.dims, model.channels, model.config.width, model.config.depth,
+                        model.normalization.low, model.normalization.high)).encode())
+    for name, tensor in sorted(model.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def pack_done(done: np.ndarray) -> str:
+    return base64.b64encode(np.packbits(done).tobytes()).decode("ascii")
+
+
+def unpack_done(text: str, n: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))
+    return bits[:n].astype(bool)
+
+
+@dataclass
+class RunState:
+    """What the output's attributes record about a (possibly interrupted) run, and which run
+    owns the store now (see :class:`~napari_gr2r.engine.io.outputs.OutputClaim`)."""
+
+    settings: dict[str, Any]
+    done: np.ndarray
+    owner: dict[str, Any] | None = None
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs = {**self.settings, "version": STATE_VERSION, "done": pack_done(self.done),
+                 "blocks_done": int(self.done.sum()), "complete": bool(self.done.all())}
+        if self.owner is not None:
+            attrs["owner"] = dict(self.owner)
+        return attrs
+
+
+def read_state(out: Any) -> dict[str, Any] | None:
+    """The denoising record of an output array, or None when it has none."""
+    state = dict(out.attrs).get(STATE_KEY)
+    return dict(state) if isinstance(state, dict) else None
+
+
+def _fresh_state(out: Any) -> dict[str, Any] | None:
+    """The record as stored now (another process may have changed it since ``out`` was
+    opened, and zarr keeps the attributes it read)."""
+    import zarr
+
+    store, path = getattr(out, "store", None), getattr(out, "path", None)
+    if store is None or type(store).__name__ == "MemoryStore":
+        return read_state(out)
+    try:
+        return read_state(zarr.open_array(store=store, path=path or "", mode="r"))
+    except Exception:  # the store is gone or unreadable: the write below will say so
+        return read_state(out)
+
+
+def check_owner(out: Any, state: RunState) -> None:
+    """Raise :class:`OutputError` when another run has claimed ``out`` since this one did."""
+    if state.owner is None:
+        return
+    current = _fresh_state(out) or {}
+    owner = current.get("owner")
+    if isinstance(owner, dict) and owner.get("token") != state.owner["token"]:
+        raise OutputError(in_use_message(getattr(out, "store", out), owner)
+                          + " Its blocks are left to it; nothing more was written by this run.")
+
+
+def write_state(out: Any, state: RunState) -> None:
+    """Record ``state`` in ``out``'s attributes, after checking this run still owns it."""
+    check_owner(out, state)
+    out.attrs[STATE_KEY] = state.to_attrs()
+
+
+def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool,
+                 owner: dict[str, Any] | None = None) -> RunState:
+    """The run's record: the blocks an earlier run with the same settings finished, if any.
+
+    Raises :class:`InputError` when ``arr`` holds a result of another model or of other
+    settings (unless ``overwrite``). The record, with ``owner``, is written to ``arr``
+    before it is returned.
+    """
+    previous = read_state(arr)
+    done = np.zeros(total, bool)
+    if previous is not None and not overwrite:
+        mismatch = [k for k in ("axes", "shape", "block", "halo") if previous.get(k) != settings[k]]
+        if previous.get("model") != settings["model"]:
+            raise InputError(
+                "The output store holds a (partial) result of another model; choose another "
+                "output, or pass overwrite=True to denoise it again with this model."
+            )
+        if mismatch or previous.get("version") != STATE_VERSION:
+            raise InputError(
+                f"The output store was written with other settings ({', '.join(mismatch)}); "
+                "choose another output, or pass overwrite=True to start again."
+            )
+        done = unpack_done(previous["done"], total)
+    state = RunState(settings, done, owner)
+    arr.attrs[STATE_KEY] = state.to_attrs()  # the claim: from now on checked before writes
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# the output store
+
+
+def open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], overwrite: bool,
+                ) -> tuple[Any, bool]:
+    """The output zarr array and whether its chunking is given (an existing array).
+
+    The caller has checked that ``out`` does not overlap the input and claimed it.
+    """
+    import zarr
+
+    if isinstance(out, (str, os.PathLike)):
+        location = os.fspath(out)
+        arr = existing_array(location)  # raises for anything but a zarr array
+        if arr is not None and not overwrite:
+            if read_state(arr) is None:
+                raise InputError(
+                    f"{location} is an existing zarr array that napari-gr2r did not write; "
+                    "choose another output path (or pass overwrite=True to replace it)."
+                )
+            return arr, True
+        arr = zarr.create_array(store=location, shape=shape, chunks=chunks, dtype="float32",
+                                fill_value=0.0, overwrite=True)
+        return arr, False
+    if not hasattr(out, "attrs") or not hasattr(out, "chunks") or not hasattr(out, "__setitem__"):
+        raise InputError(
+            f"out= must be a path or a writable zarr array, not {type(out).__name__}."
+        )
+    if getattr(out, "read_only", False):
+        raise OutputError(
+            "out= is a zarr array opened read-only; open it with mode='r+' (or pass a path)."
+        )
+    if tuple(out.shape) != tuple(shape):
+        raise InputError(
+            f"The output array has shape {tuple(out.shape)} but the image has shape {shape}; "
+            "they must match."
+        )
+    if np.dtype(out.dtype).kind != "f":
+        raise InputError(
+            f"The output array has dtype {out.dtype}; denoised images are floating point, so "
+            "create it with dtype float32."
+        )
+    return out, True
+
+
+def default_out_chunks(grid: BlockGrid) -> tuple[int, ...]:
+    """Chunks of a new output, in the input's axes: one block each, all channels together."""
+    info = grid.info
+    sizes = dict(zip("ZYX", grid.block))
+    return tuple(1 if a in "TS" else info.n_channels if a == "C" else sizes[a]
+                 for a in info.axes)

@@ -1,0 +1,213 @@
+"""The correlated noise's autocovariance, measured again for error estimation.
+
+``tr(Σ J)`` in the error estimate (:mod:`~napari_gr2r.engine.quality.estimate`) sums the noise's
+autocovariance ``C(d)`` times the denoiser's response at lag ``d`` over every lag the denoiser
+reaches, so a smoothing denoiser's estimate needs ``C`` to some 5 % out to lags of 5-6 pixels
+(on real wide-field captures it is still 0.1 at lag 4). The training's fit
+(:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.level.NoiseLevel.estimate>`) measures it at lags
+up to 3 in the flattest windows, whose selection and detrending both narrow what is measured.
+Here:
+
+1. windows of ``WINDOW`` pixels are chosen as noise-only by the flatness of the ring of
+   ``RING`` pixels around them, ``GAP`` pixels away, whose noise is (nearly) independent of
+   theirs, so the choice does not favour windows whose own noise happens to be small (windows
+   far noisier than the others chosen, signal inside a flat ring, are left out);
+2. in each, a quadratic trend is removed and the autocovariance measured at lags up to
+   ``RADIUS``; what removing the trend does to it is linear in ``C`` and known exactly
+   (:func:`_design`), so ``C`` is solved for by least squares, without simulation; in a volume
+   this is done on the differences of neighbouring planes, which hold the same noise (if it is
+   independent from plane to plane) and much less of the signal;
+3. the kernel (unit L2 norm, ``KERNEL_RADIUS``) whose autocorrelation is ``C / C(0)`` comes
+   from the square root of its spectrum, corrected a few times for the truncation.
+
+The variance function keeps its shape and is scaled to ``C(0)`` at the windows' mean intensity.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .level import NoiseLevel, spectral_root
+
+WINDOW = 16
+GAP = 4
+RING = 6
+OUTLIER = 2.0
+ORDER = 2
+"""The trend removed from each measured window: a quadratic surface."""
+RADIUS = 6
+KERNEL_RADIUS = 8
+STRIDE = 4
+QUANTILE = 0.1
+MAX_WINDOWS = 20_000
+
+
+def refit_correlated(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
+                     ) -> NoiseLevel:
+    """``level`` with its kernel and variance measured again on normalised ``(C,Z,Y,X)`` blocks
+    (unchanged when the blocks are too small for the windows)."""
+    covs, means = [], []
+    for c in range(len(level.a)):
+        measured = _measure([pair for b in blocks for pair in _planes(b[c])], rng)
+        if measured is None:
+            return level
+        covs.append(measured[0])
+        means.append(measured[1])
+    rho = np.mean([cov / max(cov[RADIUS, RADIUS], 1e-12) for cov in covs], axis=0)
+    kernel = kernel_from_correlation(rho)
+    a, b, typical = [], [], []
+    for c, (cov, mean) in enumerate(zip(covs, means)):
+        fitted = level.a[c] * max(mean, 0.0) + level.b[c]
+        factor = float(cov[RADIUS, RADIUS]) / max(fitted, 1e-12)
+        a.append(float(level.a[c] * factor))
+        b.append(float(level.b[c] * factor))
+        typical.append(float(level.typical[c] * factor))
+    return NoiseLevel(a, b, typical, kernel.tolist())
+
+
+def _planes(volume: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(plane to measure the noise on, its intensity)`` for a ``(Z, Y, X)`` channel: the
+    planes of an image; in a volume, the differences of neighbouring planes over sqrt 2, which
+    hold the same noise (independent from plane to plane) and much less of the signal."""
+    volume = np.asarray(volume, np.float64)
+    if len(volume) < 2:
+        return [(p, p) for p in volume]
+    return [((a - b) / np.sqrt(2), (a + b) / 2) for a, b in zip(volume[:-1], volume[1:])]
+
+
+def _measure(planes: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
+             ) -> tuple[np.ndarray, float] | None:
+    """The autocovariance ``(2R+1, 2R+1)`` of the noise in the windows chosen on ``planes``
+    (pairs from :func:`_planes`), and their mean intensity."""
+    outer = WINDOW + 2 * (GAP + RING)
+    planes = [p for p in planes if min(p[0].shape) >= outer]
+    if not planes:
+        return None
+    ring = np.ones((outer, outer), bool)
+    ring[RING:outer - RING, RING:outer - RING] = False
+    ring_projector = _projector(ring)
+    inner = slice(RING + GAP, RING + GAP + WINDOW)
+    stats, own, lags, means = [], [], [], []
+    per_plane = max(16, MAX_WINDOWS // len(planes))
+    for plane, intensity in planes:
+        view = np.lib.stride_tricks.sliding_window_view(plane, (outer, outer))[::STRIDE, ::STRIDE]
+        level = np.lib.stride_tricks.sliding_window_view(
+            intensity, (outer, outer))[::STRIDE, ::STRIDE].reshape(-1, outer, outer)
+        view = view.reshape(-1, outer, outer)
+        if len(view) > per_plane:
+            picked = np.sort(rng.choice(len(view), per_plane, replace=False))
+            view, level = view[picked], level[picked]
+        r = view[:, ring]
+        stats.append((r - r @ ring_projector.T).var(axis=1))
+        windows = _remove_plane(view[:, inner, inner])
+        own.append(windows.var(axis=(1, 2)))
+        means.append(level[:, inner, inner].mean(axis=(1, 2)))
+        lags.append(_lag_products(windows))
+    stat, own_var = np.concatenate(stats), np.concatenate(own)
+    mean, lag = np.concatenate(means), np.concatenate(lags)
+    if len(stat) < 20:
+        return None
+    keep = stat <= np.quantile(stat, QUANTILE)
+    # a window with signal inside a flat ring: far above what noise alone gives
+    keep &= own_var <= OUTLIER * np.median(own_var[keep])
+    measured = lag[keep].mean(axis=0)
+    design = _design(WINDOW, RADIUS)
+    half = np.linalg.lstsq(design, measured, rcond=None)[0]
+    return _full(half, RADIUS), float(mean[keep].mean())
+
+
+def _half_lags(radius: int) -> list[tuple[int, int]]:
+    """One lag of each ``±d`` pair within ``radius`` (``(0, 0)`` first)."""
+    return [(dy, dx) for dy in range(0, radius + 1) for dx in range(-radius, radius + 1)
+            if dy > 0 or dx >= 0]
+
+
+def _full(half: np.ndarray, radius: int) -> np.ndarray:
+    out = np.zeros((2 * radius + 1,) * 2)
+    for value, (dy, dx) in zip(half, _half_lags(radius)):
+        out[radius + dy, radius + dx] = out[radius - dy, radius - dx] = value
+    return out
+
+
+def _projector(mask: np.ndarray, order: int = 1) -> np.ndarray:
+    """Least-squares projection of the pixels of ``mask`` onto a plane (``order`` 1) or a
+    quadratic surface (2)."""
+    yy, xx = (a[mask].astype(np.float64) for a in np.mgrid[0:mask.shape[0], 0:mask.shape[1]])
+    terms = [np.ones_like(yy), yy, xx]
+    if order > 1:
+        terms += [yy * yy, xx * xx, yy * xx]
+    design = np.stack(terms, axis=1)
+    return design @ np.linalg.pinv(design)
+
+
+def _plane_projector(size: int) -> np.ndarray:
+    """The trend removed from each measured window."""
+    return _projector(np.ones((size, size), bool), ORDER)
+
+
+def _remove_plane(windows: np.ndarray) -> np.ndarray:
+    size = windows.shape[-1]
+    flat = windows.reshape(len(windows), -1)
+    return (flat - flat @ _plane_projector(size).T).reshape(windows.shape)
+
+
+def _lag_products(windows: np.ndarray) -> np.ndarray:
+    """Per window, the mean product of pixel pairs at each of :func:`_half_lags`."""
+    size = windows.shape[-1]
+    out = []
+    for dy, dx in _half_lags(RADIUS):
+        a = windows[:, :size - dy, max(-dx, 0):size - max(dx, 0)]
+        b = windows[:, dy:, max(dx, 0):size + min(dx, 0)]
+        out.append(np.mean(a * b, axis=(1, 2)))
+    return np.stack(out, axis=1)
+
+
+@lru_cache(maxsize=4)
+def _design(size: int, radius: int) -> np.ndarray:
+    """``M`` with ``E[lag products] = M @ C_half`` for noise of autocovariance ``C`` (zero
+    beyond ``radius``) after the trend is removed from each ``size`` window."""
+    lags = _half_lags(radius)
+    q = np.eye(size * size) - _plane_projector(size)
+    idx = np.arange(size * size).reshape(size, size)
+    pairs = [(idx[:size - dy, max(-dx, 0):size - max(dx, 0)].ravel(),
+              idx[dy:, max(dx, 0):size + min(dx, 0)].ravel()) for dy, dx in lags]
+    design = np.zeros((len(lags), len(lags)))
+    for col, (ey, ex) in enumerate(lags):
+        # E[w'_i w'_j] = (Q Σ Q)_ij with Σ = sum_e C_e B_e, B_e ones at (u, u + e), (u + e, u)
+        u = idx[max(-ey, 0):size - max(ey, 0), max(-ex, 0):size - max(ex, 0)].ravel()
+        v = u + ey * size + ex
+        t = q[:, u] @ q[v, :]
+        if (ey, ex) != (0, 0):
+            t = t + t.T
+        for row, (i, j) in enumerate(pairs):
+            design[row, col] = t[i, j].mean()
+    return design
+
+
+def kernel_from_correlation(rho: np.ndarray, radius: int = KERNEL_RADIUS, n: int = 64,
+                            iterations: int = 6) -> np.ndarray:
+    """A symmetric kernel (unit L2 norm, side ``2 radius + 1``) whose autocorrelation is
+    ``rho`` at its lags."""
+    r = rho.shape[0] // 2
+    target = rho.copy()
+    kernel = None
+    for _ in range(iterations):
+        kernel = spectral_root(target, radius, n)
+        realised = _autocorrelation(kernel)[2 * radius - r:2 * radius + r + 1,
+                                            2 * radius - r:2 * radius + r + 1]
+        target = target + (rho - realised)
+        target[r, r] = 1.0
+    return kernel.astype(np.float32)
+
+
+def _autocorrelation(kernel: np.ndarray) -> np.ndarray:
+    size = kernel.shape[0]
+    pad = np.zeros((2 * size, 2 * size))
+    pad[:size, :size] = kernel
+    spec = np.abs(np.fft.fft2(pad)) ** 2
+    acf = np.real(np.fft.ifft2(spec))
+    acf = np.fft.fftshift(acf)
+    c = size
+    return acf[c - size + 1:c + size, c - size + 1:c + size]

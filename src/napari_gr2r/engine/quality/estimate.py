@@ -1,0 +1,283 @@
+r"""Trust without a clean image: estimate a denoiser's error from the noisy image alone.
+
+For noise ``n = y - x`` of covariance ``Σ`` and a (weakly differentiable) denoiser ``f`` with
+Jacobian ``J``, Stein's lemma gives ``E[nᵀ f(y)] = tr(Σ J)``, so that ::
+
+    E ||f(y) - x||² = E ||f(y) - y||² - tr(Σ) + 2 tr(Σ J)
+
+(SURE for white Gaussian noise, where ``Σ = σ² I``; with a signal-dependent variance
+``Σ_ii = σ²(x_i) = a x_i + b`` this is the first-order form of the Poisson-Gaussian PG-URE; with
+``Σ = D^½ K D^½``, ``K`` the noise's correlation between pixels, it is the generalised estimate for
+correlated noise). Both noise terms come from the noise model fitted on the image being assessed
+(:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.level.NoiseLevel.estimate>`: the variance function
+from the high-pass residue, refitted by :func:`~napari_gr2r.engine.noise.refit.refit`: white
+noise per intensity bin, correlated noise's autocovariance to lag 6 in windows chosen by the
+flatness of their surroundings):
+
+- ``tr(Σ)``: the variance function at the local (5x5) mean of ``y``, summed over the pixels;
+- ``tr(Σ J)``: by Monte-Carlo, ``E_c[cᵀ (f(y + ε c) - f(y)) / ε]`` with seeded probes
+  ``c = σ(·) ⊙ (k * w)``, ``w`` white Gaussian and ``k`` the correlation kernel, so that
+  ``Cov(c) = Σ``; the perturbed images go through the same tiled inference as ``denoise``.
+
+The same probes give ``tr(J Σ Jᵀ) = E||J c||²``, the part of the denoiser's error that is
+propagated noise. To first order ``y - f(y) = (I - J) n - β`` with ``β = E f(y) - x`` the
+signal lost by the denoiser (its bias), so :attr:`QualityReport.residual_structure` is
+``β``'s share of the residual's energy, ``1 - E||(I - J) c||² / ||y - f(y)||²`` (clipped to
+[0, 1]): 0 when what was removed is the noise and nothing else, near 1 when it is mostly image.
+
+Examples
+--------
+>>> report = assess(model, noisy, axes="YX")          # doctest: +SKIP
+>>> report.mse, report.psnr(data_range=255)           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.normalization import Normalization
+from ..inference.memory import denoise_in_memory
+from ..io.sources import ImageSource
+from ..model.model import GR2RModel
+from ..noise.level import NoiseLevel
+from ..noise.refit import VarianceCurve, refit
+from .report import (
+    LAG_RADIUS,
+    STRUCTURE_MESSAGE,
+    STRUCTURE_WARNING,
+    FittedNoise,
+    QualityReport,
+    fitted_noise,
+)
+from .risk import EPSILON, probe, variance_map
+
+__all__ = ["STRUCTURE_MESSAGE", "STRUCTURE_WARNING", "FittedNoise", "QualityReport", "assess",
+           "fit_noise"]
+
+DEFAULT_PROBES = 4
+MAX_PIXELS = 2**20
+"""Pixels assessed at most (larger images: random crops of that many pixels in all)."""
+CROP = 256
+
+Denoiser = Callable[[np.ndarray], np.ndarray]
+"""A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
+intensity units in, the denoised block of the same shape out."""
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
+           probes: int = DEFAULT_PROBES, epsilon: float = EPSILON, seed: int = 0,
+           noise: str | NoiseLevel = "fit", max_pixels: int = MAX_PIXELS,
+           tile: int | tuple[int, ...] | None = None, batch_size: int = 4,
+           device: str = "auto", keep_denoised: bool = False,
+           should_stop: Callable[[], bool] | None = None) -> QualityReport:
+    """Estimate the mean squared error of ``denoise(model, noisy)`` without a clean image.
+
+    Parameters
+    ----------
+    model : GR2RModel or callable
+        A trained model, or any denoiser taking and returning a ``(C, Z, Y, X)`` float32
+        block in the input's intensity units.
+    noisy : numpy, dask or zarr array
+        Read block by block; never modified. Images of more than ``max_pixels`` pixels are
+        assessed on seeded random crops of that many pixels in all.
+    axes : str, optional
+        Defaults to the model's axes.
+    probes, epsilon : int, float
+        Monte-Carlo probes of the divergence and their step (a fraction of the noise).
+    seed : int
+        Seeds the crops, the noise fit and the probes: the same call gives the same report.
+    noise : "fit", "model" or NoiseLevel
+        Fit the noise on this image (default), use the model's own noise model, or a given
+        one (in the normalised units of the model).
+    tile, batch_size, device
+        As for :func:`~napari_gr2r.engine.denoise`.
+    keep_denoised : bool
+        Keep the denoised image in the report (only when the whole image is assessed).
+    should_stop : callable, optional
+        Polled before each pass through the denoiser; when it returns True,
+        :class:`InterruptedError` is raised.
+    """
+    if probes < 1:
+        raise ValueError("probes must be at least 1")
+    if isinstance(model, GR2RModel):
+        source = model.open_source(noisy, axes)
+        net_model: GR2RModel | None = model
+        denoiser = _model_denoiser(model, tile, batch_size, device)
+        name = repr(model)
+    else:
+        if axes is None:
+            raise ValueError("axes= is needed to assess a denoiser that is not a GR2RModel")
+        source = ImageSource(noisy, axes)
+        net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
+    if should_stop is not None:
+        plain = denoiser
+
+        def denoiser(block: np.ndarray) -> np.ndarray:
+            if should_stop():
+                raise InterruptedError("The assessment was stopped.")
+            return plain(block)
+
+    rng = np.random.default_rng(seed)
+    margin = _margin(net_model)
+    blocks = _select_blocks(source, max_pixels, rng, margin,
+                            margin if net_model is not None and net_model.dims == 3 else 0)
+    norm = net_model.normalization if net_model is not None else \
+        Normalization.fit([b for b, _ in blocks])
+    level, curve = _noise_level(noise, net_model, norm, blocks, rng)
+    fitted = fitted_noise(level, norm, [b for b, _ in blocks], curve)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+
+    totals = dict(n=0, res=0.0, var=0.0)
+    div = np.zeros(probes)
+    prop = np.zeros(probes)
+    leak = np.zeros(probes)
+    acf = np.zeros((2 * LAG_RADIUS + 1,) * 2)
+    denoised_blocks = []
+    for block, inner in blocks:
+        fy = np.asarray(denoiser(block), np.float32)
+        if keep_denoised:
+            denoised_blocks.append(fy)
+        variance = variance_map(block, level, norm, curve)
+        sd = np.sqrt(variance)
+        residual = (block - fy)[inner]
+        totals["n"] += residual.size
+        totals["res"] += float(np.sum(residual.astype(np.float64) ** 2))
+        totals["var"] += float(np.sum(variance[inner]))
+        acf += _autocorrelation(residual)
+        for k in range(probes):
+            c = probe(sd, level.kernel, gen)
+            step = epsilon
+            jc = (np.asarray(denoiser(block + step * c), np.float32) - fy) / step
+            c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
+            div[k] += float(np.sum(c_in * jc_in))
+            prop[k] += float(np.sum(jc_in**2))
+            leak[k] += float(np.sum((c_in - jc_in) ** 2))
+    n = totals["n"]
+    residual_mse, noise_variance = totals["res"] / n, totals["var"] / n
+    div, prop, leak = div / n, prop / n, leak / n
+    mse_k = residual_mse - noise_variance + 2 * div
+    mse = float(np.mean(mse_k))
+    mse_sd = float(np.std(mse_k, ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
+    structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
+        float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
+    denoised = None
+    if keep_denoised and all(_whole(i) for _, i in blocks) and \
+            len(blocks) == source.n_samples:
+        denoised = _to_input_layout(np.stack(denoised_blocks), source)
+    return QualityReport(
+        mse=max(mse, 0.0), noise=fitted, residual_structure=structure,
+        residual_mse=residual_mse, noise_variance=noise_variance, divergence=float(np.mean(div)),
+        propagated_noise=float(np.mean(prop)), mse_sd=mse_sd, pixels=n, probes=probes,
+        data_range=norm.scale(0), residual_autocorrelation=acf / max(acf[LAG_RADIUS, LAG_RADIUS],
+                                                                     1e-30),
+        model=name, denoised=denoised,
+    )
+
+
+def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXELS,
+              ) -> FittedNoise:
+    """The noise model :func:`assess` would fit on ``data``, without a denoiser."""
+    source = ImageSource(data, axes)
+    rng = np.random.default_rng(seed)
+    blocks = _select_blocks(source, max_pixels, rng, 0)
+    norm = Normalization.fit([b for b, _ in blocks])
+    level, curve = _noise_level("fit", None, norm, blocks, rng)
+    return fitted_noise(level, norm, [b for b, _ in blocks], curve)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str) -> Denoiser:
+    def run(block: np.ndarray) -> np.ndarray:
+        return denoise_in_memory(model, block, axes="CZYX", tile=tile, batch_size=batch_size,
+                                 device=device)
+
+    return run
+
+
+def _margin(model: GR2RModel | None) -> int:
+    if model is None:
+        return 16
+    return int(getattr(model.net, "receptive_radius", 32))
+
+
+Inner = tuple[slice, ...]
+
+
+def _whole(inner: Inner) -> bool:
+    return all(s == slice(None) for s in inner)
+
+
+def _select_blocks(source: ImageSource, max_pixels: int, rng: np.random.Generator,
+                   margin: int, margin_z: int = 0) -> list[tuple[np.ndarray, Inner]]:
+    """``(block (C, Z, Y, X) in input units, the slices of it that are assessed)``.
+
+    The whole image when it has at most ``max_pixels`` pixels; else seeded random crops, each
+    an assessed window placed uniformly in the image plus a border (``margin`` pixels, the
+    network's reach; ``margin_z`` in Z for a 3D network) that is denoised but not assessed.
+    """
+    c, nz, ny, nx = source.czyx
+    total = source.n_samples * c * nz * ny * nx
+    if total <= max_pixels:
+        return [(source.read(s), (slice(None),) * 4) for s in range(source.n_samples)]
+    blocks: list[tuple[np.ndarray, Inner]] = []
+    side = int(np.clip(math.isqrt(max(max_pixels, 1) // 4), 32, CROP))  # four crops at least
+    done = 0
+    while done < max_pixels and len(blocks) < 256:
+        s = int(rng.integers(source.n_samples))
+        spans, inner = [], [slice(None)]
+        for n, size, reach in ((nz, 8, margin_z), (ny, side, margin), (nx, side, margin)):
+            size = min(n, size)
+            start = int(rng.integers(n - size + 1))
+            lo, hi = max(0, start - reach), min(n, start + size + reach)
+            spans.append(slice(lo, hi))
+            inner.append(slice(start - lo, start - lo + size))
+        block = source.read(s, *spans)
+        blocks.append((block, tuple(inner)))
+        done += block[tuple(inner)].size
+    return blocks
+
+
+def _noise_level(noise: str | NoiseLevel, model: GR2RModel | None, norm: Normalization,
+                 blocks: list[tuple[np.ndarray, Inner]], rng: np.random.Generator,
+                 ) -> tuple[NoiseLevel, VarianceCurve | None]:
+    if isinstance(noise, NoiseLevel):
+        return noise, None
+    if noise == "model":
+        if model is None:
+            raise ValueError("noise='model' needs a GR2RModel")
+        return model.noise_level, None
+    if noise != "fit":
+        raise ValueError(f"noise must be 'fit', 'model' or a NoiseLevel, not {noise!r}")
+    normalised = [norm.apply(b) for b, _ in blocks]
+    return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
+
+
+def _autocorrelation(residual: np.ndarray) -> np.ndarray:
+    """Sum over the YX planes of the residual's autocovariance at lags up to LAG_RADIUS."""
+    r = LAG_RADIUS
+    planes = residual.reshape(-1, *residual.shape[-2:]).astype(np.float64)
+    ny, nx = planes.shape[-2:]
+    planes = planes - planes.mean(axis=(-2, -1), keepdims=True)
+    spec = np.fft.rfft2(planes, s=(ny + r, nx + r))
+    acov = np.fft.irfft2(np.abs(spec) ** 2, s=(ny + r, nx + r)).sum(axis=0)
+    acov = np.fft.fftshift(acov)
+    cy, cx = (ny + r) // 2, (nx + r) // 2
+    return acov[cy - r:cy + r + 1, cx - r:cx + r + 1] / (ny * nx)
+
+
+def _to_input_layout(stacked: np.ndarray, source: ImageSource) -> np.ndarray:
+    info = source.info
+    out = stacked.reshape(info.sample_shape + info.czyx)
+    squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
+    out = out.squeeze(axis=squeeze)
+    return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))

@@ -1,0 +1,169 @@
+"""What :func:`~napari_gr2r.engine.quality.estimate.assess` reports: the fitted noise and the estimate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data.normalization import Normalization
+from ..noise.level import NoiseLevel, _mean_and_detail
+from ..noise.refit import VarianceCurve
+
+LAG_RADIUS = 6
+"""Lags (pixels) of the residual autocorrelation kept in the report."""
+
+
+@dataclass
+class FittedNoise:
+    """The noise model fitted on the assessed image, in the input's intensity units.
+
+    Per channel, ``variance(x) = gain * max(x, floor) + offset``; Gaussian noise has
+    ``gain = 0``. ``kernel`` (unit L2 norm) makes white noise correlated like the noise, None
+    for white noise.
+    """
+
+    gain: list[float]
+    offset: list[float]
+    floor: list[float]
+    kernel: list[list[float]] | None
+    level: NoiseLevel
+    """The same model in the normalised units of :attr:`normalization`."""
+    normalization: Normalization
+    scatter: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    """Local mean and variance of the data behind the fit (channel 0, input units), to draw."""
+    knots: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    """The variance measured per intensity bin (channel 0, input units), where it was
+    refitted (white or weakly correlated noise); the estimate follows these, not the line."""
+    curve: VarianceCurve | None = field(default=None, repr=False)
+
+    def variance(self, x: np.ndarray, channel: int = 0) -> np.ndarray:
+        """Noise variance at clean intensity ``x`` (input units)."""
+        x = np.maximum(np.asarray(x, np.float64), self.floor[channel])
+        return self.gain[channel] * x + self.offset[channel]
+
+    @property
+    def sd(self) -> float:
+        """Typical noise standard deviation over the image (first channel, input units)."""
+        return math.sqrt(self.level.typical[0]) * self.normalization.scale(0)
+
+    @property
+    def neighbour_correlation(self) -> float:
+        return self.level.neighbour_correlation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gain": self.gain, "offset": self.offset, "floor": self.floor,
+                "kernel": self.kernel, "sd": self.sd,
+                "neighbour_correlation": self.neighbour_correlation}
+
+
+@dataclass
+class QualityReport:
+    """What :func:`assess` found. Squared errors are in the input's intensity units."""
+
+    mse: float
+    """Estimated mean squared error of the denoised image against the unknown clean one."""
+    noise: FittedNoise
+    residual_structure: float
+    """Share of the removed residual ``y - f(y)`` that is signal, not noise, in [0, 1]."""
+    residual_mse: float
+    """``mean((y - f(y))**2)``: what the denoiser removed."""
+    noise_variance: float
+    """Mean noise variance over the assessed pixels, ``tr(Σ) / N``."""
+    divergence: float
+    """``tr(Σ J) / N``: the noise the denoiser lets through, by Monte-Carlo."""
+    propagated_noise: float
+    """``tr(J Σ Jᵀ) / N``: the part of the error that is noise passed through."""
+    mse_sd: float
+    """Monte-Carlo standard error of :attr:`mse` from the probes (not the estimator's own
+    spread, which falls as one over the square root of the pixel count)."""
+    pixels: int
+    probes: int
+    data_range: float
+    """The data's robust range (1st to 99.9th percentile, first channel)."""
+    residual_autocorrelation: np.ndarray = field(repr=False, default_factory=lambda: np.ones((1, 1)))
+    """Normalised autocorrelation of the residual, lags ``-LAG_RADIUS..LAG_RADIUS`` in Y, X."""
+    model: str = ""
+    """The denoiser assessed (a model's description)."""
+    denoised: np.ndarray | None = field(default=None, repr=False)
+    """The denoised image when ``keep_denoised=True`` (whole in-memory images only)."""
+
+    @property
+    def signal_removed(self) -> bool:
+        """True when the residual holds enough signal to warn about."""
+        return self.residual_structure > STRUCTURE_WARNING
+
+    def psnr(self, data_range: float | None = None) -> float:
+        """The estimated error as a PSNR in dB for ``data_range`` (default: the data's)."""
+        rng = self.data_range if data_range is None else float(data_range)
+        return float(10 * math.log10(rng**2 / max(self.mse, 1e-30)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers (for a layer's metadata or JSON)."""
+        return {"mse": self.mse, "psnr": self.psnr(), "data_range": self.data_range,
+                "mse_sd": self.mse_sd, "residual_structure": self.residual_structure,
+                "residual_mse": self.residual_mse, "noise_variance": self.noise_variance,
+                "pixels": self.pixels, "probes": self.probes, "model": self.model,
+                "noise": self.noise.to_dict()}
+
+    def summary(self) -> str:
+        lines = [
+            f"estimated PSNR {self.psnr():.2f} dB (data range {self.data_range:.4g}); "
+            f"estimated MSE {self.mse:.4g} ± {self.mse_sd:.2g} (probes)",
+            f"noise: sd {self.noise.sd:.4g}, variance {self.noise.gain[0]:.4g}·x + "
+            f"{self.noise.offset[0]:.4g}, neighbour correlation "
+            f"{self.noise.neighbour_correlation:.2f}",
+            f"residual: mean square {self.residual_mse:.4g} (noise {self.noise_variance:.4g}); "
+            f"signal share {self.residual_structure:.2f}",
+        ]
+        if self.signal_removed:
+            lines.append(STRUCTURE_MESSAGE)
+        return "\n".join(lines)
+
+
+STRUCTURE_WARNING = 0.3
+STRUCTURE_MESSAGE = (
+    "warning: the removed residual holds image structure, not only noise: the denoiser is "
+    "removing signal. Train for fewer steps or with a smaller network; a network still early in "
+    "its training blurs too, so after only a few hundred steps, train longer instead."
+)
+
+
+def fitted_noise(level: NoiseLevel, norm: Normalization,
+                 blocks: list[np.ndarray],
+                 curve: VarianceCurve | None) -> FittedNoise:
+    gain, offset, floor = [], [], []
+    for c in range(len(level.a)):
+        s, low = norm.scale(c), norm.low[c]
+        # var_in = s^2 (a max((x - low)/s, 0) + b) = a s max(x, low) + b s^2 - a s low
+        gain.append(float(level.a[c] * s))
+        offset.append(float(level.b[c] * s * s - level.a[c] * s * low))
+        floor.append(float(low))
+    knots: dict[str, list[float]] = {}
+    if curve is not None:
+        s0, low0 = norm.scale(0), norm.low[0]
+        knots = {"mean": [x * s0 + low0 for x in curve.x[0]],
+                 "variance": [v * s0 * s0 for v in curve.v[0]]}
+    return FittedNoise(gain, offset, floor, level.kernel, level, norm,
+                       scatter=_scatter(blocks), knots=knots, curve=curve)
+
+
+def _scatter(blocks: list[np.ndarray], points: int = 4000) -> dict[str, list[float]]:
+    """Local 3x3 mean and high-pass variance estimate of channel 0 (what the fit sees)."""
+    means, details = [], []
+    for block in blocks:
+        for plane in block[0]:
+            if min(plane.shape) >= 3:
+                m, d = _mean_and_detail(plane)
+                means.append(m.ravel())
+                details.append(d.ravel())
+    if not means:
+        return {"mean": [], "variance": []}
+    mean, detail = np.concatenate(means), np.concatenate(details)
+    order = np.argsort(mean)
+    groups = np.array_split(order, min(points // 20, max(1, len(order) // 64)))
+    xs = [float(np.mean(mean[g])) for g in groups if len(g)]
+    vs = [float(np.mean(detail[g].astype(np.float64) ** 2)) for g in groups if len(g)]
+    return {"mean": xs, "variance": vs}

@@ -1,0 +1,99 @@
+"""The error estimate's pieces shared by training and :mod:`~napari_gr2r.engine.quality.estimate`.
+
+The noise terms of the generalised SURE (see :mod:`~napari_gr2r.engine.quality.estimate`): each pixel's
+noise variance from the local mean of the data, seeded Monte-Carlo probes with the noise's
+covariance, and :func:`patch_mse`, the estimate on a network's own normalised patches, which
+training reports at every validation as ``estimated_psnr``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.normalization import Normalization
+from ..noise.level import NoiseLevel
+from ..noise.refit import VarianceCurve
+
+EPSILON = 0.01
+"""Probe step as a fraction of the noise's standard deviation."""
+
+
+def box_mean(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    planes = x.reshape(-1, 1, *x.shape[-2:])
+    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
+    padded = F.pad(planes, (radius,) * 4, mode=mode)
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1).reshape(x.shape)
+
+
+def variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization,
+                  curve: VarianceCurve | None) -> np.ndarray:
+    """Noise variance of each pixel (input units) from the local 5x5 mean of the data."""
+    local = box_mean(torch.from_numpy(norm.apply(block)))
+    if curve is None:
+        var = level.variance(local[None], channel_axis=1)[0].numpy()
+    else:
+        local = local.numpy()
+        var = np.stack([curve(local[c], c) for c in range(local.shape[0])])
+    scales = np.asarray([norm.scale(c) for c in range(block.shape[0])], np.float32)
+    return (var * scales.reshape(-1, 1, 1, 1) ** 2).astype(np.float32)
+
+
+def correlated_normal(shape: tuple[int, ...], kernel: list[list[float]] | None,
+                      gen: torch.Generator) -> torch.Tensor:
+    """Gaussian noise of unit variance with the correlation ``kernel`` makes, the same at
+    every pixel: white noise drawn beyond the borders by the kernel's radius, then filtered
+    (no reflection, which would correlate the noise near the borders with itself)."""
+    if kernel is None:
+        return torch.randn(shape, generator=gen)
+    k = torch.as_tensor(kernel, dtype=torch.float32)
+    ry, rx = k.shape[0] // 2, k.shape[1] // 2
+    ny, nx = shape[-2:]
+    w = torch.randn((int(np.prod(shape[:-2], dtype=np.int64)), 1, ny + 2 * ry, nx + 2 * rx),
+                    generator=gen)
+    return F.conv2d(w, k[None, None]).reshape(shape)
+
+
+def probe(sd: np.ndarray, kernel: list[list[float]] | None,
+          gen: torch.Generator) -> np.ndarray:
+    w = correlated_normal(sd.shape, kernel, gen)
+    return (w.numpy() * sd).astype(np.float32)
+
+
+def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLevel,
+              curve: VarianceCurve | None = None, probes: int = 2, seed: int = 0,
+              epsilon: float = EPSILON, margin: int = 0) -> float:
+    """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
+
+    The estimate of :func:`~napari_gr2r.engine.quality.estimate.assess` with the network applied to each
+    patch whole (no tiling), with fixed probes (``seed``), so values from one training step to
+    the next compare. The ``margin`` pixels along each patch's YX border, where the network lacks
+    the context it has inside an image, are perturbed but not counted.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for y in batches:
+            device = y.device
+            ny, nx = y.shape[-2:]
+            my, mx = min(margin, (ny - 1) // 2), min(margin, (nx - 1) // 2)
+            inner = (..., slice(my, ny - my), slice(mx, nx - mx))
+            fy = net(y)
+            local = box_mean(y.detach().float().cpu())
+            if curve is None:
+                var = level.variance(local, channel_axis=1)
+            else:
+                var = torch.from_numpy(np.stack(
+                    [curve(local[:, c].numpy(), c) for c in range(y.shape[1])], axis=1)
+                ).to(local.dtype)
+            var = var.to(device)
+            sd = var.sqrt()
+            est = float((fy - y)[inner].square().sum() - var[inner].sum())
+            div = 0.0
+            for _ in range(probes):
+                c = (correlated_normal(tuple(y.shape), level.kernel, gen) * sd).to(device)
+                div += float((c * (net(y + epsilon * c) - fy))[inner].sum()) / epsilon
+            total += est + 2 * div / probes
+            count += fy[inner].numel()
+    return max(total / max(count, 1), 1e-12)

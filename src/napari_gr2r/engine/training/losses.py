@@ -1,0 +1,271 @@
+r"""Training objectives: GR2R (stable and paper forms), R2R with a known noise model, N2C.
+
+All work on normalised batches ``y`` of shape ``(B, C, *spatial)`` and one network ``f``.
+
+GR2R, paper equation 14 (``method="gr2r-paper"``)::
+
+    r  = y - f(y)                        (no gradient)
+    n  = r * m,   m = +-1 with p = 0.5   (generated noise, zero mean)
+    y+ = y + n,   y- = y - n             (recorrupted pair)
+    L  = ||f(y+) - y-||^2 + lambda_g ||f(y) - y||^2 + gamma ||f(sg[f(y)] + n) - sg[f(y)]||^2
+
+with ``lambda_g = 1`` and ``gamma = 2``. The identity ``f(y) = y`` gives ``r = 0``, ``n = 0``
+and zero loss, so this objective can slide onto the noisy input (collapse).
+
+Stable GR2R (``method="gr2r"``, the default) keeps the residual's shape but pins its size:
+per patch and channel, ``n`` is rescaled so that its mean square equals the mean of
+``sigma^2(f(y))``, where ``sigma^2(x) = a x + b`` is the noise level fitted before training
+(:class:`~napari_gr2r.engine.noise.level.NoiseLevel`). The identity then no longer zeroes the loss
+(``n`` stays at the noise level whatever ``f`` does), and ``lambda_g`` defaults to 0.
+When the noise is spatially correlated (measured before training in the flattest windows of
+the data), the sign-flipped residual is filtered with a kernel of that correlation, so the
+generated noise is correlated like the real noise instead of white.
+
+Both can split the generated noise unevenly, as R2R does (``TrainConfig.alpha``, default 1,
+the paper's pair)::
+
+    y+ = y + alpha n,   y- = y - n / alpha
+
+so that the network learns to denoise ``(1 + alpha^2)`` times the noise variance instead of
+twice it, and the pseudo-supervised input is ``sg[f(y)] + alpha n``.
+
+R2R (Pang et al. 2021) with known noise of standard deviation ``s``::
+
+    y+ = y + alpha s z,   y- = y - s z / alpha,   z ~ N(0, 1),   L = ||f(y+) - y-||^2
+
+N2C (supervised): ``L = ||f(y) - x||^2`` with the clean image ``x``.
+
+Examples
+--------
+The generated noise has zero mean whatever the residual:
+
+>>> import torch
+>>> g = torch.Generator().manual_seed(0)
+>>> r = torch.ones(1, 1, 64, 64)
+>>> n = r * rademacher(r.shape, g)
+>>> abs(float(n.mean())) < 0.05
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TrainConfig
+from ..data.normalization import Normalization
+from ..noise.level import NoiseLevel
+
+
+def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """Random signs, +1 or -1 with probability 1/2 each."""
+    bits = torch.randint(0, 2, tuple(shape), generator=generator, device=generator.device)
+    return (bits.float() * 2 - 1).to(device)
+
+
+def _normal(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randn(tuple(shape), generator=generator, device=generator.device).to(device)
+
+
+def pinned_noise(residual: torch.Tensor, mask: torch.Tensor, signal: torch.Tensor,
+                 noise_level: NoiseLevel) -> torch.Tensor:
+    """Generated noise ``residual * mask`` rescaled to the noise level of ``signal``.
+
+    The scale is one number per patch and channel, chosen so that the patch's noise energy is
+    the one the noise model predicts for it: the residual's spatial structure (and any
+    correlation in it) is kept while its size cannot shrink to zero. Energies are compared
+    summed over the patch, not pixel by pixel, so that dark pixels whose predicted variance
+    is close to zero cannot dominate the scale.
+    """
+    variance = noise_level.variance(signal)
+    spatial = tuple(range(2, residual.ndim))
+    noise = residual * mask
+    if noise_level.kernel is not None:
+        noise = correlate_yx(noise, noise_level.kernel)
+    energy = noise.square().mean(dim=spatial, keepdim=True)
+    expected = variance.mean(dim=spatial, keepdim=True)
+    return noise * (expected / energy.clamp(min=1e-12)).sqrt()
+
+
+def correlate_yx(noise: torch.Tensor, kernel: list[list[float]]) -> torch.Tensor:
+    """Filter every YX plane of ``noise`` with ``kernel`` (reflected at the borders).
+
+    White noise comes out with the spatial correlation the kernel describes and, the kernel
+    having unit L2 norm, the same variance.
+    """
+    k = torch.as_tensor(kernel, dtype=noise.dtype, device=noise.device)
+    ry, rx = k.shape[0] // 2, k.shape[1] // 2
+    shape = noise.shape
+    planes = noise.reshape(-1, 1, shape[-2], shape[-1])
+    mode = "reflect" if min(shape[-2:]) > max(ry, rx) else "replicate"
+    planes = F.pad(planes, (rx, rx, ry, ry), mode=mode)
+    return F.conv2d(planes, k[None, None]).reshape(shape)
+
+
+@dataclass
+class StepResult:
+    """What one evaluation of an objective gives."""
+
+    loss: torch.Tensor
+    terms: dict[str, float]
+    residual_energy: float | None
+
+
+class Objective:
+    """Base class: ``__call__(net, y, target, generator) -> StepResult``."""
+
+    term_names: tuple[str, ...] = ("loss",)
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        raise NotImplementedError
+
+
+class GR2RLoss(Objective):
+    """Generative recorrupted-to-recorrupted loss (see the module docstring).
+
+    The passes that need a gradient go through the network as one concatenated batch.
+    """
+
+    term_names = ("unsupervised", "regular", "pseudo")
+
+    def __init__(self, gamma: float, lambda_g: float, noise_level: NoiseLevel | None,
+                 alpha: float = 1.0) -> None:
+        self.gamma, self.lambda_g, self.noise_level = gamma, lambda_g, noise_level
+        self.alpha = alpha
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        with torch.no_grad():
+            fy = net(y)
+            residual = y - fy
+            mask = rademacher(y.shape, generator, y.device)
+            if self.noise_level is not None:
+                noise = pinned_noise(residual, mask, fy, self.noise_level)
+            else:
+                noise = residual * mask
+        alpha = self.alpha
+        inputs = [y + alpha * noise]
+        if self.lambda_g > 0:
+            inputs.append(y)
+        if self.gamma > 0:
+            inputs.append(fy + alpha * noise)
+        outputs = net(torch.cat(inputs)).split(y.shape[0])
+        l_u = F.mse_loss(outputs[0], y - noise / alpha)
+        loss = l_u
+        terms = {"unsupervised": float(l_u.detach())}
+        k = 1
+        if self.lambda_g > 0:
+            l_g = F.mse_loss(outputs[k], y)
+            loss = loss + self.lambda_g * l_g
+            terms["regular"] = float(l_g.detach())
+            k += 1
+        if self.gamma > 0:
+            l_s = F.mse_loss(outputs[k], fy)
+            loss = loss + self.gamma * l_s
+            terms["pseudo"] = float(l_s.detach())
+        return StepResult(loss, terms, float(residual.square().mean()))
+
+
+class R2RLoss(Objective):
+    """Recorrupted-to-recorrupted with a known (Gaussian or Poisson-Gaussian) noise level."""
+
+    term_names = ("unsupervised",)
+
+    def __init__(self, noise_level: NoiseLevel, alpha: float) -> None:
+        self.noise_level, self.alpha = noise_level, alpha
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        sd = self.noise_level.variance(y).sqrt()
+        z = _normal(y.shape, generator, y.device) * sd
+        loss = F.mse_loss(net(y + self.alpha * z), y - z / self.alpha)
+        return StepResult(loss, {"unsupervised": float(loss.detach())}, None)
+
+
+class N2CLoss(Objective):
+    """Supervised Noise2Clean: mean squared error to the clean target."""
+
+    term_names = ("supervised",)
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        if target is None:
+            raise ValueError("method='n2c' needs a clean target")
+        loss = F.mse_loss(net(y), target)
+        return StepResult(loss, {"supervised": float(loss.detach())}, None)
+
+
+class RecorruptedValidation(Objective):
+    """Validation criterion of the self-supervised methods: ``||f(y + a n) - (y - n / a)||^2``.
+
+    ``n`` is drawn from the noise model estimated before training (its variance, and its
+    correlation when the noise is correlated), with the fixed draws of the validation seed. It
+    does not depend on the network, so values are comparable from one validation to the next
+    (a GR2R loss is not: its noise comes from the network's own residual), and when ``n`` is
+    distributed like the real noise it equals the network's squared error against the clean
+    image at ``1 + a^2`` times the noise variance, plus a constant (``a``: the objective's
+    ``alpha``). The identity scores ``(a + 1/a)^2 sigma^2``, above any denoiser (a perfect one
+    scores ``(1 + 1/a^2) sigma^2``), so the weights kept as the best are not a collapsed
+    network.
+    """
+
+    term_names = ("validation",)
+
+    def __init__(self, noise_level: NoiseLevel, alpha: float = 1.0) -> None:
+        self.noise_level, self.alpha = noise_level, alpha
+
+    def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
+                 generator: torch.Generator) -> StepResult:
+        z = _normal(y.shape, generator, y.device)
+        if self.noise_level.kernel is not None:
+            z = correlate_yx(z, self.noise_level.kernel)
+        n = z * self.noise_level.variance(y).sqrt()
+        loss = F.mse_loss(net(y + self.alpha * n), y - n / self.alpha)
+        return StepResult(loss, {"validation": float(loss.detach())}, None)
+
+
+def known_noise_level(config: TrainConfig, norm: Normalization) -> NoiseLevel:
+    """The noise model given in ``config`` (input intensity units), in normalised units."""
+    sigma = float(config.noise_sigma or 0.0)
+    gain = float(config.noise_gain or 0.0) if config.noise_model == "poisson-gaussian" else 0.0
+    offset = float(config.noise_offset)
+    a, b = [], []
+    for c in range(len(norm.low)):
+        scale = norm.scale(c)
+        # var_raw = gain * (x_raw - offset) + sigma^2 with x_raw = x * scale + low
+        base = sigma**2 + gain * (norm.low[c] - offset)
+        a.append(gain / scale)
+        b.append(max(base, 0.5 * sigma**2, 1e-12) / scale**2)
+    return NoiseLevel(a, b, [x + y * 0.25 for x, y in zip(b, a)])
+
+
+def build_objective(config: TrainConfig, norm: Normalization,
+                    estimated: NoiseLevel) -> Objective:
+    """The objective a config asks for."""
+    if config.method in ("gr2r", "gr2r-paper"):
+        return GR2RLoss(
+            gamma=config.resolved_gamma,
+            lambda_g=config.resolved_lambda_g,
+            noise_level=estimated if config.resolved_pin_noise else None,
+            alpha=config.resolved_alpha,
+        )
+    if config.method == "r2r":
+        return R2RLoss(known_noise_level(config, norm), config.r2r_alpha)
+    return N2CLoss()
+
+
+def build_validation(config: TrainConfig, objective: Objective,
+                     estimated: NoiseLevel) -> Objective:
+    """The criterion held-out patches are scored by, to keep the best weights.
+
+    ``n2c`` and ``r2r`` use their own objective (with fixed draws, it does not depend on the
+    network); GR2R uses :class:`RecorruptedValidation` with the estimated noise.
+    """
+    if config.method in ("gr2r", "gr2r-paper"):
+        return RecorruptedValidation(estimated, config.resolved_alpha)
+    return objective

@@ -1,0 +1,145 @@
+"""engine.assess: the error estimated without the clean image against the error measured with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_gr2r import engine
+from napari_gr2r.engine.quality.estimate import assess
+from tests.helpers import tiny
+
+
+def _blur(sd):
+    r = int(np.ceil(3 * sd))
+    x = np.arange(-r, r + 1)
+    g = np.exp(-(x**2) / (2 * sd**2))
+    kernel = torch.tensor(np.outer(g, g) / g.sum() ** 2, dtype=torch.float32)[None, None]
+
+    def run(block):
+        planes = torch.from_numpy(np.ascontiguousarray(block)).reshape(-1, 1, *block.shape[-2:])
+        out = F.conv2d(F.pad(planes, (r,) * 4, mode="reflect"), kernel)
+        return out.reshape(block.shape).numpy()
+
+    return run
+
+
+def _true_mse(out, clean):
+    return float(np.mean((out.astype(np.float64) - clean) ** 2))
+
+
+@pytest.fixture(scope="module")
+def clean():
+    """Smooth blobs on a ramp, 0..200: a clean image with no noise of its own."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:112, 0:112].astype(np.float64)
+    image = 40 + 0.3 * xx
+    for _ in range(14):
+        cy, cx, r = rng.uniform(10, 102), rng.uniform(10, 102), rng.uniform(4, 12)
+        image += 120 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    return np.clip(image, 0, 200)
+
+
+@pytest.fixture(scope="module")
+def noisy(clean):
+    """Gaussian noise of sd 25."""
+    return (clean + np.random.default_rng(6).normal(0, 25, clean.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(noisy):
+    return engine.train(noisy, "YX", tiny(steps=120))
+
+
+def test_estimate_within_1db_for_a_trained_model(model, noisy, clean):
+    report = assess(model, noisy, "YX", keep_denoised=True)
+    np.testing.assert_allclose(report.denoised, engine.denoise(model, noisy, "YX"),
+                               atol=1e-3)
+    true = _true_mse(report.denoised, clean)
+    error_db = 10 * np.log10(report.mse / true)
+    assert abs(error_db) < 1.0, (report.mse, true)
+    assert report.psnr(200) == pytest.approx(10 * np.log10(200**2 / report.mse))
+    # the noise was fitted on this image: sd 25 of white noise
+    assert report.noise.sd == pytest.approx(25, rel=0.1)
+    assert report.noise.kernel is None
+
+
+def test_estimate_within_1db_for_the_identity(noisy, clean):
+    report = assess(lambda block: block, noisy, "YX")
+    true = _true_mse(noisy, clean)
+    assert abs(10 * np.log10(report.mse / true)) < 1.0, (report.mse, true)
+    assert report.residual_structure == 0.0
+
+
+def test_residual_structure_rises_with_the_signal_removed():
+    """Sharp-edged shapes: a blur removes their edges with the noise."""
+    yy, xx = np.mgrid[0:96, 0:96]
+    clean = 200.0 * (((yy // 12) + (xx // 12)) % 2)
+    noisy = (clean + np.random.default_rng(0).normal(0, 25, clean.shape)).astype(np.float32)
+    identity = assess(lambda block: block, noisy, "YX").residual_structure
+    mild = assess(_blur(0.7), noisy, "YX").residual_structure
+    strong = assess(_blur(3.0), noisy, "YX")
+    assert 0.0 == identity < mild < strong.residual_structure <= 1.0, (identity, mild, strong)
+    assert strong.signal_removed, strong.residual_structure
+
+
+def test_seeded_and_lazy_inputs_agree(model, noisy):
+    import dask.array as da
+
+    first = assess(model, noisy, "YX", seed=3)
+    assert assess(model, da.from_array(noisy, chunks=48), "YX", seed=3).mse == first.mse
+    assert assess(model, noisy, "YX", seed=3).mse == first.mse
+    assert assess(model, noisy, "YX", seed=4).mse != first.mse
+
+
+def test_crops_of_a_large_image_estimate_its_error(model, clean):
+    """Beyond max_pixels, seeded crops (their borders denoised, not counted) stand in."""
+    big_clean = np.tile(clean, (2, 2))
+    big = (big_clean + np.random.default_rng(7).normal(0, 25, big_clean.shape)).astype(np.float32)
+    report = assess(model, big, "YX", max_pixels=big.size // 3)
+    assert big.size // 3 <= report.pixels < big.size
+    true = _true_mse(engine.denoise(model, big, "YX"), big_clean)
+    assert abs(10 * np.log10(report.mse / true)) < 1.0, (report.mse, true)
+
+
+def test_training_reports_the_estimated_psnr(noisy, clean):
+    """At each validation, the estimate from the noisy patches alone is within 1 dB of the
+    network's PSNR against their clean counterparts (n2c keeps those next to them)."""
+    trainer = engine.Trainer(noisy, "YX", tiny(steps=60, val_every=30, method="n2c"),
+                             target=clean)
+    seen = []
+    for event in trainer.iter_fit():
+        if isinstance(event, engine.TrainingProgress):
+            seen.append(event.estimated_psnr)
+            if event.validated:
+                with torch.no_grad():
+                    mse = np.mean([float((trainer.net(y) - x).square().mean())
+                                   for y, x in trainer.val_batches])
+                assert abs(event.estimated_psnr + 10 * np.log10(mse)) < 1.0
+    assert seen[0] is None
+    assert seen[-1] is not None
+    assert "estimated_psnr" in trainer.model.history[-1]
+
+
+def test_estimate_within_1db_for_a_blur_on_correlated_noise():
+    """Noise correlated over several pixels: a smoothing denoiser's error depends on the
+    noise's autocovariance out to those lags, which the assessment measures on the image."""
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[0:192, 0:192].astype(np.float64)
+    clean = 60 + 0.2 * xx
+    for _ in range(12):
+        cy, cx, r = rng.uniform(10, 182), rng.uniform(10, 182), rng.uniform(4, 10)
+        clean += 100 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    k = np.exp(-(np.arange(-2, 3)[:, None] ** 2 + np.arange(-2, 3)[None, :] ** 2) / 2.0)
+    k /= np.sqrt(np.sum(k**2))
+    white = np.pad(rng.normal(0, 25, clean.shape), 2, mode="wrap")
+    noise = sum(k[i, j] * white[i:i + 192, j:j + 192] for i in range(5) for j in range(5))
+    noisy = (clean + noise).astype(np.float32)
+    blur = _blur(1.5)
+    report = assess(blur, noisy, "YX")
+    true = _true_mse(blur(noisy[None, None])[0, 0], clean)
+    assert abs(10 * np.log10(report.mse / true)) < 1.0, (report.mse, true)
+    assert report.noise.sd == pytest.approx(25, rel=0.15)
+    assert report.noise.neighbour_correlation == pytest.approx(0.78, abs=0.1)
