@@ -1,5 +1,6 @@
-"""The package's architecture: no import cycle, no GUI code in the headless layers, modules of a
-readable size, and every headless module importable on its own in dependency order.
+"""The package's architecture: the engine's packages in one order (nothing imports upwards), no
+import cycle, no GUI code in the headless layers, modules and functions of a readable size, and every
+headless module importable on its own in dependency order.
 
 See docs/architecture.md for the layers these checks keep in place.
 """
@@ -23,6 +24,15 @@ HEADLESS = ("napari_gr2r.engine", "napari_gr2r.io", "napari_gr2r.cli", "napari_g
 """Modules (and packages) that must run without napari or Qt."""
 MAX_LINES = 400
 REASON = "longer than 400 lines because"
+MAX_FUNCTION_LINES = 80
+FUNCTION_REASON = "longer than 80 lines because"
+ENGINE = f"{PACKAGE}.engine"
+ENGINE_LAYERS = (
+    "errors", "checks", "config", "devices",
+    "io", "data", "noise", "model", "inference", "quality", "training", "batch", "export", "api",
+)
+"""The engine's modules and packages, lowest first (docs/architecture.md says what each holds). A
+module may import from its own layer and the ones before it, never from a later one."""
 
 
 def _modules() -> dict[str, Path]:
@@ -139,6 +149,65 @@ def _is_headless(name: str) -> bool:
     return any(name == h or name.startswith(h + ".") for h in HEADLESS)
 
 
+def _layer(name: str) -> int:
+    """The index in ``ENGINE_LAYERS`` of the engine module ``name`` (the engine's ``__init__``
+    comes after every layer)."""
+    if name == ENGINE:
+        return len(ENGINE_LAYERS)
+    first = name[len(ENGINE) + 1:].split(".")[0]
+    if first not in ENGINE_LAYERS:
+        raise AssertionError(f"{name} is in no layer of ENGINE_LAYERS: add it there and to "
+                             "docs/architecture.md")
+    return ENGINE_LAYERS.index(first)
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``"a -> b"`` for every engine module ``a`` importing an engine module ``b`` of a later layer."""
+    found = []
+    for name, targets in sorted(graph.items()):
+        if name != ENGINE and not name.startswith(ENGINE + "."):
+            continue
+        for target in sorted(targets):
+            if target.startswith(ENGINE + ".") and _layer(target) > _layer(name):
+                found.append(f"{name} -> {target}")
+    return found
+
+
+def test_layer_check_finds_an_upward_import():
+    training, noise = f"{ENGINE}.training.trainer", f"{ENGINE}.noise.level"
+    assert _upward_imports({noise: {training}, training: set()}) == [f"{noise} -> {training}"]
+    assert _upward_imports({training: {noise}, noise: set()}) == []
+    assert _upward_imports({f"{ENGINE}.errors": {f"{ENGINE}.config"}})  # one module, one layer
+
+
+def test_engine_imports_only_downwards():
+    upward = _upward_imports(GRAPH)
+    assert not upward, "engine imports from a later layer (see ENGINE_LAYERS): " + "; ".join(upward)
+
+
+def test_architecture_doc_lists_the_layers_in_order():
+    doc = (ROOT.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    listed = [line.split()[1].rstrip("/").removesuffix(".py")
+              for line in doc.splitlines() if line.startswith("| ") and "`" not in line.split()[1]
+              and line.split()[1].rstrip("/").removesuffix(".py") in ENGINE_LAYERS]
+    assert listed == list(ENGINE_LAYERS)
+
+
+def test_functions_are_short_or_say_why():
+    too_long = {}
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                docstring = ast.get_docstring(node) or ""
+                if lines > MAX_FUNCTION_LINES and FUNCTION_REASON not in docstring:
+                    too_long[f"{path.relative_to(ROOT).as_posix()}:{node.name}"] = lines
+    assert not too_long, (
+        f"functions over {MAX_FUNCTION_LINES} lines without a reason ('{FUNCTION_REASON} ...') in "
+        f"their docstring: {too_long}"
+    )
+
+
 def test_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _find_cycle(graph) == ["a", "b", "c", "a"]
@@ -146,11 +215,11 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def test_import_graph_sees_the_package():
-    assert "napari_gr2r.engine.model" in GRAPH["napari_gr2r.engine.checkpoint"]
-    assert "napari_gr2r._version" in GRAPH["napari_gr2r.engine.checkpoint"]
-    assert "napari_gr2r.engine.outofcore" in GRAPH["napari_gr2r.engine"]
-    assert "napari_gr2r.engine.formats" in GRAPH["napari_gr2r.io"]
-    assert "napari_gr2r.engine.formats" in GRAPH["napari_gr2r.cli.denoise"]  # inside a function
+    assert "napari_gr2r.engine.model.model" in GRAPH["napari_gr2r.engine.model.checkpoint"]
+    assert "napari_gr2r._version" in GRAPH["napari_gr2r.engine.model.checkpoint"]
+    assert "napari_gr2r.engine.inference.outofcore" in GRAPH["napari_gr2r.engine"]
+    assert "napari_gr2r.engine.io.formats" in GRAPH["napari_gr2r.io"]
+    assert "napari_gr2r.engine.io.formats" in GRAPH["napari_gr2r.cli.denoise"]  # inside a function
 
 
 def test_no_import_cycle():
