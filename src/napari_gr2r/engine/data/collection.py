@@ -29,13 +29,19 @@ from ..io.axes import AxesInfo
 from ..io.formats import read_image
 from ..io.sources import ImageSource, as_lazy_or_numpy
 from .normalization import Normalization
-from .patches import MIN_TRAIN_SIDE, PatchSampler, Region, split_regions, stack_draws
+from .patches import (
+    MIN_TRAIN_SIDE,
+    PatchSampler,
+    Region,
+    SamplingPlan,
+    split_regions,
+    stack_draws,
+)
 
 STATISTICS_BUDGET = 8_000_000
 """Pixels (per channel) of all images together that the normalisation and noise fit see."""
 MIN_STATISTICS_PIXELS = 128 * 128
 """Each image gives at least this many pixels (or all it has) to the statistics."""
-N_VAL_PATCHES = 16
 
 
 def as_image_list(data: Any) -> list[Any] | None:
@@ -156,10 +162,8 @@ class SourceSet:
         return out
 
     # ----------------------------------------------------------------------------------------
-    def samplers(self, norm: Normalization, patch: tuple[int, int, int], val_fraction: float,
-                 rng: np.random.Generator, flat_z: bool, augment: bool, batch_size: int,
-                 n_val: int = N_VAL_PATCHES, val_seed: int | None = None,
-                 ) -> tuple[Any, list[list[np.ndarray]], int]:
+    def samplers(self, norm: Normalization, plan: SamplingPlan, rng: np.random.Generator,
+                 val_seed: int | None = None) -> tuple[Any, list[list[np.ndarray]], int]:
         """The training sampler, the validation batches (arrays; empty without validation)
         and the seed they were drawn with (``val_seed``, or one drawn from ``rng``: a resumed
         run passes its stored seed to get the same batches back)."""
@@ -169,11 +173,12 @@ class SourceSet:
                 val_seed = int(rng.integers(2**31))
             return np.random.default_rng(val_seed)
 
+        patch, flat_z, batch_size, n_val = plan.patch, plan.flat_z, plan.batch_size, plan.n_val
         if len(self.sources) == 1:
             source, target = self.sources[0], self.target(0)
-            train_region, val_region = split_regions(source.info, val_fraction, patch[1])
+            train_region, val_region = split_regions(source.info, plan.val_fraction, patch[1])
             sampler = PatchSampler(source, norm, train_region, patch, rng, flat_z=flat_z,
-                                   target=target, augment=augment)
+                                   target=target, augment=plan.augment)
             batches = []
             if val_region is not None:
                 val_sampler = PatchSampler(source, norm, val_region, patch, val_rng(),
@@ -181,9 +186,9 @@ class SourceSet:
                 for _ in range(max(1, n_val // batch_size)):
                     batches.append(val_sampler.batch(min(batch_size, n_val)))
             return sampler, batches, val_seed or 0
-        regions = [split_regions(s.info, val_fraction, patch[1]) for s in self.sources]
+        regions = [split_regions(s.info, plan.val_fraction, patch[1]) for s in self.sources]
         sampler = MultiPatchSampler(self, norm, [r[0] for r in regions], patch, rng, flat_z,
-                                    augment)
+                                    plan.augment)
         held_out = [(i, r[1]) for i, r in enumerate(regions) if r[1] is not None]
         if not held_out:
             return sampler, [], 0

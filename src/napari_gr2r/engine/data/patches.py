@@ -17,6 +17,22 @@ MIN_TRAIN_SIDE = 16
 
 
 @dataclass(frozen=True)
+class SamplingPlan:
+    """How training draws patches: their shape, augmentation, batches and held-out share.
+
+    ``patch`` is ``(Z, Y, X)``; ``flat_z`` draws one-slice patches for a 2D network;
+    ``n_val`` held-out patches are drawn once for validation, in batches of ``batch_size``.
+    """
+
+    patch: tuple[int, int, int]
+    flat_z: bool
+    augment: bool = True
+    batch_size: int = 8
+    val_fraction: float = 0.1
+    n_val: int = 16
+
+
+@dataclass(frozen=True)
 class Region:
     """A part of the image: a range of samples and a range of rows (Y)."""
 

@@ -29,6 +29,7 @@ from ..io.axes import AXIS_LETTERS, MAX_CHANNELS
 from ..noise.level import NoiseLevel
 from .model import GR2RModel
 from .networks import build_network
+from .run import RunRecord, RunState
 
 FORMAT = "napari-gr2r-model"
 FORMAT_VERSION = 1
@@ -61,7 +62,8 @@ def model_to_dict(model: GR2RModel) -> dict[str, Any]:
         "data_shape": None if model.data_shape is None else list(model.data_shape),
         "history": [dict(row) for row in model.history],
         "versions": _versions(),
-        **({"training": model.training_state} if model.training_state is not None else {}),
+        **({"training": model.run.unfinished.to_dict()}
+           if model.run.unfinished is not None else {}),
     }
 
 
@@ -206,6 +208,17 @@ def _check_layout(payload: dict[str, Any], source: str) -> None:
         )
 
 
+def _run_record(payload: dict[str, Any], source: str) -> RunRecord:
+    training = payload.get("training")
+    return RunRecord(
+        step=payload["step"], history=list(payload.get("history", [])),
+        optimizer_state=payload.get("optimizer"),
+        best_step=payload.get("best_step", payload["step"]),
+        best_val_loss=payload.get("best_val_loss"),
+        unfinished=None if training is None else RunState.from_dict(training, source),
+    )
+
+
 def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
     """Rebuild a :class:`GR2RModel` from :func:`model_to_dict`'s content (checked)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -228,14 +241,10 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
         model = GR2RModel(
             net=net, config=config, axes=payload["axes"], channels=payload["channels"],
             dims=payload["dims"], normalization=Normalization(**payload["normalization"]),
-            noise_level=NoiseLevel(**payload["noise_level"]), step=payload["step"],
-            history=list(payload.get("history", [])),
-            optimizer_state=payload.get("optimizer"),
-            best_step=payload.get("best_step", payload["step"]),
-            best_val_loss=payload.get("best_val_loss"),
+            noise_level=NoiseLevel(**payload["noise_level"]),
             data_shape=None if payload.get("data_shape") is None else
             tuple(int(n) for n in payload["data_shape"]),
-            training_state=payload.get("training"),
+            run=_run_record(payload, source),
         )
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

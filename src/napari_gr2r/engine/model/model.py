@@ -18,6 +18,7 @@ from ..errors import AxesError
 from ..io.axes import AxesInfo
 from ..io.sources import ImageSource
 from ..noise.level import NoiseLevel
+from .run import RunRecord, RunState
 
 
 @dataclass
@@ -38,13 +39,14 @@ class GR2RModel:
         The intensity scaling learned from the training data; denoising inverts it.
     noise_level : NoiseLevel
         Estimated noise of the training data (normalised units).
-    step : int
-        Optimiser steps taken so far; ``history`` has the progress events' numbers.
     data_shape : tuple of int or None
         Shape of the image it was first trained on (None for models from before it was kept).
-    training_state : dict or None
-        What resuming an unfinished training run needs (see :mod:`.resume`): set by a
-        checkpoint written while training ran, or by a stopped run; None once a run is done.
+    run : RunRecord
+        The training bookkeeping: steps taken, history, optimiser state, best step and, for
+        an unfinished run, what resuming it needs (``run.unfinished``). ``step``,
+        ``history``, ``optimizer_state``, ``best_step`` and ``best_val_loss`` read and write
+        its fields; ``training_state`` is ``run.unfinished`` in the dict form a model file
+        stores.
     """
 
     net: nn.Module
@@ -54,13 +56,61 @@ class GR2RModel:
     dims: int
     normalization: Normalization
     noise_level: NoiseLevel
-    step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    optimizer_state: dict[str, Any] | None = None
-    best_step: int = 0
-    best_val_loss: float | None = None
     data_shape: tuple[int, ...] | None = None
-    training_state: dict[str, Any] | None = None
+    run: RunRecord = field(default_factory=RunRecord)
+
+    # the run's fields, read and written where they were before the record existed
+    @property
+    def step(self) -> int:
+        return self.run.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.run.step = value
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.run.history
+
+    @history.setter
+    def history(self, value: list[dict[str, Any]]) -> None:
+        self.run.history = value
+
+    @property
+    def optimizer_state(self) -> dict[str, Any] | None:
+        return self.run.optimizer_state
+
+    @optimizer_state.setter
+    def optimizer_state(self, value: dict[str, Any] | None) -> None:
+        self.run.optimizer_state = value
+
+    @property
+    def best_step(self) -> int:
+        return self.run.best_step
+
+    @best_step.setter
+    def best_step(self, value: int) -> None:
+        self.run.best_step = value
+
+    @property
+    def best_val_loss(self) -> float | None:
+        return self.run.best_val_loss
+
+    @best_val_loss.setter
+    def best_val_loss(self, value: float | None) -> None:
+        self.run.best_val_loss = value
+
+    @property
+    def training_state(self) -> dict[str, Any] | None:
+        """The unfinished run in a model file's dict form (None once the run is done); the
+        typed form is ``run.unfinished``."""
+        return self.run.unfinished.to_dict() if self.run.unfinished is not None else None
+
+    @training_state.setter
+    def training_state(self, value: dict[str, Any] | RunState | None) -> None:
+        if value is not None and not isinstance(value, RunState):
+            value = RunState.from_dict(value)
+        self.run.unfinished = value
 
     def check_compatible(self, info: AxesInfo) -> None:
         """Raise :class:`AxesError` when an image does not fit this model."""

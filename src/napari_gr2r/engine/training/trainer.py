@@ -1,13 +1,12 @@
 """Training: :class:`Trainer` and its event generator (:func:`napari_gr2r.engine.train` wraps it).
 
-This module is longer than 400 lines because :meth:`Trainer.iter_fit` is one generator whose
-parts (steps, validation, progress events, the collapse watch, checkpoints) share the run's
-state; what checkpoints hold and how a run resumes lives in :mod:`.resume`.
+The trainer only loops: what a run needs before its first step is built by :mod:`.setup`, the
+held-out score, best weights and collapse watch live in :mod:`.validation`, and what
+checkpoints hold and how a run resumes in :mod:`.resume`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import threading
@@ -17,57 +16,84 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..data.collection import SourceSet, as_image_list
-from ..data.normalization import Normalization
-from ..devices import resolve_device, usable_device
-from ..errors import ConfigError, InputError, NumericalError
+from ..errors import NumericalError
 from ..model.model import GR2RModel
-from ..model.networks import build_network, count_parameters, place
-from ..noise.level import NoiseLevel
-from ..noise.refit import VarianceCurve, refit
-from ..quality.risk import patch_mse
+from ..model.networks import count_parameters
 from .averaging import WeightAverage
-from .events import (
-    CollapseDetected,
-    TrainEvent,
-    TrainingFinished,
-    TrainingProgress,
-    TrainingStarted,
-)
-from .losses import build_objective, build_validation
-from .resume import RunRecorder, RunState, run_to_resume
+from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted
+from .resume import LiveRun, RunRecorder
+from .setup import choose_dims, prepare
+from .validation import BestWeights, CollapseWarning, CollapseWatch, Score, torch_generator
 
-N_VAL_PATCHES = 16
-RISK_PROBES = 2
-"""Monte-Carlo probes of the estimated PSNR at each validation."""
-RISK_PATCHES = 50_000
-"""Patches the estimated PSNR's noise variance is refitted on (see :mod:`.noise_refit`)."""
+__all__ = ["CollapseWarning", "Trainer", "choose_dims"]
 
 
-class CollapseWarning(UserWarning):
-    """Training is converging to the identity: the output is the noisy input."""
+def lr_factor(config: TrainConfig, step: int, total: int) -> float:
+    """The learning rate's factor at run step ``step`` (from 0) of ``total``: a linear
+    warm-up, then cosine decay to ``lr_min_factor``."""
+    warm = min(config.warmup_steps, max(total // 10, 1))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    return config.lr_min_factor + (1 - config.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def choose_dims(config: TrainConfig, nz: int) -> int:
-    """2 or 3. In ``auto``, a 3D network when Z has at least ``2 ** (depth + 1)`` slices,
-    except with the ``fast`` preset, which trains a 2D network over slices (far cheaper on a CPU).
-    """
-    if config.net_dims == "2d":
-        return 2
-    if config.net_dims == "3d":
-        if nz < 4:
-            raise InputError(
-                f"A 3D network needs a Z axis with at least 4 slices; this image has {nz}. "
-                "Use net_dims='2d' or 'auto'."
-            )
-        return 3
-    if config.preset == "fast":
-        return 2  # slice by slice: the laptop-CPU preset
-    return 3 if nz >= 2 ** (config.depth + 1) else 2
+class _Loop:
+    """One call of :meth:`Trainer.iter_fit`: the run's bounds, its optimiser and generators,
+    what it keeps (the weight average, the best weights, the collapse watch) and the losses
+    summed since the last progress event."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        cfg, model = trainer.config, trainer.model_
+        resume, trainer._resume = trainer._resume, None
+        start = model.step
+        # a resumed run goes on where it stopped; a later call trains config.steps more
+        self.run_start = start if trainer._run_start is None else trainer._run_start
+        trainer._run_start = None
+        self.start, self.total = start, cfg.steps
+        self.done = start - self.run_start
+        self.optimizer = torch.optim.Adam(trainer.net.parameters(), lr=cfg.lr)
+        if model.optimizer_state is not None:
+            try:
+                self.optimizer.load_state_dict(model.optimizer_state)
+            except (ValueError, KeyError):
+                warnings.warn("The saved optimiser state does not fit; starting Adam afresh.",
+                              RuntimeWarning, stacklevel=3)
+        self.generator = torch_generator(trainer.device, trainer._torch_gen_seed + start)
+        if resume is not None:
+            resume.restore_generator(self.generator)
+        self.recorder = RunRecorder(trainer.checkpoint_path, cfg.checkpoint_every,
+                                    self.run_start, self.total, trainer._rng, trainer._val_seed)
+        self.ema = WeightAverage(trainer.net, cfg.ema_decay, self.done,
+                                 resume.ema_weights if resume is not None else None)
+        best = model.best_val_loss
+        if resume is not None:
+            weights, trainer._resume_best = trainer._resume_best, None
+        else:
+            weights = {k: v.clone() for k, v in trainer.net.state_dict().items()} \
+                if best is not None else None
+        self.best = BestWeights(best, weights, model.best_step)
+        self.watch = CollapseWatch(trainer.noise_level.mean_variance, cfg.collapse_fraction,
+                                   self.total)
+        self.live = LiveRun(model, trainer.net, self.generator, self.optimizer, self.ema,
+                            self.best)
+        self.t0 = self.last_t = time.perf_counter()
+        self.last_step = self.done
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.score: Score | None = None
+        self.validated = False
+
+    def add(self, loss: float, terms: dict[str, float], energy: float | None) -> None:
+        self.sums["loss"] = self.sums.get("loss", 0.0) + loss
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        if energy is not None:
+            self.sums["residual_energy"] = self.sums.get("residual_energy", 0.0) + energy
+        self.count += 1
 
 
 class Trainer:
@@ -118,106 +144,28 @@ class Trainer:
                  target: Any = None, model: GR2RModel | None = None,
                  device: str = "auto", checkpoint_path: str | os.PathLike | None = None,
                  resume: bool = False) -> None:
-        if model is not None and not isinstance(model, GR2RModel):
-            raise InputError(
-                f"model= takes a GR2RModel to continue training, not {type(model).__name__}; "
-                "load one with engine.load_model(path)."
-            )
-        if config is None:
-            config = model.config if model is not None else TrainConfig()
-        if not isinstance(config, TrainConfig):
-            raise ConfigError(
-                f"config must be a TrainConfig, not {type(config).__name__}; build one with "
-                "TrainConfig(...) or TrainConfig.from_preset('fast', steps=...)."
-            )
-        config.validate()
+        setup = prepare(data, axes, config, target=target, model=model, device=device,
+                        resume=resume)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.last_checkpoint_step: int | None = None
         """The model step of the latest file written to ``checkpoint_path`` (None: none yet)."""
-        self._resume: RunState | None = None
-        self._run_start: int | None = None  # None: a run of config.steps from the model's step
-        if resume:
-            self._resume, self._run_start = run_to_resume(model, config.steps)
-        net_fields = ("width", "depth", "residual")
-        if model is not None and any(getattr(config, f) != getattr(model.config, f)
-                                     for f in net_fields):
-            raise ConfigError(
-                f"The model's network has width {model.config.width}, depth "
-                f"{model.config.depth} and residual={model.config.residual}; to continue "
-                "training it, keep them (or train a new model)."
-            )
-        self.config = config
-        cfg = self.config
-        images = as_image_list(data)
-        targets = None
-        if cfg.method == "n2c":
-            if target is None:
-                raise InputError("method='n2c' is supervised: pass the clean image as target=.")
-            targets = [target] if images is None else as_image_list(target)
-            if targets is None:
-                raise InputError("With several images, pass a list of clean targets (one per "
-                                 "image) as target=.")
-        self.images = SourceSet([data] if images is None else images, axes, targets)
+        self.config = setup.config
+        self.images = setup.images
         """The training images (one, or several with the same axes)."""
         self.source = self.images.sources[0]
         self.target = self.images.target(0)
-        info = self.source.info
-        nz = self.images.min_z
-
+        self.model_ = setup.model
+        self.net, self.dims = setup.model.net, setup.model.dims
+        self.norm, self.noise_level = setup.stats.norm, setup.stats.noise_level
+        self.device = setup.device
+        self.sampler, self.val_batches = setup.sampler, setup.val_batches
+        self.objective, self.validator = setup.objective, setup.validator
+        self.validation = setup.validator.validation
+        self._rng, self._torch_gen_seed, self._val_seed = setup.rng, setup.torch_seed, \
+            setup.val_seed
+        self._resume, self._run_start = setup.resume, setup.run_start
+        self._resume_best = setup.resume_best
         self._stop = threading.Event()
-        self._rng = np.random.default_rng(cfg.seed)
-        self._torch_gen_seed = int(self._rng.integers(2**31))
-        self.device = resolve_device(device)
-
-        self._resume_best: dict[str, torch.Tensor] | None = None
-        if model is not None:
-            for image_info in self.images.infos:
-                model.check_compatible(image_info)
-            model.config = config
-            self.model_ = model
-            self.dims = model.dims
-            self.net = model.net
-            self.norm, self.noise_level = model.normalization, model.noise_level
-            self._risk_noise: tuple[NoiseLevel, VarianceCurve | None] = (model.noise_level, None)
-            if self._resume is not None:
-                # the model's weights are the best so far; the run goes on from its current ones
-                if model.best_val_loss is not None:
-                    self._resume_best = copy.deepcopy(self.net.state_dict())
-                self.net.load_state_dict(self._resume.weights)
-        else:
-            blocks = self.images.statistics_blocks(self._rng)
-            self.norm = Normalization.fit(blocks)
-            blocks = [self.norm.apply(b) for b in blocks]
-            self.noise_level = NoiseLevel.estimate(blocks, self._rng)
-            # the estimated PSNR's noise model (its own generator: training's draws stay put)
-            self._risk_noise = refit(self.noise_level, blocks, np.random.default_rng(cfg.seed),
-                                     max_patches=RISK_PATCHES)
-            del blocks
-            self.dims = choose_dims(cfg, nz)
-            if cfg.seed is not None:
-                torch.manual_seed(cfg.seed)
-            self.net = build_network(self.dims, info.n_channels, cfg.width, cfg.depth,
-                                     cfg.residual)
-            self.model_ = GR2RModel(
-                net=self.net, config=cfg, axes=info.axes, channels=info.n_channels,
-                dims=self.dims, normalization=self.norm, noise_level=self.noise_level,
-                data_shape=tuple(int(n) for n in info.shape),
-            )
-        self.device = usable_device(self.net, self.device, self.dims, info.n_channels)
-        place(self.net, self.device)
-
-        flat_z = self.dims == 2
-        patch = (cfg.patch_size_z, cfg.patch_size, cfg.patch_size)
-        self.sampler, batches, self._val_seed = self.images.samplers(
-            self.norm, patch, cfg.val_fraction, self._rng, flat_z, cfg.augment,
-            cfg.batch_size, N_VAL_PATCHES,
-            val_seed=self._resume.val_seed if self._resume is not None else None)
-        self.val_batches: list[list[torch.Tensor]] = [
-            [torch.from_numpy(a) for a in arrays] for arrays in batches]
-        self.objective = build_objective(cfg, self.norm, self.noise_level)
-        self.validation = build_validation(cfg, self.objective, self.noise_level)
-        if self._resume is not None:
-            self._resume.restore_rng(self._rng)  # after the samplers drew their pools
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -241,36 +189,6 @@ class Trainer:
                 callback(event)
         return self.model
 
-    def _lr_factor(self, step: int, total: int) -> float:
-        cfg = self.config
-        warm = min(cfg.warmup_steps, max(total // 10, 1))
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(total - warm, 1)
-        return cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    def _validate(self, generator_seed: int, net: torch.nn.Module | None = None
-                  ) -> tuple[float, float, float]:
-        """Validation loss (:func:`~napari_gr2r.engine.training.losses.build_validation`, with fixed
-        random draws), residual energy and estimated PSNR (:func:`~.risk.patch_mse`) of
-        ``net`` (default: the network being trained)."""
-        net = self.net if net is None else net
-        gen = _generator(self.device, generator_seed)
-        losses, energies = [], []
-        net.eval()
-        with torch.no_grad():
-            for arrays in self.val_batches:
-                y = arrays[0].to(self.device)
-                t = arrays[1].to(self.device) if len(arrays) > 1 else None
-                result = self.validation(net, y, t, gen)
-                losses.append(float(result.loss.detach()))
-                energies.append(float((y - net(y)).square().mean()))
-            level, curve = self._risk_noise
-            mse = patch_mse(net, [a[0].to(self.device) for a in self.val_batches], level,
-                            curve, probes=RISK_PROBES, seed=generator_seed)
-        self.net.train()
-        return float(np.mean(losses)), float(np.mean(energies)), -10 * math.log10(mse)
-
     def iter_fit(self) -> Iterator[TrainEvent]:
         """Train for ``config.steps`` steps, yielding typed events.
 
@@ -279,177 +197,135 @@ class Trainer:
         write to ``checkpoint_path``, and :class:`TrainingFinished` last.
         :meth:`request_stop` ends the loop after the current step (or before the first one,
         when it was called before this method); the best weights are kept, and the model
-        holds what resuming the run needs (``model.training_state``).
+        holds what resuming the run needs (``model.run.unfinished``).
         """
-        cfg, model = self.config, self.model_
-        start_step = model.step
-        # a resumed run goes on where it stopped; a later call trains config.steps more
-        resume, self._resume = self._resume, None
-        run_start = start_step if self._run_start is None else self._run_start
-        self._run_start = None
-        done = start_step - run_start
-        total = cfg.steps
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        if model.optimizer_state is not None:
-            try:
-                optimizer.load_state_dict(model.optimizer_state)
-            except (ValueError, KeyError):
-                warnings.warn("The saved optimiser state does not fit; starting Adam afresh.",
-                              RuntimeWarning, stacklevel=2)
-        gen = _generator(self.device, self._torch_gen_seed + start_step)
-        if resume is not None:
-            resume.restore_generator(gen)
-        val_seed = self._torch_gen_seed + 7919
-        recorder = RunRecorder(self.checkpoint_path, cfg.checkpoint_every, run_start, total,
-                               self._rng, self._val_seed)
-        t0 = time.perf_counter()
-        yield TrainingStarted(
-            step=start_step, total_steps=run_start + total, elapsed_s=0.0,
-            device=str(self.device), net_dims=self.dims,
-            n_parameters=count_parameters(self.net), patch_shape=self.sampler.patch,
-            noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
-            noise_correlation=self.noise_level.neighbour_correlation,
-            has_validation=bool(self.val_batches), resumed_from_step=start_step,
-        )
-        best_val = model.best_val_loss
-        best_state = copy.deepcopy(self.net.state_dict()) if best_val is not None else None
-        ema = WeightAverage(self.net, cfg.ema_decay, done,
-                            resume.ema_weights if resume is not None else None)
-        if resume is not None:
-            best_state, self._resume_best = self._resume_best, None
-        sums: dict[str, float] = {}
-        count = 0
-        val_loss: float | None = None
-        estimated_psnr: float | None = None
-        validated = False
-        val_energy: float | None = None
-        energy_ema: float | None = None
-        collapsed = False
-        last_t, last_step = t0, done
-        step = done
-        completed = False
+        cfg, loop = self.config, _Loop(self)
+        yield self._started(loop)
+        step, completed = loop.done, False
         self.net.train()
         try:
-            for step in range(done + 1, total + 1):
+            for step in range(loop.done + 1, loop.total + 1):
                 if self._stop.is_set():
                     step -= 1
                     break
-                lr = cfg.lr * self._lr_factor(step - 1, total)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                arrays = self.sampler.batch(cfg.batch_size)
-                y = torch.from_numpy(arrays[0]).to(self.device)
-                t = torch.from_numpy(arrays[1]).to(self.device) if len(arrays) > 1 else None
-                result = self.objective(self.net, y, t, gen)
-                optimizer.zero_grad(set_to_none=True)
-                result.loss.backward()
-                optimizer.step()
-                ema.update(self.net)
-                if not math.isfinite(float(result.loss.detach())):
-                    raise NumericalError(
-                        f"The loss became {float(result.loss.detach())} at step "
-                        f"{run_start + step}: training diverged. Lower the learning rate "
-                        f"(lr={cfg.lr:g} now); the best weights so far are kept."
-                    )
-                sums["loss"] = sums.get("loss", 0.0) + float(result.loss.detach())
-                for k, v in result.terms.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if result.residual_energy is not None:
-                    sums["residual_energy"] = sums.get("residual_energy", 0.0) + \
-                        result.residual_energy
-                count += 1
-
-                if self.val_batches and (step % cfg.val_every == 0 or step == total):
-                    val_loss, val_energy, estimated_psnr = self._validate(val_seed, ema.net)
-                    validated = True
-                    if best_val is None or val_loss < best_val:
-                        best_val = val_loss
-                        best_state = copy.deepcopy(ema.net.state_dict())
-                        model.best_step = run_start + step
-
-                if step % cfg.event_every == 0 or step == total:
-                    now = time.perf_counter()
-                    rate = cfg.batch_size * (step - last_step) / max(now - last_t, 1e-9)
-                    elapsed = now - t0
-                    # residual energy: on the held-out patches when just validated, else
-                    # the training batches' average (or one extra pass for r2r and n2c)
-                    train_energy = sums.pop("residual_energy", None)
-                    if validated:
-                        energy = val_energy
-                    elif train_energy is not None:
-                        energy = train_energy / count
-                    else:
-                        energy = self._residual_energy(y)
-                    means = {k: v / count for k, v in sums.items()}
-                    loss = means.pop("loss")
-                    event = TrainingProgress(
-                        step=run_start + step, total_steps=run_start + total,
-                        elapsed_s=elapsed, loss=loss, terms=means, val_loss=val_loss,
-                        validated=validated, residual_energy=energy, lr=lr,
-                        estimated_psnr=estimated_psnr,
-                        patches_per_s=rate, eta_s=elapsed / (step - done) * (total - step),
-                    )
-                    model.history.append(_history_row(event))
-                    yield event
-                    sums, count, validated = {}, 0, False
-                    last_t, last_step = now, step
-                    energy_ema = energy if energy_ema is None else 0.7 * energy_ema + 0.3 * energy
-                    threshold = cfg.collapse_fraction * self.noise_level.mean_variance
-                    if not collapsed and step > total // 10 and energy_ema < threshold:
-                        collapsed = True
-                        message = (
-                            f"Training is collapsing onto the noisy input at step "
-                            f"{run_start + step}: the network's output differs from its input by "
-                            f"{energy_ema:.2e} (mean square), far below the estimated noise "
-                            f"variance {self.noise_level.mean_variance:.2e}. Use method='gr2r' "
-                            "(the stable default) or fewer steps; the best weights are kept."
-                        )
-                        warnings.warn(message, CollapseWarning, stacklevel=2)
-                        yield CollapseDetected(
-                            step=run_start + step, total_steps=run_start + total,
-                            elapsed_s=elapsed, residual_energy=energy_ema,
-                            noise_variance=self.noise_level.mean_variance, message=message,
-                        )
-                saved = recorder.periodic(step, model, self.net, gen, best_state, optimizer,
-                                          ema_weights=ema.state,
-                                          best_val_loss=best_val, best_step=model.best_step)
+                lr, y = self._step(loop, step)
+                if self.validator and (step % cfg.val_every == 0 or step == loop.total):
+                    loop.score, loop.validated = self.validator.score(loop.ema.net), True
+                    self.net.train()
+                    loop.best.offer(loop.score.loss, loop.ema.net, loop.run_start + step)
+                if step % cfg.event_every == 0 or step == loop.total:
+                    yield from self._progress(loop, step, lr, y)
+                saved = loop.recorder.periodic(step, loop.live)
                 if saved is not None:
                     self.last_checkpoint_step = saved.step
                     yield saved
             completed = True
         finally:
-            model.step = run_start + step
-            model.optimizer_state = optimizer.state_dict()
-            model.training_state = None
-            if completed and step < total:  # stopped: keep what resuming needs
-                model.training_state = recorder.state(self.net, gen, ema.state()).to_dict()
-            if best_state is not None:
-                self.net.load_state_dict(best_state)
-                model.best_val_loss = best_val
-            else:
-                self.net.load_state_dict(ema.net.state_dict())
-                model.best_step = model.step
-            self.net.eval()
+            self._end(loop, step, completed)
         stopped = self._stop.is_set()
         self._stop.clear()  # the request is consumed: a later iter_fit() trains again
-        saved = recorder.final(model)
+        saved = loop.recorder.final(self.model_)
         if saved is not None:
             self.last_checkpoint_step = saved.step
             yield saved
         yield TrainingFinished(
-            step=model.step, total_steps=run_start + total,
-            elapsed_s=time.perf_counter() - t0, stopped=stopped,
-            best_step=model.best_step, best_val_loss=best_val, collapsed=collapsed,
+            step=self.model_.step, total_steps=loop.run_start + loop.total,
+            elapsed_s=time.perf_counter() - loop.t0, stopped=stopped,
+            best_step=self.model_.best_step, best_val_loss=loop.best.val_loss,
+            collapsed=loop.watch.collapsed,
         )
+
+    # ----------------------------------------------------------------------------------------
+    def _started(self, loop: _Loop) -> TrainingStarted:
+        return TrainingStarted(
+            step=loop.start, total_steps=loop.run_start + loop.total, elapsed_s=0.0,
+            device=str(self.device), net_dims=self.dims,
+            n_parameters=count_parameters(self.net), patch_shape=self.sampler.patch,
+            noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
+            noise_correlation=self.noise_level.neighbour_correlation,
+            has_validation=bool(self.val_batches), resumed_from_step=loop.start,
+        )
+
+    def _step(self, loop: _Loop, step: int) -> tuple[float, torch.Tensor]:
+        """One optimiser step (run step ``step``, from 1); returns its learning rate and batch."""
+        cfg = self.config
+        lr = cfg.lr * lr_factor(cfg, step - 1, loop.total)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        arrays = self.sampler.batch(cfg.batch_size)
+        y = torch.from_numpy(arrays[0]).to(self.device)
+        t = torch.from_numpy(arrays[1]).to(self.device) if len(arrays) > 1 else None
+        result = self.objective(self.net, y, t, loop.generator)
+        loop.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        loop.optimizer.step()
+        loop.ema.update(self.net)
+        loss = float(result.loss.detach())
+        if not math.isfinite(loss):
+            raise NumericalError(
+                f"The loss became {loss} at step {loop.run_start + step}: training diverged. "
+                f"Lower the learning rate (lr={cfg.lr:g} now); the best weights so far are kept."
+            )
+        loop.add(loss, result.terms, result.residual_energy)
+        return lr, y
+
+    def _progress(self, loop: _Loop, step: int, lr: float, y: torch.Tensor
+                  ) -> Iterator[TrainEvent]:
+        """The progress event after run step ``step``, and the collapse watch's, if any."""
+        now = time.perf_counter()
+        rate = self.config.batch_size * (step - loop.last_step) / max(now - loop.last_t, 1e-9)
+        elapsed = now - loop.t0
+        # residual energy: on the held-out patches when just validated, else the training
+        # batches' average (or one extra pass for r2r and n2c)
+        train_energy = loop.sums.pop("residual_energy", None)
+        if loop.validated and loop.score is not None:
+            energy = loop.score.energy
+        elif train_energy is not None:
+            energy = train_energy / loop.count
+        else:
+            energy = self._residual_energy(y)
+        means = {k: v / loop.count for k, v in loop.sums.items()}
+        loss = means.pop("loss")
+        score = loop.score
+        event = TrainingProgress(
+            step=loop.run_start + step, total_steps=loop.run_start + loop.total,
+            elapsed_s=elapsed, loss=loss, terms=means,
+            val_loss=score.loss if score is not None else None, validated=loop.validated,
+            residual_energy=energy, lr=lr,
+            estimated_psnr=score.psnr if score is not None else None,
+            patches_per_s=rate, eta_s=elapsed / (step - loop.done) * (loop.total - step),
+        )
+        self.model_.history.append(_history_row(event))
+        yield event
+        loop.sums, loop.count, loop.validated = {}, 0, False
+        loop.last_t, loop.last_step = now, step
+        collapse = loop.watch.update(energy, step, loop.run_start + step,
+                                     loop.run_start + loop.total, elapsed)
+        if collapse is not None:
+            yield collapse
+
+    def _end(self, loop: _Loop, step: int, completed: bool) -> None:
+        """The run's bookkeeping when the loop ends (finished, stopped or failed): the model
+        takes the best weights, and a stopped run keeps what resuming it needs."""
+        model = self.model_
+        model.step = loop.run_start + step
+        model.optimizer_state = loop.optimizer.state_dict()
+        model.run.unfinished = None
+        if completed and step < loop.total:  # stopped: keep what resuming needs
+            model.run.unfinished = loop.recorder.state(self.net, loop.generator,
+                                                       loop.ema.state())
+        if loop.best.weights is not None:
+            self.net.load_state_dict(loop.best.weights)
+            model.best_val_loss = loop.best.val_loss
+            model.best_step = loop.best.step
+        else:
+            self.net.load_state_dict(loop.ema.net.state_dict())
+            model.best_step = model.step
+        self.net.eval()
 
     def _residual_energy(self, y: torch.Tensor) -> float:
         with torch.no_grad():
             return float((y - self.net(y)).square().mean())
-
-
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    gen_device = device if device.type == "cuda" else torch.device("cpu")
-    return torch.Generator(device=gen_device).manual_seed(int(seed))
 
 
 def _history_row(event: TrainingProgress) -> dict[str, Any]:

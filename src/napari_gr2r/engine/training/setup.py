@@ -1,0 +1,194 @@
+"""Everything a training run needs before its first step, for :class:`~.trainer.Trainer`.
+
+:func:`prepare` checks the arguments, resolves a resumed run, fits the normalisation and the
+noise (or takes them from the model being trained further), builds the network, and draws the
+patch samplers and the held-out batches. The trainer then only loops.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data.collection import SourceSet, as_image_list
+from ..data.normalization import Normalization
+from ..data.patches import SamplingPlan
+from ..devices import resolve_device, usable_device
+from ..errors import ConfigError, InputError
+from ..model.model import GR2RModel
+from ..model.networks import build_network, place
+from ..model.run import RunState
+from ..noise.level import NoiseLevel
+from ..noise.refit import VarianceCurve, refit
+from .losses import Objective, build_objective, build_validation
+from .resume import run_to_resume
+from .validation import Validator
+
+N_VAL_PATCHES = 16
+RISK_PATCHES = 50_000
+"""Patches the estimated PSNR's noise variance is refitted on (see :mod:`..noise.refit`)."""
+NETWORK_FIELDS = ("width", "depth", "residual")
+
+
+def choose_dims(config: TrainConfig, nz: int) -> int:
+    """2 or 3. In ``auto``, a 3D network when Z has at least ``2 ** (depth + 1)`` slices,
+    except with the ``fast`` preset, which trains a 2D network over slices (far cheaper on a CPU).
+    """
+    if config.net_dims == "2d":
+        return 2
+    if config.net_dims == "3d":
+        if nz < 4:
+            raise InputError(
+                f"A 3D network needs a Z axis with at least 4 slices; this image has {nz}. "
+                "Use net_dims='2d' or 'auto'."
+            )
+        return 3
+    if config.preset == "fast":
+        return 2  # slice by slice: the laptop-CPU preset
+    return 3 if nz >= 2 ** (config.depth + 1) else 2
+
+
+def check_arguments(config: TrainConfig | None, model: GR2RModel | None) -> TrainConfig:
+    """The run's config (``model``'s own, or the default, when None), checked with ``model``."""
+    if model is not None and not isinstance(model, GR2RModel):
+        raise InputError(
+            f"model= takes a GR2RModel to continue training, not {type(model).__name__}; "
+            "load one with engine.load_model(path)."
+        )
+    if config is None:
+        config = model.config if model is not None else TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(
+            f"config must be a TrainConfig, not {type(config).__name__}; build one with "
+            "TrainConfig(...) or TrainConfig.from_preset('fast', steps=...)."
+        )
+    config.validate()
+    if model is not None and any(getattr(config, f) != getattr(model.config, f)
+                                 for f in NETWORK_FIELDS):
+        raise ConfigError(
+            f"The model's network has width {model.config.width}, depth "
+            f"{model.config.depth} and residual={model.config.residual}; to continue "
+            "training it, keep them (or train a new model)."
+        )
+    return config
+
+
+def training_images(data: Any, axes: str, config: TrainConfig, target: Any) -> SourceSet:
+    """The images (one, or several with the same axes) and, for ``n2c``, their targets."""
+    images = as_image_list(data)
+    targets = None
+    if config.method == "n2c":
+        if target is None:
+            raise InputError("method='n2c' is supervised: pass the clean image as target=.")
+        targets = [target] if images is None else as_image_list(target)
+        if targets is None:
+            raise InputError("With several images, pass a list of clean targets (one per "
+                             "image) as target=.")
+    return SourceSet([data] if images is None else images, axes, targets)
+
+
+@dataclass
+class Statistics:
+    """The intensity scaling, the noise level and the estimated PSNR's noise model."""
+
+    norm: Normalization
+    noise_level: NoiseLevel
+    risk_noise: tuple[NoiseLevel, VarianceCurve | None]
+
+    @classmethod
+    def fit(cls, images: SourceSet, rng: np.random.Generator, seed: int | None) -> Statistics:
+        blocks = images.statistics_blocks(rng)
+        norm = Normalization.fit(blocks)
+        blocks = [norm.apply(b) for b in blocks]
+        noise_level = NoiseLevel.estimate(blocks, rng)
+        # the estimated PSNR's noise model (its own generator: training's draws stay put)
+        risk_noise = refit(noise_level, blocks, np.random.default_rng(seed),
+                           max_patches=RISK_PATCHES)
+        return cls(norm, noise_level, risk_noise)
+
+    @classmethod
+    def of(cls, model: GR2RModel) -> Statistics:
+        return cls(model.normalization, model.noise_level, (model.noise_level, None))
+
+
+@dataclass
+class Setup:
+    """What :func:`prepare` gives the trainer."""
+
+    config: TrainConfig
+    images: SourceSet
+    model: GR2RModel
+    stats: Statistics
+    device: torch.device
+    rng: np.random.Generator
+    torch_seed: int
+    sampler: Any
+    val_batches: list[list[torch.Tensor]]
+    val_seed: int
+    objective: Objective
+    validator: Validator
+    resume: RunState | None = None
+    run_start: int | None = None
+    """None: a run of ``config.steps`` from the model's step."""
+    resume_best: dict[str, torch.Tensor] | None = None
+    """A resumed run's best weights so far (the model's own), while the network goes on from
+    the run's current weights."""
+
+
+def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2RModel:
+    """An untrained model for ``images`` (the network seeded by ``config.seed``)."""
+    info = images.info
+    dims = choose_dims(config, images.min_z)
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    net = build_network(dims, info.n_channels, config.width, config.depth, config.residual)
+    return GR2RModel(net=net, config=config, axes=info.axes, channels=info.n_channels,
+                     dims=dims, normalization=stats.norm, noise_level=stats.noise_level,
+                     data_shape=tuple(int(n) for n in info.shape))
+
+
+def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = None,
+            model: GR2RModel | None = None, device: str = "auto",
+            resume: bool = False) -> Setup:
+    """Check, resolve, fit and build what a run needs (see the module's docstring)."""
+    config = check_arguments(config, model)
+    state, run_start = run_to_resume(model, config.steps) if resume else (None, None)
+    images = training_images(data, axes, config, target)
+    rng = np.random.default_rng(config.seed)
+    torch_seed = int(rng.integers(2**31))
+    torch_device = resolve_device(device)
+    resume_best = None
+    if model is not None:
+        for image_info in images.infos:
+            model.check_compatible(image_info)
+        model.config = config
+        stats = Statistics.of(model)
+        if state is not None:
+            # the model's weights are the best so far; the run goes on from its current ones
+            if model.best_val_loss is not None:
+                resume_best = copy.deepcopy(model.net.state_dict())
+            model.net.load_state_dict(state.weights)
+    else:
+        stats = Statistics.fit(images, rng, config.seed)
+        model = new_model(images, config, stats)
+    torch_device = usable_device(model.net, torch_device, model.dims, images.info.n_channels)
+    place(model.net, torch_device)
+    plan = SamplingPlan((config.patch_size_z, config.patch_size, config.patch_size),
+                        flat_z=model.dims == 2, augment=config.augment,
+                        batch_size=config.batch_size, val_fraction=config.val_fraction,
+                        n_val=N_VAL_PATCHES)
+    sampler, batches, val_seed = images.samplers(
+        stats.norm, plan, rng, val_seed=state.val_seed if state is not None else None)
+    val_batches = [[torch.from_numpy(a) for a in arrays] for arrays in batches]
+    objective = build_objective(config, stats.norm, stats.noise_level)
+    validator = Validator(val_batches, build_validation(config, objective, stats.noise_level),
+                          stats.risk_noise, torch_device, torch_seed + 7919)
+    if state is not None:
+        state.restore_rng(rng)  # after the samplers drew their pools
+    return Setup(config, images, model, stats, torch_device, rng, torch_seed, sampler,
+                 val_batches, val_seed, objective, validator, state, run_start, resume_best)
