@@ -32,12 +32,9 @@ _METHOD_WEIGHTS = {
 
 GR2R_ALPHA = 1.0
 """The default ``alpha`` of both GR2R methods: the paper's pair ``y +- n`` (see :class:`TrainConfig`).
-Measured on real noise (FMD captures 1-2, ``fast`` preset, PSNR against the 50-frame ground truth
-/ against it rescaled to the capture's brightness): Confocal_BPAE_G_1 alpha 1: 30.86 / 32.74 dB,
-0.7: 31.25 / 32.83, 0.5: 31.29 / 32.77; TwoPhoton_BPAE_B_2 1: 28.71 / 34.29, 0.5: 29.00 / 33.97;
-WideField_BPAE_G_1 1: 32.55 / 32.52, 0.5: 32.41 / 32.41. A smaller alpha shrinks bright structures
-less; that helps the raw PSNR of captures dimmer than their ground truth and not the denoising
-itself, so the default stays at 1."""
+A smaller alpha shrinks bright structures less; on real captures that helps the raw PSNR of captures
+dimmer than their ground truth, not the denoising itself, so the default stays at 1 (the measurements
+are in the README's real-noise section, ``python -m benchmarks.realnoise_levers``)."""
 
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
     "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=400,
@@ -47,18 +44,90 @@ _PRESET_VALUES: dict[str, dict[str, Any]] = {
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
-# Short runs need a larger step size than the paper's 3e-4 (Gaussian sigma 25, 128 x 128 crops,
-# one thread; PSNR camera / nuclei2d): fast, 400 steps: 3e-4 25.25 / 26.92 dB, 2e-3 26.72 /
-# 27.34 dB; balanced, 500 steps, camera: 3e-4 27.55 dB, 1e-3 27.83 dB. The quality preset keeps
-# the paper's value for its long runs.
+# Short runs need a larger step size than the paper's 3e-4 (measured in benchmarks/README.md,
+# "Learning rate per preset"); the quality preset keeps the paper's value for its long runs.
 
 
 @dataclass
+class ObjectiveConfig:
+    """What the network learns: the method, its weights and, for ``r2r``, the known noise."""
+
+    method: str = "gr2r"
+    gamma: float | None = None
+    lambda_g: float | None = None
+    pin_noise: bool | None = None
+    alpha: float | None = None
+    noise_model: str = "gaussian"
+    noise_sigma: float | None = None
+    noise_gain: float | None = None
+    noise_offset: float = 0.0
+    r2r_alpha: float = 0.5
+
+
+@dataclass
+class NetworkConfig:
+    """The U-Net: width, depth, residual learning and 2D or 3D."""
+
+    width: int = 32
+    depth: int = 3
+    residual: bool = False
+    net_dims: str = "auto"
+
+
+@dataclass
+class PatchConfig:
+    """The patches each step trains on, and the share of the data held out for validation."""
+
+    batch_size: int = 8
+    patch_size: int = 64
+    patch_size_z: int = 16
+    augment: bool = True
+    val_fraction: float = 0.1
+
+
+@dataclass
+class OptimiserConfig:
+    """Adam's learning-rate schedule and the optional moving average of the weights."""
+
+    lr: float = 1e-3
+    lr_min_factor: float = 0.05
+    warmup_steps: int = 50
+    ema_decay: float | None = None
+
+
+@dataclass
+class RunConfig:
+    """The run: its length, seed, how often it validates, reports and checkpoints."""
+
+    steps: int = 2000
+    seed: int | None = 0
+    val_every: int = 50
+    event_every: int = 10
+    collapse_fraction: float = 0.3
+    checkpoint_every: int | None = None
+
+
+SECTIONS: dict[str, type] = {"objective": ObjectiveConfig, "network": NetworkConfig,
+                             "patches": PatchConfig, "optimiser": OptimiserConfig,
+                             "run": RunConfig}
+"""The sections of :class:`TrainConfig`, by attribute name."""
+SECTION_OF: dict[str, str] = {f.name: name for name, kind in SECTIONS.items()
+                              for f in dataclasses.fields(kind)}
+"""The section each setting belongs to, by the setting's name."""
+
+
+@dataclass(init=False)
 class TrainConfig:
     """How to train a denoiser.
 
     The defaults are the stable GR2R preset (``method="gr2r"``, ``preset="balanced"``).
     Use :meth:`from_preset` to start from another preset and override single fields.
+
+    The settings come in sections, plain dataclasses: ``objective`` (:class:`ObjectiveConfig`),
+    ``network`` (:class:`NetworkConfig`), ``patches`` (:class:`PatchConfig`), ``optimiser``
+    (:class:`OptimiserConfig`) and ``run`` (:class:`RunConfig`). Every setting is also a
+    keyword of ``TrainConfig(...)`` and an attribute of the config by its own name
+    (``TrainConfig(width=16).width``, the same as ``.network.width``).
 
     Parameters
     ----------
@@ -119,45 +188,58 @@ class TrainConfig:
     ema_decay : float or None
         Validate, keep and return an exponential moving average of the weights with this
         decay per step (see :mod:`napari_gr2r.engine.training.averaging`); None (default): the
-        weights as trained. Measured with the ``fast`` preset on four FMD captures used for
-        development (``python -m benchmarks.realnoise_levers``; mean PSNR change against the
-        ground truth / at the capture's brightness): 0.98 -0.09 / +0.01 dB, 0.99
-        -0.20 / -0.15 dB, so it is off.
+        weights as trained. It did not help on the real captures used for development (the
+        README's real-noise levers, ``python -m benchmarks.realnoise_levers``), so it is off.
     """
 
-    method: str = "gr2r"
-    preset: str = "balanced"
-    steps: int = 2000
-    batch_size: int = 8
-    patch_size: int = 64
-    patch_size_z: int = 16
-    lr: float = 1e-3
-    lr_min_factor: float = 0.05
-    warmup_steps: int = 50
-    gamma: float | None = None
-    lambda_g: float | None = None
-    pin_noise: bool | None = None
-    alpha: float | None = None
-    width: int = 32
-    depth: int = 3
-    residual: bool = False
-    net_dims: str = "auto"
-    val_fraction: float = 0.1
-    val_every: int = 50
-    event_every: int = 10
-    seed: int | None = 0
-    noise_model: str = "gaussian"
-    noise_sigma: float | None = None
-    noise_gain: float | None = None
-    noise_offset: float = 0.0
-    r2r_alpha: float = 0.5
-    collapse_fraction: float = 0.3
-    augment: bool = True
-    checkpoint_every: int | None = None
-    ema_decay: float | None = None
+    preset: str
+    objective: ObjectiveConfig
+    network: NetworkConfig
+    patches: PatchConfig
+    optimiser: OptimiserConfig
+    run: RunConfig
 
-    def __post_init__(self) -> None:
+    def __init__(self, preset: str = "balanced", *, objective: ObjectiveConfig | None = None,
+                 network: NetworkConfig | None = None, patches: PatchConfig | None = None,
+                 optimiser: OptimiserConfig | None = None, run: RunConfig | None = None,
+                 **settings: Any) -> None:
+        unknown = sorted(set(settings) - set(SECTION_OF))
+        if unknown:
+            raise TypeError(f"TrainConfig got unknown setting(s) {', '.join(unknown)}")
+        object.__setattr__(self, "preset", preset)
+        given = {"objective": objective, "network": network, "patches": patches,
+                 "optimiser": optimiser, "run": run}
+        for name, kind in SECTIONS.items():
+            section = given[name]
+            if section is None:
+                section = kind()
+            elif not isinstance(section, kind):
+                raise ConfigError(f"{name}= takes a {kind.__name__}, not "
+                                  f"{type(section).__name__}.")
+            object.__setattr__(self, name, dataclasses.replace(section))  # a copy of its own
+        for key, value in settings.items():
+            setattr(self, key, value)
         self.validate()
+
+    def __getattr__(self, name: str) -> Any:
+        section = SECTION_OF.get(name)
+        if section is not None and section in self.__dict__:
+            return getattr(self.__dict__[section], name)
+        raise AttributeError(f"'TrainConfig' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        section = SECTION_OF.get(name)
+        if section is not None:
+            setattr(self.__dict__[section], name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its own name (``preset`` too): the keywords of ``TrainConfig``."""
+        values: dict[str, Any] = {"preset": self.preset}
+        for name in SECTIONS:
+            values.update(dataclasses.asdict(getattr(self, name)))
+        return values
 
     @classmethod
     def from_preset(cls, preset: str = "balanced", **overrides: Any) -> TrainConfig:
@@ -165,20 +247,20 @@ class TrainConfig:
 
         ``"fast"``: a laptop CPU. U-Net width 16, depth 2 (118k parameters), 48 x 48 patches
         (16 slices deep for a 3D network), 8 per step, 400 steps at a learning rate of 2e-3;
-        a Z stack trains a 2D network over its slices. About 35 s on one CPU thread.
+        a Z stack trains a 2D network over its slices.
 
         ``"balanced"`` (the default): a workstation. Width 32, depth 3 (1.2M parameters as a
         2D network, 3.6M as 3D), 64 x 64 patches (x 16 slices), 8 per step, 2000 steps at 1e-3;
         a stack of at least 16 slices trains a 3D network. Per step 9x the ``fast`` preset's
-        work as a 2D network (the run: 46x, about half an hour on one CPU thread) and 250x as
-        a 3D one (the run: about 1300x; a GPU).
+        work as a 2D network (the run: 46x) and 250x as a 3D one (the run: about 1300x; a GPU).
 
         ``"quality"``: a GPU. Width 48, depth 4 (4.4M parameters as 2D, 13M as 3D), 96 x 96
         patches (x 32 slices), 10 per step, 20,000 steps at the paper's 3e-4. Per step 61x the
         ``fast`` preset's work as 2D (the run: 3000x) and 3200x as 3D.
 
         The work ratios are counted operations of the network's forward and backward pass
-        (``python -m benchmarks.preset_cost``); time on one device scales with them.
+        (``python -m benchmarks.preset_cost``, checked by the tests); time on one device
+        scales with them, and the times measured are in docs/method-notes.md.
 
         Parameters
         ----------
@@ -194,16 +276,18 @@ class TrainConfig:
         """
         if preset not in PRESETS:
             raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = set(SECTION_OF) | set(SECTIONS)
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ConfigError(
                 f"Unknown setting(s) {', '.join(unknown)}; the settings of TrainConfig are "
-                f"{', '.join(sorted(names))}."
+                f"{', '.join(sorted(['preset', *SECTION_OF]))}."
             )
-        values = dict(_PRESET_VALUES[preset], preset=preset)
+        # a whole section given replaces the preset's values in it
+        values = {k: v for k, v in _PRESET_VALUES[preset].items()
+                  if SECTION_OF[k] not in overrides}
         values.update(overrides)
-        return cls(**values)
+        return cls(preset, **values)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a helpful message when a field is out of range."""
@@ -283,14 +367,28 @@ class TrainConfig:
         return self.pin_noise if self.pin_noise is not None else self.method == "gr2r"
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings (or whole sections) changed, validated."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in SECTIONS}
+        values["preset"] = self.preset
+        values.update(changes)
+        return type(self)(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain types by section: ``{"preset": ..., "objective": {...}, ...}``."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild from :meth:`to_dict`, ignoring keys a newer version may have added."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """Rebuild from :meth:`to_dict`, or from the flat form files written before the
+        sections hold (a setting by its own name wins over its section's entry); keys a newer
+        version may have added are ignored."""
+        kwargs: dict[str, Any] = {}
+        for name, kind in SECTIONS.items():
+            part = values.get(name)
+            if isinstance(part, dict):
+                known = {f.name for f in dataclasses.fields(kind)}
+                kwargs[name] = kind(**{k: v for k, v in part.items() if k in known})
+        kwargs.update({k: v for k, v in values.items() if k in SECTION_OF})
+        if "preset" in values:
+            kwargs["preset"] = values["preset"]
+        return cls(**kwargs)
