@@ -66,30 +66,49 @@ def add_overwrite_argument(parser: argparse.ArgumentParser,
     parser.add_argument("--overwrite", action="store_true", help=help)
 
 
-def check_output(args: argparse.Namespace, resumable: bool = False) -> Path:
-    """``args.output``, refused when it is, lies inside or contains the input, or exists
-    (unless ``--overwrite``)."""
+def check_output(args: argparse.Namespace, resumable: bool = False,
+                 inputs: list[Any] | None = None) -> Path:
+    """``args.output``, refused when it is, lies inside or contains the input (``inputs``,
+    default ``[args.input]``), or exists (unless ``--overwrite``)."""
     from ..engine.io.outputs import check_not_input
 
     out = Path(args.output)
-    check_not_input(out, [args.input])
+    check_not_input(out, inputs if inputs is not None else [args.input])
     if out.exists() and not args.overwrite and not resumable:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     return out
 
 
 def axes_for(args: argparse.Namespace, data: Any, meta: dict[str, Any],
-             fallback: str | None = None) -> str:
-    """The input's axes: ``--axes``, else the file's, else ``fallback``; refused if unknown."""
+             fallback: str | None = None, path: Any = None) -> str:
+    """The axes of the input (``path``, default ``args.input``): ``--axes``, else the file's,
+    else ``fallback``; refused if unknown."""
     if args.axes:
         return args.axes  # checked against the shape by the engine, with its own message
     axes = meta.get("axes") or fallback
     if axes is None or len(axes) != len(data.shape):
+        name = Path(path if path is not None else args.input).name
         raise InputError(
-            f"The axes of {Path(args.input).name} (shape {tuple(data.shape)}) are not known; "
+            f"The axes of {name} (shape {tuple(data.shape)}) are not known; "
             "pass them with --axes, e.g. --axes ZYX."
         )
     return axes
+
+
+def print_estimate(model: Any, data: Any, axes: str, *, seed: int, device: str,
+                   which: str = "") -> Any:
+    """Assess ``model`` on ``data`` without a clean image (:func:`engine.assess`), print the
+    estimated PSNR in one line (and the structure warning when the residual holds signal),
+    and return the report. ``which``: a note on the image, e.g. ``" (first input)"``."""
+    from .. import engine
+    from ..engine.quality.estimate import STRUCTURE_MESSAGE
+
+    report = engine.assess(model, data, axes, seed=seed, device=device)
+    print(f"estimated PSNR of the denoised image{which}: {report.psnr():.2f} dB (data range "
+          f"{report.data_range:.4g}; without a clean image: 'napari-gr2r assess' for details)")
+    if report.signal_removed:
+        print(STRUCTURE_MESSAGE)
+    return report
 
 
 # ------------------------------------------------------------------------------ progress bars

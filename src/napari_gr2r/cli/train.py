@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import InputError, OutputError
-from ..engine.quality.estimate import STRUCTURE_MESSAGE
+from ..engine.config import METHODS, PRESETS
+from ..engine.errors import ConfigError, InputError, OutputError
 from ._common import (
     EXIT_INTERRUPTED,
     add_device_argument,
@@ -30,6 +30,7 @@ from ._common import (
     axes_for,
     check_output,
     device_for,
+    print_estimate,
     train_with_bar,
 )
 
@@ -38,6 +39,7 @@ PRESET_TEXT = {
     "balanced": "width 32, depth 3, 2000 steps: a workstation or a GPU",
     "quality": "width 48, depth 4, larger patches, 20,000 steps: a long run on a GPU",
 }
+"""What ``--help`` says of each of the engine's :data:`~napari_gr2r.engine.config.PRESETS`."""
 
 
 EPILOG = """\
@@ -68,11 +70,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        "(default: read from the file)")
     train.add_argument("-o", "--output", required=True,
                        help="model file to write, e.g. nuclei.gr2r.pt (required)")
-    train.add_argument("--preset", choices=list(PRESET_TEXT),
+    train.add_argument("--preset", choices=list(PRESETS),
                        help="network and training budget: " + "; ".join(
-                           f"{k}: {v}" for k, v in PRESET_TEXT.items())
+                           f"{k}: {PRESET_TEXT.get(k, k)}" for k in PRESETS)
                        + " (default: fast on a CPU, balanced on a GPU)")
-    train.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper", "r2r", "n2c"],
+    train.add_argument("--method", default="gr2r", choices=list(METHODS),
                        help="gr2r: self-supervised, stable; gr2r-paper: the paper's objective, "
                        "can collapse; r2r: known noise (--noise-sigma, --noise-gain); n2c: "
                        "supervised (--target) (default: %(default)s)")
@@ -146,6 +148,8 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
 
 def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[Any, Any]:
     """``(model, config)`` of the run ``--resume`` continues, or ``(None, None)``."""
+    from ..engine.training.resume import run_to_resume
+
     if not args.resume:
         return None, None
     source = out if args.resume is True else Path(args.resume)
@@ -159,12 +163,13 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
     if args.checkpoint_every is not None:
         changes["checkpoint_every"] = args.checkpoint_every
     config = model.config.replace(**changes)
-    state = model.training_state or {}
-    end = int(state.get("run_start", 0)) + config.steps
-    if model.step >= end:
+    try:
+        _, run_start = run_to_resume(model, config.steps)
+    except ConfigError:
         raise InputError(f"The run in {source} is complete ({model.step} steps); pass a larger "
-                         "--steps to train it further.")
-    print(f"resuming the run in {source.name} at step {model.step} of {end}", file=sys.stderr)
+                         "--steps to train it further.") from None
+    print(f"resuming the run in {source.name} at step {model.step} of "
+          f"{run_start + config.steps}", file=sys.stderr)
     return model, config
 
 
@@ -195,8 +200,7 @@ def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
     images, axes = [], None
     for path in paths:
         data, meta = read_image(path)
-        args.input = path
-        file_axes = axes_for(args, data, meta)
+        file_axes = axes_for(args, data, meta, path=path)
         if axes is not None and file_axes != axes:
             raise InputError(f"{Path(path).name} has axes {file_axes} and {Path(paths[0]).name} "
                              f"{axes}; one model trains on images of the same axes (or pass "
@@ -228,9 +232,7 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         raise InputError("No image files to train on (the folders given hold none).")
-    for path in paths:  # the model file must not be one of the inputs
-        args.input = path
-        out = check_output(args, resumable=bool(args.resume))
+    out = check_output(args, resumable=bool(args.resume), inputs=paths)
     check_writable(out)
     device = device_for(args)
     data, axes = _read_images(args, paths)
@@ -250,18 +252,13 @@ def run(args: argparse.Namespace) -> int:
     model = trainer.model
     if trainer.last_checkpoint_step != model.step:  # the last write failed (it warned): retry
         engine.save_model(model, out)
-    if model.training_state is not None:  # stopped before the end
-        end = model.training_state["run_start"] + model.training_state["run_steps"]
-        print(f"napari-gr2r: stopped at step {model.step} of {end}; saved the best weights "
+    if model.run.unfinished is not None:  # stopped before the end
+        print(f"napari-gr2r: stopped at step {model.step} of {model.run.end}; saved the best weights "
               f"(step {model.best_step}) to {out}; run the same command with --resume to "
               "continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"saved {out} ({model!r}, best step {model.best_step})")
-    first = data[0] if isinstance(data, list) else data
-    report = engine.assess(model, first, axes, seed=args.seed, device=str(device))
-    print(f"estimated PSNR of the denoised image{' (first input)' if first is not data else ''}: "
-          f"{report.psnr():.2f} dB (data range {report.data_range:.4g}; without a clean image: "
-          "'napari-gr2r assess' for details)")
-    if report.signal_removed:
-        print(STRUCTURE_MESSAGE)
+    several = isinstance(data, list)
+    print_estimate(model, data[0] if several else data, axes, seed=args.seed,
+                   device=str(device), which=" (first input)" if several else "")
     return 0
