@@ -30,30 +30,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_gr2r import engine
+from napari_gr2r.engine.noise.correlation import kernel_autocorrelation
 from napari_gr2r.engine.quality.estimate import STRUCTURE_MESSAGE, FittedNoise, QualityReport
 
 from ._layers import LayerChoiceError, check_axes, check_model_fits, denoised_name, layer_array
 from ._state import Panel, WidgetState
 
 _WARN_STYLE = "color: #ffcc55; font-weight: bold;"
-
-
-def _kernel_autocorrelation(kernel: list[list[float]] | None, radius: int = 3) -> np.ndarray:
-    """The correlation between pixels that ``kernel`` gives white noise (lags ±radius)."""
-    size = 2 * radius + 1
-    out = np.zeros((size, size))
-    if kernel is None:
-        out[radius, radius] = 1.0
-        return out
-    k = np.asarray(kernel, np.float64)
-    ky, kx = k.shape
-    full = np.zeros((ky + size, kx + size))
-    full[:ky, :kx] = k
-    spec = np.fft.fft2(full)
-    acf = np.fft.fftshift(np.real(np.fft.ifft2(np.abs(spec) ** 2)))
-    cy, cx = full.shape[0] // 2, full.shape[1] // 2
-    out = acf[cy - radius:cy + radius + 1, cx - radius:cx + radius + 1]
-    return out / max(out[radius, radius], 1e-12)
 
 
 class NoiseView(QWidget):
@@ -132,7 +115,7 @@ class NoiseView(QWidget):
             self.line.setData(grid, noise.variance(grid, 0))
         else:
             self.line.setData([], [])
-        acf = _kernel_autocorrelation(noise.kernel)
+        acf = kernel_autocorrelation(noise.kernel)
         self.kernel_image.setImage(acf.T, levels=(-1.0, 1.0), lut=_diverging_lut())
         self.kernel_label.setText(
             "white (no correlation)" if noise.kernel is None else

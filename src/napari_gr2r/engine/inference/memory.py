@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.axes import AxesInfo
 from ..model.model import GR2RModel
 from .tiling import TilePlan, check_arguments
 
@@ -37,10 +38,14 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
     result = np.empty((source.n_samples, *source.czyx), np.float32)
     for sample, z, block in plan.run(batch_size, device, progress, should_stop):
         result[sample, :, z] = block
-    info = source.info
-    result = result.reshape(info.sample_shape + info.czyx)
+    return to_input_layout(result, source.info)
+
+
+def to_input_layout(samples: np.ndarray, info: AxesInfo) -> np.ndarray:
+    """``(samples, C, Z, Y, X)`` blocks of an image back in its own shape and axis order."""
+    out = samples.reshape(info.sample_shape + info.czyx)
     # drop the C and Z axes the input does not have, then restore the input's axis order
     squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
-    result = result.squeeze(axis=squeeze)
-    return np.ascontiguousarray(np.transpose(result, np.argsort(info.order)))
+    out = out.squeeze(axis=squeeze)
+    return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))
 

@@ -1,12 +1,10 @@
-"""The correlated noise's autocovariance, measured again for error estimation.
+"""The noise's spatial correlation: one estimator, used by the training's fit and the estimate.
 
 ``tr(Σ J)`` in the error estimate (:mod:`~napari_gr2r.engine.quality.estimate`) sums the noise's
 autocovariance ``C(d)`` times the denoiser's response at lag ``d`` over every lag the denoiser
 reaches, so a smoothing denoiser's estimate needs ``C`` to some 5 % out to lags of 5-6 pixels
-(on real wide-field captures it is still 0.1 at lag 4). The training's fit
-(:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.level.NoiseLevel.estimate>`) measures it at lags
-up to 3 in the flattest windows, whose selection and detrending both narrow what is measured.
-Here:
+(real wide-field captures still correlate at lag 4); training reproduces the same correlation
+in its generated noise. :func:`measure_correlation`:
 
 1. windows of ``WINDOW`` pixels are chosen as noise-only by the flatness of the ring of
    ``RING`` pixels around them, ``GAP`` pixels away, whose noise is (nearly) independent of
@@ -18,18 +16,19 @@ Here:
    this is done on the differences of neighbouring planes, which hold the same noise (if it is
    independent from plane to plane) and much less of the signal;
 3. the kernel (unit L2 norm, ``KERNEL_RADIUS``) whose autocorrelation is ``C / C(0)`` comes
-   from the square root of its spectrum, corrected a few times for the truncation.
+   from the square root of its spectrum, corrected a few times for the truncation
+   (:func:`kernel_from_correlation`).
 
-The variance function keeps its shape and is scaled to ``C(0)`` at the windows' mean intensity.
+Noise whose correlation between neighbouring pixels stays below ``CORRELATION_THRESHOLD``
+counts as white.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-
-from .level import NoiseLevel, spectral_root
 
 WINDOW = 16
 GAP = 4
@@ -44,30 +43,46 @@ QUANTILE = 0.1
 MAX_WINDOWS = 20_000
 
 
-def refit_correlated(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
-                     ) -> NoiseLevel:
-    """``level`` with its kernel and variance measured again on normalised ``(C,Z,Y,X)`` blocks
-    (unchanged when the blocks are too small for the windows)."""
+CORRELATION_THRESHOLD = 0.2
+"""Noise whose correlation between neighbouring pixels stays below this counts as white."""
+
+
+@dataclass
+class Correlation:
+    """What :func:`measure_correlation` found, per channel of normalised blocks."""
+
+    kernel: np.ndarray
+    """Unit-L2 kernel whose autocorrelation is the noise's (side ``2 KERNEL_RADIUS + 1``)."""
+    rho: np.ndarray
+    """The noise's correlation between pixels at lags ``-RADIUS..RADIUS`` (1 at the centre)."""
+    variance: list[float]
+    """Per channel, the noise variance in the chosen windows."""
+    mean: list[float]
+    """Per channel, the mean intensity of the chosen windows."""
+
+    @property
+    def neighbour(self) -> float:
+        """The larger of the correlations with the next pixel in Y and in X."""
+        return float(max(self.rho[RADIUS, RADIUS + 1], self.rho[RADIUS + 1, RADIUS]))
+
+
+def measure_correlation(blocks: list[np.ndarray], rng: np.random.Generator,
+                        ) -> Correlation | None:
+    """The noise's correlation between pixels, measured on normalised ``(C, Z, Y, X)`` blocks
+    (None when they are too small for the windows)."""
     covs, means = [], []
-    for c in range(len(level.a)):
-        measured = _measure([pair for b in blocks for pair in _planes(b[c])], rng)
+    for c in range(blocks[0].shape[0]):
+        measured = measure_autocovariance([pair for b in blocks for pair in planes(b[c])], rng)
         if measured is None:
-            return level
+            return None
         covs.append(measured[0])
         means.append(measured[1])
     rho = np.mean([cov / max(cov[RADIUS, RADIUS], 1e-12) for cov in covs], axis=0)
-    kernel = kernel_from_correlation(rho)
-    a, b, typical = [], [], []
-    for c, (cov, mean) in enumerate(zip(covs, means)):
-        fitted = level.a[c] * max(mean, 0.0) + level.b[c]
-        factor = float(cov[RADIUS, RADIUS]) / max(fitted, 1e-12)
-        a.append(float(level.a[c] * factor))
-        b.append(float(level.b[c] * factor))
-        typical.append(float(level.typical[c] * factor))
-    return NoiseLevel(a, b, typical, kernel.tolist())
+    return Correlation(kernel_from_correlation(rho), rho,
+                       [float(cov[RADIUS, RADIUS]) for cov in covs], means)
 
 
-def _planes(volume: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def planes(volume: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(plane to measure the noise on, its intensity)`` for a ``(Z, Y, X)`` channel: the
     planes of an image; in a volume, the differences of neighbouring planes over sqrt 2, which
     hold the same noise (independent from plane to plane) and much less of the signal."""
@@ -77,21 +92,21 @@ def _planes(volume: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [((a - b) / np.sqrt(2), (a + b) / 2) for a, b in zip(volume[:-1], volume[1:])]
 
 
-def _measure(planes: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
-             ) -> tuple[np.ndarray, float] | None:
-    """The autocovariance ``(2R+1, 2R+1)`` of the noise in the windows chosen on ``planes``
-    (pairs from :func:`_planes`), and their mean intensity."""
+def measure_autocovariance(pairs: list[tuple[np.ndarray, np.ndarray]],
+                           rng: np.random.Generator) -> tuple[np.ndarray, float] | None:
+    """The autocovariance ``(2R+1, 2R+1)`` of the noise in the windows chosen on ``pairs``
+    (from :func:`planes`), and their mean intensity."""
     outer = WINDOW + 2 * (GAP + RING)
-    planes = [p for p in planes if min(p[0].shape) >= outer]
-    if not planes:
+    pairs = [p for p in pairs if min(p[0].shape) >= outer]
+    if not pairs:
         return None
     ring = np.ones((outer, outer), bool)
     ring[RING:outer - RING, RING:outer - RING] = False
     ring_projector = _projector(ring)
     inner = slice(RING + GAP, RING + GAP + WINDOW)
     stats, own, lags, means = [], [], [], []
-    per_plane = max(16, MAX_WINDOWS // len(planes))
-    for plane, intensity in planes:
+    per_plane = max(16, MAX_WINDOWS // len(pairs))
+    for plane, intensity in pairs:
         view = np.lib.stride_tricks.sliding_window_view(plane, (outer, outer))[::STRIDE, ::STRIDE]
         level = np.lib.stride_tricks.sliding_window_view(
             intensity, (outer, outer))[::STRIDE, ::STRIDE].reshape(-1, outer, outer)
@@ -203,6 +218,7 @@ def kernel_from_correlation(rho: np.ndarray, radius: int = KERNEL_RADIUS, n: int
 
 
 def _autocorrelation(kernel: np.ndarray) -> np.ndarray:
+    """The full autocorrelation of ``kernel`` (side ``2 size - 1``, unnormalised)."""
     size = kernel.shape[0]
     pad = np.zeros((2 * size, 2 * size))
     pad[:size, :size] = kernel
@@ -211,3 +227,36 @@ def _autocorrelation(kernel: np.ndarray) -> np.ndarray:
     acf = np.fft.fftshift(acf)
     c = size
     return acf[c - size + 1:c + size, c - size + 1:c + size]
+
+
+def kernel_autocorrelation(kernel: list[list[float]] | np.ndarray | None,
+                           radius: int = 3) -> np.ndarray:
+    """The correlation between pixels that ``kernel`` gives white noise, at lags
+    ``-radius..radius`` (a single 1 at the centre for ``None``, white noise)."""
+    size = 2 * radius + 1
+    out = np.zeros((size, size))
+    if kernel is None:
+        out[radius, radius] = 1.0
+        return out
+    k = np.asarray(kernel, np.float64)
+    acf = _autocorrelation(k)
+    c = k.shape[0] - 1
+    pad = max(0, radius - c)
+    acf = np.pad(acf, pad)
+    c += pad
+    out = acf[c - radius:c + radius + 1, c - radius:c + radius + 1]
+    return out / max(out[radius, radius], 1e-12)
+
+
+def spectral_root(rho: np.ndarray, radius: int, n: int) -> np.ndarray:
+    """The symmetric square root of the correlation ``rho`` on an ``n``-periodic grid (by the
+    FFT), cropped to side ``2 radius + 1`` and scaled to unit L2 norm (float64)."""
+    r = rho.shape[0] // 2
+    grid = np.zeros((n, n))
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            grid[dy % n, dx % n] = rho[dy + r, dx + r]
+    spectrum = np.clip(np.real(np.fft.fft2(grid)), 0, None)
+    kernel = np.fft.fftshift(np.real(np.fft.ifft2(np.sqrt(spectrum))))
+    kernel = kernel[n // 2 - radius:n // 2 + radius + 1, n // 2 - radius:n // 2 + radius + 1]
+    return kernel / np.sqrt(np.sum(kernel**2))

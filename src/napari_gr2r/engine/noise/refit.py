@@ -17,18 +17,18 @@ Liu et al. (2013) and Chen et al. (2015):
    and divided by what this procedure gives on simulated pure noise of unit variance.
 
 The variance function is then the curve through the bins (:class:`VarianceCurve`; a line fitted
-to them for the report). For strongly correlated noise the autocovariance is measured again
-instead (:mod:`~napari_gr2r.engine.noise.correlation`), and the variance scaled to it.
+to them for the report). Strongly correlated noise keeps what the fit measured
+(:func:`~napari_gr2r.engine.noise.correlation.measure_correlation`: its autocovariance to lag 6,
+and the variance scaled to it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .correlation import refit_correlated
-from .level import NoiseLevel, _fit_line_nonnegative
+from .level import NoiseLevel, fit_line_nonnegative
 
 PATCH = 6
 BINS = 12
@@ -44,6 +44,9 @@ class VarianceCurve:
     x: list[list[float]]
     v: list[list[float]]
     a: list[float]
+    spread: list[float] = field(default_factory=list)
+    """Per channel, the relative standard deviation of the typical variance, from a bootstrap
+    over blocks of the image (what the sampling of the image leaves uncertain)."""
 
     def __call__(self, mean: np.ndarray, channel: int) -> np.ndarray:
         x, v = np.asarray(self.x[channel]), np.asarray(self.v[channel])
@@ -57,40 +60,71 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
           max_patches: int = MAX_PATCHES) -> tuple[NoiseLevel, VarianceCurve | None]:
     """``level`` refitted on normalised ``(C, Z, Y, X)`` blocks, and the variance curve.
 
-    Strongly correlated noise (a kernel in ``level``) gets its kernel and variance measured
-    again, and no curve; data too small for the bins keeps ``level`` as it is.
+    Strongly correlated noise (a kernel in ``level``) keeps its measured kernel and variance,
+    and no curve; data too small for the bins keeps ``level`` as it is.
     """
     if level.kernel is not None:
-        return refit_correlated(level, blocks, rng), None
-    null = _patches([rng.standard_normal((192, 192))], 60_000, rng)
+        return level, None
+    null, _ = _patches([rng.standard_normal((192, 192))], 60_000, rng)
     q99 = float(np.quantile(_texture(null), 0.99))
-    bias, _ = _select_and_measure(null, q99)
-    a_out, b_out, typical, knots_x, knots_v = [], [], [], [], []
+    bias = _select_and_measure(null, q99)[0]
+    a_out, b_out, typical, knots_x, knots_v, spread = [], [], [], [], [], []
     for c in range(len(level.a)):
         planes = [p for b in blocks for p in b[c] if min(p.shape) >= 2 * PATCH]
         if not planes:
             return level, None
-        patches = _patches(planes, max_patches, rng)
+        patches, where = _patches(planes, max_patches, rng)
         means = patches.mean(axis=1)
         edges = _bin_edges(means)
         if len(edges) < 3:
             return level, None
-        xs, vs, ws = [], [], []
+        xs, vs, ws, boot = [], [], [], Bootstrap(int(where.max()) + 1, rng)
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (means >= lo) & (means <= hi)
-            variance, level_x = _select_and_measure(patches[sel], q99)
+            variance, level_x, energy, used = _select_and_measure(patches[sel], q99)
             xs.append(level_x)
             vs.append(variance / bias)
             ws.append(float(sel.sum()))
+            boot.add(energy / bias, where[sel][used], float(sel.sum()))
+        spread.append(boot.relative_spread())
         # inverse-variance weights: a variance is measured to about var * sqrt(2 / count)
         weights = np.array(ws) / np.maximum(np.array(vs), 1e-12) ** 2
-        a, b = _fit_line_nonnegative(np.array(xs), np.array(vs), weights)
+        a, b = fit_line_nonnegative(np.array(xs), np.array(vs), weights)
         a_out.append(a)
         b_out.append(b)
         typical.append(float(np.average(vs, weights=ws)))
         knots_x.append(xs)
         knots_v.append(vs)
-    return NoiseLevel(a_out, b_out, typical, None), VarianceCurve(knots_x, knots_v, a_out)
+    return NoiseLevel(a_out, b_out, typical, None), VarianceCurve(knots_x, knots_v, a_out,
+                                                                  spread)
+
+
+BLOCK = 32
+"""Side (pixels) of the blocks the bootstrap resamples: patches overlap, blocks hardly do."""
+REPLICATES = 200
+
+
+class Bootstrap:
+    """A Poisson bootstrap over the image's blocks of the typical (patch-weighted) variance:
+    each replicate weighs every block by a Poisson(1) draw, the same in every bin."""
+
+    def __init__(self, blocks: int, rng: np.random.Generator) -> None:
+        self.weights = rng.poisson(1.0, (REPLICATES, blocks)).astype(np.float64)
+        self.replicates: list[np.ndarray] = []
+        self.shares: list[float] = []
+
+    def add(self, energy: np.ndarray, block: np.ndarray, share: float) -> None:
+        """A bin: the noise energy of each patch it measured on, the patches' blocks, and the
+        bin's weight in the typical variance."""
+        n = self.weights.shape[1]
+        sums = np.bincount(block, energy, minlength=n)
+        counts = np.bincount(block, minlength=n).astype(np.float64)
+        self.replicates.append((self.weights @ sums) / np.maximum(self.weights @ counts, 1e-12))
+        self.shares.append(share)
+
+    def relative_spread(self) -> float:
+        typical = np.average(np.stack(self.replicates, axis=1), axis=1, weights=self.shares)
+        return float(np.std(typical) / max(float(np.mean(typical)), 1e-30))
 
 
 def _bin_edges(means: np.ndarray) -> np.ndarray:
@@ -115,17 +149,24 @@ def _bin_edges(means: np.ndarray) -> np.ndarray:
     return np.unique(merged)
 
 
-def _patches(planes: list[np.ndarray], limit: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``limit`` overlapping patches, flattened, drawn evenly from the planes."""
+def _patches(planes: list[np.ndarray], limit: int, rng: np.random.Generator,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``limit`` overlapping patches, flattened, drawn evenly from the planes, and the
+    index of the ``BLOCK``-pixel block of its plane each comes from."""
     per_plane = max(1, limit // len(planes))
-    out = []
+    out, where, first = [], [], 0
     for plane in planes:
         view = np.lib.stride_tricks.sliding_window_view(plane, (PATCH, PATCH))
+        rows, cols = view.shape[:2]
         view = view.reshape(-1, PATCH * PATCH)
+        picked = np.arange(len(view))
         if len(view) > per_plane:
-            view = view[np.sort(rng.choice(len(view), per_plane, replace=False))]
-        out.append(np.asarray(view, np.float64))
-    return np.concatenate(out)
+            picked = np.sort(rng.choice(len(view), per_plane, replace=False))
+        out.append(np.asarray(view[picked], np.float64))
+        across = -(-cols // BLOCK)
+        where.append(first + (picked // cols // BLOCK) * across + (picked % cols) // BLOCK)
+        first += -(-rows // BLOCK) * across
+    return np.concatenate(out), np.concatenate(where)
 
 
 def _texture(patches: np.ndarray) -> np.ndarray:
@@ -135,26 +176,39 @@ def _texture(patches: np.ndarray) -> np.ndarray:
                                                                   axis=(1, 2))
 
 
-def _noise_subspace_variance(cov: np.ndarray) -> float:
-    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+def _noise_subspace(cov: np.ndarray) -> np.ndarray:
+    """The eigenvectors of the patch covariance's noise subspace: the smallest eigenvalues,
+    the largest set whose mean does not exceed its median."""
+    lam, vec = np.linalg.eigh(cov)
+    lam, vec = lam[::-1], vec[:, ::-1]
     for i in range(len(lam)):
         tail = lam[i:]
         if np.mean(tail) <= np.median(tail):
-            return float(np.mean(tail))
-    return float(lam[-1])
+            return vec[:, i:]
+    return vec[:, -1:]
+
+
+def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray]:
+    """The noise variance (mean eigenvalue of the noise subspace) and each patch's share of it
+    (its energy in that subspace per dimension, whose mean is the variance)."""
+    centred = patches - patches.mean(axis=0)
+    basis = _noise_subspace(np.cov(patches.T))
+    energy = np.sum((centred @ basis) ** 2, axis=1) / basis.shape[1] * \
+        (len(patches) / max(len(patches) - 1, 1))
+    return float(np.mean(energy)), energy
 
 
 def _select_and_measure(patches: np.ndarray, q99: float, iterations: int = 3,
-                        ) -> tuple[float, float]:
-    """The noise variance of a bin of patches, and the mean intensity of the patches it was
-    measured on."""
+                        ) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """The noise variance of a bin of patches, the mean intensity of the patches it was
+    measured on, their noise energies and which patches they are (a mask)."""
     texture = _texture(patches)
-    variance = _noise_subspace_variance(np.cov(patches.T))  # from above: texture only adds
-    level = float(np.mean(patches))
+    used = np.ones(len(patches), bool)
+    variance, energy = _subspace_variance(patches)  # from above: texture only adds
     for _ in range(iterations):
         sel = texture < variance * q99
         if sel.sum() < 4 * PATCH * PATCH:
             break
-        variance = _noise_subspace_variance(np.cov(patches[sel].T))
-        level = float(np.mean(patches[sel]))
-    return variance, level
+        used = sel
+        variance, energy = _subspace_variance(patches[sel])
+    return variance, float(np.mean(patches[used])), energy, used

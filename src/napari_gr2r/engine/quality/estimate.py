@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..data.normalization import Normalization
-from ..inference.memory import denoise_in_memory
+from ..inference.memory import denoise_in_memory, to_input_layout
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.level import NoiseLevel
@@ -53,6 +53,7 @@ from .report import (
     FittedNoise,
     QualityReport,
     fitted_noise,
+    mse_interval,
 )
 from .risk import EPSILON, probe, variance_map
 
@@ -63,6 +64,10 @@ DEFAULT_PROBES = 4
 MAX_PIXELS = 2**20
 """Pixels assessed at most (larger images: random crops of that many pixels in all)."""
 CROP = 256
+SYSTEMATIC = {"white": 0.01, "correlated": 0.03, "model": 0.08, "given": 0.0}
+"""Relative standard deviation added (in quadrature) to the fit's own bootstrap spread for the
+interval: what fits of each kind are off by on images of known noise (the development set of
+``benchmarks/noise_fit.py``); a noise model given by the caller is taken as exact."""
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 """A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
@@ -107,24 +112,8 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     """
     if probes < 1:
         raise ValueError("probes must be at least 1")
-    if isinstance(model, GR2RModel):
-        source = model.open_source(noisy, axes)
-        net_model: GR2RModel | None = model
-        denoiser = _model_denoiser(model, tile, batch_size, device)
-        name = repr(model)
-    else:
-        if axes is None:
-            raise ValueError("axes= is needed to assess a denoiser that is not a GR2RModel")
-        source = ImageSource(noisy, axes)
-        net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
-    if should_stop is not None:
-        plain = denoiser
-
-        def denoiser(block: np.ndarray) -> np.ndarray:
-            if should_stop():
-                raise InterruptedError("The assessment was stopped.")
-            return plain(block)
-
+    source, net_model, denoiser, name = _denoiser_for(model, noisy, axes, tile, batch_size,
+                                                      device, should_stop)
     rng = np.random.default_rng(seed)
     margin = _margin(net_model)
     blocks = _select_blocks(source, max_pixels, rng, margin,
@@ -132,54 +121,71 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     norm = net_model.normalization if net_model is not None else \
         Normalization.fit([b for b, _ in blocks])
     level, curve = _noise_level(noise, net_model, norm, blocks, rng)
-    fitted = fitted_noise(level, norm, [b for b, _ in blocks], curve)
+    fitted = fitted_noise(level, norm, [b for b, _ in blocks], curve,
+                          spread=_noise_spread(noise, curve))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-
-    totals = dict(n=0, res=0.0, var=0.0)
-    div = np.zeros(probes)
-    prop = np.zeros(probes)
-    leak = np.zeros(probes)
-    acf = np.zeros((2 * LAG_RADIUS + 1,) * 2)
-    denoised_blocks = []
+    sums = _Sums(probes)
     for block, inner in blocks:
-        fy = np.asarray(denoiser(block), np.float32)
-        if keep_denoised:
-            denoised_blocks.append(fy)
-        variance = variance_map(block, level, norm, curve)
-        sd = np.sqrt(variance)
-        residual = (block - fy)[inner]
-        totals["n"] += residual.size
-        totals["res"] += float(np.sum(residual.astype(np.float64) ** 2))
-        totals["var"] += float(np.sum(variance[inner]))
-        acf += _autocorrelation(residual)
-        for k in range(probes):
-            c = probe(sd, level.kernel, gen)
-            step = epsilon
-            jc = (np.asarray(denoiser(block + step * c), np.float32) - fy) / step
-            c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
-            div[k] += float(np.sum(c_in * jc_in))
-            prop[k] += float(np.sum(jc_in**2))
-            leak[k] += float(np.sum((c_in - jc_in) ** 2))
-    n = totals["n"]
-    residual_mse, noise_variance = totals["res"] / n, totals["var"] / n
-    div, prop, leak = div / n, prop / n, leak / n
-    mse_k = residual_mse - noise_variance + 2 * div
-    mse = float(np.mean(mse_k))
-    mse_sd = float(np.std(mse_k, ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
-    structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
-        float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
+        sums.add(denoiser, block, inner, level, norm, curve, gen, epsilon, keep_denoised)
     denoised = None
     if keep_denoised and all(_whole(i) for _, i in blocks) and \
             len(blocks) == source.n_samples:
-        denoised = _to_input_layout(np.stack(denoised_blocks), source)
-    return QualityReport(
-        mse=max(mse, 0.0), noise=fitted, residual_structure=structure,
-        residual_mse=residual_mse, noise_variance=noise_variance, divergence=float(np.mean(div)),
-        propagated_noise=float(np.mean(prop)), mse_sd=mse_sd, pixels=n, probes=probes,
-        data_range=norm.scale(0), residual_autocorrelation=acf / max(acf[LAG_RADIUS, LAG_RADIUS],
-                                                                     1e-30),
-        model=name, denoised=denoised,
-    )
+        denoised = to_input_layout(np.stack(sums.denoised), source.info)
+    return sums.report(fitted, norm.scale(0), name, denoised)
+
+
+class _Sums:
+    """The sums over the assessed pixels that the estimate is made of."""
+
+    def __init__(self, probes: int) -> None:
+        self.n, self.res, self.var = 0, 0.0, 0.0
+        self.div, self.prop, self.leak = np.zeros(probes), np.zeros(probes), np.zeros(probes)
+        self.acf = np.zeros((2 * LAG_RADIUS + 1,) * 2)
+        self.denoised: list[np.ndarray] = []
+
+    def add(self, denoiser: Denoiser, block: np.ndarray, inner: Inner, level: NoiseLevel,
+            norm: Normalization, curve: VarianceCurve | None, gen: torch.Generator,
+            epsilon: float, keep: bool) -> None:
+        """Denoise ``block`` and its probed copies; add what its ``inner`` pixels give."""
+        fy = np.asarray(denoiser(block), np.float32)
+        if keep:
+            self.denoised.append(fy)
+        variance = variance_map(block, level, norm, curve)
+        sd = np.sqrt(variance)
+        residual = (block - fy)[inner]
+        self.n += residual.size
+        self.res += float(np.sum(residual.astype(np.float64) ** 2))
+        self.var += float(np.sum(variance[inner]))
+        self.acf += _autocorrelation(residual)
+        for k in range(len(self.div)):
+            c = probe(sd, level.kernel, gen)
+            jc = (np.asarray(denoiser(block + epsilon * c), np.float32) - fy) / epsilon
+            c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
+            self.div[k] += float(np.sum(c_in * jc_in))
+            self.prop[k] += float(np.sum(jc_in**2))
+            self.leak[k] += float(np.sum((c_in - jc_in) ** 2))
+
+    def report(self, fitted: FittedNoise, data_range: float, name: str,
+               denoised: np.ndarray | None) -> QualityReport:
+        n = self.n
+        residual_mse, noise_variance = self.res / n, self.var / n
+        div, prop, leak = self.div / n, self.prop / n, self.leak / n
+        mse_k = residual_mse - noise_variance + 2 * div
+        mse = float(np.mean(mse_k))
+        probes = len(div)
+        mse_sd = float(np.std(mse_k, ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
+        structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
+            float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
+        interval = mse_interval(mse, noise_variance, float(np.mean(div)), mse_sd,
+                                fitted.spread)
+        return QualityReport(
+            mse=max(mse, 0.0), noise=fitted, residual_structure=structure,
+            residual_mse=residual_mse, noise_variance=noise_variance,
+            divergence=float(np.mean(div)), propagated_noise=float(np.mean(prop)),
+            mse_sd=mse_sd, pixels=n, probes=probes, data_range=data_range,
+            residual_autocorrelation=self.acf / max(self.acf[LAG_RADIUS, LAG_RADIUS], 1e-30),
+            model=name, denoised=denoised, mse_interval=interval,
+        )
 
 
 def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXELS,
@@ -194,6 +200,32 @@ def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXE
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, tile: Any,
+                  batch_size: int, device: str, should_stop: Callable[[], bool] | None,
+                  ) -> tuple[ImageSource, GR2RModel | None, Denoiser, str]:
+    """The image source, the model (None for a plain callable), the denoiser and its name."""
+    if isinstance(model, GR2RModel):
+        source = model.open_source(noisy, axes)
+        net_model: GR2RModel | None = model
+        denoiser = _model_denoiser(model, tile, batch_size, device)
+        name = repr(model)
+    else:
+        if axes is None:
+            raise ValueError("axes= is needed to assess a denoiser that is not a GR2RModel")
+        source = ImageSource(noisy, axes)
+        net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
+    if should_stop is None:
+        return source, net_model, denoiser, name
+    plain = denoiser
+
+    def stoppable(block: np.ndarray) -> np.ndarray:
+        if should_stop():
+            raise InterruptedError("The assessment was stopped.")
+        return plain(block)
+
+    return source, net_model, stoppable, name
 
 
 def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str) -> Denoiser:
@@ -262,6 +294,18 @@ def _noise_level(noise: str | NoiseLevel, model: GR2RModel | None, norm: Normali
     return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
 
 
+def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
+    """The relative uncertainty of the noise variance ``noise`` gives (see SYSTEMATIC)."""
+    if isinstance(noise, NoiseLevel):
+        return SYSTEMATIC["given"]
+    if noise == "model":
+        return SYSTEMATIC["model"]
+    if curve is None:
+        return SYSTEMATIC["correlated"]
+    return math.hypot(float(np.max(curve.spread)) if curve.spread else 0.0,
+                      SYSTEMATIC["white"])
+
+
 def _autocorrelation(residual: np.ndarray) -> np.ndarray:
     """Sum over the YX planes of the residual's autocovariance at lags up to LAG_RADIUS."""
     r = LAG_RADIUS
@@ -273,11 +317,3 @@ def _autocorrelation(residual: np.ndarray) -> np.ndarray:
     acov = np.fft.fftshift(acov)
     cy, cx = (ny + r) // 2, (nx + r) // 2
     return acov[cy - r:cy + r + 1, cx - r:cx + r + 1] / (ny * nx)
-
-
-def _to_input_layout(stacked: np.ndarray, source: ImageSource) -> np.ndarray:
-    info = source.info
-    out = stacked.reshape(info.sample_shape + info.czyx)
-    squeeze = tuple(len(info.sample_shape) + i for i, a in enumerate("CZ") if a not in info.axes)
-    out = out.squeeze(axis=squeeze)
-    return np.ascontiguousarray(np.transpose(out, np.argsort(info.order)))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data.normalization import Normalization
-from ..noise.level import NoiseLevel, _mean_and_detail
+from ..noise.level import NoiseLevel, mean_and_detail
 from ..noise.refit import VarianceCurve
 
 LAG_RADIUS = 6
@@ -38,6 +38,10 @@ class FittedNoise:
     """The variance measured per intensity bin (channel 0, input units), where it was
     refitted (white or weakly correlated noise); the estimate follows these, not the line."""
     curve: VarianceCurve | None = field(default=None, repr=False)
+    spread: float = 0.0
+    """Relative standard deviation of the noise variance: what the fit leaves uncertain (its
+    bootstrap) and what fits like it are off by on images of known noise (see
+    :data:`~napari_gr2r.engine.quality.estimate.SYSTEMATIC`)."""
 
     def variance(self, x: np.ndarray, channel: int = 0) -> np.ndarray:
         """Noise variance at clean intensity ``x`` (input units)."""
@@ -89,6 +93,9 @@ class QualityReport:
     """The denoiser assessed (a model's description)."""
     denoised: np.ndarray | None = field(default=None, repr=False)
     """The denoised image when ``keep_denoised=True`` (whole in-memory images only)."""
+    mse_interval: tuple[float, float] = (math.nan, math.nan)
+    """A 90 % interval ``(low, high)`` for :attr:`mse` (input units squared), from the noise
+    fit's uncertainty (:attr:`FittedNoise.spread`) and the Monte-Carlo spread of the probes."""
 
     @property
     def signal_removed(self) -> bool:
@@ -100,17 +107,34 @@ class QualityReport:
         rng = self.data_range if data_range is None else float(data_range)
         return float(10 * math.log10(rng**2 / max(self.mse, 1e-30)))
 
+    def psnr_interval(self, data_range: float | None = None) -> tuple[float, float]:
+        """The 90 % interval of the estimated PSNR in dB, ``(low, high)``, from
+        :attr:`mse_interval`; ``high`` is infinite when the error may be near zero."""
+        rng = self.data_range if data_range is None else float(data_range)
+        low_mse, high_mse = self.mse_interval
+        return (float(10 * math.log10(rng**2 / max(high_mse, 1e-30))),
+                float(10 * math.log10(rng**2 / low_mse)) if low_mse > 0 else math.inf)
+
+    def psnr_text(self, data_range: float | None = None) -> str:
+        """The estimated PSNR with its interval, as ``"31.20 dB (likely 30.40–32.00)"``."""
+        low, high = self.psnr_interval(data_range)
+        if math.isnan(low):
+            return f"{self.psnr(data_range):.2f} dB"
+        return f"{self.psnr(data_range):.2f} dB (likely {low:.2f}–{high:.2f})"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers (for a layer's metadata or JSON)."""
         return {"mse": self.mse, "psnr": self.psnr(), "data_range": self.data_range,
-                "mse_sd": self.mse_sd, "residual_structure": self.residual_structure,
+                "mse_interval": list(self.mse_interval),
+                "psnr_interval": list(self.psnr_interval()), "mse_sd": self.mse_sd,
+                "residual_structure": self.residual_structure,
                 "residual_mse": self.residual_mse, "noise_variance": self.noise_variance,
                 "pixels": self.pixels, "probes": self.probes, "model": self.model,
                 "noise": self.noise.to_dict()}
 
     def summary(self) -> str:
         lines = [
-            f"estimated PSNR {self.psnr():.2f} dB (data range {self.data_range:.4g}); "
+            f"estimated PSNR {self.psnr_text()} (data range {self.data_range:.4g}); "
             f"estimated MSE {self.mse:.4g} ± {self.mse_sd:.2g} (probes)",
             f"noise: sd {self.noise.sd:.4g}, variance {self.noise.gain[0]:.4g}·x + "
             f"{self.noise.offset[0]:.4g}, neighbour correlation "
@@ -131,9 +155,28 @@ STRUCTURE_MESSAGE = (
 )
 
 
+Z90 = 1.6449
+"""The normal quantile of a two-sided 90 % interval."""
+
+
+def mse_interval(mse: float, noise_variance: float, divergence: float, mse_sd: float,
+                 spread: float) -> tuple[float, float]:
+    """A 90 % interval for an estimated MSE ``residual - noise_variance + 2 divergence``.
+
+    Both noise terms are proportional to the fitted noise variance, so a relative error ``δ``
+    in it moves the estimate by ``δ (2 divergence - noise_variance)``; with ``spread`` the
+    relative standard deviation of that variance and ``mse_sd`` the probes' standard error,
+    the two add in quadrature (normal approximation).
+    """
+    mc = 0.0 if not math.isfinite(mse_sd) else mse_sd
+    sd = math.hypot(abs(2 * divergence - noise_variance) * spread, mc)
+    low = mse - Z90 * sd
+    return (low if low > 0 else 0.0, max(mse + Z90 * sd, 0.0))
+
+
 def fitted_noise(level: NoiseLevel, norm: Normalization,
                  blocks: list[np.ndarray],
-                 curve: VarianceCurve | None) -> FittedNoise:
+                 curve: VarianceCurve | None, spread: float = 0.0) -> FittedNoise:
     gain, offset, floor = [], [], []
     for c in range(len(level.a)):
         s, low = norm.scale(c), norm.low[c]
@@ -147,7 +190,7 @@ def fitted_noise(level: NoiseLevel, norm: Normalization,
         knots = {"mean": [x * s0 + low0 for x in curve.x[0]],
                  "variance": [v * s0 * s0 for v in curve.v[0]]}
     return FittedNoise(gain, offset, floor, level.kernel, level, norm,
-                       scatter=_scatter(blocks), knots=knots, curve=curve)
+                       scatter=_scatter(blocks), knots=knots, curve=curve, spread=spread)
 
 
 def _scatter(blocks: list[np.ndarray], points: int = 4000) -> dict[str, list[float]]:
@@ -156,7 +199,7 @@ def _scatter(blocks: list[np.ndarray], points: int = 4000) -> dict[str, list[flo
     for block in blocks:
         for plane in block[0]:
             if min(plane.shape) >= 3:
-                m, d = _mean_and_detail(plane)
+                m, d = mean_and_detail(plane)
                 means.append(m.ravel())
                 details.append(d.ravel())
     if not means:
