@@ -10,7 +10,10 @@ read on GitHub. MkDocs only knows the files under docs/, so these hooks:
 - turn each other link that leaves docs/ into a link to the file on the repository's web page
   (``repo_url``), the file being checked to exist first;
 - report a link that leaves docs/ to a missing file as a warning, which ``mkdocs build --strict``
-  turns into a failure (MkDocs itself checks the links between pages).
+  turns into a failure (MkDocs itself checks the links between pages);
+- read the engine's docstrings as they are written for Python's help and doctest: a run of
+  ``>>>`` lines becomes a Python console block (Markdown would make it a quotation), and a Sphinx
+  role such as ``:func:`~napari_gr2r.engine.denoise` `` becomes code (``denoise``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import posixpath
 import re
 from pathlib import Path
 
+from markdown import Extension
+from markdown.preprocessors import Preprocessor
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 log = logging.getLogger("mkdocs.hooks.repo_links")
@@ -28,6 +34,48 @@ LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 COPY_PREFIX = "_repo"
 BRANCH = "main"
+ROLE = re.compile(r":(?:py:)?(?:mod|class|func|meth|attr|data|exc|obj|const):`(~?)([^`]+)`")
+FENCE = re.compile(r"^\s*(```|~~~)")
+PROMPT = re.compile(r"^(\s*)>>> ")
+
+
+class _DocstringLines(Preprocessor):
+    """Doctest runs into ``pycon`` blocks and Sphinx roles into code, outside fenced blocks."""
+
+    def run(self, lines):
+        out, fenced, i = [], False, 0
+        while i < len(lines):
+            line = lines[i]
+            if FENCE.match(line):
+                fenced = not fenced
+            prompt = None if fenced else PROMPT.match(line)
+            if prompt is None:
+                out.append(line if fenced else ROLE.sub(_role, line))
+                i += 1
+                continue
+            indent = prompt.group(1)
+            out += ["", f"{indent}```pycon"]
+            while i < len(lines) and lines[i].strip() and lines[i].startswith(indent):
+                out.append(lines[i])
+                i += 1
+            out += [f"{indent}```", ""]
+        return out
+
+
+def _role(match: re.Match) -> str:
+    short, name = match.groups()
+    return f"`{name.rsplit('.', 1)[-1] if short else name}`"
+
+
+class DocstringMarkdown(Extension):
+    def extendMarkdown(self, md):  # Markdown's API names it so
+        md.preprocessors.register(_DocstringLines(md), "napari_gr2r_docstrings", 30)
+
+
+@event_priority(100)  # before mkdocstrings reads the Markdown extensions
+def on_config(config):
+    config.markdown_extensions.append(DocstringMarkdown())
+    return config
 
 
 def _is_relative(target: str) -> bool:
