@@ -12,7 +12,6 @@ offered back when the panel opens.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_gr2r import engine
+from napari_gr2r.engine.errors import format_duration
 
 from . import _autosave
 from ._layers import (
@@ -48,16 +48,6 @@ from ._workers import PreviewResult, ProgressRelay, TrainingJob
 
 _NOT_PLOTTED = ("step", "lr", "elapsed_s", "residual_energy", "estimated_psnr")
 """Columns of a model's history that are not losses."""
-
-
-def format_duration(seconds: float) -> str:
-    """``"1:05:09"`` or ``"3:07"``."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class TrainingPanel(Panel):
@@ -272,7 +262,7 @@ class TrainingPanel(Panel):
             progress.setValue(event.step)
             progress.setFormat(
                 f"step {event.step}/{event.total_steps} · {event.patches_per_s:.0f} patches/s · "
-                f"{format_duration(event.eta_s)} left"
+                f"{format_duration(event.eta_s, clock=True)} left"
             )
             self._maybe_request_preview(event.step)
         elif isinstance(event, engine.CollapseDetected):

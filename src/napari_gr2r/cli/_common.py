@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import ConfigError, GR2RError, InputError
+from ..engine.errors import ConfigError, GR2RError, InputError, format_duration, one_line
 
 EXIT_SOME_FAILED = 1
 """Several files were given and some of them failed (the others are done)."""
@@ -26,7 +26,7 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argpars
     try:
         return run(args)
     except BAD_INPUT as exc:
-        print(f"napari-gr2r: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"napari-gr2r: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError:
         print("napari-gr2r: error: not enough memory; denoise into a .zarr output (block by "
@@ -35,13 +35,6 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argpars
     except KeyboardInterrupt:
         print("napari-gr2r: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, OSError) and not isinstance(exc, GR2RError) and exc.filename:
-        text = f"{exc.filename}: {exc.strerror or text}"
-    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------------------------- arguments
@@ -147,14 +140,6 @@ def _correlation_text(event: Any) -> str:
     if not event.noise_correlation:
         return ""
     return f", correlated between neighbouring pixels ({event.noise_correlation:.2f})"
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def train_with_bar(trainer: Any) -> None:

@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .. import engine
     from ..engine.errors import InputError
-    from ..io import read_image
+    from ..engine.io.formats import read_image
 
     if args.probes < 1:
         raise InputError("--probes must be at least 1.")

@@ -112,7 +112,7 @@ def _connect(args: argparse.Namespace) -> Any:
 # ---------------------------------------------------------------------------------- one image
 def _run_one(args: argparse.Namespace) -> int:
     from .. import engine
-    from ..io import check_output_suffix, read_image, write_image
+    from ..engine.io.formats import check_output_suffix, read_image, write_image
 
     to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)

@@ -33,7 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import engine
-    from ..io import read_image
+    from ..engine.io.formats import read_image
 
     out = Path(args.output)
     if out.suffix.lower() != ".zip":

@@ -18,13 +18,7 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
     space = "ZYX" if model.dims == 3 else "YX"
     shape_line = (f"an image of shape {model.data_shape} with axes `{model.axes}`"
                   if model.data_shape else f"images with axes `{model.axes}` (shape not recorded)")
-    noise = []
-    for c in range(model.channels):
-        scale = model.normalization.scale(c)
-        sd = math.sqrt(max(model.noise_level.typical[c], 0.0)) * scale
-        noise.append(
-            f"| {c} | {model.normalization.low[c]:.6g} | {model.normalization.high[c]:.6g} "
-            f"| {sd:.4g} | {model.noise_level.a[c]:.4g} | {model.noise_level.b[c]:.4g} |")
+    noise = _noise_rows(model)
     correlation = model.noise_level.neighbour_correlation
     best = (f" The weights are those of step {model.best_step}, which scored best on held-out "
             "patches." if model.best_step and model.best_step != model.step else "")
@@ -68,15 +62,7 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
         "of an output tile are cropped when tiling (the network's receptive radius, rounded up "
         f"to its down-sampling factor {step}). The test image has shape {tuple(test_shape)}.",
         "",
-        "## How to use",
-        "",
-        "- Fiji: install deepImageJ, then *Plugins > deepImageJ > DeepImageJ Install Model*, "
-        "choose this zip file, and run the model with *DeepImageJ Run* on an open image.",
-        "- Python: `bioimageio.core.predict(model=\"package.zip\", inputs=image)` with an array "
-        f"of shape (1, {model.channels}, {', '.join(space)}).",
-        "- napari-gr2r: `engine.load_model(\"package.zip\")` reads the original model file "
-        f"(`{attachment}`, attached) back, for denoising any size and further training.",
-        "",
+        *_how_to_use(model.channels, space, attachment),
         "## Citation",
         "",
         f"- {paper[0]} {paper[1]}",
@@ -90,3 +76,30 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
     ]
     return "\n".join(lines)
 
+
+
+def _noise_rows(model: GR2RModel) -> list[str]:
+    """The rows of the noise table, one per channel, in the input's units."""
+    rows = []
+    for c in range(model.channels):
+        scale = model.normalization.scale(c)
+        sd = math.sqrt(max(model.noise_level.typical[c], 0.0)) * scale
+        rows.append(
+            f"| {c} | {model.normalization.low[c]:.6g} | {model.normalization.high[c]:.6g} "
+            f"| {sd:.4g} | {model.noise_level.a[c]:.4g} | {model.noise_level.b[c]:.4g} |")
+    return rows
+
+
+def _how_to_use(channels: int, space: str, attachment: str) -> list[str]:
+    """The "How to use" section: Fiji, Python and napari-gr2r."""
+    return [
+        "## How to use",
+        "",
+        "- Fiji: install deepImageJ, then *Plugins > deepImageJ > DeepImageJ Install Model*, "
+        "choose this zip file, and run the model with *DeepImageJ Run* on an open image.",
+        "- Python: `bioimageio.core.predict(model=\"package.zip\", inputs=image)` with an array "
+        f"of shape (1, {channels}, {', '.join(space)}).",
+        "- napari-gr2r: `engine.load_model(\"package.zip\")` reads the original model file "
+        f"(`{attachment}`, attached) back, for denoising any size and further training.",
+        "",
+    ]

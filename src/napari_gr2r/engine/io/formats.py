@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .atomic import atomic_path
 from .pixelsize import check_not_truncated, ome_zarr_scale, tiff_metadata
 from .sources import is_url, open_lazy
@@ -112,6 +112,26 @@ def _kind_of_bytes(head: bytes) -> str | None:
     return next((name for magic, name in _OTHER_MAGIC.items() if head.startswith(magic)), None)
 
 
+def special_file_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not read at all (a named pipe, socket or device: opening it could wait
+    for ever), or None. Nothing is opened to tell."""
+    import stat
+
+    location = os.fspath(path)
+    if is_url(location):
+        return None
+    try:
+        mode = os.stat(location).st_mode
+    except OSError:
+        return None  # missing or unreadable: the reader says so by name
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device")
+    return (f"{Path(location).name} is {what}, not an image file; napari-gr2r reads only "
+            "regular files and zarr folders. Copy the image to a file and give that.")
+
+
 def image_kind(path: str | os.PathLike) -> str:
     """``"tiff"``, ``"zarr"`` or ``"imageio"`` for a readable image; else an
     :class:`InputError` naming the file and saying what is read (or which reader to use)."""
@@ -121,6 +141,9 @@ def image_kind(path: str | os.PathLike) -> str:
     p = Path(location)
     if not p.exists():
         raise InputError(f"No image at {location}.")
+    special = special_file_reason(p)
+    if special is not None:
+        raise InputError(special)
     if p.is_dir():
         if is_zarr_store(p):
             return "zarr"
@@ -173,11 +196,6 @@ def read_image(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     return _read_zarr(os.fspath(path))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
     found = _kind_of_bytes(_magic(path))
     if found != "TIFF":
@@ -194,8 +212,8 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
     except InputError:
         raise
     except Exception as exc:  # tifffile raises several types for damaged files
-        raise InputError(f"{path.name} cannot be read as a TIFF ({_first_line(exc)}); it may be "
-                         "damaged or truncated.") from None
+        raise InputError(f"{path.name} cannot be read as a TIFF ({one_line(exc, kind=False)}); "
+                         "it may be damaged or truncated.") from None
     shape = meta.pop("shape", None)
     # napari-gr2r's TIFFs store planes; the description keeps the array's shape
     if (isinstance(data, np.ndarray) and shape is not None
@@ -213,7 +231,7 @@ def _read_imageio(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         data = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio and Pillow raise many types for damaged files
         raise InputError(f"{path.name} cannot be read as a {Path(path).suffix[1:].upper()} "
-                         f"image ({_first_line(exc)}); it may be damaged.") from None
+                         f"image ({one_line(exc, kind=False)}); it may be damaged.") from None
     if data.ndim == 3 and data.shape[-1] == 4:
         data = data[..., :3]  # alpha is not an intensity
     if data.ndim == 2:
