@@ -13,14 +13,24 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InputError, OutputError
-from ..inference.outofcore.store import read_state
-from ..io.formats import is_image_candidate, is_zarr_store, stem_of, suffix_of
-from ..io.outputs import check_not_input
+from ..errors import InputError
+from ..inference.outofcore.store import model_fingerprint, read_state
+from ..io.formats import (
+    is_image_candidate,
+    is_zarr_store,
+    read_image,
+    special_file_reason,
+    stem_of,
+    suffix_of,
+)
+from ..io.sources import input_fingerprint
+from ..model.model import GR2RModel
 
 PathLike = str | os.PathLike
 OVERWRITES_INPUT = ("its result would overwrite it; choose another output folder or a suffix "
-                     "for the results")
+                    "for the results")
+"""The reason given for a file whose result would be the file itself (see
+:func:`~napari_gr2r.engine.io.outputs.overlap_message`)."""
 
 
 def _has_glob(text: str) -> bool:
@@ -37,7 +47,10 @@ def expand_inputs(inputs: PathLike | Iterable[PathLike]) -> list[str]:
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     found: list[str] = []
-    for item in items:
+    for position, item in enumerate(items):
+        if not isinstance(item, (str, os.PathLike)):
+            raise InputError(f"Input {position + 1} is {type(item).__name__}, not a path: give "
+                             "file names, folders or glob patterns (str or pathlib.Path).")
         text = os.fspath(item)
         path = Path(text)
         if "://" in text:
@@ -84,19 +97,17 @@ def output_path(input_path: PathLike, out_dir: PathLike, suffix: str = "",
     return Path(out_dir) / f"{name}{suffix}{new}"
 
 
-def overlaps_input(out: Path, path: str) -> str | None:
-    """Why ``out`` may not receive the result of ``path`` (it is, lies inside or contains
-    the input), or None."""
-    if "://" not in path and Path(path).resolve() == out.resolve():
-        return OVERWRITES_INPUT
-    try:
-        check_not_input(out, [path])
-    except OutputError as exc:
-        return str(exc)
-    return None
+def unreadable_reason(path: str) -> str | None:
+    """Why the input ``path`` is not even opened (a named pipe, socket or device), or None."""
+    return special_file_reason(path)
 
 
-def is_done(out: Path, kind: str) -> bool:
+def is_done(out: Path, kind: str, model: GR2RModel | None = None,
+            path: str | None = None) -> bool:
+    """Whether ``out`` already holds a finished result: a TIFF that is there; a zarr store
+    complete (with ``model`` and ``path``: the result of that model and that input; a store
+    of another result is left to :func:`~.outofcore.runner.iter_denoise_to_zarr`, which
+    refuses it with its reason)."""
     if kind == "tiff":
         return out.is_file()
     if not out.exists():
@@ -107,4 +118,13 @@ def is_done(out: Path, kind: str) -> bool:
         state = read_state(zarr.open_array(store=str(out), mode="r"))
     except Exception:  # not a zarr array: iter_denoise_to_zarr says what is wrong
         return False
-    return bool(state and state.get("complete"))
+    if not (state and state.get("complete")):
+        return False
+    if model is None or path is None:
+        return True
+    if state.get("model") != model_fingerprint(model):
+        return False
+    try:
+        return state.get("input") == input_fingerprint(read_image(path)[0])
+    except Exception:  # an unreadable input is reported when it is processed
+        return False

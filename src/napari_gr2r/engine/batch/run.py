@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, OutputError
-from ..inference.outofcore.distributed import model_payload
+from ..errors import InputError, one_line
+from ..inference.outofcore.distributed import scatter_model, worker_model
 from ..inference.outofcore.plan import plan_blocks
 from ..inference.outofcore.runner import iter_denoise_to_zarr
 from ..inference.outofcore.store import default_out_chunks
 from ..io.formats import check_output_suffix, read_image, tag_zarr_result, write_image
+from ..io.outputs import OutputClaim, check_not_input, overlap_message
 from ..model.model import GR2RModel
 from .events import (
     FileDone,
@@ -38,7 +39,7 @@ from .events import (
     FileSkipped,
     FileStarted,
 )
-from .names import expand_inputs, is_done, output_path, overlaps_input
+from .names import OVERWRITES_INPUT, expand_inputs, is_done, output_path, unreadable_reason
 
 PathLike = str | os.PathLike
 
@@ -63,9 +64,7 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     out = Path(out)
     kind = check_output_suffix(out)
     location = os.fspath(path)
-    reason = overlaps_input(out, location)
-    if reason is not None:
-        raise OutputError(reason)
+    check_not_input(out, [location], same=OVERWRITES_INPUT)
     data, meta = read_image(location)
     if axes is None:
         axes = meta.get("axes")
@@ -96,14 +95,6 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
         out.parent.mkdir(parents=True, exist_ok=True)
         write_image(out, arr[...], info.axes, meta)
     return info.axes, info.shape
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if isinstance(exc, (InputError, OSError)) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,65 +141,90 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     paths = expand_inputs(inputs)
     if not paths:
         raise InputError("No image files to denoise (the folders given hold none).")
+    out_root = _output_folder(out_dir, paths)
+    n = len(paths)
+    # one run at a time per folder: two runs (two models) would mix their results in it
+    claim = OutputClaim(os.fspath(out_root)).acquire()
+    try:
+        plan = _Plan(paths, out_root, suffix, out_format)
+        yield from plan.sort(model, overwrite)
+        options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite)
+        if client is not None:
+            runs = _on_cluster(client, model, plan.todo, n, options, should_stop)
+        else:
+            runs = _in_process(model, plan.todo, n, options, device, should_stop)
+        stopped = False
+        for event in runs:
+            if event is None:
+                stopped = True
+                break
+            plan.count(event)
+            yield event
+    finally:
+        claim.release()
+    yield FilesFinished(n, plan.done, plan.skipped, tuple(plan.failed), plan.sorted_outputs(),
+                        stopped, time.perf_counter() - t0)
+
+
+def _output_folder(out_dir: PathLike, paths: list[str]) -> Path:
+    """The output folder, created; refused when it is a file or lies inside an input (a
+    folder inside an input store would change the input)."""
     out_root = Path(out_dir)
     if out_root.exists() and not out_root.is_dir():
         raise InputError(f"The output {out_root} is a file; with several inputs the output is "
                          "a folder.")
-    for path in paths:  # a folder inside an input store would change the input
-        if "://" not in path and (Path(path).resolve() == out_root.resolve() or
-                                  Path(path).resolve() in out_root.resolve().parents):
-            raise OutputError(f"The output folder {out_root} lies inside the input {path}; "
-                              "choose an output folder outside it.")
+    local = [p for p in paths if "://" not in p]
+    check_not_input(out_root, local, contains=False)
     out_root.mkdir(parents=True, exist_ok=True)
-    n = len(paths)
-    done = skipped = 0
-    failed: list[tuple[str, str]] = []
-    outputs: list[str] = []
-    todo: list[tuple[int, str, Path]] = []
-    claimed: dict[Path, str] = {}
-    for index, path in enumerate(paths):
-        out = output_path(path, out_root, suffix, out_format)
-        key = out.resolve()
-        if key in claimed:
-            reason = (f"its result {out.name} would also be the result of {claimed[key]}; "
-                      "rename one of them")
-            failed.append((path, reason))
-            yield FileFailed(n, index, path, reason)
-            continue
-        claimed[key] = path
-        reason = overlaps_input(out, path)
-        if reason is not None:
-            failed.append((path, reason))
-            yield FileFailed(n, index, path, reason)
-            continue
-        kind = check_output_suffix(out)
-        if not overwrite and is_done(out, kind):
-            skipped += 1
-            outputs.append(str(out))
-            yield FileSkipped(n, index, path, str(out), "already done (overwrite to redo)")
-            continue
-        todo.append((index, path, out))
+    return out_root
 
-    options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite)
-    stopped = False
-    if client is not None:
-        runs = _on_cluster(client, model, todo, n, options, should_stop)
-    else:
-        runs = _in_process(model, todo, n, options, device, should_stop)
-    for event in runs:
+
+class _Plan:
+    """Which files a run does, skips or refuses, and what it counts."""
+
+    def __init__(self, paths: list[str], out_root: Path, suffix: str,
+                 out_format: str | None) -> None:
+        self.paths, self.n = paths, len(paths)
+        self.outs = [output_path(p, out_root, suffix, out_format) for p in paths]
+        self.todo: list[tuple[int, str, Path]] = []
+        self.failed: list[tuple[str, str]] = []
+        self.outputs: list[str] = []
+        self.done = self.skipped = 0
+
+    def sort(self, model: GR2RModel, overwrite: bool) -> Iterator[FilesEvent]:
+        """Events of the files refused or skipped before any work; the others go to
+        :attr:`todo`."""
+        claimed: dict[Path, str] = {}
+        for index, (path, out) in enumerate(zip(self.paths, self.outs)):
+            key = out.resolve()
+            if key in claimed:
+                reason: str | None = (f"its result {out.name} would also be the result of "
+                                      f"{claimed[key]}; rename one of them")
+            else:
+                claimed[key] = path
+                reason = overlap_message(out, [path], same=OVERWRITES_INPUT) or \
+                    unreadable_reason(path)
+            if reason is not None:
+                self.failed.append((path, reason))
+                yield FileFailed(self.n, index, path, reason)
+            elif not overwrite and is_done(out, check_output_suffix(out), model, path):
+                self.skipped += 1
+                self.outputs.append(str(out))
+                yield FileSkipped(self.n, index, path, str(out),
+                                  "already done (overwrite to redo)")
+            else:
+                self.todo.append((index, path, out))
+
+    def count(self, event: FilesEvent) -> None:
         if isinstance(event, FileDone):
-            done += 1
-            outputs.append(event.output)
+            self.done += 1
+            self.outputs.append(event.output)
         elif isinstance(event, FileFailed):
-            failed.append((event.path, event.reason))
-        elif event is None:
-            stopped = True
-            break
-        yield event
-    order = {str(output_path(p, out_root, suffix, out_format)): i for i, p in enumerate(paths)}
-    outputs.sort(key=lambda o: order.get(o, n))
-    yield FilesFinished(n, done, skipped, tuple(failed), tuple(outputs), stopped,
-                        time.perf_counter() - t0)
+            self.failed.append((event.path, event.reason))
+
+    def sorted_outputs(self) -> tuple[str, ...]:
+        order = {str(out): i for i, out in enumerate(self.outs)}
+        return tuple(sorted(self.outputs, key=lambda o: order.get(o, self.n)))
 
 
 def _in_process(model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
@@ -235,14 +251,10 @@ def _in_process(model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
             yield None
             return
         except Exception as exc:  # one broken file must not end the run
-            yield FileFailed(n, index, path, _one_line(exc))
+            yield FileFailed(n, index, path, one_line(exc))
             continue
         yield FileDone(n, index, path, str(out), file_axes, tuple(shape),
                        time.perf_counter() - t0)
-
-
-_WORKER_MODEL: list[Any] = []
-"""On a cluster worker: the scattered payload of the last run and the model built from it."""
 
 
 def _file_task(payload: dict[str, Any], path: str, out: str,
@@ -251,15 +263,9 @@ def _file_task(payload: dict[str, Any], path: str, out: str,
     import dask
 
     from ..devices import resolve_device
-    from ..model.checkpoint import model_from_dict
 
     t0 = time.perf_counter()
-    cached = _WORKER_MODEL
-    if cached and cached[0] is payload:
-        model = cached[1]
-    else:  # the first file of this run on this worker: build the model once
-        model = model_from_dict(payload)
-        _WORKER_MODEL[:] = [payload, model]
+    model = worker_model(payload)
     steps = denoise_file(model, path, out, device=resolve_device("auto").type, **options)
     with dask.config.set(scheduler="synchronous"):
         while True:
@@ -282,7 +288,7 @@ def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]]
                          "'napari-gr2r[cluster]'.") from None
     if not todo:
         return
-    payload = client.scatter([model_payload(model)], broadcast=True, hash=False)[0]
+    payload = scatter_model(client, model)
     futures = {}
     for index, path, out in todo:
         future = client.submit(_file_task, payload, os.path.abspath(path) if "://" not in path
@@ -295,7 +301,7 @@ def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]]
             try:
                 file_axes, shape, seconds = future.result()
             except Exception as exc:  # the task's exception, re-raised here
-                yield FileFailed(n, index, path, _one_line(exc))
+                yield FileFailed(n, index, path, one_line(exc))
             else:
                 yield FileDone(n, index, path, str(out), file_axes, shape, seconds)
             if should_stop is not None and should_stop():

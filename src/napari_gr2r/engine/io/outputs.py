@@ -1,6 +1,7 @@
 """Where a result may be written: never over the input, never into a store another run writes.
 
-- :func:`check_not_input` refuses an output that is the input, lies inside it (``in.zarr/0``
+- :func:`check_not_input` (:func:`overlap_message`: the reason as text) refuses an output
+  that is the input, lies inside it (``in.zarr/0``
   of an OME-Zarr input, a file inside an input store) or contains it (the folder holding the
   input), whatever ``overwrite`` says: writing there would destroy the input.
 - :class:`OutputClaim` is an exclusive claim on an output store for one run: a lock file
@@ -76,8 +77,11 @@ def _relation(out: str, inp: str) -> str | None:
     return "contains" if a in b.parents else None
 
 
-def check_not_input(out: str | os.PathLike, inputs: list[str | os.PathLike | None]) -> None:
-    """Raise :class:`OutputError` when ``out`` is, lies inside or contains one of ``inputs``."""
+def overlap_message(out: str | os.PathLike, inputs: list[str | os.PathLike | None], *,
+                    same: str | None = None, contains: bool = True) -> str | None:
+    """Why ``out`` may not be written (it is, lies inside or contains one of ``inputs``), or
+    None. ``same`` replaces the message for an output that is the input; ``contains=False``
+    allows an output folder that holds an input (the results get other names there)."""
     target = _normal(out)
     for given in inputs:
         if given is None:
@@ -85,18 +89,23 @@ def check_not_input(out: str | os.PathLike, inputs: list[str | os.PathLike | Non
         inp = _normal(given)
         relation = _relation(target, inp)
         if relation == "is":
-            raise OutputError(f"The output {os.fspath(out)} is the input; choose another "
-                              "output path.")
+            return same or (f"The output {os.fspath(out)} is the input; choose another output "
+                            "path.")
         if relation == "inside":
-            raise OutputError(
-                f"The output {os.fspath(out)} lies inside the input {inp}; writing there would "
-                f"change the input. Choose another output path, outside {inp}."
-            )
-        if relation == "contains":
-            raise OutputError(
-                f"The output {os.fspath(out)} contains the input {inp}; writing there would "
-                "replace the input. Choose another output path."
-            )
+            return (f"The output {os.fspath(out)} lies inside the input {inp}; writing there "
+                    f"would change the input. Choose another output path, outside {inp}.")
+        if relation == "contains" and contains:
+            return (f"The output {os.fspath(out)} contains the input {inp}; writing there would "
+                    "replace the input. Choose another output path.")
+    return None
+
+
+def check_not_input(out: str | os.PathLike, inputs: list[str | os.PathLike | None], *,
+                    same: str | None = None, contains: bool = True) -> None:
+    """Raise :class:`OutputError` with :func:`overlap_message`'s reason, if any."""
+    reason = overlap_message(out, inputs, same=same, contains=contains)
+    if reason is not None:
+        raise OutputError(reason)
 
 
 def lock_path(location: str) -> Path | None:

@@ -34,6 +34,11 @@ def as_lazy_or_numpy(data: Any) -> Any:
         return np.asarray(data)
     module = type(data).__module__.split(".")[0]
     if module == "dask":
+        if any(isinstance(n, float) and math.isnan(n) for n in data.shape):
+            raise InputError(
+                f"The dask array's shape {data.shape} has unknown sizes (NaN), e.g. after "
+                "boolean indexing; call array.compute_chunk_sizes() first and pass the result."
+            )
         return data
     if module == "torch" and hasattr(data, "detach"):
         return _tensor_as_numpy(data)
@@ -346,3 +351,38 @@ def _open_tiff(path: Path) -> tuple[Any, str | None]:
 
         store = tifffile.imread(path, aszarr=True)
         return zarr.open(store, mode="r"), axes
+
+
+# --------------------------------------------------------------------------------------------
+# which image a result is of
+
+
+FINGERPRINT_WINDOW = 32
+FINGERPRINT_SAMPLES = 9
+
+
+def input_fingerprint(data: Any) -> str:
+    """A digest of an image's shape, dtype and pixels: which input a stored result is of.
+
+    A numpy array in memory is hashed whole; a lazy one (memory-mapped, zarr, dask) through
+    :data:`FINGERPRINT_SAMPLES` windows spread along its diagonal, so that a large store is
+    not read whole. Two images of the same shape but other pixels almost always differ there
+    (microscope noise alone makes them differ).
+    """
+    import hashlib
+
+    arr = as_lazy_or_numpy(data)
+    shape = tuple(int(n) for n in arr.shape)
+    digest = hashlib.sha256(repr((shape, np.dtype(arr.dtype).str)).encode())
+    if is_in_memory(arr) or not all(shape):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()[:32]
+    for k in range(FINGERPRINT_SAMPLES):
+        f = k / (FINGERPRINT_SAMPLES - 1)
+        index: list[Any] = [round(f * (n - 1)) for n in shape[:-2]]
+        for n in shape[-2:]:
+            w = min(FINGERPRINT_WINDOW, n)
+            start = round(f * (n - w))
+            index.append(slice(start, start + w))
+        digest.update(np.ascontiguousarray(np.asarray(arr[tuple(index)])).tobytes())
+    return digest.hexdigest()[:32]

@@ -22,11 +22,27 @@ from .plan import BlockGrid, fits_one_tile
 from .store import ChunkProgress, RunState, write_state
 
 
-def model_payload(model: GR2RModel) -> dict[str, Any]:
+def scatter_model(client: Any, model: GR2RModel) -> Any:
+    """Send ``model`` once to every worker of ``client``: a future of its plain-type content
+    (a model file's, without the optimiser state and history), for :func:`worker_model`."""
     payload = model_to_dict(model)
     payload["optimizer"] = None
     payload["history"] = []
-    return payload
+    return client.scatter([payload], broadcast=True, hash=False)[0]
+
+
+_WORKER_MODEL: list[Any] = []
+"""On a worker: the payload of the last run and the model built from it."""
+
+
+def worker_model(payload: dict[str, Any]) -> GR2RModel:
+    """On a worker: the model of a :func:`scatter_model` payload, built once per run (the
+    scattered payload is the same object for every task of the run on this worker)."""
+    if _WORKER_MODEL and _WORKER_MODEL[0] is payload:
+        return _WORKER_MODEL[1]
+    model = model_from_dict(payload)
+    _WORKER_MODEL[:] = [payload, model]
+    return model
 
 
 def _source_for_workers(client: Any, data: Any, source_path: str | None) -> Any:
@@ -57,7 +73,7 @@ def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: s
     """Runs on a worker: denoise a few blocks and write them to the shared output."""
     import dask
 
-    model = model_from_dict(payload)
+    model = worker_model(payload)
     source = ImageSource(_open_worker_source(source_spec), axes)
     with dask.config.set(scheduler="synchronous"):  # a dask input is read inside this task
         for block, result in denoise_blocks(model, source, grid, indices, tile=tile,
@@ -88,7 +104,7 @@ def run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | 
             "Running on a cluster needs dask.distributed: pip install 'napari-gr2r[cluster]'."
         ) from None
     _check_shared_store(arr)
-    payload = client.scatter([model_payload(model)], broadcast=True, hash=False)[0]
+    payload = scatter_model(client, model)
     source_spec = _source_for_workers(client, data, source_path)
     total = len(grid)
     skipped = total - len(todo)

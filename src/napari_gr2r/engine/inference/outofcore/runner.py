@@ -13,7 +13,7 @@ from typing import Any
 
 from ...errors import OutputError
 from ...io.outputs import OutputClaim, check_not_input, store_location
-from ...io.sources import open_lazy
+from ...io.sources import input_fingerprint, open_lazy
 from ...model.model import GR2RModel
 from ..tiling import check_arguments
 from .distributed import run_on_cluster
@@ -74,7 +74,8 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         if existing is None:
             grid = plan_blocks(model, info, tile, chunks, tuple(arr.chunks),
                                input_z_chunk(data, info))
-        settings = {"model": model_fingerprint(model), "axes": info.axes,
+        settings = {"model": model_fingerprint(model), "input": input_fingerprint(data),
+                    "source": source_path or store_location(data) or "", "axes": info.axes,
                     "shape": list(info.shape), "block": list(grid.block),
                     "halo": list(grid.halo)}
         total = len(grid)

@@ -130,28 +130,45 @@ def write_state(out: Any, state: RunState) -> None:
     out.attrs[STATE_KEY] = state.to_attrs()
 
 
+IDENTITY = ("model", "input")
+"""What a result is of: the model's and the input's fingerprints (see
+:func:`model_fingerprint` and :func:`~napari_gr2r.engine.io.sources.input_fingerprint`)."""
+LAYOUT = ("axes", "shape", "block", "halo")
+
+
+def other_result(previous: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """What the recorded run ``previous`` is a result of, when it is not the run ``settings``
+    describes (another model, another image or other settings), else None."""
+    if previous.get("model") != settings["model"]:
+        return "a (partial) result of another model"
+    if previous.get("input") != settings["input"]:
+        source = previous.get("source")
+        of = f" ({source})" if isinstance(source, str) and source else ""
+        if previous.get("input") is None:
+            return "a (partial) result that does not record its input"
+        return f"a (partial) result of another image{of}"
+    mismatch = [k for k in LAYOUT if previous.get(k) != settings[k]]
+    if mismatch or previous.get("version") != STATE_VERSION:
+        return f"a (partial) result written with other settings ({', '.join(mismatch)})"
+    return None
+
+
 def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool,
                  owner: dict[str, Any] | None = None) -> RunState:
     """The run's record: the blocks an earlier run with the same settings finished, if any.
 
-    Raises :class:`InputError` when ``arr`` holds a result of another model or of other
-    settings (unless ``overwrite``). The record, with ``owner``, is written to ``arr``
+    Raises :class:`InputError` when ``arr`` holds a result of another model, of another input
+    or of other settings (unless ``overwrite``): a store is only ever resumed, or reported
+    complete, for the input and model it is the result of. The record, with ``owner``, is written to ``arr``
     before it is returned.
     """
     previous = read_state(arr)
     done = np.zeros(total, bool)
     if previous is not None and not overwrite:
-        mismatch = [k for k in ("axes", "shape", "block", "halo") if previous.get(k) != settings[k]]
-        if previous.get("model") != settings["model"]:
-            raise InputError(
-                "The output store holds a (partial) result of another model; choose another "
-                "output, or pass overwrite=True to denoise it again with this model."
-            )
-        if mismatch or previous.get("version") != STATE_VERSION:
-            raise InputError(
-                f"The output store was written with other settings ({', '.join(mismatch)}); "
-                "choose another output, or pass overwrite=True to start again."
-            )
+        reason = other_result(previous, settings)
+        if reason is not None:
+            raise InputError(f"The output store holds {reason}; choose another output, or pass "
+                             "overwrite=True to replace it.")
         done = unpack_done(previous["done"], total)
     state = RunState(settings, done, owner)
     arr.attrs[STATE_KEY] = state.to_attrs()  # the claim: from now on checked before writes
