@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +24,68 @@ BAD_INPUT = (GR2RError, OSError)
 reported in one line on stderr with exit status 2."""
 
 
-def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``run(args)``, with bad input and Ctrl-C turned into one line on stderr and an exit status."""
+INTERRUPTED = ("napari-gr2r: interrupted; no result was left half-written: run the same command "
+               "again to resume (.zarr outputs, output folders and training with --resume "
+               "continue where they stopped)")
+
+CLI_NAMES = (
+    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+    (re.compile(r"\bnet_dims='(\w+)'"), r"--net-dims \1"),
+    (re.compile(r"\bmethod='([\w-]+)'"), r"--method \1"),
+    (re.compile(r"\b(target|axes|tile|steps|seed)=(?=[\s.,;)]|$)"), r"--\1"),
+)
+"""The engine's messages name its keyword arguments; on the command line they are flags."""
+
+
+def cli_words(text: str) -> str:
+    """An engine message in the command line's words: ``overwrite=True`` -> ``--overwrite``."""
+    for pattern, flag in CLI_NAMES:
+        text = pattern.sub(flag, text)
+    return text
+
+
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    """Warnings as one line each, in the command line's words."""
+    print(f"napari-gr2r: warning: {cli_words(one_line(message, kind=False))}", file=sys.stderr)
+
+
+@contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a cluster scheduler's, ``kill``'s) ends a run the way Ctrl-C does."""
+    def on_term(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)  # train's: stop after the step and save
+        if not callable(handler):
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
     try:
-        return run(args)
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``, with bad input, Ctrl-C and SIGTERM turned into one line on stderr and an
+    exit status; warnings in one line each."""
+    try:
+        with _terminate_like_ctrl_c(), warnings.catch_warnings(), ExitStack() as exits:
+            warnings.showwarning = _show_warning
+            args.exits = exits  # what the command claims is released when it ends
+            return run(args)
     except BAD_INPUT as exc:
-        print(f"napari-gr2r: error: {one_line(exc)}", file=sys.stderr)
+        print(f"napari-gr2r: error: {cli_words(one_line(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError:
         print("napari-gr2r: error: not enough memory; denoise into a .zarr output (block by "
               "block) or pass a smaller --tile", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("napari-gr2r: interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -192,3 +244,102 @@ def train_with_bar(trainer: Any) -> None:
     finally:
         if bar is not None:
             bar.close()
+
+
+# --------------------------------------------------------------------------------- model files
+MODEL_SUFFIX = ".pt"
+
+
+def check_model_output(out: Path) -> None:
+    """A model is written only under a model file's name (``.gr2r.pt``): never over an image
+    (``-o precious.tif --overwrite``) or under a name nothing would open as a model."""
+    if out.suffix.lower() != MODEL_SUFFIX:
+        stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+        raise InputError(f"-o {out.name}: a model file's name ends in .gr2r.pt (e.g. "
+                         f"{stem}.gr2r.pt); choose such a name, so that no image or other file "
+                         "is replaced by a model.")
+
+
+def claim_output(args: argparse.Namespace, out: Path) -> None:
+    """Claim ``out`` for this run until the command ends: a second run writing the same file
+    at the same time fails at once, naming this one."""
+    from ..engine.io.outputs import OutputClaim
+
+    claim = OutputClaim(str(out)).acquire()
+    exits = getattr(args, "exits", None)
+    if exits is None:  # called outside run_reporting_errors: released when the process ends
+        import atexit
+
+        atexit.register(claim.release)
+    else:
+        exits.callback(claim.release)
+
+
+RESUMED_SETTINGS = (("preset", "--preset"), ("method", "--method"),
+                    ("noise_sigma", "--noise-sigma"), ("seed", "--seed"),
+                    ("net_dims", "--net-dims"))
+
+
+def check_resume_fits(args: argparse.Namespace, parser_defaults: dict[str, Any], model: Any,
+                      source: Path) -> None:
+    """``--resume`` continues a run with its own settings: flags that would change them are
+    refused (not silently dropped)."""
+    changed = []
+    for name, flag in RESUMED_SETTINGS:
+        given = getattr(args, name, None)
+        if given is None or given == parser_defaults.get(name):
+            continue  # not given (or left at its default): the run's own value
+        if given != getattr(model.config, name, None):
+            changed.append(f"{flag} {given}")
+    if changed:
+        raise InputError(
+            f"--resume continues the run in {source.name} with its own settings; "
+            f"{', '.join(changed)} would change them. Leave them out to continue it, or start a "
+            "new run without --resume (a new -o, or --overwrite)."
+        )
+
+
+def check_resume_image(model: Any, source: Path, data: Any, axes: str) -> None:
+    """``--resume`` on another image is refused: a run continues on the image it started on
+    (its shape and its range of values, which the normalisation was fitted to)."""
+    from ..engine.io.sources import range_message
+
+    images = data if isinstance(data, list) else [data]
+    shape = tuple(int(n) for n in images[0].shape)
+    if model.data_shape is not None and tuple(model.data_shape) != shape and len(images) == 1:
+        raise InputError(
+            f"--resume: the run in {source.name} trained on an image of shape "
+            f"{tuple(model.data_shape)}, and this one has shape {shape}; resume it on its own "
+            "image, or start a new run on this one (without --resume)."
+        )
+    message = range_message(model.open_source(images[0], axes), model.normalization.low,
+                            model.normalization.high, "this image")
+    if message is not None:
+        raise InputError(f"--resume: {source.name} continues a run on other images: {message}"
+                         " To train on this image, start a new run without --resume.")
+
+
+def save_or_keep(model: Any, out: Path) -> None:
+    """Save ``model`` to ``out``; when that fails (a full disk), save it in the temporary
+    folder or the home folder instead and say where: trained weights are never lost."""
+    import tempfile
+
+    from ..engine import save_model
+    from ..engine.errors import WriteError
+
+    try:
+        save_model(model, out)
+        return
+    except WriteError as exc:
+        first = exc
+    for folder in (Path(tempfile.gettempdir()), Path.home()):
+        spare = folder / f"rescued-{out.name}"
+        if spare.resolve() == out.resolve():
+            continue
+        try:
+            save_model(model, spare)
+        except (WriteError, OSError):
+            continue
+        raise WriteError(f"{first} The trained model was saved to {spare} instead; move it "
+                         "where you want it (or run with --resume from there).")
+    raise first

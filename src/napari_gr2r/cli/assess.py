@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from ._common import add_device_argument, axes_for
@@ -37,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--probes must be at least 1.")
     if args.data_range is not None and not args.data_range > 0:
         raise InputError("--data-range must be a positive number.")
+    if args.json:  # before the assessment, not after it
+        check_json_output(Path(args.json))
     model = engine.load_model(args.model)
     data, meta = read_image(args.input)
     axes = axes_for(args, data, meta, fallback=model.axes)
@@ -53,3 +57,17 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report.to_dict(), f, indent=1)
         print(f"wrote {args.json}")
     return 0
+
+
+def check_json_output(out: Path) -> None:
+    """Refuse a ``--json`` path that cannot be written: a folder, a missing folder, a folder
+    without write permission."""
+    from ..engine.errors import OutputError
+
+    folder = out.parent
+    if out.is_dir():
+        raise OutputError(f"--json {out} is a folder; give a file name, e.g. {out / 'report.json'}.")
+    if not folder.is_dir():
+        raise OutputError(f"--json {out}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise OutputError(f"--json {out}: no permission to write there; choose another path.")

@@ -113,6 +113,7 @@ def _connect(args: argparse.Namespace) -> Any:
 def _run_one(args: argparse.Namespace) -> int:
     from .. import engine
     from ..engine.io.formats import check_output_suffix, read_image, write_image
+    from ..engine.io.outputs import OutputClaim
 
     to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)
@@ -124,16 +125,30 @@ def _run_one(args: argparse.Namespace) -> int:
     data, meta = read_image(args.input)
     axes = axes_for(args, data, meta, fallback=model.axes)
     t0 = time.perf_counter()
-    if to_zarr:
+    if to_zarr:  # claimed by the engine, for the whole run
         _denoise_to_zarr(args, model, axes, out, meta)
     else:
-        with count_bar("tile") as progress:
-            result = engine.denoise(model, data, axes=axes, progress=progress, tile=args.tile,
-                                    device=args.device, tta=args.tta or False)
-        write_image(out, result, axes, meta)
+        with OutputClaim(str(out)):  # one run at a time writes this file
+            _warn_outside_range(model, data, axes, args.input)
+            with count_bar("tile") as progress:
+                result = engine.denoise(model, data, axes=axes, progress=progress,
+                                        tile=args.tile, device=args.device, tta=args.tta or False)
+            write_image(out, result, axes, meta)
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
           f"{time.perf_counter() - t0:.1f} s -> {out}")
     return 0
+
+
+def _warn_outside_range(model: Any, data: Any, axes: str, name: str) -> None:
+    """A warning when the image's values lie mostly outside the model's training range."""
+    import warnings
+
+    from ..engine.io.sources import RangeWarning, range_message
+
+    message = range_message(model.open_source(data, axes), model.normalization.low,
+                            model.normalization.high, Path(name).name)
+    if message is not None:
+        warnings.warn(message, RangeWarning, stacklevel=2)
 
 
 def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,

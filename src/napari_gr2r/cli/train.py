@@ -28,9 +28,14 @@ from ._common import (
     add_device_argument,
     add_overwrite_argument,
     axes_for,
+    check_model_output,
     check_output,
+    check_resume_fits,
+    check_resume_image,
+    claim_output,
     device_for,
     print_estimate,
+    save_or_keep,
     train_with_bar,
 )
 
@@ -49,6 +54,10 @@ continue it. Ctrl-C ends training after the current step and saves the best weig
 (exit status 130; a second Ctrl-C quits at once, leaving the last checkpoint). Bad input: one
 line on stderr, exit status 2.
 """
+
+
+RESUME_DEFAULTS = {"method": "gr2r", "net_dims": "auto", "seed": 0}
+"""The defaults of the flags ``--resume`` refuses to change (see check_resume_fits)."""
 
 
 def default_preset(device: Any) -> str:
@@ -234,9 +243,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("No image files to train on (the folders given hold none).")
     out = check_output(args, resumable=bool(args.resume), inputs=paths)
     check_writable(out)
+    check_model_output(out)
+    claim_output(args, out)  # two runs into one model file: the second fails here
     device = device_for(args)
     data, axes = _read_images(args, paths)
     model, config = _run_to_resume(args, out, engine)
+    if model is not None:  # a run continues with its own settings, on its own image
+        source = out if args.resume is True else Path(args.resume)
+        check_resume_fits(args, RESUME_DEFAULTS, model, source)
+        check_resume_image(model, source, data, axes)
     preset = args.preset or default_preset(device)
     if config is None:
         config = _config(args, preset, engine)
@@ -251,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         train_with_bar(trainer)
     model = trainer.model
     if trainer.last_checkpoint_step != model.step:  # the last write failed (it warned): retry
-        engine.save_model(model, out)
+        save_or_keep(model, out)
     if model.run.unfinished is not None:  # stopped before the end
         print(f"napari-gr2r: stopped at step {model.step} of {model.run.end}; saved the best weights "
               f"(step {model.best_step}) to {out}; run the same command with --resume to "

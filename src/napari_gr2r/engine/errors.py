@@ -23,6 +23,11 @@ class OutputError(InputError):
     or another run is writing it."""
 
 
+class WriteError(OutputError, OSError):
+    """A file could not be written (a full disk, a quota, no permission); nothing
+    half-written is left. An ``OSError`` too, for code that handles file-system errors."""
+
+
 class ConfigError(GR2RError, ValueError):
     """A setting (of training or of denoising: tile, batch size, device, ...) is out of range."""
 

@@ -15,6 +15,7 @@ Shared by model files (:mod:`.checkpoint`) and images written by :mod:`napari_gr
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import OutputError, WriteError
 
 SUFFIX = ".tmp"
 LEGACY_STALE_S = 600
@@ -126,9 +127,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync_folder(path.parent)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        raise WriteError(f"Cannot write {path}: {reason}; nothing was written there (an "
+                         "earlier file is kept).") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """Why writing a file failed, in plain words (a full disk, a quota, no permission), for
+    the errors of file systems and of writers that wrap them (torch's "N requested and M
+    written"); None for errors that are not about writing."""
+    if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+        if exc.errno in _FULL:
+            return "the disk is full (or a quota or file-size limit is reached); free space " \
+                   "or write elsewhere"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "no permission to write there (or the file system is read-only)"
+        return exc.strerror or str(exc) or "the file system refused the write"
+    text = str(exc).lower()
+    if isinstance(exc, RuntimeError) and ("written" in text or "write" in text):
+        return "the disk is full (or a quota or file-size limit is reached), or the file " \
+               "system failed; free space or write elsewhere"
+    return None
 
 
 def _fsync(path: Path) -> None:

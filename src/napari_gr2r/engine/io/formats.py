@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from .atomic import atomic_path
-from .pixelsize import check_not_truncated, ome_zarr_scale, tiff_metadata
+from .pixelsize import check_tiff, clean_scale, ome_zarr_scale, tiff_metadata
 from .sources import is_url, open_lazy
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".lsm")
@@ -152,6 +152,10 @@ def image_kind(path: str | os.PathLike) -> str:
     suffix = Path(p.name.lower()).suffix
     if suffix in OTHER_READERS:
         raise InputError(f"{p.name}: {OTHER_READERS[suffix]}.")
+    if suffix in ZARR_SUFFIXES:
+        what = "an empty file" if p.stat().st_size == 0 else "a file"
+        raise InputError(f"{p.name} is {what}, but a zarr store is a folder: this is not (or no "
+                         "longer) a zarr store. Give the store's folder, or copy it again.")
     if suffix in TIFF_SUFFIXES:
         return "tiff"
     if suffix in IMAGEIO_SUFFIXES:
@@ -205,7 +209,7 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"{path.name} is not a TIFF file (it is empty, damaged or of another "
                          f"format); {READS}.")
     try:
-        check_not_truncated(path)
+        check_tiff(path)
         data, axes = open_lazy(path)
         meta: dict[str, Any] = {"axes": axes}
         meta.update(tiff_metadata(path, axes))
@@ -215,11 +219,29 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"{path.name} cannot be read as a TIFF ({one_line(exc, kind=False)}); "
                          "it may be damaged or truncated.") from None
     shape = meta.pop("shape", None)
-    # napari-gr2r's TIFFs store planes; the description keeps the array's shape
-    if (isinstance(data, np.ndarray) and shape is not None
-            and tuple(data.shape) != tuple(shape) and data.size == int(np.prod(shape))):
-        data = data.reshape(shape)
-    return data, meta
+    if shape is not None and tuple(data.shape) != tuple(shape):
+        data = _described_shape(path, data, shape)
+    return data, clean_scale(meta, len(data.shape))
+
+
+def _described_shape(path: Path, data: Any, shape: Any) -> Any:
+    """napari-gr2r's TIFFs store planes, and their description keeps the array's shape: the
+    pages reshaped to it. A description whose shape does not fit the pages (other plane
+    sizes, another number of pixels) does not describe this file: refused."""
+    try:
+        shape = tuple(int(n) for n in shape)
+    except (TypeError, ValueError):
+        shape = ()
+    fits = (len(shape) >= 2 and shape[-2:] == tuple(data.shape[-2:])
+            and int(np.prod(shape)) == int(np.prod(data.shape)))
+    if not fits:
+        raise InputError(
+            f"{path.name}'s description gives the shape {list(shape)}, but its pixels are "
+            f"{tuple(data.shape)}: the description does not describe this file (damaged, or "
+            "edited by another program). Save the image again, e.g. with Fiji or tifffile."
+        )
+    return np.asarray(data).reshape(shape) if isinstance(data, np.ndarray) else \
+        data.reshape(shape)
 
 
 def _read_imageio(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -246,16 +268,19 @@ def _read_imageio(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 def _read_zarr(location: str) -> tuple[Any, dict[str, Any]]:
     data, axes = open_lazy(location)
     meta: dict[str, Any] = {"axes": axes}
-    attrs = dict(getattr(data, "attrs", {}))
+    try:
+        attrs = dict(getattr(data, "attrs", {}))
+    except (TypeError, ValueError):  # attributes that are not a JSON object
+        attrs = {}
     if isinstance(attrs.get("axes"), str):
         meta["axes"] = attrs["axes"].upper()
     if isinstance(attrs.get("scale"), list) and len(attrs["scale"]) == len(data.shape):
-        meta["scale"] = [float(s) for s in attrs["scale"]]
+        meta["scale"] = attrs["scale"]
         if isinstance(attrs.get("unit"), str):
             meta["unit"] = attrs["unit"]
-        return data, meta
+        return data, clean_scale(meta, len(data.shape))
     meta.update(ome_zarr_scale(location, len(data.shape)))
-    return data, meta
+    return data, clean_scale(meta, len(data.shape))
 
 
 # --------------------------------------------------------------------------------------------

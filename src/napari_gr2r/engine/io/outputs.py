@@ -138,10 +138,16 @@ class OutputClaim:
     def acquire(self) -> OutputClaim:
         if self.lock is None:
             return self
-        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"Cannot write {self.location}: {exc.strerror or exc}.") from None
         for _ in range(3):
             try:
                 fd = os.open(self.lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except PermissionError:
+                raise OutputError(f"Cannot write {self.location}: no permission to write in "
+                                  f"{self.lock.parent}; choose another output.") from None
             except FileExistsError:
                 holder = _read_lock(self.lock)
                 if _stale(self.lock, holder):
@@ -171,8 +177,9 @@ def in_use_message(location: Any, holder: dict[str, Any], lock: Path | None = No
     who = (f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
            f"{holder.get('started', '?')}")
     advice = "wait for it to end or write elsewhere"
-    if lock is not None:
-        advice += f"; if it no longer runs, delete {lock}"
+    if lock is not None:  # a lock is only ever left by a run killed on another machine
+        advice += (f"; if that run no longer exists, delete the hidden file ending in "
+                   f"{LOCK_SUFFIX} beside {Path(os.fspath(location)).name}")
     return f"{location} is being written by another napari-gr2r run ({who}); {advice}."
 
 

@@ -9,27 +9,102 @@ the axes that are not spatial), with one unit for the spatial axes.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 
-def check_not_truncated(path: Path) -> None:
-    """Raise when the pixels of the first or last page lie past the end of the file (a copy
-    cut short), which a lazy reader would only find block by block."""
+
+class _Complaints(logging.Handler):
+    """Collects what tifffile logs while it reads a file's pages (it logs, rather than
+    raises, when a page chain points past the end of the file)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_DAMAGE_WORDS = ("invalid page offset", "corrupted", "truncated", "beyond end of file")
+
+
+def check_tiff(path: Path) -> None:
+    """Raise :class:`InputError` for a TIFF that is cut short (its pages or pixels end past
+    the end of the file: a lazy reader would only find out block by block, or would read
+    fewer planes than the file holds) or that holds several images (series) or a
+    description whose shape does not fit its pages."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        size = tif.filehandle.size
-        pages = tif.series[0].pages if tif.series else []
-        for page in (pages[0], pages[-1]) if len(pages) else ():
-            if page is None or not getattr(page, "dataoffsets", None):
-                continue
-            end = max(o + c for o, c in zip(page.dataoffsets, page.databytecounts))
-            if end > size:
-                raise ValueError(f"the file ends at byte {size}, its pixels at byte {end}")
+    logger = logging.getLogger("tifffile")
+    complaints = _Complaints()
+    logger.addHandler(complaints)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = list(tif.series)
+            _check_pixels_in_file(path, tif, series)
+            _check_one_series(path, tif, series)
+    finally:
+        logger.removeHandler(complaints)
+    damage = [m for m in complaints.messages if any(w in m.lower() for w in _DAMAGE_WORDS)]
+    if damage:
+        raise InputError(f"{path.name} cannot be read as a TIFF: it is damaged, the file ends "
+                         "before its last image planes (a copy cut short?); copy it again from "
+                         "the original.")
+
+
+def _check_pixels_in_file(path: Path, tif: Any, series: list[Any]) -> None:
+    size = tif.filehandle.size
+    ends = []
+    if series and series[0].dataoffset is not None:
+        ends.append(series[0].dataoffset + series[0].nbytes)
+    pages = series[0].pages if series else []
+    for page in (pages[0], pages[-1]) if len(pages) else ():
+        if page is not None and getattr(page, "dataoffsets", None):
+            ends.append(max(o + c for o, c in zip(page.dataoffsets, page.databytecounts)))
+    if ends and max(ends) > size:
+        raise InputError(f"{path.name} cannot be read as a TIFF: it is damaged, the file ends at "
+                         f"byte {size} but its pixels go on to byte {max(ends)} (a copy cut "
+                         "short?); copy it again from the original.")
+
+
+def _check_one_series(path: Path, tif: Any, series: list[Any]) -> None:
+    if len(series) <= 1 or tif.is_lsm:  # an LSM file's second series is its thumbnails
+        return
+    shapes = ", ".join(str(tuple(s.shape)) for s in series[:4]) + (", ..." if len(series) > 4
+                                                                   else "")
+    raise InputError(
+        f"{path.name} holds {len(series)} images (series: {shapes}); napari-gr2r reads one image "
+        "per file and would denoise only the first. Save each image to its own file (Fiji: "
+        "Bio-Formats, 'open all series', then save each) and give those."
+    )
+
+
+def clean_scale(meta: dict[str, Any], ndim: int) -> dict[str, Any]:
+    """``meta`` without a scale that is not one finite, positive number per axis, and without
+    a unit that is not a short text: bad metadata is dropped, never copied into a result."""
+    meta = dict(meta)
+    scale = meta.get("scale")
+    if scale is not None:
+        try:
+            values = [float(v) for v in scale]
+        except (TypeError, ValueError):
+            values = []
+        if len(values) == ndim and all(math.isfinite(v) and v > 0 for v in values):
+            meta["scale"] = values
+        else:
+            meta.pop("scale")
+            meta.pop("unit", None)
+    unit = meta.get("unit")
+    if unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 32):
+        meta.pop("unit")
+    return meta
 
 
 def tiff_metadata(path: Path, axes: str | None) -> dict[str, Any]:
@@ -70,7 +145,10 @@ def _ome_xml_scale(xml: str, axes: str) -> dict[str, Any]:
     for letter in "ZYX":
         value = pixels.get(f"PhysicalSize{letter}")
         if value is not None:
-            sizes[letter] = float(value)
+            try:
+                sizes[letter] = float(value)
+            except ValueError:  # not a number: no pixel size rather than a wrong one
+                return {}
             unit = unit or pixels.get(f"PhysicalSize{letter}Unit", "µm")
     if not sizes:
         return {}
@@ -122,7 +200,10 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
         return {}
     if isinstance(node, zarr.Array):
         return {}
-    attrs = dict(node.attrs)
+    try:
+        attrs = dict(node.attrs)
+    except (TypeError, ValueError):
+        return {}
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not multiscales:
         return {}
@@ -131,8 +212,14 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
     transforms = list(image["datasets"][0].get("coordinateTransformations", []))
     transforms += list(image.get("coordinateTransformations", []))
     for transform in transforms:
-        if transform.get("type") == "scale" and len(transform.get("scale", [])) == ndim:
-            scale = scale * np.asarray(transform["scale"], float)
+        if not isinstance(transform, dict) or transform.get("type") != "scale":
+            continue
+        try:
+            values = np.asarray(transform.get("scale", []), float)
+        except (TypeError, ValueError):
+            return {}
+        if values.shape == (ndim,):
+            scale = scale * values
     if np.all(scale == 1):
         return {}
     meta: dict[str, Any] = {"scale": [float(s) for s in scale]}

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import GR2RError, InputError, one_line
 from .axes import parse_axes
 
 IN_MEMORY_LIMIT = 64 * 2**20  # elements; above this even numpy arrays are sampled
+SMALL_CHUNK = 2**14
+"""Zarr chunks of fewer elements are read several at a time (whole rows of 256x256)."""
 
 PathLike = str | os.PathLike
 
@@ -53,6 +55,10 @@ def as_lazy_or_numpy(data: Any) -> Any:
         chunks = getattr(data, "chunks", "auto")
         if not isinstance(chunks, tuple):
             chunks = "auto"
+        elif len(chunks) >= 2 and math.prod(chunks) < SMALL_CHUNK:
+            # tiny chunks (1x1, 8x8) would make one task per chunk: read many at a time
+            chunks = (*chunks[:-2], *(min(n, max(c, (256 // max(c, 1)) * c))
+                                      for c, n in zip(chunks[-2:], data.shape[-2:])))
         try:
             return da.from_array(data, chunks=chunks, asarray=True, fancy=False)
         except TypeError:  # a dtype dask does not know
@@ -229,7 +235,16 @@ class ImageSource:
                     x: slice = slice(None)) -> np.ndarray:
         """Block ``(C, Z, Y, X)`` of one sample in the input's own dtype."""
         lead = np.unravel_index(sample, self.info.sample_shape) if self.info.sample_shape else ()
-        return np.asarray(self._arr[(*(int(i) for i in lead), slice(None), z, y, x)])
+        try:
+            return np.asarray(self._arr[(*(int(i) for i in lead), slice(None), z, y, x)])
+        except (GR2RError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # codecs, zarr, dask and file systems raise many types
+            raise InputError(
+                f"Part of the image (sample {sample}) cannot be read ({one_line(exc, False)}): "
+                "the file or store is damaged (a chunk that does not decompress?). Copy it "
+                "again from the original."
+            ) from None
 
     def _as_float32(self, block: np.ndarray, where: str = "") -> np.ndarray:
         if not self.in_memory:  # checked once for the whole array when it is in memory
@@ -303,24 +318,44 @@ def open_lazy(path: PathLike) -> tuple[Any, str | None]:
             return _open_tiff(local)
     import zarr
 
+    if not is_url(path) and Path(path).is_file():
+        raise InputError(f"{Path(path).name} is a file, but a zarr store is a folder; the file is "
+                         "empty or damaged, or not a zarr store. Give the store's folder.")
     try:
         node = zarr.open(store=path, mode="r")
+        attrs = {} if isinstance(node, zarr.Array) else dict(node.attrs)
     except Exception as exc:  # zarr raises several unrelated types for "not a store"
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise InputError(
-            f"{path} is neither a TIFF file nor a zarr store ({type(exc).__name__}: {exc})."
+            f"{path} cannot be opened as a zarr store ({detail}); its metadata (.zarray, "
+            ".zattrs or zarr.json) is missing or damaged."
         ) from None
     if isinstance(node, zarr.Array):
         return node, None
-    attrs = dict(node.attrs)
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    ome = attrs.get("ome")
+    multiscales = attrs.get("multiscales") or (ome.get("multiscales") if isinstance(ome, dict)
+                                               else None)
     if not multiscales:
         arrays = sorted(name for name, _ in node.arrays())
         raise InputError(
             f"{path} is a zarr group without OME-Zarr 'multiscales' metadata; open one of its "
             f"arrays instead ({', '.join(arrays) or 'it has none'})."
         )
-    image = multiscales[0]
-    level = node[image["datasets"][0]["path"]]
+    try:
+        image = multiscales[0]
+        first = image["datasets"][0]["path"]
+    except (KeyError, IndexError, TypeError):
+        raise InputError(f"{path}'s OME-Zarr metadata lists no image levels (datasets); the "
+                         "store is damaged or incomplete.") from None
+    try:
+        level = node[first]
+    except KeyError:
+        raise InputError(f"{path} is an OME-Zarr image without its full-resolution level "
+                         f"'{first}' (a copy that left it out?); copy the whole store again."
+                         ) from None
+    if not isinstance(level, zarr.Array):
+        raise InputError(f"{path}'s full-resolution level '{first}' is not an array; the "
+                         "store is damaged.")
     axes = None
     if "axes" in image:
         names = [a["name"] if isinstance(a, dict) else str(a) for a in image["axes"]]
@@ -341,16 +376,23 @@ def _open_tiff(path: Path) -> tuple[Any, str | None]:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        axes = series.axes.upper().replace("Q", "").replace("I", "Z")
+        # tifffile's S is a pixel's samples (the colours of RGB): channels here, where S is
+        # a sample axis (independent images)
+        axes = series.axes.upper().replace("Q", "").replace("I", "Z").replace("S", "C") \
+            if "C" not in series.axes.upper() else series.axes.upper()
         shape = series.shape
+        pyramid = len(series.levels) > 1
     axes = axes if len(axes) == len(shape) and set(axes) <= set("TSCZYX") else None
-    try:
-        return tifffile.memmap(path, mode="r"), axes
-    except ValueError:  # compressed or not contiguous: read tile by tile through zarr
-        import zarr
+    if not pyramid:
+        try:
+            return tifffile.memmap(path, mode="r"), axes
+        except ValueError:  # compressed or not contiguous: read tile by tile through zarr
+            pass
+    import zarr
 
-        store = tifffile.imread(path, aszarr=True)
-        return zarr.open(store, mode="r"), axes
+    # a pyramid's zarr view is a group of levels: its full resolution is level 0
+    store = tifffile.imread(path, aszarr=True, level=0)
+    return zarr.open(store, mode="r"), axes
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,3 +428,41 @@ def input_fingerprint(data: Any) -> str:
             index.append(slice(start, start + w))
         digest.update(np.ascontiguousarray(np.asarray(arr[tuple(index)])).tobytes())
     return digest.hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------------------------
+# whether a model has seen values like these
+
+
+RANGE_OVERLAP = 0.5
+"""Below this share of an image's range inside the model's training range, the model is
+warned about: its normalisation maps most of the image where the network never learned."""
+
+
+class RangeWarning(UserWarning):
+    """The image's values lie mostly outside the range the model was trained on."""
+
+
+def range_message(source: ImageSource, low: list[float], high: list[float],
+                  name: str = "The image") -> str | None:
+    """Why the model with training range ``low..high`` (per channel) may give a wrong result
+    on ``source`` (its values lie mostly outside that range), or None. Reads a sample of
+    blocks (the whole image when it is in memory)."""
+    rng = np.random.default_rng(0)
+    if source.in_memory:
+        blocks = [source.read_native(s) for s in range(source.n_samples)]
+    else:
+        blocks = source.random_blocks(rng, 8, (4, 128, 128), native=True)
+    for c in range(min(source.czyx[0], len(low))):
+        values = np.concatenate([np.asarray(b[c], np.float64).ravel() for b in blocks])
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        lo, hi = (float(v) for v in np.percentile(values, [1, 99.9]))  # as fitted
+        inside = max(0.0, min(hi, high[c]) - max(lo, low[c]))
+        if hi > lo and inside / (hi - lo) < RANGE_OVERLAP:
+            where = f" (channel {c})" if len(low) > 1 else ""
+            return (f"{name}'s values ({lo:.4g} to {hi:.4g}{where}) lie mostly outside the range "
+                    f"the model was trained on ({low[c]:.4g} to {high[c]:.4g}); its result may "
+                    "be wrong. Train a model on images like this one (or check the file).")
+    return None

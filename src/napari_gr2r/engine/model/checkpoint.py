@@ -160,7 +160,8 @@ def _package_member(zf: zipfile.ZipFile, names: list[str], path: Path) -> bytes:
 
 def _format_version(payload: dict[str, Any], source: str) -> int:
     value = payload.get("format_version", 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value != int(value):
         raise CheckpointError(
             f"{source} has a format version {value!r} that is not a whole number: it is damaged "
             "or was not written by napari-gr2r. Train the model again."

@@ -121,9 +121,11 @@ class GR2RModel:
                 "images with the same channels, or check the axes."
             )
         if self.dims == 3 and info.size("Z") < 2:
+            what = ("a single plane (its Z axis has one slice)" if "Z" in info.axes
+                    else "no Z axis")
             raise AxesError(
-                f"This model is a 3D network (trained on axes {self.axes!r}) and the image has no "
-                f"Z axis (axes {info.axes!r}). Use a 2D model, or give the Z axis in the axes."
+                f"This model is a 3D network (trained on axes {self.axes!r}) and the image has "
+                f"{what} (axes {info.axes!r}). Use a 2D model, or give the Z axis in the axes."
             )
 
     def open_source(self, data: Any, axes: str | None) -> ImageSource:

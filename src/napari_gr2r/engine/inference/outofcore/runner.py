@@ -8,12 +8,13 @@ yet done in this process (:mod:`.local`) or on a dask cluster (:mod:`.distribute
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...errors import OutputError
 from ...io.outputs import OutputClaim, check_not_input, store_location
-from ...io.sources import input_fingerprint, open_lazy
+from ...io.sources import RangeWarning, input_fingerprint, open_lazy, range_message
 from ...model.model import GR2RModel
 from ..tiling import check_arguments
 from .distributed import run_on_cluster
@@ -52,6 +53,11 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         check_chunks(model, chunks)
     source = model.open_source(data, axes)
     info = source.info
+    name = source_path or store_location(data)
+    warning = range_message(source, model.normalization.low, model.normalization.high,
+                            os.path.basename(name) if name else "The image")
+    if warning is not None:
+        warnings.warn(warning, RangeWarning, stacklevel=2)
 
     if out is data or (hasattr(out, "store") and hasattr(data, "store") and
                        out.store == data.store and getattr(out, "path", None) ==
