@@ -270,7 +270,7 @@ def _read_zarr(location: str) -> tuple[Any, dict[str, Any]]:
     meta: dict[str, Any] = {"axes": axes}
     try:
         attrs = dict(getattr(data, "attrs", {}))
-    except (TypeError, ValueError):  # attributes that are not a JSON object
+    except Exception:  # attributes that are not a JSON object (zarr fails in several ways)
         attrs = {}
     if isinstance(attrs.get("axes"), str):
         meta["axes"] = attrs["axes"].upper()

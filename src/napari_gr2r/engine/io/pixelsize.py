@@ -202,7 +202,7 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
         return {}
     try:
         attrs = dict(node.attrs)
-    except (TypeError, ValueError):
+    except Exception:  # attributes that are not a JSON object
         return {}
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not multiscales:

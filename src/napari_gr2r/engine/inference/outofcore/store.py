@@ -95,7 +95,10 @@ class RunState:
 
 def read_state(out: Any) -> dict[str, Any] | None:
     """The denoising record of an output array, or None when it has none."""
-    state = dict(out.attrs).get(STATE_KEY)
+    try:
+        state = dict(out.attrs).get(STATE_KEY)
+    except Exception:  # attributes that are not a JSON object: no record of ours
+        return None
     return dict(state) if isinstance(state, dict) else None
 
 
