@@ -103,10 +103,19 @@ ENGINE_CASES = [
     ("tensor on another device", lambda: torch.empty(SHAPE, device="meta"), "YX", "denoise",
      ".cpu()"),
     ("ragged list", lambda: [[1.0, 2.0], [3.0]], "YX", "denoise", "numpy, dask or zarr"),
+    ("dask, unknown chunk sizes", lambda: _unknown_sizes(), "X", "denoise",
+     "compute_chunk_sizes()"),
     ("3D net, 3 slices", lambda: noisy((3, 40, 36)), "ZYX", "train3d", "net_dims='2d'"),
     ("n2c without target", noisy, "YX", "n2c", "target="),
     ("n2c target shape", noisy, "YX", "n2c-shape", "must match"),
 ]
+
+
+def _unknown_sizes():
+    import dask.array as da
+
+    lazy = da.from_array(noisy(), chunks=(20, 18))
+    return lazy[lazy > 0]  # boolean indexing: the sizes are known only once computed
 
 
 def _run(kind: str, data, axes):
@@ -241,6 +250,8 @@ MODEL_FILES = [
     ("a list", lambda p: torch.save([1, 2, 3], p), "is not a napari-gr2r model file"),
     ("version not a number", _torch_file(lambda d: d.update(format_version="abc")), "version"),
     ("version None", _torch_file(lambda d: d.update(format_version=None)), "version"),
+    ("version inf", _torch_file(lambda d: d.update(format_version=float("inf"))), "version"),
+    ("version NaN", _torch_file(lambda d: d.update(format_version=float("nan"))), "version"),
     ("newer version", _torch_file(lambda d: d.update(format_version=99)), "upgrade napari-gr2r"),
     ("missing weights", _torch_file(lambda d: d.pop("state_dict")), "incomplete"),
     ("wrong weight shapes", _torch_file(lambda d: d.update(channels=3)), "incomplete"),

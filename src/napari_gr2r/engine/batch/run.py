@@ -144,7 +144,7 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     out_root = _output_folder(out_dir, paths)
     n = len(paths)
     # one run at a time per folder: two runs (two models) would mix their results in it
-    claim = OutputClaim(os.fspath(out_root)).acquire()
+    claim = OutputClaim(os.fspath(out_root), folder=True).acquire()
     try:
         plan = _Plan(paths, out_root, suffix, out_format)
         yield from plan.sort(model, overwrite)

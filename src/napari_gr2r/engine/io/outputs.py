@@ -120,12 +120,16 @@ class OutputClaim:
     """One run's exclusive claim on an output store (see the module's docstring).
 
     Use :meth:`acquire`, then :meth:`release` when the run ends (also on errors); the claim
-    is a context manager too.
+    is a context manager too. ``folder``: the output is a folder of results, whose lock file
+    is a hidden file inside it.
     """
 
-    def __init__(self, location: str | None) -> None:
+    def __init__(self, location: str | None, folder: bool = False) -> None:
         self.location = location
         self.lock = lock_path(location) if location is not None else None
+        if folder and location is not None and self.lock is not None:
+            # a folder of results is claimed from inside: its parent may not be writable
+            self.lock = Path(location).resolve() / LOCK_SUFFIX
         self.record = {"token": secrets.token_hex(8), "pid": os.getpid(),
                        "host": socket.gethostname(),
                        "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -179,7 +183,7 @@ def in_use_message(location: Any, holder: dict[str, Any], lock: Path | None = No
     advice = "wait for it to end or write elsewhere"
     if lock is not None:  # a lock is only ever left by a run killed on another machine
         advice += (f"; if that run no longer exists, delete the hidden file ending in "
-                   f"{LOCK_SUFFIX} beside {Path(os.fspath(location)).name}")
+                   f"{LOCK_SUFFIX} beside or inside {Path(os.fspath(location)).name}")
     return f"{location} is being written by another napari-gr2r run ({who}); {advice}."
 
 
