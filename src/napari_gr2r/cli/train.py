@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import METHODS, PRESETS
+from ..engine.config import METHODS, PRECISIONS, PRESETS
 from ..engine.errors import ConfigError, InputError, OutputError
 from ._common import (
     EXIT_INTERRUPTED,
@@ -111,12 +111,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="continue the interrupted run saved in the output file (or in "
                        "MODEL) with its own settings, up to --steps; without a file there, "
                        "start a new run (default: a new run)")
+    train.add_argument("--precision", choices=list(PRECISIONS),
+                       help="arithmetic of the network's passes: auto (fp32 on a CPU, bf16 on a "
+                       "GPU that has it), fp32, bf16, or fp16 (CUDA GPUs only) (default: auto; "
+                       "with --resume, the run's own)")
+    train.add_argument("--compile", action="store_true", default=None,
+                       help="compile the network with torch.compile (where it fails, training "
+                       "says so and runs without it) (default: off)")
     train.add_argument("--seed", type=int, default=0,
                        help="seed of every random draw: equal seeds give equal runs on a CPU "
                        "(default: %(default)s)")
     add_device_argument(train)
     add_overwrite_argument(train)
     return train
+
+
+def _say(message: str) -> None:
+    """A note on stderr, from the first process only when torchrun started several."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr)
 
 
 def check_writable(out: Path) -> None:
@@ -145,14 +158,20 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
                                  "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    if args.checkpoint_every is not None:
-        overrides["checkpoint_every"] = args.checkpoint_every
+    overrides.update(_run_options(args))
     if args.method == "r2r":
         overrides["noise_sigma"] = args.noise_sigma
         if args.noise_gain:
             overrides.update(noise_model="poisson-gaussian", noise_gain=args.noise_gain,
                              noise_offset=args.noise_offset)
     return engine.TrainConfig.from_preset(preset, **overrides)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a resumed run takes from the command line as well as a new one."""
+    options = {"checkpoint_every": args.checkpoint_every, "precision": args.precision,
+               "compile": args.compile}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[Any, Any]:
@@ -163,43 +182,45 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
         return None, None
     source = out if args.resume is True else Path(args.resume)
     if args.resume is True and not out.exists():
-        print(f"no run to resume in {out}; starting a new one", file=sys.stderr)
+        _say(f"no run to resume in {out}; starting a new one")
         return None, None
     model = engine.load_model(source)
-    changes: dict[str, Any] = {}
+    changes = _run_options(args)
     if args.steps is not None:
         changes["steps"] = args.steps
-    if args.checkpoint_every is not None:
-        changes["checkpoint_every"] = args.checkpoint_every
     config = model.config.replace(**changes)
     try:
         _, run_start = run_to_resume(model, config.steps)
     except ConfigError:
         raise InputError(f"The run in {source} is complete ({model.step} steps); pass a larger "
                          "--steps to train it further.") from None
-    print(f"resuming the run in {source.name} at step {model.step} of "
-          f"{run_start + config.steps}", file=sys.stderr)
+    _say(f"resuming the run in {source.name} at step {model.step} of "
+         f"{run_start + config.steps}")
     return model, config
 
 
 @contextlib.contextmanager
 def _ctrl_c_stops(trainer: Any) -> Iterator[None]:
-    """The first Ctrl-C asks the trainer to stop after its step; a second one quits at once."""
-    def on_interrupt(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    """The first Ctrl-C (or SIGTERM, from a scheduler or torchrun) asks the trainer to stop
+    after its step; a second one of the same kind quits at once."""
+    def on_signal(signum: int, frame: Any) -> None:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                      else signal.SIG_DFL)
         trainer.request_stop()
         print("\nnapari-gr2r: stopping after this step and saving the best weights "
               "(Ctrl-C again to quit without saving)", file=sys.stderr)
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, on_interrupt)
-    except ValueError:  # not the main thread: Ctrl-C cannot reach this one anyway
-        yield
-        return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    except ValueError:  # not the main thread: signals cannot reach this one anyway
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
@@ -217,7 +238,7 @@ def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
         axes = file_axes
         images.append(data)
     if len(images) > 1:
-        print(f"training on {len(images)} images", file=sys.stderr)
+        _say(f"training on {len(images)} images")
     return (images if len(images) > 1 else images[0]), str(axes)
 
 
@@ -258,19 +279,35 @@ def run(args: argparse.Namespace) -> int:
     target = _targets(args, len(paths))
     trainer = engine.Trainer(data, axes, config, target=target, model=model, device=device,
                              checkpoint_path=out, resume=model is not None)
-    if args.preset is None and model is None:  # said once the input is known to be usable
-        where = "a CPU" if device.type == "cpu" else "a GPU"
-        print(f"preset {preset} (the default on {where}: {PRESET_TEXT[preset]}; --preset "
-              "chooses another)", file=sys.stderr)
-    with _ctrl_c_stops(trainer):
-        train_with_bar(trainer)
+    try:
+        if not trainer.world.is_main:  # rank 0 reports, validates and writes
+            with _ctrl_c_stops(trainer):
+                for _ in trainer.iter_fit():
+                    pass
+            return EXIT_INTERRUPTED if trainer.model.run.unfinished is not None else 0
+        if trainer.world.active:
+            print(f"training on {trainer.world.size} processes ({trainer.world.backend})",
+                  file=sys.stderr)
+        if args.preset is None and model is None:  # said once the input is known to be usable
+            where = "a CPU" if device.type == "cpu" else "a GPU"
+            print(f"preset {preset} (the default on {where}: {PRESET_TEXT[preset]}; --preset "
+                  "chooses another)", file=sys.stderr)
+        with _ctrl_c_stops(trainer):
+            train_with_bar(trainer)
+    finally:
+        trainer.world.leave()
+    return _save_and_report(trainer, out, data, axes, args, device, engine)
+
+
+def _save_and_report(trainer: Any, out: Path, data: Any, axes: str, args: argparse.Namespace,
+                     device: Any, engine: Any) -> int:
     model = trainer.model
     if trainer.last_checkpoint_step != model.step:  # the last write failed (it warned): retry
         save_or_keep(model, out)
     if model.run.unfinished is not None:  # stopped before the end
-        print(f"napari-gr2r: stopped at step {model.step} of {model.run.end}; saved the best weights "
-              f"(step {model.best_step}) to {out}; run the same command with --resume to "
-              "continue", file=sys.stderr)
+        print(f"napari-gr2r: stopped at step {model.step} of {model.run.end}; saved the best "
+              f"weights (step {model.best_step}) to {out}; run the same command with --resume "
+              "to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"saved {out} ({model!r}, best step {model.best_step})")
     several = isinstance(data, list)

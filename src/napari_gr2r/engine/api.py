@@ -24,7 +24,7 @@ def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: An
           model: GR2RModel | None = None, device: str = "auto",
           callback: Callable[[TrainEvent], Any] | None = None,
           checkpoint_path: str | os.PathLike | None = None,
-          resume: bool = False) -> GR2RModel:
+          resume: bool = False, distributed: bool | None = None) -> GR2RModel:
     """Train a denoiser on a noisy image, without clean images, and return it.
 
     A shortcut for ``Trainer(data, axes, config, ...).fit(callback)``; use :class:`Trainer`
@@ -66,6 +66,11 @@ def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: An
     resume : bool
         With ``model`` loaded from such a file: continue its unfinished run where it stopped,
         up to step ``config.steps`` of that run (see :class:`Trainer`).
+    distributed : bool or None
+        In a script started by ``torchrun``: train one model with the other processes
+        (DistributedDataParallel, gradients averaged; rank 0 validates, checkpoints and holds
+        the best weights, which every rank gets at the end). None (default) detects torchrun;
+        False trains alone.
 
     Returns
     -------
@@ -79,7 +84,7 @@ def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: An
     >>> model = train(noisy, axes="YX", config=cfg, callback=print)    # doctest: +SKIP
     """
     trainer = Trainer(data, axes, config, target=target, model=model, device=device,
-                      checkpoint_path=checkpoint_path, resume=resume)
+                      checkpoint_path=checkpoint_path, resume=resume, distributed=distributed)
     return trainer.fit(callback)
 
 

@@ -21,6 +21,10 @@ PRESETS = ("fast", "balanced", "quality")
 
 NOISE_MODELS = ("gaussian", "poisson-gaussian")
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Arithmetic of the network's passes: ``auto`` is fp32 on a CPU (or Apple MPS) and bf16 on a
+CUDA GPU that supports it (else fp32); see :func:`napari_gr2r.engine.devices.resolve_precision`."""
+
 # Method defaults for (gamma, lambda_g). "gr2r-paper" is equation 14 of the paper with its
 # best gamma (Table 3); "gr2r" drops the regular term, which pulls straight to identity.
 _METHOD_WEIGHTS = {
@@ -105,6 +109,8 @@ class RunConfig:
     event_every: int = 10
     collapse_fraction: float = 0.3
     checkpoint_every: int | None = None
+    precision: str = "auto"
+    compile: bool = False
 
 
 SECTIONS: dict[str, type] = {"objective": ObjectiveConfig, "network": NetworkConfig,
@@ -185,6 +191,13 @@ class TrainConfig:
         None (default) every two minutes of training
         (:data:`~napari_gr2r.engine.training.resume.CHECKPOINT_INTERVAL_S`), because a step costs from
         milliseconds to seconds depending on the preset and the device; 0 only at the end.
+    precision : str
+        ``"auto"`` (default: fp32 on a CPU, bf16 on a CUDA GPU that supports it), ``"fp32"``,
+        ``"bf16"`` or ``"fp16"`` (a CUDA GPU only, with a gradient scaler): the arithmetic
+        of training's and denoising's network passes (autocast); the weights stay fp32.
+    compile : bool
+        Compile the network with ``torch.compile`` for training (off by default); where
+        compiling fails, training says so in one line and runs without it.
     ema_decay : float or None
         Validate, keep and return an exponential moving average of the weights with this
         decay per step (see :mod:`napari_gr2r.engine.training.averaging`); None (default): the
@@ -297,6 +310,10 @@ class TrainConfig:
             raise ConfigError(f"Unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
         if self.net_dims not in ("auto", "2d", "3d"):
             raise ConfigError(f"net_dims must be 'auto', '2d' or '3d', not {self.net_dims!r}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not "
+                              f"{self.precision!r}.")
+        self.compile = check_bool("compile", self.compile)
         if self.noise_model not in NOISE_MODELS:
             raise ConfigError(
                 f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."

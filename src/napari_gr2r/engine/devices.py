@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,3 +86,44 @@ def usable_device(net: nn.Module, device: torch.device, dims: int, channels: int
         )
         net.to("cpu")
         return torch.device("cpu")
+
+
+_AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for ``TrainConfig.precision`` on ``device``.
+
+    ``"auto"`` is bf16 on a CUDA GPU that supports it and fp32 elsewhere. fp16 needs a CUDA
+    GPU (on a CPU its autocast is slow and its gradients need a scaler that only CUDA has);
+    bf16 runs on a CPU or a GPU that supports it. Anything else raises
+    :class:`~napari_gr2r.engine.errors.ConfigError` saying what to use instead.
+    """
+    if precision == "auto":
+        return "bf16" if _cuda_bf16(device) else "fp32"
+    if precision == "fp32":
+        return precision
+    if device.type == "mps":
+        raise ConfigError(f"precision={precision!r} is not supported on Apple MPS; use 'fp32'.")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision='fp16' needs a CUDA GPU and this run is on the CPU; use "
+                          "'bf16' or 'fp32' (or 'auto').")
+    if precision == "bf16" and device.type == "cuda" and not _cuda_bf16(device):
+        raise ConfigError("This GPU does not support bf16; use precision='fp16' or 'fp32'.")
+    if precision not in _AUTOCAST_TYPES:
+        raise ConfigError(f"Unknown precision {precision!r}; use 'auto', 'fp32', 'bf16' or "
+                          "'fp16'.")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    """The context the network's passes run in at ``precision`` (resolved): autocast to bf16
+    or fp16, nothing for fp32."""
+    dtype = _AUTOCAST_TYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..checks import check_int, check_sizes
-from ..devices import resolve_device, usable_device
+from ..devices import autocast, resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError, NumericalError
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
@@ -196,6 +196,15 @@ def dihedral_mean(net: torch.nn.Module, batch: torch.Tensor, views: int = 8) -> 
     return total / views
 
 
+def inference_precision(model: GR2RModel, device: torch.device) -> str:
+    """The precision the model was trained at (``TrainConfig.precision``) where ``device``
+    supports it, else fp32 (a model trained at fp16 on a GPU denoises at fp32 on a CPU)."""
+    try:
+        return resolve_precision(getattr(model.config, "precision", "auto"), device)
+    except ConfigError:
+        return "fp32"
+
+
 class TilePlan:
     """Tiles of every sample (and every Z slice, for a 2D model), batched through the net.
 
@@ -243,7 +252,7 @@ class TilePlan:
         boxes = self._tile_boxes()
         indices = list(np.ndindex(*(len(t.bounds) for t in self.tilings)))
         done = 0
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(dev, inference_precision(model, dev)):
             for sample, z in self.units:
                 if model.dims == 2:
                     image = source.read(sample, slice(z, z + 1))[:, 0]

@@ -36,6 +36,12 @@ class TrainingStarted(TrainEvent):
     """Measured correlation of the noise between neighbouring pixels (0: white noise)."""
     has_validation: bool = False
     resumed_from_step: int = 0
+    world_size: int = 1
+    """Processes training the model together (torchrun); each step sees ``world_size`` batches."""
+    backend: str = ""
+    """The process group's backend (``"gloo"``, ``"nccl"``), empty for one process."""
+    precision: str = "fp32"
+    """The arithmetic of the training passes."""
 
 
 @dataclass

@@ -8,6 +8,8 @@ patch samplers and the held-out batches. The trainer then only loops.
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +19,23 @@ import torch
 from ..config import TrainConfig
 from ..data.collection import SourceSet, as_image_list
 from ..data.normalization import Normalization
-from ..data.patches import SamplingPlan
-from ..devices import resolve_device, usable_device
+from ..data.patches import SamplingPlan, split_regions
+from ..devices import resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError
 from ..model.model import GR2RModel
 from ..model.networks import build_network, place
 from ..model.run import RunState
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve, refit
+from .distributed import (
+    SINGLE,
+    ObjectiveStep,
+    World,
+    check_world_fits,
+    data_parallel,
+    join,
+    seed_rank,
+)
 from .losses import Objective, build_objective, build_validation
 from .resume import run_to_resume
 from .validation import Validator
@@ -138,6 +149,11 @@ class Setup:
     resume_best: dict[str, torch.Tensor] | None = None
     """A resumed run's best weights so far (the model's own), while the network goes on from
     the run's current weights."""
+    world: World = SINGLE
+    precision: str = "fp32"
+    """The resolved precision (``TrainConfig.precision`` on this device)."""
+    train_step: torch.nn.Module | None = None
+    """The objective on the (compiled, distributed) network: what each step calls."""
 
 
 def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2RModel:
@@ -153,8 +169,8 @@ def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2R
 
 
 def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = None,
-            model: GR2RModel | None = None, device: str = "auto",
-            resume: bool = False) -> Setup:
+            model: GR2RModel | None = None, device: str = "auto", resume: bool = False,
+            distributed: bool | None = None) -> Setup:
     """Check, resolve, fit and build what a run needs (see the module's docstring)."""
     config = check_arguments(config, model)
     state, run_start = run_to_resume(model, config.steps) if resume else (None, None)
@@ -162,33 +178,90 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
     rng = np.random.default_rng(config.seed)
     torch_seed = int(rng.integers(2**31))
     torch_device = resolve_device(device)
-    resume_best = None
-    if model is not None:
-        for image_info in images.infos:
-            model.check_compatible(image_info)
-        model.config = config
-        stats = Statistics.of(model)
-        if state is not None:
-            # the model's weights are the best so far; the run goes on from its current ones
-            if model.best_val_loss is not None:
-                resume_best = copy.deepcopy(model.net.state_dict())
-            model.net.load_state_dict(state.weights)
-    else:
-        stats = Statistics.fit(images, rng, config.seed)
-        model = new_model(images, config, stats)
+    precision = resolve_precision(config.precision, torch_device)
+    world = join(distributed, torch_device)
+    torch_device = world.device(torch_device)
+    model, stats, resume_best = _model_and_statistics(images, config, model, state, rng, world)
     torch_device = usable_device(model.net, torch_device, model.dims, images.info.n_channels)
     place(model.net, torch_device)
     plan = SamplingPlan((config.patch_size_z, config.patch_size, config.patch_size),
                         flat_z=model.dims == 2, augment=config.augment,
                         batch_size=config.batch_size, val_fraction=config.val_fraction,
                         n_val=N_VAL_PATCHES)
+    check_world_fits(training_patches(images, plan), world.size, plan.patch)
+    if not world.is_main:
+        seed_rank(rng, config.seed, world.rank, model.step)
     sampler, batches, val_seed = images.samplers(
         stats.norm, plan, rng, val_seed=state.val_seed if state is not None else None)
     val_batches = [[torch.from_numpy(a) for a in arrays] for arrays in batches]
+    if not world.is_main:
+        val_batches = []  # rank 0 validates and chooses the best weights
     objective = build_objective(config, stats.norm, stats.noise_level)
     validator = Validator(val_batches, build_validation(config, objective, stats.noise_level),
                           stats.risk_noise, torch_device, torch_seed + 7919)
     if state is not None:
         state.restore_rng(rng)  # after the samplers drew their pools
+        if not world.is_main:
+            seed_rank(rng, config.seed, world.rank, model.step)
+    net = compiled(model.net, sampler, torch_device, precision) if config.compile else model.net
+    train_step = data_parallel(ObjectiveStep(net, objective), world, torch_device)
     return Setup(config, images, model, stats, torch_device, rng, torch_seed, sampler,
-                 val_batches, val_seed, objective, validator, state, run_start, resume_best)
+                 val_batches, val_seed, objective, validator, state, run_start, resume_best,
+                 world, precision, train_step)
+
+
+def _model_and_statistics(images: SourceSet, config: TrainConfig, model: GR2RModel | None,
+                          state: RunState | None, rng: np.random.Generator, world: World,
+                          ) -> tuple[GR2RModel, Statistics, dict[str, torch.Tensor] | None]:
+    """The model to train (a new one, or ``model`` at the resumed run's current weights), its
+    statistics (fitted on rank 0 and shared) and a resumed run's best weights."""
+    resume_best = None
+    if model is not None:
+        for image_info in images.infos:
+            model.check_compatible(image_info)
+        model.config = config
+        if state is not None:
+            # the model's weights are the best so far; the run goes on from its current ones
+            if model.best_val_loss is not None:
+                resume_best = copy.deepcopy(model.net.state_dict())
+            model.net.load_state_dict(state.weights)
+        return model, Statistics.of(model), resume_best
+    stats = world.broadcast(Statistics.fit(images, rng, config.seed) if world.is_main else None)
+    return new_model(images, config, stats), stats, None
+
+
+def training_patches(images: SourceSet, plan: SamplingPlan) -> int:
+    """How many non-overlapping patches the training regions of ``images`` hold."""
+    total = 0
+    for source in images.sources:
+        region = split_regions(source.info, plan.val_fraction, plan.patch[1])[0]
+        _, nz, _, nx = source.czyx
+        pz = 1 if plan.flat_z else min(plan.patch[0], nz)
+        py, px = min(plan.patch[1], region.height), min(plan.patch[2], nx)
+        samples = region.samples[1] - region.samples[0]
+        total += samples * math.prod((nz // pz, region.height // py, nx // px))
+    return total
+
+
+def compiled(net: torch.nn.Module, sampler: Any, device: torch.device,
+             precision: str) -> torch.nn.Module:
+    """``torch.compile(net)``, tried once on a batch of the sampler's patch shape (forward and
+    backward); where compiling fails, a one-line warning and ``net`` itself."""
+    from ..devices import autocast
+
+    try:
+        fast = torch.compile(net)
+        channels = next(net.parameters()).shape[1]
+        shape = sampler.patch[1:] if sampler.flat_z else sampler.patch
+        probe = torch.zeros((1, channels, *shape), device=device)
+        with autocast(device, precision):
+            out = fast(probe)
+        out.float().sum().backward()
+        net.zero_grad(set_to_none=True)
+        return fast
+    except Exception as exc:  # compilers fail in many ways (no C compiler, no Triton, ...)
+        net.zero_grad(set_to_none=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        warnings.warn(f"torch.compile is not available here ({first}); training without it.",
+                      RuntimeWarning, stacklevel=2)
+        return net

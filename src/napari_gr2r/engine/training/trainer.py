@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
+from ..devices import autocast
 from ..errors import NumericalError
 from ..model.model import GR2RModel
 from ..model.networks import count_parameters
@@ -56,14 +57,18 @@ class _Loop:
         self.start, self.total = start, cfg.steps
         self.done = start - self.run_start
         self.optimizer = torch.optim.Adam(trainer.net.parameters(), lr=cfg.lr)
+        # fp16 gradients underflow without a scaler (a no-op at other precisions)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=trainer.precision == "fp16")
         if model.optimizer_state is not None:
             try:
                 self.optimizer.load_state_dict(model.optimizer_state)
             except (ValueError, KeyError):
                 warnings.warn("The saved optimiser state does not fit; starting Adam afresh.",
                               RuntimeWarning, stacklevel=3)
-        self.generator = torch_generator(trainer.device, trainer._torch_gen_seed + start)
-        if resume is not None:
+        # each rank its own objective draws (rank 0 those of a run in one process)
+        seed = trainer._torch_gen_seed + start + 104_729 * trainer.world.rank
+        self.generator = torch_generator(trainer.device, seed)
+        if resume is not None and trainer.world.is_main:
             resume.restore_generator(self.generator)
         self.recorder = RunRecorder(trainer.checkpoint_path, cfg.checkpoint_every,
                                     self.run_start, self.total, trainer._rng, trainer._val_seed)
@@ -86,6 +91,12 @@ class _Loop:
         self.count = 0
         self.score: Score | None = None
         self.validated = False
+        self.stopped = False
+
+    def stop(self, trainer: Trainer) -> bool:
+        """Whether the run stops before its next step (asked on any rank, agreed by all)."""
+        self.stopped = trainer.world.any(trainer._stop.is_set(), trainer.device)
+        return self.stopped
 
     def add(self, loss: float, terms: dict[str, float], energy: float | None) -> None:
         self.sums["loss"] = self.sums.get("loss", 0.0) + loss
@@ -131,6 +142,10 @@ class Trainer:
         in-memory image ends with the weights an uninterrupted run would have had (a lazy
         image's block pool is drawn afresh). ``config`` defaults to the run's own. A model
         of a finished run continues up to ``config.steps`` steps in all.
+    distributed : bool or None
+        Train with the other processes of a ``torchrun`` launch (DistributedDataParallel; see
+        :mod:`.distributed`). None (default): when started by torchrun (or in an initialised
+        process group); True: require it; False: train alone.
 
     Examples
     --------
@@ -143,10 +158,17 @@ class Trainer:
     def __init__(self, data: Any, axes: str, config: TrainConfig | None = None, *,
                  target: Any = None, model: GR2RModel | None = None,
                  device: str = "auto", checkpoint_path: str | os.PathLike | None = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, distributed: bool | None = None) -> None:
         setup = prepare(data, axes, config, target=target, model=model, device=device,
-                        resume=resume)
-        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+                        resume=resume, distributed=distributed)
+        self.world = setup.world
+        """This process's place among the training processes (see :mod:`.distributed`)."""
+        self.precision = setup.precision
+        """The arithmetic of the training passes: ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
+        self._train_step = setup.train_step
+        # rank 0 writes the checkpoints and the model file
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None and \
+            self.world.is_main else None
         self.last_checkpoint_step: int | None = None
         """The model step of the latest file written to ``checkpoint_path`` (None: none yet)."""
         self.config = setup.config
@@ -205,7 +227,7 @@ class Trainer:
         self.net.train()
         try:
             for step in range(loop.done + 1, loop.total + 1):
-                if self._stop.is_set():
+                if loop.stop(self):
                     step -= 1
                     break
                 lr, y = self._step(loop, step)
@@ -222,7 +244,7 @@ class Trainer:
             completed = True
         finally:
             self._end(loop, step, completed)
-        stopped = self._stop.is_set()
+        stopped = self._stop.is_set() or loop.stopped
         self._stop.clear()  # the request is consumed: a later iter_fit() trains again
         saved = loop.recorder.final(self.model_)
         if saved is not None:
@@ -244,6 +266,7 @@ class Trainer:
             noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
             noise_correlation=self.noise_level.neighbour_correlation,
             has_validation=bool(self.val_batches), resumed_from_step=loop.start,
+            world_size=self.world.size, backend=self.world.backend, precision=self.precision,
         )
 
     def _step(self, loop: _Loop, step: int) -> tuple[float, torch.Tensor]:
@@ -255,10 +278,12 @@ class Trainer:
         arrays = self.sampler.batch(cfg.batch_size)
         y = torch.from_numpy(arrays[0]).to(self.device)
         t = torch.from_numpy(arrays[1]).to(self.device) if len(arrays) > 1 else None
-        result = self.objective(self.net, y, t, loop.generator)
+        with autocast(self.device, self.precision):
+            result = self._train_step(y, t, loop.generator)
         loop.optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
-        loop.optimizer.step()
+        loop.scaler.scale(result.loss).backward()
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
         loop.ema.update(self.net)
         loss = float(result.loss.detach())
         if not math.isfinite(loss):
@@ -273,7 +298,8 @@ class Trainer:
                   ) -> Iterator[TrainEvent]:
         """The progress event after run step ``step``, and the collapse watch's, if any."""
         now = time.perf_counter()
-        rate = self.config.batch_size * (step - loop.last_step) / max(now - loop.last_t, 1e-9)
+        rate = self.config.batch_size * self.world.size * (step - loop.last_step) / \
+            max(now - loop.last_t, 1e-9)
         elapsed = now - loop.t0
         # residual energy: on the held-out patches when just validated, else the training
         # batches' average (or one extra pass for r2r and n2c)
@@ -295,7 +321,10 @@ class Trainer:
             estimated_psnr=score.psnr if score is not None else None,
             patches_per_s=rate, eta_s=elapsed / (step - loop.done) * (loop.total - step),
         )
-        self.model_.history.append(_history_row(event))
+        row = _history_row(event)
+        if self.world.active:
+            row["world_size"] = self.world.size
+        self.model_.history.append(row)
         yield event
         loop.sums, loop.count, loop.validated = {}, 0, False
         loop.last_t, loop.last_step = now, step
@@ -321,6 +350,10 @@ class Trainer:
         else:
             self.net.load_state_dict(loop.ema.net.state_dict())
             model.best_step = model.step
+        if self.world.active and completed:  # every rank ends with rank 0's choice
+            self.world.share_weights(self.net)
+            model.best_step, model.best_val_loss = self.world.broadcast(
+                (model.best_step, model.best_val_loss))
         self.net.eval()
 
     def _residual_energy(self, y: torch.Tensor) -> float:
