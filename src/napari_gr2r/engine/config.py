@@ -27,18 +27,12 @@ CUDA GPU that supports it (else fp32); see :func:`napari_gr2r.engine.devices.res
 
 # Method defaults for (gamma, lambda_g). "gr2r-paper" is equation 14 of the paper with its
 # best gamma (Table 3); "gr2r" drops the regular term, which pulls straight to identity.
-_METHOD_WEIGHTS = {
-    "gr2r": (1.0, 0.0),
-    "gr2r-paper": (2.0, 1.0),
-    "r2r": (0.0, 0.0),
-    "n2c": (0.0, 0.0),
-}
+_METHOD_WEIGHTS = {"gr2r": (1.0, 0.0), "gr2r-paper": (2.0, 1.0), "r2r": (0.0, 0.0),
+                   "n2c": (0.0, 0.0)}
 
 GR2R_ALPHA = 1.0
-"""The default ``alpha`` of both GR2R methods: the paper's pair ``y +- n`` (see :class:`TrainConfig`).
-A smaller alpha shrinks bright structures less; on real captures that helps the raw PSNR of captures
-dimmer than their ground truth, not the denoising itself, so the default stays at 1 (the measurements
-are in the README's real-noise section, ``python -m benchmarks.realnoise_levers``)."""
+"""The default ``alpha`` of both GR2R methods: the paper's pair ``y +- n`` (see :class:`TrainConfig`;
+why it stays at 1: docs/method-notes.md)."""
 
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
     "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=400,
@@ -48,8 +42,7 @@ _PRESET_VALUES: dict[str, dict[str, Any]] = {
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
-# Short runs need a larger step size than the paper's 3e-4 (measured in benchmarks/README.md,
-# "Learning rate per preset"); the quality preset keeps the paper's value for its long runs.
+# short runs need a larger step size than the paper's 3e-4 (docs/method-notes.md)
 
 
 @dataclass
@@ -334,26 +327,21 @@ class TrainConfig:
             self.checkpoint_every = check_int(
                 "checkpoint_every", self.checkpoint_every, 0,
                 what="steps between checkpoints; 0: only at the end; None: every two minutes")
-        for name in ("gamma", "lambda_g"):
+        optional: dict[str, dict[str, Any]] = {  # None, or a number in range
+            "gamma": dict(low=0, what="zero or positive, or None"),
+            "lambda_g": dict(low=0, what="zero or positive, or None"),
+            "alpha": dict(low=0, high=1, low_open=True, what="the split of GR2R's generated noise"),
+            "ema_decay": dict(low=0, high=1, high_open=True,
+                              what="the moving average's decay per step, or None"),
+            "noise_sigma": dict(low=0, what="the Gaussian noise's standard deviation"),
+            "noise_gain": dict(low=0, low_open=True, what="the Poisson gain")}
+        for name, limits in optional.items():
             if getattr(self, name) is not None:
-                setattr(self, name, check_float(name, getattr(self, name), 0,
-                                                what="zero or positive, or None"))
-        if self.alpha is not None:
-            self.alpha = check_float("alpha", self.alpha, 0, 1, low_open=True,
-                                     what="the split of GR2R's generated noise")
+                setattr(self, name, check_float(name, getattr(self, name), **limits))
         self.r2r_alpha = check_float("r2r_alpha", self.r2r_alpha, 0, 1, low_open=True,
                                      high_open=True)
         self.collapse_fraction = check_float("collapse_fraction", self.collapse_fraction, 0)
-        if self.ema_decay is not None:
-            self.ema_decay = check_float("ema_decay", self.ema_decay, 0, 1, high_open=True,
-                                         what="the moving average's decay per step, or None")
         self.noise_offset = check_float("noise_offset", self.noise_offset)
-        if self.noise_sigma is not None:
-            self.noise_sigma = check_float("noise_sigma", self.noise_sigma, 0,
-                                           what="the Gaussian noise's standard deviation")
-        if self.noise_gain is not None:
-            self.noise_gain = check_float("noise_gain", self.noise_gain, 0, low_open=True,
-                                          what="the Poisson gain")
         self.pin_noise = check_bool("pin_noise", self.pin_noise, allow_none=True)
         self.residual = check_bool("residual", self.residual)
         self.augment = check_bool("augment", self.augment)
