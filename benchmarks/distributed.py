@@ -110,11 +110,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     one = _run("1x", args.steps, args.size, out)
     two = _run("2x", args.steps, args.size, out, processes=2)
     same = _run("1x-double", 2 * args.steps, args.size, out)
     bf16 = _run("1x-bf16", args.steps, args.size, out, precision="bf16")
     runs = [one, two, same, bf16]
+    load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on " \
+        f"{os.cpu_count()} cores"
     command = f"python -m benchmarks.distributed --steps {args.steps} --size {args.size}"
     (out / "distributed.json").write_text(json.dumps(
         {"command": command, "machine": machine(), "versions": versions(), "runs": runs},
@@ -128,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         "# Training on several processes and at bf16 (CPU)", "",
         f"Command: `{command}` (one torch thread per process; the `fast` network on a "
         f"{args.size}² crop of the bundled nuclei, Gaussian noise SD {NOISE_SD:g} of 0..200, "
-        f"noisy PSNR {one['noisy_psnr']:.2f} dB). The machine is shared with other jobs, so "
-        "times vary from run to run.", "", table, "",
+        f"noisy PSNR {one['noisy_psnr']:.2f} dB). The machine is shared with other jobs "
+        f"({load}), so times vary from run to run.", "", table, "",
         f"- 2 processes against 1, the same steps (twice the patches): "
         f"{two['train_s'] / one['train_s']:.2f}x the training time; PSNR "
         f"{two['psnr'] - same['psnr']:+.2f} dB against one process trained on as many patches "
