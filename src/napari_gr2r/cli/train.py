@@ -202,13 +202,20 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
 @contextlib.contextmanager
 def _ctrl_c_stops(trainer: Any) -> Iterator[None]:
     """The first Ctrl-C (or SIGTERM, from a scheduler or torchrun) asks the trainer to stop
-    after its step; a second one of the same kind quits at once."""
+    after its step; a second one of the same kind quits at once. Under torchrun, which passes
+    a Ctrl-C on to processes that had it already, every signal only asks to stop: a process
+    quitting alone would leave the others waiting for it (torchrun ends them if need be)."""
+    shared = trainer.world.active
+
     def on_signal(signum: int, frame: Any) -> None:
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                      else signal.SIG_DFL)
+        if not shared:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                          else signal.SIG_DFL)
+        elif trainer.stop_requested:
+            return
         trainer.request_stop()
-        print("\nnapari-gr2r: stopping after this step and saving the best weights "
-              "(Ctrl-C again to quit without saving)", file=sys.stderr)
+        print("\nnapari-gr2r: stopping after this step and saving the best weights"
+              + ("" if shared else " (Ctrl-C again to quit without saving)"), file=sys.stderr)
 
     previous = {}
     try:
