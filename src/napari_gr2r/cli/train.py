@@ -126,9 +126,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return train
 
 
+def _first_process() -> bool:
+    """False in the processes after the first one of a torchrun launch."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _say(message: str) -> None:
     """A note on stderr, from the first process only when torchrun started several."""
-    if os.environ.get("RANK", "0") == "0":
+    if _first_process():
         print(message, file=sys.stderr)
 
 
@@ -272,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args, resumable=bool(args.resume), inputs=paths)
     check_writable(out)
     check_model_output(out)
-    claim_output(args, out)  # two runs into one model file: the second fails here
+    if _first_process():  # torchrun: rank 0 writes the model file, and claims it
+        claim_output(args, out)  # two runs into one model file: the second fails here
     device = device_for(args)
     data, axes = _read_images(args, paths)
     model, config = _run_to_resume(args, out, engine)
