@@ -27,24 +27,24 @@ def main() -> None:
     viewer.open_sample("napari-gr2r", "nuclei3d")
     noisy, clean = viewer.layers["nuclei3d noisy"], viewer.layers["nuclei3d clean"]
     _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
-    widget.layer_combo.setCurrentText(noisy.name)
-    widget.preset.setCurrentText("fast")
-    widget.steps.setValue(600)
-    widget.width.setValue(args.width)
-    widget.batch.setValue(args.batch)
-    widget.preview_every.setValue(10)
+    widget.data_panel.layer_combo.setCurrentText(noisy.name)
+    widget.settings_panel.preset.setCurrentText("fast")
+    widget.settings_panel.steps.setValue(600)
+    widget.settings_panel.width.setValue(args.width)
+    widget.settings_panel.batch.setValue(args.batch)
+    widget.settings_panel.preview_every.setValue(10)
     # A 2D network trained on every slice of the stack: minutes on a laptop CPU, where the
     # fast preset's 3D network takes seconds per step.
-    widget.net_dims.setCurrentText(args.net)
+    widget.settings_panel.net_dims.setCurrentText(args.net)
     viewer.dims.set_point(0, noisy.scale[0] * (noisy.data.shape[0] // 2))
 
-    QTest.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    QTest.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
     preview_name = f"{noisy.name} [preview]"
     ok = _shots.wait(lambda: preview_name in viewer.layers and any(
-        s >= args.steps for s, _ in widget.loss_plot.points("loss")), args.timeout)
+        s >= args.steps for s, _ in widget.training_panel.loss_plot.points("loss")), args.timeout)
     if not ok:
-        widget._on_stop()
-        _shots.wait(lambda: not widget.training, 60)
+        widget.state.stop_jobs()
+        _shots.wait(lambda: not widget.state.training, 60)
         viewer.close()
         raise SystemExit(f"training did not reach step {args.steps} in {args.timeout} s")
     clean.visible = True
@@ -55,9 +55,9 @@ def main() -> None:
     _shots.wait(lambda: False, 1.0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(args.out, canvas_only=False, flash=False)
-    print(f"saved {args.out} at step {max(s for s, _ in widget.loss_plot.points('loss'))}")
-    widget._on_stop()
-    _shots.wait(lambda: not widget.training, 60)
+    print(f"saved {args.out} at step {max(s for s, _ in widget.training_panel.loss_plot.points('loss'))}")
+    widget.state.stop_jobs()
+    _shots.wait(lambda: not widget.state.training, 60)
     viewer.close()
 
 

@@ -39,18 +39,18 @@ def main() -> None:
     for i in range(3):
         viewer.add_image(fields[i], name=f"field{i}", scale=(0.2, 0.2))
     _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
-    widget.layer_combo.setCurrentText("field0")
-    widget.several.setChecked(True)
+    widget.data_panel.layer_combo.setCurrentText("field0")
+    widget.data_panel.several.setChecked(True)
     widget.data_panel.set_more_layers(["field1", "field2"])
-    widget.preset.setCurrentText("fast")
-    widget.steps.setValue(args.steps)
-    widget.preview_every.setValue(0)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
-    widget.train_button.click()
-    if not _shots.wait(lambda: widget._model is not None and not widget.training, args.timeout):
+    widget.settings_panel.preset.setCurrentText("fast")
+    widget.settings_panel.steps.setValue(args.steps)
+    widget.settings_panel.preview_every.setValue(0)
+    widget.settings_panel.device.setCurrentIndex(widget.settings_panel.device.findData("cpu"))
+    widget.training_panel.train_button.click()
+    if not _shots.wait(lambda: widget.state.model is not None and not widget.state.training, args.timeout):
         raise SystemExit("training did not end in time")
 
-    widget.files_button.click()
+    widget.denoise_panel.files_button.click()
     panel = widget.denoise_panel.files_panel
     panel.add_paths([str(raw)])
     panel.set_output(str(tmp / "denoised"))

@@ -24,17 +24,17 @@ def main() -> None:
     viewer.open_sample("napari-gr2r", "nuclei2d")
     noisy = viewer.layers["nuclei2d noisy"]
     _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
-    widget.layer_combo.setCurrentText(noisy.name)
-    widget.preset.setCurrentText("fast")
-    widget.steps.setValue(args.steps)
+    widget.data_panel.layer_combo.setCurrentText(noisy.name)
+    widget.settings_panel.preset.setCurrentText("fast")
+    widget.settings_panel.steps.setValue(args.steps)
     widget.noise_section.expand(animate=False)
-    QTest.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    QTest.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
     panel = widget.noise_panel
-    ok = _shots.wait(lambda: not widget.training and panel.view.report is not None
+    ok = _shots.wait(lambda: not widget.state.training and panel.view.report is not None
               and not widget.state.assessing, args.timeout)
     if not ok:
-        widget._on_stop()
-        _shots.wait(lambda: not widget.training, 60)
+        widget.state.stop_jobs()
+        _shots.wait(lambda: not widget.state.training, 60)
         viewer.close()
         raise SystemExit(f"no assessment within {args.timeout} s")
     _shots.wait(lambda: False, 1.0)

@@ -11,24 +11,28 @@ from pathlib import Path
 
 import _shots
 import napari
-from qtpy.QtWidgets import QWidget
 
 
 def main() -> None:
     parser = _shots.parser(__doc__, "screenshots/widget-first-screen.png", steps=0)
     parser.add_argument("--advanced", action="store_true", help="open the Advanced section")
+    parser.add_argument("--content", help="also save the whole scrolling content of the dock here")
     args = parser.parse_args()
     viewer = napari.Viewer(title="napari-gr2r")
-    viewer.window._qt_window.showMaximized()
+    window = viewer.window._qt_window
+    window.move(0, 0)
+    window.resize(1280, 800)  # no window manager under Xvfb: maximising does nothing
     viewer.open_sample("napari-gr2r", "nuclei2d")
     _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
-    settings = getattr(widget, "settings_panel", widget)
+    settings = widget.settings_panel
     if args.advanced:
         settings.advanced.expand(animate=False)
     _shots.wait(lambda: False, 1.5)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(args.out, canvas_only=False, flash=False)
-    print(f"saved {args.out}; dock {QWidget.width(widget)}x{QWidget.height(widget)}, "
+    if args.content:
+        widget.tabs.currentWidget().widget().grab().save(args.content)
+    print(f"saved {args.out}; dock {widget.width()}x{widget.height()}, "
           f"window {viewer.window._qt_window.width()}x{viewer.window._qt_window.height()}")
     viewer.close()
 

@@ -24,19 +24,19 @@ def tiny(**overrides):
 def shrink_widget(widget, steps: int, width: int = 8, batch: int = 4, lr: float | None = None,
                   net_dims: str | None = None, preview_every: int | None = None) -> None:
     """Set the GR2R widget to the fast preset shrunk to a network that trains in seconds."""
-    widget.preset.setCurrentText("fast")
-    widget.width.setValue(width)
-    widget.depth.setValue(2)
-    widget.patch.setValue(32)
-    widget.batch.setValue(batch)
-    widget.steps.setValue(steps)
+    widget.settings_panel.preset.setCurrentText("fast")
+    widget.settings_panel.width.setValue(width)
+    widget.settings_panel.depth.setValue(2)
+    widget.settings_panel.patch.setValue(32)
+    widget.settings_panel.batch.setValue(batch)
+    widget.settings_panel.steps.setValue(steps)
     if lr is not None:
-        widget.lr.setValue(lr)
+        widget.settings_panel.lr.setValue(lr)
     if net_dims is not None:
-        widget.net_dims.setCurrentText(net_dims)
+        widget.settings_panel.net_dims.setCurrentText(net_dims)
     if preview_every is not None:
-        widget.preview_every.setValue(preview_every)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+        widget.settings_panel.preview_every.setValue(preview_every)
+    widget.settings_panel.device.setCurrentIndex(widget.settings_panel.device.findData("cpu"))
 
 
 def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1):

@@ -20,22 +20,22 @@ def test_export_button_follows_the_model_and_writes_a_package(make_napari_viewer
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     viewer.add_image(gaussian2d, name="noisy")
-    assert widget.export_button.text() == "Export to BioImage Model Zoo…"
-    assert not widget.export_button.isEnabled()
+    assert widget.export_panel.export_button.text() == "Export to BioImage Model Zoo…"
+    assert not widget.export_panel.export_button.isEnabled()
 
     model_file = engine.save_model(engine.train(gaussian2d, "YX", tiny(steps=3, width=4)),
                                    tmp_path / "m.gr2r.pt")
-    widget._load_model(str(model_file))
-    assert widget.export_button.isEnabled()
+    widget.denoise_panel.load_model(str(model_file))
+    assert widget.export_panel.export_button.isEnabled()
 
     worker = widget.export_panel.export(str(tmp_path / "nuclei"))  # the dialog's answer
     assert worker is not None
-    assert not widget.export_button.isEnabled()  # one export at a time
+    assert not widget.export_panel.export_button.isEnabled()  # one export at a time
     qtbot.waitUntil(lambda: not widget.export_panel.exporting, timeout=120_000)
     package = tmp_path / "nuclei.zip"
     assert package.is_file()
-    assert str(package) in widget.message.text()
-    assert widget.export_button.isEnabled()
+    assert str(package) in widget.state.message.text()
+    assert widget.export_panel.export_button.isEnabled()
     # the chosen layer (with the model's axes) is the package's test image
     with zipfile.ZipFile(package) as zf, zf.open("test_input.npy") as fh:
         test_input = np.load(fh)

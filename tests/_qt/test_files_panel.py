@@ -79,14 +79,16 @@ def test_denoise_files_button_docks_the_panel_with_the_widgets_model(make_napari
                                                                      tmp_path):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
-    assert widget.files_button.text() == "Denoise files…"
-    widget._set_model(small_model)
-    widget.files_button.click()
+    assert widget.denoise_panel.files_button.text() == "Denoise files…"
+    widget.state.set_model(small_model)
+    widget.denoise_panel.files_button.click()
     panel = widget.denoise_panel.files_panel
     assert panel is not None
     assert not panel.isHidden()
-    assert viewer.window.dock_widgets["GR2R: denoise files"] is panel
-    widget.files_button.click()  # once only
+    # a tab of the widget, not a second dock
+    assert "GR2R: denoise files" not in viewer.window.dock_widgets
+    assert widget.tabs.currentWidget().widget() is panel
+    widget.denoise_panel.files_button.click()  # once only
     assert widget.denoise_panel.files_panel is panel
     (folder / "broken.tif").unlink()
     panel.add_paths([str(folder / "cell0.tif"), str(folder / "cell1.tif")])
@@ -107,22 +109,22 @@ def test_train_on_several_layers(make_napari_viewer, qtbot):
     for name, shape in (("a", (48, 48)), ("b", (40, 56)), ("c", (64, 48))):
         viewer.add_image(rng.normal(100, 20, shape).astype(np.float32), name=name)
     viewer.add_image(rng.normal(100, 20, (3, 48, 48)).astype(np.float32), name="stack")
-    widget.layer_combo.setCurrentText("a")
-    assert widget.axes_edit.text() == "YX"
-    assert not widget.more_list.isVisible()
-    widget.several.setChecked(True)
-    listed = [widget.more_list.item(i).text() for i in range(widget.more_list.count())]
+    widget.data_panel.layer_combo.setCurrentText("a")
+    assert widget.data_panel.axes_edit.text() == "YX"
+    assert not widget.data_panel.more_list.isVisible()
+    widget.data_panel.several.setChecked(True)
+    listed = [widget.data_panel.more_list.item(i).text() for i in range(widget.data_panel.more_list.count())]
     assert listed == ["b", "c"]  # the 3D stack does not have these axes
     widget.data_panel.set_more_layers(["b", "c"])
     assert [layer.name for layer in widget.state.training_layers()] == ["a", "b", "c"]
     shrink_widget(widget, steps=4)
-    widget.train_button.click()
+    widget.training_panel.train_button.click()
     job = widget.state.train_job
-    qtbot.waitUntil(lambda: not widget.training, timeout=120_000)
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=120_000)
     assert job.trainer is not None
     assert len(job.trainer.images) == 3
-    assert widget._model is not None
-    assert widget._model.step == 4
+    assert widget.state.model is not None
+    assert widget.state.model.step == 4
     # unticking "Train on several layers" trains on the chosen layer alone again
-    widget.several.setChecked(False)
+    widget.data_panel.several.setChecked(False)
     assert [layer.name for layer in widget.state.training_layers()] == ["a"]

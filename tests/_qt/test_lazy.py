@@ -64,26 +64,26 @@ def test_train_and_denoise_a_dask_layer_into_zarr(viewer_widget, qtbot, lazy_sta
     layer = viewer.add_image(lazy, name="lazy", scale=(2.0, 0.5, 0.25), translate=(1, 2, 3),
                              units=("µm", "µm", "µm"), axis_labels=("z", "y", "x"),
                              contrast_limits=(500, 1500))
-    assert widget.axes_edit.text() == "ZYX"
+    assert widget.data_panel.axes_edit.text() == "ZYX"
     tiny(widget, steps=6)
 
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
-    job = widget._job
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    job = widget.state.train_job
     qtbot.waitUntil(lambda: job.trainer is not None, timeout=30_000)
     # the trainer got the dask array itself, read block by block
     assert not job.trainer.source.in_memory
     assert isinstance(job.trainer.source._arr, da.Array)
-    qtbot.waitUntil(lambda: not widget.training, timeout=60_000)
-    model = widget._model
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=60_000)
+    model = widget.state.model
     assert model is not None
     assert model.step == 6
 
     out = tmp_path / "denoised.zarr"
-    widget._zarr_out = str(out)
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    assert widget.denoising
-    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
-    assert "stored in" in widget.message.text(), widget.message.text()
+    widget.denoise_panel.zarr_out = str(out)
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    assert widget.state.denoising
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
+    assert "stored in" in widget.state.message.text(), widget.state.message.text()
     result = viewer.layers["lazy [denoised]"]
     assert isinstance(result.data, da.Array)  # lazily loaded, not numpy
     stored = zarr.open_array(str(out), mode="r")
@@ -95,7 +95,7 @@ def test_train_and_denoise_a_dask_layer_into_zarr(viewer_widget, qtbot, lazy_sta
     assert tuple(result.axis_labels) == ("z", "y", "x")
     assert [str(u) for u in result.units] == [str(u) for u in layer.units]
     np.testing.assert_allclose(result.contrast_limits, (500, 1500))
-    assert widget.progress.value() == widget.progress.maximum() > 0
+    assert widget.state.progress.value() == widget.state.progress.maximum() > 0
     # the layer, added when the store was created (all zeros), was refreshed as blocks landed
     z = round(layer.world_to_data(viewer.dims.point)[0])
     np.testing.assert_array_equal(result._slice.image.raw, stored[z])
@@ -112,30 +112,30 @@ def test_stop_a_zarr_denoise_and_resume(viewer_widget, qtbot, tmp_path):
     model = engine.train(values, "ZYX", engine.TrainConfig.from_preset(
         "fast", steps=2, width=4, depth=2, patch_size=32, batch_size=2, net_dims="2d"),
         device="cpu")
-    widget._set_model(model)
+    widget.state.set_model(model)
     out = tmp_path / "resumed.zarr"
-    widget._zarr_out = str(out)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    widget.denoise_panel.zarr_out = str(out)
+    widget.settings_panel.device.setCurrentIndex(widget.settings_panel.device.findData("cpu"))
 
     # click Stop as soon as the first block is written (the engine stops before the next batch)
     def stop_after_first_block(step):
         if step.written == 1:
-            qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(widget.training_panel.stop_button, Qt.MouseButton.LeftButton)
 
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    widget._denoise_worker.yielded.connect(stop_after_first_block)
-    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
-    assert "Stopped" in widget.message.text(), widget.message.text()
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    widget.state.job("denoise").worker.yielded.connect(stop_after_first_block)
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
+    assert "Stopped" in widget.state.message.text(), widget.state.message.text()
     state = dict(zarr.open_array(str(out), mode="r").attrs)["napari_gr2r"]
-    written, total = state["blocks_done"], widget.progress.maximum()
+    written, total = state["blocks_done"], widget.state.progress.maximum()
     assert 1 <= written < total
     assert "lazy [denoised]" in viewer.layers  # the partial result stays browsable
 
     steps = []
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    widget._denoise_worker.yielded.connect(steps.append)
-    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
-    assert "stored in" in widget.message.text(), widget.message.text()
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    widget.state.job("denoise").worker.yielded.connect(steps.append)
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
+    assert "stored in" in widget.state.message.text(), widget.state.message.text()
     assert steps[0].skipped == written  # the finished blocks were not denoised again
     assert sum(s.written > 0 for s in steps) == total - written
     expected = engine.denoise(model, values, axes="ZYX", device="cpu")
@@ -146,10 +146,10 @@ def test_stop_a_zarr_denoise_and_resume(viewer_widget, qtbot, tmp_path):
 
     # another model's result is not written over
     other = engine.train(values, "ZYX", model.config.replace(seed=1), device="cpu")
-    widget._set_model(other)
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
-    assert "another model" in widget.message.text(), widget.message.text()
+    widget.state.set_model(other)
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
+    assert "another model" in widget.state.message.text(), widget.state.message.text()
     np.testing.assert_allclose(zarr.open_array(str(out), mode="r")[:], expected, rtol=1e-4,
                                atol=1e-2)
 
@@ -165,11 +165,11 @@ def test_multiscale_layer_denoises_its_full_resolution(viewer_widget, qtbot, laz
     model = engine.train(values, "ZYX", engine.TrainConfig.from_preset(
         "fast", steps=2, width=4, depth=2, patch_size=32, batch_size=2, net_dims="2d"),
         device="cpu")
-    widget._set_model(model)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
-    widget._zarr_out = str(tmp_path / "pyramid.zarr")
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.denoising, timeout=60_000)
+    widget.state.set_model(model)
+    widget.settings_panel.device.setCurrentIndex(widget.settings_panel.device.findData("cpu"))
+    widget.denoise_panel.zarr_out = str(tmp_path / "pyramid.zarr")
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
     result = viewer.layers["pyramid [denoised]"]
     assert not result.multiscale
     assert result.data.shape == values.shape

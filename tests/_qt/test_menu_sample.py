@@ -123,7 +123,7 @@ def test_samples_open_noisy_and_clean(make_napari_viewer, name):
 
 
 def test_preview_slice_follows_the_view(make_napari_viewer):
-    from napari_gr2r._qt._layers import current_slice, finish_preview
+    from napari_gr2r._qt._preview import current_slice, finish_preview
 
     viewer = make_napari_viewer()
     data = np.arange(40 * 3 * 20 * 24, dtype=np.float32).reshape(40, 3, 20, 24)

@@ -19,7 +19,7 @@ def stack_and_model():
 
 
 def test_preview_of_a_zx_view_is_the_viewed_plane(make_napari_viewer, stack_and_model):
-    from napari_gr2r._qt._layers import current_slice, finish_preview
+    from napari_gr2r._qt._preview import current_slice, finish_preview
 
     stack, model = stack_and_model
     viewer = make_napari_viewer()
@@ -42,7 +42,7 @@ def test_preview_of_a_zx_view_is_the_viewed_plane(make_napari_viewer, stack_and_
 
 
 def test_preview_falls_back_to_the_yx_plane(make_napari_viewer, stack_and_model):
-    from napari_gr2r._qt._layers import current_slice, finish_preview
+    from napari_gr2r._qt._preview import current_slice, finish_preview
 
     stack, _ = stack_and_model
     viewer = make_napari_viewer()

@@ -44,15 +44,15 @@ def test_stopped_training_ends_in_a_result_layer_replacing_the_preview(viewer_wi
     noisy, _ = nuclei
     layer = viewer.add_image(noisy, name="nuclei", scale=(0.5, 0.5))
     shrink_widget(widget, steps=5000, lr=3e-3, preview_every=10)
-    assert widget.result_layer.isChecked()  # on by default
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    assert widget.training_panel.result_layer.isChecked()  # on by default
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "nuclei [preview]" in viewer.layers, timeout=60_000)
     notes = _autosaves()  # the run is autosaved in the cache folder while it trains
     assert len(notes) == 1
     assert notes[0].startswith(f"autosave-{os.getpid()}-")
-    qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.training, timeout=60_000)
-    model = widget._model
+    qtbot.mouseClick(widget.training_panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=60_000)
+    model = widget.state.model
     assert model.step < 5000
     assert "nuclei [denoised]" in viewer.layers
     assert "nuclei [preview]" not in viewer.layers  # replaced by the result
@@ -60,8 +60,8 @@ def test_stopped_training_ends_in_a_result_layer_replacing_the_preview(viewer_wi
     assert tuple(result.scale) == (0.5, 0.5)
     expected = engine.denoise(model, noisy, "YX", device="cpu")  # the kept best weights
     np.testing.assert_allclose(result.data, expected, rtol=1e-4, atol=1e-3)
-    assert "Stopped" in widget.message.text()
-    assert "into 'nuclei [denoised]'" in widget.message.text()
+    assert "Stopped" in widget.state.message.text()
+    assert "into 'nuclei [denoised]'" in widget.state.message.text()
     np.testing.assert_array_equal(layer.data, noisy)
     assert _autosaves() == []  # a run that ended leaves nothing to offer
 
@@ -70,12 +70,12 @@ def test_no_result_layer_when_the_option_is_off(viewer_widget, qtbot, nuclei):
     viewer, widget = viewer_widget
     viewer.add_image(nuclei[0], name="nuclei")
     shrink_widget(widget, steps=20)
-    widget.result_layer.setChecked(False)
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.training, timeout=60_000)
-    assert widget._model.step == 20
+    widget.training_panel.result_layer.setChecked(False)
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=60_000)
+    assert widget.state.model.step == 20
     assert [lay.name for lay in viewer.layers] == ["nuclei"]
-    assert "Finished at step 20" in widget.message.text()
+    assert "Finished at step 20" in widget.state.message.text()
 
 
 _CRASH = textwrap.dedent("""
@@ -101,20 +101,20 @@ def test_an_autosave_left_by_a_crash_is_offered_and_loads(make_napari_viewer, qt
     assert len(_autosaves()) == 2  # the model file and its note
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    assert widget.autosave_offer.isVisibleTo(widget)
+    assert widget.training_panel.autosave_offer.isVisibleTo(widget)
     text = widget.training_panel.autosave_label.text()
     assert "Training on 'nuclei'" in text
     assert "interrupted at step 5 of 400" in text
-    assert widget._model is None
+    assert widget.state.model is None
     qtbot.mouseClick(widget.training_panel.autosave_load, Qt.MouseButton.LeftButton)
-    assert widget._model is not None
-    assert widget._model.step == 5
-    assert "autosaved model of 'nuclei'" in widget.message.text()
-    assert not widget.autosave_offer.isVisibleTo(widget)
+    assert widget.state.model is not None
+    assert widget.state.model.step == 5
+    assert "autosaved model of 'nuclei'" in widget.state.message.text()
+    assert not widget.training_panel.autosave_offer.isVisibleTo(widget)
     assert _autosaves() == []
     # a later widget has nothing to offer
     _, again = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET, tabify=True)
-    assert not again.autosave_offer.isVisibleTo(again)
+    assert not again.training_panel.autosave_offer.isVisibleTo(again)
 
 
 def _cancel_buttons(viewer, layer_names=("dock cells", "big")):

@@ -40,75 +40,77 @@ def nuclei_crop():
 
 def test_widget_opens_through_manifest_and_lists_image_layers(viewer_widget):
     viewer, widget = viewer_widget
-    assert widget.train_button.text() == "Train"
-    labels = [b.text() for b in (widget.train_button, widget.stop_button, widget.save_button,
-                                 widget.load_button, widget.denoise_button)]
+    assert widget.training_panel.train_button.text() == "Train"
+    training, denoise = widget.training_panel, widget.denoise_panel
+    labels = [b.text() for b in (training.train_button, training.stop_button, denoise.save_button,
+                                 denoise.load_button, denoise.denoise_button)]
     assert labels == ["Train", "Stop", "Save model…", "Load model…", "Denoise"]
-    assert widget.device.itemData(widget.device.count() - 1) == "cpu"
-    assert not widget.train_button.isEnabled()  # nothing to train on yet
+    assert widget.settings_panel.device.itemData(widget.settings_panel.device.count() - 1) == "cpu"
+    assert not widget.training_panel.train_button.isEnabled()  # nothing to train on yet
     viewer.add_labels(np.zeros((32, 32), np.uint8), name="mask")
     viewer.add_shapes(name="outline")
     viewer.add_image(np.zeros((5, 32, 40), np.float32), name="stack")
-    items = [widget.layer_combo.itemText(i) for i in range(widget.layer_combo.count())]
+    items = [widget.data_panel.layer_combo.itemText(i) for i in range(widget.data_panel.layer_combo.count())]
     assert items == ["stack"]
-    assert widget.axes_edit.text() == "ZYX"
-    assert widget.train_button.isEnabled()
+    assert widget.data_panel.axes_edit.text() == "ZYX"
+    assert widget.training_panel.train_button.isEnabled()
     viewer.layers["stack"].name = "renamed"
-    assert widget.layer_combo.currentText() == "renamed"
+    assert widget.data_panel.layer_combo.currentText() == "renamed"
     viewer.add_image(np.zeros((32, 32), np.float32), name="plane")
-    assert widget.layer_combo.currentText() == "renamed"  # the choice is kept
-    widget.layer_combo.setCurrentText("plane")
-    assert widget.axes_edit.text() == "YX"
+    assert widget.data_panel.layer_combo.currentText() == "renamed"  # the choice is kept
+    widget.data_panel.layer_combo.setCurrentText("plane")
+    assert widget.data_panel.axes_edit.text() == "YX"
     del viewer.layers["plane"]
-    assert [widget.layer_combo.itemText(i) for i in range(widget.layer_combo.count())] == ["renamed"]
+    combo = widget.data_panel.layer_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["renamed"]
 
 
 def test_axes_prefilled_from_labels_and_validated(viewer_widget):
     viewer, widget = viewer_widget
     layer = viewer.add_image(np.zeros((3, 4, 32, 32), np.float32), name="tc",
                              axis_labels=("t", "c", "y", "x"))
-    widget.layer_combo.setCurrentText(layer.name)
-    assert widget.axes_edit.text() == "TCYX"
-    assert widget.train_button.isEnabled()
-    widget.axes_edit.setText("ZYX")
-    assert "4 dimensions" in widget.axes_message.text()
-    assert not widget.train_button.isEnabled()
-    widget.axes_edit.setText("TCYXQ")
-    assert "Unknown axis letter" in widget.axes_message.text()
-    widget.axes_edit.setText("tcyx")
-    assert widget.axes_message.text().startswith("✓")
+    widget.data_panel.layer_combo.setCurrentText(layer.name)
+    assert widget.data_panel.axes_edit.text() == "TCYX"
+    assert widget.training_panel.train_button.isEnabled()
+    widget.data_panel.axes_edit.setText("ZYX")
+    assert "4 dimensions" in widget.data_panel.axes_message.text()
+    assert not widget.training_panel.train_button.isEnabled()
+    widget.data_panel.axes_edit.setText("TCYXQ")
+    assert "Unknown axis letter" in widget.data_panel.axes_message.text()
+    widget.data_panel.axes_edit.setText("tcyx")
+    assert widget.data_panel.axes_message.text().startswith("✓")
 
 
 def test_bad_choices_are_rejected_with_messages(viewer_widget, qtbot, tmp_path):
     viewer, widget = viewer_widget
     # no layer
-    widget._on_train()
-    assert "No image layer" in widget.message.text()
+    widget.training_panel.start()
+    assert "No image layer" in widget.state.message.text()
     # too small for one patch
     viewer.add_image(RNG.random((10, 40), np.float32), name="small")
-    assert "too small" in widget.axes_message.text()
-    widget._on_train()
-    assert "too small" in widget.message.text()
-    assert not widget.training
+    assert "too small" in widget.data_panel.axes_message.text()
+    widget.training_panel.start()
+    assert "too small" in widget.state.message.text()
+    assert not widget.state.training
     # a setting the engine refuses: r2r needs the noise level
     viewer.add_image(RNG.random((40, 40), np.float32), name="plain")
-    widget.layer_combo.setCurrentText("plain")
-    widget.method.setCurrentText("r2r")
-    widget._on_train()
-    assert "noise_sigma" in widget.message.text()
-    assert not widget.training
-    widget.method.setCurrentText("gr2r")
+    widget.data_panel.layer_combo.setCurrentText("plain")
+    widget.settings_panel.method.setCurrentText("r2r")
+    widget.training_panel.start()
+    assert "noise_sigma" in widget.state.message.text()
+    assert not widget.state.training
+    widget.settings_panel.method.setCurrentText("gr2r")
     # RGB: supported through a C axis, rejected otherwise
     rgb = viewer.add_image(RNG.integers(0, 255, (40, 48, 3), np.uint8), name="rgb")
     assert rgb.rgb
-    widget.layer_combo.setCurrentText("rgb")
-    assert widget.axes_edit.text() == "YXC"
-    assert widget.axes_message.text().startswith("✓")
-    widget.axes_edit.setText("ZYX")
-    assert "RGB" in widget.axes_message.text()
-    widget._on_train()
-    assert "RGB" in widget.message.text()
-    assert "YXC" in widget.message.text()
+    widget.data_panel.layer_combo.setCurrentText("rgb")
+    assert widget.data_panel.axes_edit.text() == "YXC"
+    assert widget.data_panel.axes_message.text().startswith("✓")
+    widget.data_panel.axes_edit.setText("ZYX")
+    assert "RGB" in widget.data_panel.axes_message.text()
+    widget.training_panel.start()
+    assert "RGB" in widget.state.message.text()
+    assert "YXC" in widget.state.message.text()
     # a model trained on other channels
     gray = RNG.random((32, 32), np.float32)
     model = engine.train(gray, "YX", engine.TrainConfig.from_preset(
@@ -116,17 +118,17 @@ def test_bad_choices_are_rejected_with_messages(viewer_widget, qtbot, tmp_path):
         device="cpu")
     path = tmp_path / "gray.gr2r.pt"
     engine.save_model(model, path)
-    widget.axes_edit.setText("YXC")
-    widget._load_model(str(path))
-    assert "1 channel" in widget.message.text()
-    widget._on_denoise()
-    assert "trained on 1 channel" in widget.message.text()
+    widget.data_panel.axes_edit.setText("YXC")
+    widget.denoise_panel.load_model(str(path))
+    assert "1 channel" in widget.state.message.text()
+    widget.denoise_panel.start()
+    assert "trained on 1 channel" in widget.state.message.text()
     assert "rgb [denoised]" not in viewer.layers
     # a damaged model file
     bad = tmp_path / "bad.gr2r.pt"
     bad.write_bytes(b"not a model")
-    widget._load_model(str(bad))
-    assert "Could not load" in widget.message.text()
+    widget.denoise_panel.load_model(str(bad))
+    assert "Could not load" in widget.state.message.text()
 
 
 def test_train_stop_resume_denoise(viewer_widget, qtbot, nuclei_crop, tmp_path):
@@ -136,22 +138,22 @@ def test_train_stop_resume_denoise(viewer_widget, qtbot, nuclei_crop, tmp_path):
                              units=("µm", "µm"), axis_labels=("y", "x"))
     before = layer.data.copy()
     tiny(widget, steps=2000)
-    widget.preview_every.setValue(20)
-    widget.result_layer.setChecked(False)  # the preview stays; Denoise makes the result here
-    assert widget.axes_edit.text() == "YX"
+    widget.settings_panel.preview_every.setValue(20)
+    widget.training_panel.result_layer.setChecked(False)  # the preview stays; Denoise makes the result here
+    assert widget.data_panel.axes_edit.text() == "YX"
 
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
-    assert widget.training
-    qtbot.waitUntil(lambda: any(s >= 100 for s, _ in widget.loss_plot.points("loss")),
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    assert widget.state.training
+    qtbot.waitUntil(lambda: any(s >= 100 for s, _ in widget.training_panel.loss_plot.points("loss")),
                     timeout=90_000)
-    assert {"loss", "unsupervised"} <= set(widget.loss_plot.names)
-    assert "patches/s" in widget.progress.format()
-    qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.training, timeout=5_000)
-    model = widget._model
+    assert {"loss", "unsupervised"} <= set(widget.training_panel.loss_plot.names)
+    assert "patches/s" in widget.state.progress.format()
+    qtbot.mouseClick(widget.training_panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=5_000)
+    model = widget.state.model
     assert model is not None
     assert 100 <= model.step < 2000
-    assert "Stopped" in widget.message.text()
+    assert "Stopped" in widget.state.message.text()
     qtbot.waitUntil(lambda: "nuclei [preview]" in viewer.layers, timeout=5_000)
     preview = viewer.layers["nuclei [preview]"]
     assert preview.data.shape == noisy.shape
@@ -159,16 +161,16 @@ def test_train_stop_resume_denoise(viewer_widget, qtbot, nuclei_crop, tmp_path):
 
     # Train again resumes from the kept weights
     stopped_at = model.step
-    widget.steps.setValue(20)
-    assert widget.resume.isChecked()
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.training, timeout=30_000)
-    assert widget._model is model
+    widget.settings_panel.steps.setValue(20)
+    assert widget.training_panel.resume.isChecked()
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=30_000)
+    assert widget.state.model is model
     assert model.step == stopped_at + 20
 
-    widget.layer_combo.setCurrentText("nuclei")
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "nuclei [denoised]" in viewer.layers and not widget.denoising,
+    widget.data_panel.layer_combo.setCurrentText("nuclei")
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "nuclei [denoised]" in viewer.layers and not widget.state.denoising,
                     timeout=30_000)
     out = viewer.layers["nuclei [denoised]"]
     assert out.data.shape == noisy.shape
@@ -183,19 +185,19 @@ def test_train_stop_resume_denoise(viewer_widget, qtbot, nuclei_crop, tmp_path):
 
     # a second run replaces the result instead of piling up layers
     n_layers = len(viewer.layers)
-    widget.layer_combo.setCurrentText("nuclei")
-    qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.denoising, timeout=30_000)
+    widget.data_panel.layer_combo.setCurrentText("nuclei")
+    qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=30_000)
     assert len(viewer.layers) == n_layers
 
     # save and load
     path = tmp_path / "nuclei.gr2r.pt"
-    widget._save_model(str(path))
+    widget.denoise_panel.save_model(str(path))
     assert path.exists()
-    widget.loss_plot.clear()
-    widget._load_model(str(path))
-    assert widget._model.step == model.step
-    assert widget.loss_plot.points("loss")  # the history is drawn again
+    widget.training_panel.loss_plot.clear()
+    widget.denoise_panel.load_model(str(path))
+    assert widget.state.model.step == model.step
+    assert widget.training_panel.loss_plot.points("loss")  # the history is drawn again
 
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, nuclei_crop):
@@ -203,9 +205,9 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, nuclei_cro
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     viewer.add_image(nuclei_crop[0], name="nuclei")
     tiny(widget, steps=100_000)
-    widget.preview_every.setValue(0)
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
-    job, worker = widget._job, widget._worker
+    widget.settings_panel.preview_every.setValue(0)
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    job, worker = widget.state.train_job, widget.state.train_job.worker
     qtbot.waitUntil(lambda: job.trainer is not None, timeout=30_000)
     viewer.close()
     assert job.stop_requested
@@ -216,8 +218,8 @@ def test_removing_the_widget_stops_training(viewer_widget, qtbot, nuclei_crop):
     viewer, widget = viewer_widget
     viewer.add_image(nuclei_crop[0], name="nuclei")
     tiny(widget, steps=100_000)
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
-    job, worker = widget._job, widget._worker
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    job, worker = widget.state.train_job, widget.state.train_job.worker
     dock = widget.parent()
     dock.setFloating(True)
     dock.close()  # hiding the panel, even floating, does not stop training
@@ -230,13 +232,13 @@ def test_removing_the_widget_stops_training(viewer_widget, qtbot, nuclei_crop):
 def test_collapse_warning_and_progress_text(viewer_widget):
     """Engine events drawn by the widget (the handler the worker's yielded signal calls)."""
     _, widget = viewer_widget
-    assert widget.collapse_warning.isHidden()
-    widget._on_train_event(engine.TrainingProgress(
+    assert widget.training_panel.collapse_warning.isHidden()
+    widget.training_panel.on_event(engine.TrainingProgress(
         step=30, total_steps=300, elapsed_s=3.0, loss=0.5, terms={"unsupervised": 0.4},
         val_loss=0.45, validated=True, patches_per_s=80.0, eta_s=125.0))
-    assert widget.progress.format() == "step 30/300 · 80 patches/s · 2:05 left"
-    assert widget.loss_plot.points("val_loss") == [(30, 0.45)]
-    widget._on_train_event(engine.CollapseDetected(
+    assert widget.state.progress.format() == "step 30/300 · 80 patches/s · 2:05 left"
+    assert widget.training_panel.loss_plot.points("val_loss") == [(30, 0.45)]
+    widget.training_panel.on_event(engine.CollapseDetected(
         step=40, total_steps=300, elapsed_s=4.0, message="Training is collapsing onto the input"))
-    assert not widget.collapse_warning.isHidden()
-    assert "collapsing" in widget.collapse_warning.text()
+    assert not widget.training_panel.collapse_warning.isHidden()
+    assert "collapsing" in widget.training_panel.collapse_warning.text()

@@ -32,7 +32,7 @@ def test_stop_before_training_starts_is_not_lost():
 
 
 def test_preview_is_denoised_between_steps():
-    from napari_gr2r._qt._layers import SliceRequest
+    from napari_gr2r._qt._preview import SliceRequest
     from napari_gr2r._qt._workers import PreviewResult, TrainingJob
 
     job = TrainingJob()
@@ -56,7 +56,7 @@ def test_preview_is_denoised_between_steps():
 
 
 def test_preview_with_a_3d_network_denoises_a_slab():
-    from napari_gr2r._qt._layers import SliceRequest
+    from napari_gr2r._qt._preview import SliceRequest
     from napari_gr2r._qt._workers import PreviewResult, TrainingJob
 
     job = TrainingJob()
@@ -80,7 +80,8 @@ def test_workers_cap_torch_threads_and_restore_them():
 
     import torch
 
-    from napari_gr2r._qt._workers import TrainingJob, worker_threads
+    from napari_gr2r._qt._workers import TrainingJob
+    from napari_gr2r.engine.devices import worker_threads
 
     seen, after = [], []
 

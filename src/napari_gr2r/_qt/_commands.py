@@ -8,36 +8,38 @@ notification, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils import cancelable_progress
 from napari.utils.notifications import show_info, show_warning
 
 from napari_gr2r import engine
 
+from ._jobs import Job, ProgressRelay
 from ._layers import (
     LARGE_BYTES,
     LayerChoiceError,
-    as_display_dtype,
     check_axes,
     check_model_fits,
-    denoised_name,
     guess_layer_axes,
     is_large,
     layer_array,
-    output_kwargs,
-    put_layer,
 )
-from ._workers import ProgressRelay, TrainingJob, denoise_array
+from ._results import add_result_layer
+from ._workers import TrainingJob, TrainingPhase, denoise_array
 
 
-def cancellable_denoise(*args: Any, **kwargs: Any) -> Any:
-    """:func:`~._workers.denoise_array`, returning None when stopped (run in a worker)."""
-    try:
-        return denoise_array(*args, **kwargs)
-    except InterruptedError:
-        return None
+def show_activity(viewer: Any) -> None:
+    """Open napari's activity dock, where the command's progress bar and Cancel are.
+
+    napari has no public way to open it; without this private access (should it go away),
+    the command still runs, its progress in the dock the user opens from the status bar.
+    """
+    with warnings.catch_warnings(), contextlib.suppress(AttributeError, RuntimeError, TypeError):
+        warnings.simplefilter("ignore", FutureWarning)  # napari's notice of private access
+        viewer.window._qt_window._status_bar._toggle_activity_dock(True)
 
 
 def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:
@@ -57,9 +59,7 @@ def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:
 
 
 def _add_result(viewer: Any, layer: Any, result: Any, model: engine.GR2RModel) -> Any:
-    kwargs = output_kwargs(layer, denoised_name(layer),
-                           metadata={"gr2r": {"source": layer.name, "model": repr(model)}})
-    out = put_layer(viewer, as_display_dtype(result, layer), kwargs)
+    out = add_result_layer(viewer, layer, result, model)
     show_info(f"GR2R: denoised {layer.name!r} into {out.name!r}.")
     return out
 
@@ -90,8 +90,6 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
     # one bar for the whole command, opened here and closed when the worker finishes
     bar = cancelable_progress(total=config.steps, desc=f"GR2R: training on {layer.name}")
     phase = {"denoising": False}
-    worker = create_worker(job.run, layer_array(layer), axes, config, None, device,
-                           denoise_after=True, progress=relay, _start_thread=False)
     on_removed = _stop_when_removed(viewer, layer, job.abort)
 
     def on_event(event: Any) -> None:
@@ -101,7 +99,7 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
             job.stop_training()
         if isinstance(event, engine.TrainingProgress):
             bar.update(max(0, event.step - bar.n))
-        elif event == "denoising":
+        elif event is TrainingPhase.DENOISING:
             phase["denoising"] = True
             bar.is_canceled = False  # from here on, Cancel ends the denoising without a result
             bar.set_description(f"GR2R: denoising {layer.name}")
@@ -128,11 +126,9 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
         viewer.layers.events.removed.disconnect(on_removed)
 
     relay.progressed.connect(on_progress)
-    worker.yielded.connect(on_event)
-    worker.returned.connect(on_returned)
-    worker.finished.connect(on_finished)
-    worker.start()
-    return worker
+    show_activity(viewer)
+    return job.start(job.run, layer_array(layer), axes, config, None, device, denoise_after=True,
+                     progress=relay, yielded=on_event, returned=on_returned, finished=on_finished)
 
 
 def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
@@ -150,7 +146,7 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
     except (LayerChoiceError, engine.GR2RError, OSError) as exc:
         show_warning(f"GR2R: {exc}")
         return None
-    stop = {"requested": False}
+    job = Job("denoise")
     relay = ProgressRelay()
     bar = cancelable_progress(total=0, desc=f"GR2R: denoising {layer.name}")
 
@@ -159,12 +155,7 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
         bar.update(max(0, done - bar.n))
 
     relay.progressed.connect(on_progress)
-    # the worker polls the bar between tiles: Cancel in the activity dock ends it there
-    worker = create_worker(cancellable_denoise, model, layer_array(layer), axes, device,
-                           progress=relay,
-                           should_stop=lambda: stop["requested"] or bar.is_canceled,
-                           _start_thread=False)
-    on_removed = _stop_when_removed(viewer, layer, lambda: stop.update(requested=True))
+    on_removed = _stop_when_removed(viewer, layer, job.request_stop)
 
     def on_returned(result: Any) -> None:
         if result is None:
@@ -177,7 +168,8 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
         relay.progressed.disconnect(on_progress)
         viewer.layers.events.removed.disconnect(on_removed)
 
-    worker.returned.connect(on_returned)
-    worker.finished.connect(on_finished)
-    worker.start()
-    return worker
+    show_activity(viewer)
+    # the worker polls the bar between tiles: Cancel in the activity dock ends it there
+    return job.start(denoise_array, model, layer_array(layer), axes, device, progress=relay,
+                     should_stop=lambda: job.should_stop() or bar.is_canceled,
+                     returned=on_returned, finished=on_finished)

@@ -11,26 +11,23 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
 
+from ._jobs import Job, ProgressRelay
 from ._layers import (
     LayerChoiceError,
-    as_display_dtype,
     check_axes,
     check_model_fits,
     denoised_name,
     is_large,
     layer_array,
-    output_kwargs,
-    put_layer,
 )
-from ._noise_panel import estimate_metadata
+from ._results import add_result_layer, estimate_metadata
 from ._state import Panel, WidgetState
-from ._workers import ProgressRelay, Refused, denoise_array, denoise_into_zarr
+from ._workers import Refused, denoise_array, denoise_into_zarr
 
 MODEL_FILES = "GR2R model (*.gr2r.pt *.pt)"
 
@@ -61,7 +58,6 @@ class DenoisePanel(Panel):
         self.files_button.clicked.connect(self.show_files_panel)
         self.files_panel: Any = None
         """The Denoise files panel, once opened."""
-        self._files_dock: Any = None
         buttons.addWidget(self.denoise_button, 1, 0, 1, 2)
         buttons.addWidget(self.files_button, 2, 0, 1, 2)
         for signal in (state.model_changed, state.choice_changed, state.busy_changed):
@@ -77,23 +73,15 @@ class DenoisePanel(Panel):
 
     # ------------------------------------------------------------------------------ many files
     def show_files_panel(self) -> Any:
-        """Open the Denoise files panel, docked in the viewer's window (again if closed)."""
+        """Open the Denoise files panel: the widget shows it as a tab (a window without one)."""
         from ._files_panel import FilesPanel
 
-        if self._files_dock is not None:
-            try:
-                self._files_dock.show()
-                self._files_dock.raise_()
-                return self.files_panel
-            except RuntimeError:  # the dock was closed and deleted
-                self._files_dock = None
-        self.files_panel = FilesPanel(self.state)
-        window = getattr(self.viewer, "window", None)
-        if window is not None and hasattr(window, "add_dock_widget"):
-            self._files_dock = window.add_dock_widget(self.files_panel, name="GR2R: denoise files",
-                                                      area="right")
-        else:
+        if self.files_panel is None:
+            self.files_panel = FilesPanel(self.state)
+        self.state.files_requested.emit(self.files_panel)
+        if self.files_panel.parentWidget() is None:  # no widget took it: a window of its own
             self.files_panel.show()
+            self.files_panel.raise_()
         return self.files_panel
 
     # ------------------------------------------------------------------------------- denoising
@@ -113,23 +101,19 @@ class DenoisePanel(Panel):
             state.reject(str(exc))
             return
         data = layer_array(layer)
-        state.denoise_stop = False
         if is_large(layer):
             self._denoise_lazily(layer, data, axes)
             return
         relay = ProgressRelay()
         relay.progressed.connect(self._on_progress)
-        worker = create_worker(denoise_array, state.model, data, axes, state.settings.device_id(),
-                               progress=relay, should_stop=self._stop_requested,
-                               _start_thread=False)
-        worker.returned.connect(partial(self._on_denoised, layer))
-        worker.errored.connect(state.report_worker_error)
-        worker.finished.connect(self._on_finished)
         self._relay = relay
         state.progress_busy("denoising…")
         state.show_message(f"Denoising {layer.name!r}…")
-        state.set_denoising(worker)
-        worker.start()
+        job = Job("denoise")
+        state.run_job(job, denoise_array, state.model, data, axes, state.settings.device_id(),
+                      progress=relay, should_stop=job.should_stop,
+                      returned=partial(self._on_denoised, layer, state.model),
+                      errored=state.report_worker_error, finished=self._on_finished)
 
     def _ask_zarr_out(self, layer: Any) -> str | None:
         """The zarr store for a large layer's result: preset, or chosen in a save dialog."""
@@ -148,18 +132,15 @@ class DenoisePanel(Panel):
         out = self._ask_zarr_out(layer)
         if out is None:
             return
-        worker = create_worker(denoise_into_zarr, state.model, data, axes, out,
-                               state.settings.device_id(), should_stop=self._stop_requested,
-                               _start_thread=False)
-        worker.yielded.connect(partial(self._on_zarr_progress, layer, out))
-        worker.returned.connect(partial(self._on_zarr_returned, layer, out))
-        worker.errored.connect(state.report_worker_error)
-        worker.finished.connect(self._on_finished)
         self._zarr_layer = None
         state.progress_busy("denoising…")
         state.show_message(f"Denoising {layer.name!r} block by block into {out}…")
-        state.set_denoising(worker)
-        worker.start()
+        job = Job("denoise")
+        state.run_job(job, denoise_into_zarr, state.model, data, axes, out,
+                      state.settings.device_id(), should_stop=job.should_stop,
+                      yielded=partial(self._on_zarr_progress, layer, out),
+                      returned=partial(self._on_zarr_returned, layer, out),
+                      errored=state.report_worker_error, finished=self._on_finished)
 
     def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
         self._on_progress(step.done, step.total, unit="block")
@@ -171,11 +152,9 @@ class DenoisePanel(Panel):
             name = denoised_name(layer)
             if name in self.viewer.layers:
                 del self.viewer.layers[name]
-            kwargs = output_kwargs(layer, name, cache=False, metadata={
-                "gr2r": {"source": layer.name, "model": repr(self.state.model), "store": out,
-                         **self._estimate(layer)}})
             lazy = da.from_zarr(zarr.open_array(out, mode="r"))
-            self._zarr_layer = put_layer(self.viewer, lazy, kwargs)
+            self._zarr_layer = add_result_layer(self.viewer, layer, lazy, self.state.model,
+                                                store=out, **self._estimate(layer))
         elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed
             self._zarr_layer.refresh()
 
@@ -196,22 +175,21 @@ class DenoisePanel(Panel):
         state.show_message(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, "
                            f"stored in {out}.")
 
-    def _stop_requested(self) -> bool:
-        return self.state.denoise_stop
-
     def _on_progress(self, done: int, total: int, unit: str = "tile") -> None:
         progress = self.state.progress
         progress.setRange(0, max(total, 1))
         progress.setValue(done)
         progress.setFormat(f"denoising: {unit} {done}/{total}")
 
-    def _on_denoised(self, layer: Any, result: Any) -> None:
-        name = denoised_name(layer)
-        kwargs = output_kwargs(layer, name, metadata={"gr2r": {"source": layer.name,
-                                                               "model": repr(self.state.model),
-                                                               **self._estimate(layer)}})
-        put_layer(self.viewer, as_display_dtype(result, layer), kwargs)
-        self.state.show_message(f"Denoised {layer.name!r} into {name!r}.")
+    def _on_denoised(self, layer: Any, model: Any, result: Any) -> None:
+        if result is None:
+            self.state.progress.setFormat("stopped")
+            self.state.show_message(f"Stopped; no result for {layer.name!r}.")
+            return
+        if layer not in self.viewer.layers:
+            return
+        out = add_result_layer(self.viewer, layer, result, model, **self._estimate(layer))
+        self.state.show_message(f"Denoised {layer.name!r} into {out.name!r}.")
         self.state.progress.setFormat("done")
 
     def _estimate(self, layer: Any) -> dict[str, Any]:
@@ -222,7 +200,6 @@ class DenoisePanel(Panel):
     def _on_finished(self) -> None:
         self._zarr_layer = None
         self._relay = None
-        self.state.set_denoising(None)
 
     # ----------------------------------------------------------------------------- model files
     def _on_save_clicked(self) -> None:

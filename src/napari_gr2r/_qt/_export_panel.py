@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog, QPushButton, QVBoxLayout, QWidget
 
 from napari_gr2r import engine
 
+from ._jobs import Job
 from ._layers import layer_array
 from ._state import Panel, WidgetState
 
@@ -27,7 +27,6 @@ class ExportPanel(Panel):
 
     def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
         super().__init__(state, parent)
-        self._worker: Any = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.export_button = QPushButton("Export to BioImage Model Zoo…")
@@ -42,7 +41,7 @@ class ExportPanel(Panel):
 
     @property
     def exporting(self) -> bool:
-        return self._worker is not None
+        return self.state.job("export") is not None
 
     def _update_buttons(self) -> None:
         state = self.state
@@ -70,16 +69,10 @@ class ExportPanel(Panel):
                 return None
         if Path(path).suffix.lower() != ".zip":
             path = str(path) + ".zip"
-        worker = create_worker(engine.export_bioimageio, state.model, path,
-                               test_input=self._test_input(), _start_thread=False)
-        worker.returned.connect(self._on_exported)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._update_buttons()
         state.show_message(f"Exporting the model to {path}…")
-        worker.start()
-        return worker
+        return state.run_job(Job("export"), engine.export_bioimageio, state.model, path,
+                             test_input=self._test_input(), returned=self._on_exported,
+                             errored=self._on_error)
 
     def _test_input(self) -> Any:
         """The chosen layer's data when it has the model's axes (its centre is the test image)."""
@@ -96,7 +89,3 @@ class ExportPanel(Panel):
 
     def _on_error(self, exc: BaseException) -> None:
         self.state.reject(f"Could not export the model: {exc}")
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._update_buttons()

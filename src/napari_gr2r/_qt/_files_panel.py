@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils import cancelable_progress
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import Qt
@@ -36,11 +35,11 @@ from qtpy.QtWidgets import (
 
 from napari_gr2r import engine
 from napari_gr2r.engine.batch import run as engine_files
-from napari_gr2r.engine.io.formats import read_image, stem_of, suffix_of
 
-from ._layers import DENOISED_SUFFIX
+from ._jobs import Job
+from ._results import open_result_file, opened_file
 from ._state import ERROR_STYLE, Panel, WidgetState
-from ._workers import Refused, WorkerFailure, capped_torch_threads
+from ._workers import Refused
 
 FORMATS = {"like the input": None, "TIFF (.tif)": "tif", "zarr (.zarr)": "zarr"}
 
@@ -53,13 +52,10 @@ def run_files(model: engine.GR2RModel, inputs: list[str], out_dir: str, *, devic
     a file), with the engine's message.
     """
     try:
-        with capped_torch_threads():
-            yield from engine_files.denoise_files(model, inputs, out_dir, device=device,
-                                                  should_stop=should_stop, **options)
+        yield from engine_files.denoise_files(model, inputs, out_dir, device=device,
+                                              should_stop=should_stop, **options)
     except engine.GR2RError as exc:
         return Refused(str(exc))
-    except RuntimeError as exc:
-        raise WorkerFailure(str(exc)) from exc
     return None
 
 
@@ -73,8 +69,6 @@ class FilesPanel(Panel):
 
     def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
         super().__init__(state, parent)
-        self._worker: Any = None
-        self._stop = False
         self._pbar: Any = None
         self._ended = 0
         self._queue: deque[Any] = deque()
@@ -200,7 +194,7 @@ class FilesPanel(Panel):
     # ==================================================================== state
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self.state.job("files") is not None
 
     def _update_buttons(self, *_: Any) -> None:
         running = self.running
@@ -220,8 +214,9 @@ class FilesPanel(Panel):
             show_warning(text)
 
     def _stop_requested(self) -> bool:
-        pbar = self._pbar
-        return self._stop or bool(pbar is not None and pbar.is_canceled)
+        job, pbar = self.state.job("files"), self._pbar
+        return bool(job is not None and job.should_stop()) or \
+            bool(pbar is not None and pbar.is_canceled)
 
     # ==================================================================== running
     def start(self) -> None:
@@ -245,7 +240,6 @@ class FilesPanel(Panel):
         if not paths:
             self._show("The folders given hold no image files.", error=True)
             return
-        self._stop = False
         self.log.clear()
         self._ended = 0
         self.opened = []
@@ -256,23 +250,18 @@ class FilesPanel(Panel):
         self.file_progress.setRange(0, 1)
         self.file_progress.setValue(0)
         self.file_progress.setFormat("")
-        worker = create_worker(
-            run_files, model, paths, out_dir, device=self.state.settings.device_id(),
-            should_stop=self._stop_requested, overwrite=self.overwrite.isChecked(),
-            out_format=FORMATS[self.format_combo.currentText()],
-            suffix=self.suffix_edit.text().strip(), _start_thread=False)
-        worker.yielded.connect(self._on_event)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._show(f"Denoising into {out_dir}…")
-        self._update_buttons()
-        worker.start()
+        self.state.run_job(
+            Job("files"), run_files, model, paths, out_dir,
+            device=self.state.settings.device_id(), should_stop=self._stop_requested,
+            overwrite=self.overwrite.isChecked(), out_format=FORMATS[self.format_combo.currentText()],
+            suffix=self.suffix_edit.text().strip(), yielded=self._on_event,
+            returned=self._on_returned, errored=self._on_errored, finished=self._on_finished)
 
     def stop(self) -> None:
-        if self.running:
-            self._stop = True
+        job = self.state.job("files")
+        if job is not None:
+            job.request_stop()
             self._show("Stopping after the current block; finished results are kept…")
 
     def _on_event(self, event: Any) -> None:
@@ -313,7 +302,7 @@ class FilesPanel(Panel):
         elif isinstance(event, F.FileSkipped):
             self.log.addItem(f"– {name}: {event.reason}")
             if self.open_results.isChecked():
-                self._open_result(event.output)
+                self._open_result(event.output, skipped=True)
         else:
             self.log.addItem(f"✗ {name}: {event.reason}")
         self.log.scrollToBottom()
@@ -344,29 +333,17 @@ class FilesPanel(Panel):
             self.files_progress.setFormat("done")
             self._show(f"{summary}, in {event.elapsed_s:.1f} s.")
 
-    def _open_result(self, output: str) -> None:
-        """Open a result as an image layer (zarr results lazily), with its pixel size."""
+    def _open_result(self, output: str, skipped: bool = False) -> None:
+        """Open a result as layers (zarr lazily), with its pixel size and units; a skipped
+        result that is already open stays as it is."""
+        if skipped and opened_file(self.viewer, output):
+            return
         try:
-            data, meta = read_image(output)
+            layers = open_result_file(self.viewer, output)
         except engine.GR2RError as exc:
             self.log.addItem(f"  could not open {Path(output).name}: {exc}")
             return
-        if suffix_of(output).endswith(".zarr"):
-            import dask.array as da
-
-            data = da.from_zarr(data)
-        axes = meta.get("axes") or ""
-        kwargs: dict[str, Any] = {"name": f"{stem_of(output)}{DENOISED_SUFFIX}",
-                                  "metadata": {"gr2r": {"file": output}}}
-        scale = meta.get("scale")
-        if "C" in axes and len(axes) == data.ndim:
-            kwargs["channel_axis"] = axes.index("C")
-            if scale is not None:
-                scale = [s for a, s in zip(axes, scale) if a != "C"]
-        if scale is not None:
-            kwargs["scale"] = scale
-        layers = self.viewer.add_image(data, **kwargs)
-        self.opened.extend(layers if isinstance(layers, list) else [layers])
+        self.opened.extend(layers)
 
     def _on_returned(self, result: Any) -> None:
         if isinstance(result, Refused):
@@ -378,7 +355,6 @@ class FilesPanel(Panel):
         self._show(f"Denoising the files failed: {exc}", error=True)
 
     def _on_finished(self) -> None:
-        self._worker = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
@@ -386,6 +362,4 @@ class FilesPanel(Panel):
 
     def closeEvent(self, event: Any) -> None:
         self.stop()
-        if self._worker is not None:
-            self._worker.quit()
         super().closeEvent(event)

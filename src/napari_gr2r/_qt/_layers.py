@@ -7,7 +7,6 @@ keyword arguments of output layers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ LARGE_BYTES = 256 * 2**20
 dask, zarr and multiscale layers, instead of into memory."""
 
 DENOISED_SUFFIX = " [denoised]"
-PREVIEW_SUFFIX = " [preview]"
 
 _LABEL_LETTERS = {
     "t": "T", "time": "T",
@@ -142,7 +140,7 @@ def check_model_fits(model: Any, info: engine.AxesInfo) -> None:
         raise LayerChoiceError(str(exc)) from None
 
 
-def _spatial_kwargs(layer: Any, keep: list[int] | None = None) -> dict[str, Any]:
+def spatial_kwargs(layer: Any, keep: list[int] | None = None) -> dict[str, Any]:
     """Scale, translate, units and axis labels of ``layer`` (optionally only some axes)."""
     picks = list(range(layer.ndim)) if keep is None else keep
     out: dict[str, Any] = {
@@ -156,7 +154,7 @@ def _spatial_kwargs(layer: Any, keep: list[int] | None = None) -> dict[str, Any]
 
 def output_kwargs(layer: Any, name: str, **extra: Any) -> dict[str, Any]:
     """Keyword arguments of an image layer aligned with ``layer`` (same grid and display)."""
-    kwargs = _spatial_kwargs(layer)
+    kwargs = spatial_kwargs(layer)
     kwargs.update(
         name=name,
         rgb=bool(getattr(layer, "rgb", False)),
@@ -208,132 +206,3 @@ def denoised_name(layer: Any) -> str:
     return f"{layer.name}{DENOISED_SUFFIX}"
 
 
-def preview_name(layer: Any) -> str:
-    return f"{layer.name}{PREVIEW_SUFFIX}"
-
-
-@dataclass
-class SliceRequest:
-    """The part of an image the viewer shows now, copied to numpy for a preview denoise."""
-
-    data: np.ndarray
-    axes: str
-    channel: int | None
-    """For images with a C axis shown channel by channel: the channel to keep afterwards."""
-    z_index: int | None
-    """For a 3D network: the index of the viewed slice within ``data``'s Z axis."""
-    layer_kwargs: dict[str, Any]
-    picks: dict[str, int] = field(default_factory=dict)
-    """Y or X when not displayed: the viewed row or column within ``data``'s window."""
-    expand: tuple[int, ...] = ()
-    """Where the preview gets axes of length 1 back, so it lies at the viewed position."""
-
-
-PREVIEW_WINDOW = 64
-"""Rows (or columns) of context read around the viewed one when Y (or X) is not displayed."""
-
-
-def _displayed_layer_dims(viewer: Any, layer: Any, axes: str) -> list[int] | None:
-    """The layer dimensions the viewer shows in 2D, or None for the usual Y and X.
-
-    None also when napari shows 3D, or shows an axis other than Z, Y and X: the preview is
-    then the YX plane at the current position.
-    """
-    dims = viewer.dims
-    offset = dims.ndim - layer.ndim
-    if dims.ndisplay != 2:
-        return None
-    shown = [int(d) - offset for d in dims.displayed]
-    if any(d < 0 for d in shown):
-        return None
-    letters = {axes[d] for d in shown}
-    if letters == {"Y", "X"} or not letters <= set("ZYX"):
-        return None
-    return sorted(shown)
-
-
-def current_slice(viewer: Any, layer: Any, axes: str, net_dims: int, depth_z: int = 16,
-                  ) -> SliceRequest:
-    """Copy the plane in view (with the context the network needs) out of ``layer``.
-
-    Usually the viewer shows Y and X: the YX plane at the viewer's current position is
-    copied (a 3D network gets a slab of up to ``depth_z`` slices around the current Z), and
-    the preview is a 2D layer. When the viewer shows another pair of Z, Y and X (dimensions
-    rolled or transposed), that plane is copied with a window of rows or columns around the
-    viewed one along Y or X, and the preview keeps the layer's dimensions, one slice thick
-    at the viewed position, so it lies on the plane in view.
-    """
-    axes = axes.strip().upper()
-    shape = data_shape(layer)
-    rgb = bool(getattr(layer, "rgb", False))
-    n_dims = layer.ndim
-    point = np.asarray(viewer.dims.point[-n_dims:], dtype=float) if n_dims else np.zeros(0)
-    pos = np.asarray(layer.world_to_data(point), dtype=float)
-    shown = _displayed_layer_dims(viewer, layer, axes)
-    index: list[Any] = []
-    kept_axes = ""
-    keep_layer_dims: list[int] = []
-    channel = None
-    z_index = None
-    picks: dict[str, int] = {}
-    offsets: dict[int, int] = {}
-    for i, letter in enumerate(axes):
-        size = shape[i]
-        at = int(np.clip(np.round(pos[i]), 0, size - 1)) if i < n_dims else 0
-        displayed = (letter in "YX") if shown is None else (i in shown)
-        if displayed or (letter == "C" and (rgb and i == len(axes) - 1)):
-            index.append(slice(None))
-            kept_axes += letter
-            if i < n_dims:
-                keep_layer_dims.append(i)
-        elif letter == "C":
-            index.append(slice(None))
-            kept_axes += letter
-            channel = at
-            offsets[i] = at
-        elif letter in "YX" or (letter == "Z" and net_dims == 3):
-            window = depth_z if letter == "Z" else PREVIEW_WINDOW
-            lo = max(0, min(at - window // 2, size - window))
-            hi = min(size, lo + window)
-            index.append(slice(lo, hi))
-            kept_axes += letter
-            offsets[i] = at
-            if letter == "Z":
-                z_index = at - lo
-            else:
-                picks[letter] = at - lo
-        else:
-            index.append(at)
-            offsets[i] = at
-    data = np.array(layer_array(layer)[tuple(index)])
-    if shown is None:
-        kwargs = _spatial_kwargs(layer, keep_layer_dims)
-        expand: tuple[int, ...] = ()
-    else:
-        kwargs = _spatial_kwargs(layer)
-        kwargs["translate"] = tuple(
-            t + offsets.get(i, 0) * s for i, (t, s) in enumerate(zip(kwargs["translate"],
-                                                                     kwargs["scale"])))
-        expand = tuple(i for i in range(n_dims) if i not in keep_layer_dims)
-    kwargs.update(name=preview_name(layer), rgb=rgb,
-                  contrast_limits=tuple(float(c) for c in layer.contrast_limits))
-    if not rgb:
-        kwargs["colormap"] = layer.colormap.name
-    return SliceRequest(data=data, axes=kept_axes, channel=channel, z_index=z_index,
-                        layer_kwargs=kwargs, picks=picks, expand=expand)
-
-
-def finish_preview(request: SliceRequest, result: np.ndarray) -> np.ndarray:
-    """Reduce a preview denoise to the displayed plane (drop context and hidden channels)."""
-    axes = request.axes
-    if request.z_index is not None:
-        result = np.take(result, request.z_index, axis=axes.index("Z"))
-        axes = axes.replace("Z", "")
-    for letter, at in request.picks.items():
-        result = np.take(result, at, axis=axes.index(letter))
-        axes = axes.replace(letter, "")
-    if request.channel is not None:
-        result = np.take(result, request.channel, axis=axes.index("C"))
-    if request.expand:
-        result = np.expand_dims(result, request.expand)
-    return result

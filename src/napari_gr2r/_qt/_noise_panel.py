@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import (
     QCheckBox,
     QGridLayout,
@@ -33,7 +32,9 @@ from napari_gr2r import engine
 from napari_gr2r.engine.noise.correlation import kernel_autocorrelation
 from napari_gr2r.engine.quality.estimate import STRUCTURE_MESSAGE, FittedNoise, QualityReport
 
-from ._layers import LayerChoiceError, check_axes, check_model_fits, denoised_name, layer_array
+from ._jobs import Job
+from ._layers import LayerChoiceError, check_axes, check_model_fits, layer_array
+from ._results import record_estimate
 from ._state import Panel, WidgetState
 
 _WARN_STYLE = "color: #ffcc55; font-weight: bold;"
@@ -219,18 +220,13 @@ class NoisePanel(Panel):
             return
         # a copy: training may go on with the current model's network meanwhile
         work_model = copy.deepcopy(model) if model is not None else None
-        state.assess_stop = False
-        worker = create_worker(assess_layer, work_model, layer_array(layer), axes,
-                               state.settings.device_id(), lambda: state.assess_stop,
-                               _start_thread=False)
-        worker.returned.connect(partial(self._on_returned, model, layer))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: state.set_assessing(None))
         self.assess_button.setEnabled(False)
-        worker.finished.connect(lambda: self.assess_button.setEnabled(True))
-        state.set_assessing(worker)
         self.view.summary.setText(f"Assessing {layer.name!r}…")
-        worker.start()
+        job = Job("assess")
+        state.run_job(job, assess_layer, work_model, layer_array(layer), axes,
+                      state.settings.device_id(), job.should_stop,
+                      returned=partial(self._on_returned, model, layer), errored=self._on_error,
+                      finished=lambda: self.assess_button.setEnabled(True))
 
     def _on_error(self, exc: BaseException) -> None:
         self.state.report_worker_error(exc)
@@ -245,18 +241,3 @@ class NoisePanel(Panel):
         self.view.show_report(result)
         self.state.set_quality(result, model, layer.name)
         record_estimate(self.viewer, layer, model, result)
-
-
-def estimate_metadata(model: Any, report: QualityReport) -> dict[str, Any]:
-    """What a result layer's metadata keeps of an error estimate."""
-    return {"model": repr(model), **report.to_dict()}
-
-
-def record_estimate(viewer: Any, layer: Any, model: Any, report: QualityReport) -> None:
-    """Add the estimate to the result layer of ``layer`` if it was denoised with ``model``."""
-    name = denoised_name(layer)
-    if name not in viewer.layers:
-        return
-    gr2r = viewer.layers[name].metadata.get("gr2r")
-    if isinstance(gr2r, dict) and gr2r.get("model") == repr(model):
-        gr2r["estimate"] = estimate_metadata(model, report)

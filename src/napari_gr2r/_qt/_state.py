@@ -10,7 +10,7 @@ composes the panels around it; a test builds one state and a single panel.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from napari.utils.notifications import show_warning
@@ -22,6 +22,7 @@ from napari_gr2r import engine
 if TYPE_CHECKING:
     import napari
 
+    from ._jobs import Job
     from ._workers import TrainingJob
 
 ERROR_STYLE = "color: #ff7070;"
@@ -73,6 +74,8 @@ class WidgetState(QObject):
     """The chosen layer or axes changed."""
     busy_changed = Signal()
     """A job (training or denoising) started or ended."""
+    files_requested = Signal(object)
+    """Denoise files… was pressed: the widget shows this files panel (in a tab)."""
     quality_changed = Signal()
     """A new error estimate (:attr:`quality`) of the current model on a layer."""
 
@@ -89,14 +92,8 @@ class WidgetState(QObject):
         self.more_layers: list[Any] = []
         """Further layers to train on with the chosen one (same axes and channels)."""
         self.settings: TrainingSettings = DefaultSettings()
-        self.train_job: TrainingJob | None = None
-        self.train_worker: Any = None
-        self.denoise_worker: Any = None
-        self.denoise_stop = False
-        """Asks the running denoising to stop (read by its worker between tiles or blocks)."""
-        self.assess_worker: Any = None
-        self.assess_stop = False
-        """Asks the running assessment to stop (read by its worker between passes)."""
+        self.jobs: dict[str, Job] = {}
+        """The running jobs, one per kind (see :meth:`job`)."""
         self.quality: engine.QualityReport | None = None
         """The latest error estimate, of :attr:`quality_model` on the layer :attr:`quality_layer`."""
         self.quality_model: engine.GR2RModel | None = None
@@ -148,25 +145,49 @@ class WidgetState(QObject):
         self.model_changed.emit()
 
     # ------------------------------------------------------------------------------------- jobs
+    def job(self, kind: str) -> Job | None:
+        """The running job of this kind (``"train"``, ``"denoise"``, ``"assess"``, …), if any."""
+        job = self.jobs.get(kind)
+        return job if job is not None and not job.done else None
+
+    @property
+    def train_job(self) -> TrainingJob | None:
+        return self.job("train")  # type: ignore[return-value]
+
     @property
     def training(self) -> bool:
-        return self.train_worker is not None
+        return self.job("train") is not None
 
     @property
     def denoising(self) -> bool:
-        return self.denoise_worker is not None
+        return self.job("denoise") is not None
 
     @property
     def assessing(self) -> bool:
-        return self.assess_worker is not None
+        return self.job("assess") is not None
 
     @property
     def busy(self) -> bool:
         """Training or denoising (an assessment works on a copy of the model: not busy)."""
         return self.training or self.denoising
 
-    def set_assessing(self, worker: Any) -> None:
-        self.assess_worker = worker
+    def run_job(self, job: Job, func: Callable[..., Any], *args: Any,
+                finished: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+        """Start ``job`` (see :meth:`Job.start`) as the running job of its kind.
+
+        ``busy_changed`` is emitted when it starts and, after ``finished``, when it ends.
+        """
+        def on_finished() -> None:
+            if finished is not None:
+                finished()
+            if self.jobs.get(job.kind) is job:
+                del self.jobs[job.kind]
+            self.busy_changed.emit()
+
+        self.jobs[job.kind] = job
+        worker = job.start(func, *args, finished=on_finished, **kwargs)
+        self.busy_changed.emit()
+        return worker
 
     def set_quality(self, report: engine.QualityReport | None, model: Any, layer_name: str,
                     ) -> None:
@@ -180,43 +201,27 @@ class WidgetState(QObject):
             return self.quality
         return None
 
-    def set_training(self, job: TrainingJob | None, worker: Any) -> None:
-        self.train_job, self.train_worker = job, worker
-        self.busy_changed.emit()
-
-    def set_denoising(self, worker: Any) -> None:
-        self.denoise_worker = worker
-        self.busy_changed.emit()
-
     def stop_jobs(self) -> None:
         """Ask the running jobs to stop: training after its step, denoising after its tile."""
-        if self.train_job is not None:
-            denoising = self.train_job.denoising
-            self.train_job.request_stop()
+        train = self.train_job
+        if train is not None:
+            denoising = train.denoising
+            train.request_stop()
             self.show_message("Stopping the denoising of the result…" if denoising else
                               "Stopping after the current step; the best weights are kept…")
-        if self.denoise_worker is not None:
-            self.denoise_stop = True
+        denoise = self.job("denoise")
+        if denoise is not None:
+            denoise.request_stop()
             self.show_message("Stopping the denoising…")
-        if self.assess_worker is not None:
-            self.assess_stop = True
+        assess = self.job("assess")
+        if assess is not None:
+            assess.request_stop()
 
     def shutdown(self) -> None:
         """Stop every job and drop its results (the widget or the viewer is closing)."""
-        workers = [w for w in (self.train_worker, self.denoise_worker, self.assess_worker)
-                   if w is not None]
-        for worker in workers:
-            for signal in (getattr(worker, "yielded", None), worker.returned, worker.errored,
-                           worker.finished):
-                if signal is not None:
-                    with contextlib.suppress(TypeError, RuntimeError):
-                        signal.disconnect()
-        if self.train_job is not None:
-            self.train_job.abort()
-        self.denoise_stop = self.assess_stop = True
-        for worker in workers:
-            worker.quit()
-        self.train_worker = self.denoise_worker = self.train_job = self.assess_worker = None
+        for job in list(self.jobs.values()):
+            job.abandon()
+        self.jobs.clear()
 
     def progress_idle(self) -> None:
         self.progress.setRange(0, 1)

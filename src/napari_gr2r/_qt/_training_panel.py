@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import (
     QCheckBox,
     QGridLayout,
@@ -30,21 +29,22 @@ from napari_gr2r import engine
 from napari_gr2r.engine.errors import format_duration
 
 from . import _autosave
+from ._jobs import ProgressRelay
 from ._layers import (
     LayerChoiceError,
     as_display_dtype,
     check_axes,
     check_model_fits,
-    current_slice,
     denoised_name,
     is_large,
     layer_array,
-    output_kwargs,
     put_layer,
 )
 from ._loss_plot import LossPlot
+from ._preview import current_slice
+from ._results import add_result_layer
 from ._state import WARN_STYLE, Panel, WidgetState
-from ._workers import PreviewResult, ProgressRelay, TrainingJob
+from ._workers import PreviewResult, TrainingJob, TrainingPhase
 
 _NOT_PLOTTED = ("step", "lr", "elapsed_s", "residual_energy", "estimated_psnr")
 """Columns of a model's history that are not losses."""
@@ -220,14 +220,6 @@ class TrainingPanel(Panel):
             self._autosave = None
         self._relay = ProgressRelay()
         self._relay.progressed.connect(self._on_denoise_progress)
-        job = TrainingJob()
-        worker = create_worker(job.run, data, axes, config, model, state.settings.device_id(),
-                               denoise_after=denoise_after, checkpoint_path=self._autosave,
-                               progress=self._relay, _start_thread=False)
-        worker.yielded.connect(self.on_event)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
         state.progress_busy("preparing…")
         names = ", ".join(repr(each.name) for each in layers)
         state.show_message(f"Training on {names} ({axes})…")
@@ -235,8 +227,11 @@ class TrainingPanel(Panel):
             f"Continuing the current model from step {model.step}…" if model is not None
             else "Training a new model…"
         )
-        state.set_training(job, worker)
-        worker.start()
+        job = TrainingJob()
+        state.run_job(job, job.run, data, axes, config, model, state.settings.device_id(),
+                      denoise_after=denoise_after, checkpoint_path=self._autosave,
+                      progress=self._relay, yielded=self.on_event, returned=self._on_returned,
+                      errored=self._on_error, finished=self._on_finished)
 
     def on_event(self, event: Any) -> None:
         """Draw one event of the training worker (on the main thread)."""
@@ -276,7 +271,7 @@ class TrainingPanel(Panel):
                                    f"{event.best_step} kept")
             progress.setFormat(f"{how} at step {event.step}")
             self.state.show_message(f"{self._finished_text}. Denoise or save the model.")
-        elif event == "denoising":
+        elif event is TrainingPhase.DENOISING:
             self.state.progress_busy("denoising the result…")
             self.state.show_message(f"{self._finished_text}; denoising "
                                     f"{self._train_layer.name!r} with them…")
@@ -311,9 +306,7 @@ class TrainingPanel(Panel):
         if out is None or layer is None or layer not in self.viewer.layers:
             return
         name = denoised_name(layer)
-        kwargs = output_kwargs(layer, name, metadata={"gr2r": {"source": layer.name,
-                                                               "model": repr(model)}})
-        put_layer(self.viewer, as_display_dtype(out, layer), kwargs)
+        add_result_layer(self.viewer, layer, out, model)
         preview = self._preview_layer
         if preview is not None and preview in self.viewer.layers:
             self.viewer.layers.remove(preview)  # the result replaces the live preview
@@ -341,4 +334,3 @@ class TrainingPanel(Panel):
             _autosave.discard(self._autosave)  # the run ended: nothing to offer after a crash
             self._autosave = None
         self._relay = None
-        self.state.set_training(None, None)

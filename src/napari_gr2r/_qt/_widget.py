@@ -10,7 +10,8 @@ It is composed of panels, one module each, over one shared :class:`~._state.Widg
 - :mod:`._settings_panel`: preset, device, preview interval, advanced settings;
 - :mod:`._training_panel`: Train and Stop, the loss plot and collapse warning, the preview;
 - :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model, and
-  Denoise files…, which docks :mod:`._files_panel` (files or a folder into a folder).
+  Denoise files…, which opens :mod:`._files_panel` (files or a folder into a folder) as the
+  widget's second tab.
 - :mod:`._export_panel`: Export to BioImage Model Zoo….
 - :mod:`._noise_panel` (the collapsible **Noise** section): the fitted noise model, the current
   model's estimated error without a clean image, and whether it removes signal.
@@ -25,8 +26,17 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QApplication, QFormLayout, QMainWindow, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtWidgets import (
+    QApplication,
+    QFormLayout,
+    QFrame,
+    QMainWindow,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QCollapsible
 
 from ._data_panel import DataPanel
@@ -40,19 +50,24 @@ from ._training_panel import TrainingPanel, format_duration
 if TYPE_CHECKING:
     import napari
 
-    from napari_gr2r import engine
-
 __all__ = ["GR2RWidget", "format_duration"]
 
 
 class GR2RWidget(QWidget):
     """Dock widget: layer, axes, preset and settings; Train, Stop, Save, Load, Denoise.
 
+    Its panels are attributes (``data_panel``, ``settings_panel``, ``training_panel``,
+    ``denoise_panel``, ``export_panel``, ``noise_panel``) over one shared ``state``; code and
+    tests reach a control through its panel (``widget.training_panel.train_button``).
+
     Parameters
     ----------
     napari_viewer : napari.viewer.Viewer
         The viewer whose image layers are offered.
     """
+
+    DEFAULT_WIDTH = 380
+    """The dock's width when it opens: the canvas keeps most of a laptop screen."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,103 +88,34 @@ class GR2RWidget(QWidget):
         self.denoise_panel = DenoisePanel(state)
         self.export_panel = ExportPanel(state)
         self.noise_panel = NoisePanel(state)
-        self.noise_section = QCollapsible("Noise")
+        self.noise_section = QCollapsible("Noise and quality")
         self.noise_section.addWidget(self.noise_panel)
+        content = QWidget()
+        column = QVBoxLayout(content)
+        for part in (self.data_panel, self.settings_panel, self.training_panel,
+                     self.denoise_panel, self.export_panel):
+            column.addWidget(part)
+        column.addWidget(self.training_panel.monitor, 1)
+        column.addWidget(self.noise_section)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(_scrolling(content), "Image")
         layout = QVBoxLayout(self)
-        layout.addWidget(self.data_panel)
-        layout.addWidget(self.settings_panel)
-        layout.addWidget(self.training_panel)
-        layout.addWidget(self.denoise_panel)
-        layout.addWidget(self.export_panel)
-        layout.addWidget(state.progress)
-        layout.addWidget(self.training_panel.monitor, 1)
-        layout.addWidget(self.noise_section)
-        layout.addWidget(state.model_label)
-        layout.addWidget(state.message)
-        self._expose_panel_widgets()
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tabs, 1)
+        for line in (state.progress, state.model_label, state.message):
+            layout.addWidget(line)
+        self._files_area: QScrollArea | None = None
+        state.files_requested.connect(self._show_files_tab)
 
-    def _expose_panel_widgets(self) -> None:
-        """The panels' controls as attributes of the widget (``widget.train_button``, …)."""
-        panels = {
-            self.data_panel: ("layer_combo", "axes_edit", "axes_message", "several", "more_list"),
-            self.settings_panel: ("preset", "device", "preview_every", "advanced", "method",
-                                  "steps", "batch", "patch", "patch_z", "lr", "gamma",
-                                  "lambda_g", "width", "depth", "noise_sigma", "net_dims",
-                                  "val_fraction", "seed"),
-            self.training_panel: ("resume", "result_layer", "train_button", "stop_button",
-                                  "collapse_warning", "loss_plot", "autosave_offer"),
-            self.denoise_panel: ("save_button", "load_button", "denoise_button", "files_button"),
-            self.export_panel: ("export_button",),
-            self.noise_panel: ("assess_button",),
-            self.state: ("progress", "model_label", "message"),
-        }
-        for owner, names in panels.items():
-            for name in names:
-                setattr(self, name, getattr(owner, name))
+    def _show_files_tab(self, panel: QWidget) -> None:
+        """Denoise files… opens its panel as a second tab (once), and shows it."""
+        if self._files_area is None:
+            self._files_area = _scrolling(panel)
+            self.tabs.addTab(self._files_area, "Denoise files")
+        self.tabs.setCurrentWidget(self._files_area)
 
-    # ======================================================================== shared state
-    @property
-    def training(self) -> bool:
-        return self.state.training
-
-    @property
-    def denoising(self) -> bool:
-        return self.state.denoising
-
-    @property
-    def _model(self) -> engine.GR2RModel | None:
-        return self.state.model
-
-    @property
-    def _job(self) -> Any:
-        return self.state.train_job
-
-    @property
-    def _worker(self) -> Any:
-        return self.state.train_worker
-
-    @property
-    def _denoise_worker(self) -> Any:
-        return self.state.denoise_worker
-
-    @property
-    def _zarr_out(self) -> str | None:
-        return self.denoise_panel.zarr_out
-
-    @_zarr_out.setter
-    def _zarr_out(self, path: str | None) -> None:
-        self.denoise_panel.zarr_out = path
-
-    def _set_model(self, model: engine.GR2RModel | None) -> None:
-        self.state.set_model(model)
-
-    def _selected_layer(self) -> Any:
-        return self.data_panel.selected_layer()
-
-    def _config(self) -> engine.TrainConfig:
-        return self.settings_panel.config()
-
-    def _device(self) -> str:
-        return self.settings_panel.device_id()
-
-    # ============================================================================ actions
-    def _on_train(self) -> None:
-        self.training_panel.start()
-
-    def _on_train_event(self, event: Any) -> None:
-        self.training_panel.on_event(event)
-
-    def _on_stop(self) -> None:
-        self.state.stop_jobs()
-
-    def _on_denoise(self) -> None:
-        self.denoise_panel.start()
-
-    def _save_model(self, path: str | None = None) -> None:
-        self.denoise_panel.save_model(path)
-
-    def _load_model(self, path: str | None = None) -> None:
-        self.denoise_panel.load_model(path)
+    def sizeHint(self) -> QSize:
+        return QSize(self.DEFAULT_WIDTH, super().sizeHint().height())
 
     # ============================================================================ closing
     def event(self, event: QEvent) -> bool:
@@ -232,3 +178,13 @@ def _align_labels(*forms: QFormLayout) -> None:
     width = max((w.sizeHint().width() for w in widgets), default=0)
     for w in widgets:
         w.setMinimumWidth(width)
+
+
+def _scrolling(content: QWidget) -> QScrollArea:
+    """``content`` in a vertical scroll area, so the dock fits a laptop screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(content)
+    return area

@@ -1,59 +1,26 @@
 """The computations the widget and the menu commands run off the main thread.
 
-Each is a plain generator or function over numpy arrays and :mod:`napari_gr2r.engine`;
-napari's ``thread_worker`` runs it in a thread and delivers what it yields on the main
-thread. Nothing here touches a layer or a widget.
+Each is a plain generator or function over numpy arrays and :mod:`napari_gr2r.engine`, run by
+a :class:`~._jobs.Job`; nothing here touches a layer or a widget. :class:`TrainingJob` is the
+job that trains (with live previews) and then denoises the image with the best weights.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 
 from napari_gr2r import engine
+from napari_gr2r.engine.devices import capped_threads
 
-from ._layers import SliceRequest, finish_preview
-
-
-def worker_threads() -> int:
-    """Torch intra-op threads for a worker: one core fewer than the process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - 1)
-
-
-@contextlib.contextmanager
-def capped_torch_threads() -> Iterator[int]:
-    """Run the block with at most :func:`worker_threads` torch threads in this thread.
-
-    Torch's intra-op (OpenMP) thread count is kept per thread, so the main thread keeps its
-    own; the previous count is restored when the block ends, because napari reuses its
-    worker threads. On a 2-core machine a step of a small network measured about
-    25 ms with one thread against 200-300 ms with two inside napari (Qt's event loop and the
-    second OpenMP thread compete for the cores).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(before, worker_threads()))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
-class WorkerFailure(Exception):
-    """An unexpected failure in a worker, carrying the original message.
-
-    superqt's workers treat a ``RuntimeError`` escaping the function as a deleted worker
-    and then emit neither ``errored`` nor ``finished``; wrapping it keeps both signals.
-    """
+from ._jobs import Job, WorkerFailure
+from ._preview import SliceRequest, preview_plane
 
 
 @dataclass
@@ -65,12 +32,26 @@ class PreviewResult:
     layer_kwargs: dict[str, Any]
 
 
-class TrainingJob:
+class TrainingPhase(str, Enum):
+    """What a training job does after training: an event it yields (equal to its value)."""
+
+    DENOISING = "denoising"
+    """Training is over; the image is being denoised with the best weights."""
+
+
+@dataclass
+class Refused:
+    """A job the engine refused to start, with its message for the user."""
+
+    message: str
+
+
+class TrainingJob(Job):
     """A training run, and the denoising of its result, that can be stopped from any thread,
     before or after it has started."""
 
     def __init__(self) -> None:
-        self._stop = threading.Event()
+        super().__init__("train")
         self._abort = threading.Event()
         self._lock = threading.Lock()
         self.trainer: engine.Trainer | None = None
@@ -88,7 +69,7 @@ class TrainingJob:
 
     def stop_training(self) -> None:
         """End training after its step; the result is still denoised, with the best weights."""
-        self._stop.set()
+        super().request_stop()
         with self._lock:
             trainer = self.trainer
         if trainer is not None:
@@ -99,9 +80,9 @@ class TrainingJob:
         self._abort.set()
         self.stop_training()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
+    def abandon(self) -> None:
+        self._abort.set()
+        super().abandon()
 
     def request_preview(self, request: SliceRequest, step: int) -> None:
         """Ask for a preview of ``request`` at the next event (replaces a pending one)."""
@@ -121,68 +102,57 @@ class TrainingJob:
         """Build the trainer and train, yielding engine events and preview results.
 
         With ``denoise_after``, the image (the first, for a list) is then denoised with the best
-        weights (also after a stop), yielding ``"denoising"`` first and calling ``progress(done,
-        total)`` per tile.
-        ``checkpoint_path``: the trainer's checkpoint file (the widget's autosave).
-        Returns ``(model, denoised array)``; the array is None without ``denoise_after``, or
-        when :meth:`abort` (or a stop while denoising) ended it.
+        weights (also after a stop), yielding :attr:`TrainingPhase.DENOISING` first and calling
+        ``progress(done, total)`` per tile. ``checkpoint_path``: the trainer's checkpoint file
+        (the widget's autosave). Returns ``(model, denoised array)``; the array is None without
+        ``denoise_after``, or when :meth:`abort` (or a stop while denoising) ended it.
         """
-        with capped_torch_threads():
-            return (yield from self._run(data, axes, config, model, device, denoise_after,
-                                         checkpoint_path, progress))
-
-    def _run(self, data: Any, axes: str, config: engine.TrainConfig,
-             model: engine.GR2RModel | None, device: str, denoise_after: bool,
-             checkpoint_path: str | os.PathLike | None,
-             progress: Callable[[int, int], Any] | None) -> Iterator[Any]:
         try:
-            trainer = engine.Trainer(data, axes, config, model=model, device=device,
-                                     checkpoint_path=checkpoint_path)
-            with self._lock:
-                self.trainer = trainer
-            for event in trainer.iter_fit():
-                if self._stop.is_set():
-                    # iter_fit() clears the trainer's flag when it starts: a stop asked for
-                    # while the trainer was being built is passed on here
-                    trainer.request_stop()
-                yield event
-                request, step = self._take_preview()
-                if request is not None and not isinstance(event, engine.TrainingFinished):
-                    out = engine.denoise(trainer.model, request.data, axes=request.axes,
-                                         device=str(trainer.device))
-                    yield PreviewResult(step, finish_preview(request, out), request.layer_kwargs)
-            if not denoise_after or self._abort.is_set():
-                return trainer.model, None
-            self.denoising = True
-            yield "denoising"
-            try:
+            with capped_threads():
+                trainer = engine.Trainer(data, axes, config, model=model, device=device,
+                                         checkpoint_path=checkpoint_path)
+                with self._lock:
+                    self.trainer = trainer
+                yield from self._train(trainer)
+                if not denoise_after or self._abort.is_set():
+                    return trainer.model, None
+                self.denoising = True
+                yield TrainingPhase.DENOISING
                 chosen = data[0] if isinstance(data, list) else data  # the chosen layer's
-                out = engine.denoise(trainer.model, chosen, axes=axes, device=str(trainer.device),
-                                     progress=progress, should_stop=self._abort.is_set)
-            except InterruptedError:
-                return trainer.model, None
-            return trainer.model, out
+                try:
+                    out = engine.denoise(trainer.model, chosen, axes=axes,
+                                         device=str(trainer.device), progress=progress,
+                                         should_stop=self._abort.is_set)
+                except InterruptedError:
+                    return trainer.model, None
+                return trainer.model, out
         except RuntimeError as exc:
             raise WorkerFailure(str(exc)) from exc
+
+    def _train(self, trainer: engine.Trainer) -> Iterator[Any]:
+        """The trainer's events, with the previews asked for denoised between two steps."""
+        for event in trainer.iter_fit():
+            if self.stop_requested:
+                # iter_fit() clears the trainer's flag when it starts: a stop asked for
+                # while the trainer was being built is passed on here
+                trainer.request_stop()
+            yield event
+            request, step = self._take_preview()
+            if request is not None and not isinstance(event, engine.TrainingFinished):
+                out = engine.denoise(trainer.model, request.data, axes=request.axes,
+                                     device=str(trainer.device))
+                yield PreviewResult(step, *preview_plane(request, out))
 
 
 def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
                   progress: Callable[[int, int], Any] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> np.ndarray:
-    """Denoise a whole image (run in a worker)."""
+                  should_stop: Callable[[], bool] | None = None) -> np.ndarray | None:
+    """Denoise a whole image (run in a worker); None when stopped."""
     try:
-        with capped_torch_threads():
-            return engine.denoise(model, data, axes=axes, device=device, progress=progress,
-                                  should_stop=should_stop)
-    except RuntimeError as exc:
-        raise WorkerFailure(str(exc)) from exc
-
-
-@dataclass
-class Refused:
-    """A job the engine refused to start, with its message for the user."""
-
-    message: str
+        return engine.denoise(model, data, axes=axes, device=device, progress=progress,
+                              should_stop=should_stop)
+    except InterruptedError:
+        return None
 
 
 def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,
@@ -196,21 +166,9 @@ def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, d
     :class:`Refused` with the engine's message for the user.
     """
     try:
-        with capped_torch_threads():
-            return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,
-                                                           should_stop=should_stop))
+        return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,
+                                                       should_stop=should_stop))
     except InterruptedError:
         return None
     except engine.GR2RError as exc:
         return Refused(str(exc))  # a returned exception would be raised by the worker
-    except RuntimeError as exc:
-        raise WorkerFailure(str(exc)) from exc
-
-
-class ProgressRelay(QObject):
-    """Carries ``(done, total)`` from a worker thread's callback to the main thread."""
-
-    progressed = Signal(int, int)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.progressed.emit(int(done), int(total))

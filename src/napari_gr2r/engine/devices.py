@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,6 +28,28 @@ def available_devices() -> list[tuple[str, str]]:
         found.append(("mps", "Apple MPS"))
     found.append(("cpu", "CPU"))
     return found
+
+
+def worker_threads() -> int:
+    """Torch intra-op threads for a background worker: one core fewer than the process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
+@contextlib.contextmanager
+def capped_threads() -> Iterator[int]:
+    """Run the block with at most :func:`worker_threads` torch threads in this thread.
+
+    Torch keeps its intra-op thread count per thread, so a GUI's main thread keeps its own and
+    keeps a core for its event loop; the previous count is restored at the end, because thread
+    pools reuse their threads.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, worker_threads()))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _mps_available() -> bool:

@@ -1,0 +1,147 @@
+"""The one kind of background job of the widget, its panels and the menu commands.
+
+A :class:`Job` runs a plain function or generator over numpy arrays and
+:mod:`napari_gr2r.engine` in a napari ``thread_worker``: what it yields and returns arrives on
+the main thread through the callbacks given to :meth:`Job.start`. Every job has a stop flag
+that the function polls (:meth:`Job.should_stop`, passed as the engine's ``should_stop``), is
+``running`` from :meth:`~Job.start` until its worker has finished, and can be abandoned when
+the widget or the viewer closes (its results are then dropped). Inside the worker, torch uses
+one core fewer than the process has (:func:`napari_gr2r.engine.devices.capped_threads`), so
+that napari stays responsive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any
+
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, Signal
+
+from napari_gr2r.engine.devices import capped_threads
+
+
+class WorkerFailure(Exception):
+    """An unexpected failure in a worker, carrying the original message.
+
+    superqt's workers treat a ``RuntimeError`` escaping the function as a deleted worker
+    and then emit neither ``errored`` nor ``finished``; wrapping it keeps both signals.
+    """
+
+
+def in_worker(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with capped torch threads and its ``RuntimeError`` as :class:`WorkerFailure`
+    (a generator function stays one, so that napari's worker relays what it yields)."""
+    if inspect.isgeneratorfunction(func):
+        @wraps(func)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                with capped_threads():
+                    return (yield from func(*args, **kwargs))
+            except RuntimeError as exc:
+                raise WorkerFailure(str(exc)) from exc
+        return generator
+
+    @wraps(func)
+    def function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with capped_threads():
+                return func(*args, **kwargs)
+        except RuntimeError as exc:
+            raise WorkerFailure(str(exc)) from exc
+    return function
+
+
+class Job:
+    """A computation in a thread worker that can be asked to stop from any thread.
+
+    Parameters
+    ----------
+    kind : str
+        What it does (``"train"``, ``"denoise"``, ``"assess"``, ``"files"``, ``"export"``): the
+        widget's state keeps one running job per kind.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._stop = threading.Event()
+        self.worker: Any = None
+        self.done = False
+        """True once the worker has finished (or the job was abandoned)."""
+
+    # ---------------------------------------------------------------------------- stopping
+    def should_stop(self) -> bool:
+        """Polled by the running function (the engine's ``should_stop``)."""
+        return self._stop.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Ask the function to end at its next check; what it has done so far is kept."""
+        self._stop.set()
+
+    # ----------------------------------------------------------------------------- running
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and not self.done
+
+    def start(self, func: Callable[..., Any], *args: Any,
+              yielded: Callable[[Any], Any] | None = None,
+              returned: Callable[[Any], Any] | None = None,
+              errored: Callable[[BaseException], Any] | None = None,
+              finished: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+        """Run ``func(*args, **kwargs)`` in a worker; the callbacks run on the main thread.
+
+        Returns the started worker.
+        """
+        worker = create_worker(in_worker(func), *args, _start_thread=False, **kwargs)
+        if yielded is not None:
+            worker.yielded.connect(yielded)
+        if returned is not None:
+            worker.returned.connect(returned)
+        if errored is not None:
+            worker.errored.connect(errored)
+        worker.finished.connect(self._on_finished)
+        if finished is not None:
+            worker.finished.connect(finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _on_finished(self) -> None:
+        self.done = True
+
+    def abandon(self) -> None:
+        """Stop the job and drop whatever it still delivers (its widget or viewer is closing).
+
+        A finished job's worker is left alone: Qt may already have deleted its signals.
+        """
+        if self.done:
+            return
+        worker = self.worker
+        if worker is not None:
+            for name in ("yielded", "returned", "errored", "finished"):
+                signal = getattr(worker, name, None)
+                if signal is not None:
+                    with contextlib.suppress(TypeError, RuntimeError):
+                        signal.disconnect()
+        self.request_stop()
+        self.done = True
+        if worker is not None:
+            with contextlib.suppress(RuntimeError):
+                worker.quit()
+
+
+class ProgressRelay(QObject):
+    """Carries ``(done, total)`` from a worker thread's callback to the main thread."""
+
+    progressed = Signal(int, int)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progressed.emit(int(done), int(total))
