@@ -17,13 +17,13 @@ from napari.utils.notifications import show_info, show_warning
 
 from napari_gr2r import engine
 
+from ._axes import axes_guess
 from ._jobs import Job, ProgressRelay
 from ._layers import (
     LARGE_BYTES,
     LayerChoiceError,
     check_axes,
     check_model_fits,
-    guess_layer_axes,
     is_large,
     layer_array,
 )
@@ -46,7 +46,7 @@ def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:
     layer = viewer.layers.selection.active
     if layer is None:
         raise LayerChoiceError("No layer selected: select an image layer in the layer list first.")
-    axes = guess_layer_axes(layer) if hasattr(layer, "rgb") else ""
+    axes = axes_guess(layer).axes if hasattr(layer, "rgb") else ""
     check_axes(layer, axes, training=training)
     if is_large(layer):
         raise LayerChoiceError(

@@ -15,24 +15,32 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QWidget,
 )
 
-from ._layers import LayerChoiceError, check_axes, guess_layer_axes, is_image_layer
-from ._state import ERROR_STYLE, OK_STYLE, Panel, WidgetState
+from ._axes import AxesGuess, axes_guess, letter_help
+from ._layers import LayerChoiceError, check_axes, data_shape, is_image_layer, layer_kind
+from ._state import ERROR_STYLE, OK_STYLE, WARN_STYLE, Panel, WidgetState
+
+GUESS_STYLE = WARN_STYLE.replace("font-weight: bold;", "")
 
 
 class DataPanel(Panel):
     """The image layer (image layers only, kept while renamed or moved) and its axes.
 
-    The axes are guessed from the layer when it is chosen and checked as they are typed; the
-    choice is published on the state (:meth:`WidgetState.set_choice`).
+    The layer follows napari's selection (the active layer, when it is an image) and is never
+    a hidden layer by default. The axes come from the layer's labels or file, else are guessed
+    from its shape (shown as a guess, with the other readings as buttons) and are checked as
+    they are typed; the choice is published on the state (:meth:`WidgetState.set_choice`).
     """
 
     def __init__(self, state: WidgetState, parent: QWidget | None = None) -> None:
         super().__init__(state, parent)
         self._layers: list[Any] = []
         self._axes_layer: Any = None
+        self._guess: AxesGuess | None = None
+        self._problem = ""
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         self.form = form
@@ -52,6 +60,18 @@ class DataPanel(Panel):
         axes_row.addWidget(self.axes_edit, 1)
         form.addRow("Axes", axes_row)
         form.addRow("", self.axes_message)
+        self.alternatives = QHBoxLayout()
+        self.alternatives.setContentsMargins(0, 0, 0, 0)
+        self.alternative_buttons: list[QPushButton] = []
+        for _ in range(3):
+            button = QPushButton()
+            button.setFlat(True)
+            button.clicked.connect(self._on_alternative)
+            button.hide()
+            self.alternatives.addWidget(button)
+            self.alternative_buttons.append(button)
+        self.alternatives.addStretch()
+        form.addRow("", self.alternatives)
         self.several = QCheckBox("Train on several layers")
         self.several.setToolTip(
             "Train one model on the chosen layer and on the layers ticked below: image layers "
@@ -74,6 +94,7 @@ class DataPanel(Panel):
         layers.events.inserted.connect(self._on_layers_inserted)
         layers.events.removed.connect(self._on_layers_changed)
         layers.events.moved.connect(self._on_layers_changed)
+        layers.selection.events.active.connect(self._on_active_changed)
         for layer in layers:
             layer.events.name.connect(self._on_layers_changed)
 
@@ -83,6 +104,7 @@ class DataPanel(Panel):
             (layers.events.inserted, self._on_layers_inserted),
             (layers.events.removed, self._on_layers_changed),
             (layers.events.moved, self._on_layers_changed),
+            (layers.selection.events.active, self._on_active_changed),
         ):
             emitter.disconnect(callback)
         for layer in layers:
@@ -95,27 +117,49 @@ class DataPanel(Panel):
     def _on_layers_changed(self, event: Any = None) -> None:
         self.refresh_layers()
 
+    def _on_active_changed(self, event: Any = None) -> None:
+        """Follow napari's active layer when it is an image layer."""
+        active = self.viewer.layers.selection.active
+        if active is None or active == self.selected_layer() or not is_image_layer(active):
+            return
+        if active not in self._layers:
+            self.refresh_layers()
+        if active in self._layers:
+            self.layer_combo.setCurrentIndex(self._layers.index(active))
+
+    def _default_layer(self) -> Any:
+        """napari's active layer if it is an image, else the topmost visible image layer."""
+        active = self.viewer.layers.selection.active
+        if active is not None and is_image_layer(active):
+            return active
+        visible = [layer for layer in self._layers if getattr(layer, "visible", True)]
+        return visible[-1] if visible else (self._layers[-1] if self._layers else None)
+
     # ------------------------------------------------------------------------------- the choice
     def refresh_layers(self) -> None:
         """List the viewer's image layers, keeping the current choice when it is still there."""
         current = self.selected_layer()
-        if current is None:
-            active = self.viewer.layers.selection.active
-            current = active if active is not None and is_image_layer(active) else None
         self._layers = [layer for layer in self.viewer.layers if is_image_layer(layer)]
+        if current is None:
+            current = self._default_layer()
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         for layer in self._layers:
             self.layer_combo.addItem(layer.name)
-        index = next((i for i, layer in enumerate(self._layers) if layer is current), 0)
+        index = next((i for i, layer in enumerate(self._layers) if layer == current), 0)
         if self._layers:
             self.layer_combo.setCurrentIndex(index)
         self.layer_combo.blockSignals(False)
-        if self._layers and self._layers[index] is not self._axes_layer:
+        if self._layers and self._layers[index] != self._axes_layer:
             self._on_layer_changed(index)
         elif not self._layers:
             self._axes_layer = None
+            self._guess = None
+            self.axes_edit.blockSignals(True)
             self.axes_edit.clear()
+            self.axes_edit.blockSignals(False)
+            self._on_axes_changed()
+            return
         self._publish()
 
     def selected_layer(self) -> Any:
@@ -127,28 +171,71 @@ class DataPanel(Panel):
     def _on_layer_changed(self, index: int) -> None:
         layer = self.selected_layer()
         self._axes_layer = layer
-        if layer is not None:
-            self.axes_edit.setText(guess_layer_axes(layer))
+        self._guess = axes_guess(layer) if layer is not None else None
+        if self._guess is not None:
+            self.axes_edit.setText(self._guess.axes)
         self._on_axes_changed()
+
+    def _on_alternative(self) -> None:
+        button = self.sender()
+        if isinstance(button, QPushButton):
+            self._guess = None  # the user chose: no longer a guess
+            self.axes_edit.setText(button.text())
+
+    def _no_layer_problem(self) -> str:
+        others = [layer for layer in self.viewer.layers if not is_image_layer(layer)]
+        if not others:
+            return ("No image layer: open an image (File > Open…) or a sample (File > Open "
+                    "Sample), then train.")
+        kinds = sorted({layer_kind(layer) for layer in others})
+        return (f"No image layer: GR2R denoises intensity images, and this viewer has only "
+                f"{' and '.join(kinds)} layers. Open or add an image layer to train.")
 
     def _on_axes_changed(self, text: str | None = None) -> None:
         layer = self.selected_layer()
+        guess = self._guess
+        if guess is not None and self.axes_edit.text().strip().upper() != guess.axes:
+            self._guess = guess = None  # typed by the user
         if layer is None:
-            self._set_axes_message("No image layer: open or select an image.", ok=False)
+            self._set_axes_message(self._no_layer_problem(), ok=False)
         else:
             try:
                 info = check_axes(layer, self.axes_edit.text(), training=True)
             except LayerChoiceError as exc:
                 self._set_axes_message(str(exc), ok=False)
             else:
-                sizes = " × ".join(f"{a}{n}" for a, n in zip(info.axes, info.shape))
-                self._set_axes_message(f"✓ {sizes}", ok=True)
+                self._show_axes(info, guess)
+        self._show_alternatives(guess if guess is not None and not guess.known else None)
         self._publish()
 
-    def _set_axes_message(self, text: str, ok: bool) -> None:
+    def _show_axes(self, info: Any, guess: AxesGuess | None) -> None:
+        sizes = " × ".join(f"{a}{n}" for a, n in zip(info.axes, info.shape))
+        if guess is not None and not guess.known:
+            self._set_axes_message(f"{sizes}: guessed from {guess.source}. Check the letters "
+                                   "(hover for what each means) or pick another reading:",
+                                   ok=True, style=GUESS_STYLE)
+        else:
+            told = guess is not None and not guess.source.startswith("the shape")
+            where = f" (from {guess.source})" if told else ""
+            self._set_axes_message(f"✓ {sizes}{where}", ok=True)
+        self.axes_message.setToolTip(letter_help(info.axes, info.shape))
+
+    def _show_alternatives(self, guess: AxesGuess | None) -> None:
+        readings = guess.alternatives if guess is not None else []
+        shape = data_shape(self.selected_layer()) if self.selected_layer() is not None else ()
+        for button, reading in zip(self.alternative_buttons, [*readings, "", "", ""]):
+            button.setText(reading)
+            button.setToolTip(letter_help(reading, shape) if reading else "")
+            button.setVisible(bool(reading))
+
+    def _set_axes_message(self, text: str, ok: bool, style: str | None = None) -> None:
         self._axes_ok = ok
+        self._problem = "" if ok else text
         self.axes_message.setText(text)
-        self.axes_message.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)
+        self.axes_message.setStyleSheet(style if style is not None else
+                                        (OK_STYLE if ok else ERROR_STYLE))
+        if not ok:
+            self.axes_message.setToolTip("")
 
     # ------------------------------------------------------------------- several layers
     def _on_several_toggled(self, checked: bool) -> None:
@@ -167,7 +254,7 @@ class DataPanel(Panel):
         channels = check_axes(layer, axes, training=True).n_channels
         found = []
         for other in self._layers:
-            if other is layer:
+            if other == layer:
                 continue
             try:
                 info = check_axes(other, axes, training=True)
@@ -216,4 +303,5 @@ class DataPanel(Panel):
             return  # still being built
         self._refresh_more()
         self.state.set_choice(self.selected_layer(), self.axes_edit.text(),
-                              getattr(self, "_axes_ok", False), self.more_layers())
+                              getattr(self, "_axes_ok", False), self.more_layers(),
+                              problem=self._problem)

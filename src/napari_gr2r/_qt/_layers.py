@@ -7,6 +7,7 @@ keyword arguments of output layers.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,8 @@ dask, zarr and multiscale layers, instead of into memory."""
 
 DENOISED_SUFFIX = " [denoised]"
 
-_LABEL_LETTERS = {
-    "t": "T", "time": "T",
-    "s": "S", "sample": "S", "p": "S", "position": "S",
-    "c": "C", "ch": "C", "channel": "C", "channels": "C",
-    "z": "Z", "y": "Y", "x": "X",
-}
+_MISSING: weakref.WeakKeyDictionary[Any, tuple[Any, int]] = weakref.WeakKeyDictionary()
+"""Per layer, its data (a weak reference) and how many of its pixels are NaN or infinite."""
 
 
 class LayerChoiceError(ValueError):
@@ -68,26 +65,6 @@ def is_large(layer: Any) -> bool:
     return data.nbytes > LARGE_BYTES
 
 
-def guess_layer_axes(layer: Any) -> str:
-    """Axes for a layer: from napari's axis labels when they name axes, else from the shape.
-
-    An RGB(A) layer gets ``C`` as its last axis (its colour channels).
-    """
-    shape = data_shape(layer)
-    rgb = bool(getattr(layer, "rgb", False))
-    labels = [str(a).strip().lower() for a in getattr(layer, "axis_labels", ())]
-    letters = "".join(_LABEL_LETTERS.get(a, "?") for a in labels)
-    if rgb:
-        letters += "C"
-    if "?" not in letters and len(letters) == len(shape):
-        try:
-            engine.parse_axes(letters, shape)
-            return letters
-        except engine.GR2RError:
-            pass
-    return engine.guess_axes(shape, rgb=rgb)
-
-
 def check_layer(layer: Any) -> None:
     """Raise :class:`LayerChoiceError` when ``layer`` is not an image the engine can denoise."""
     if layer is None:
@@ -106,6 +83,33 @@ def check_layer(layer: Any) -> None:
         )
 
 
+def missing_pixels(layer: Any) -> int:
+    """How many pixels of an in-memory float layer are NaN or infinite (0 for other layers).
+
+    Counted once per layer and data array (the choice is checked at every keystroke).
+    """
+    data = layer_array(layer)
+    if type(data) is not np.ndarray or data.dtype.kind != "f" or is_large(layer):
+        return 0
+    known = _MISSING.get(layer)
+    if known is not None and known[0]() is data:
+        return known[1]
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    _MISSING[layer] = (weakref.ref(data), bad)
+    return bad
+
+
+def check_finite(layer: Any) -> None:
+    """Raise :class:`LayerChoiceError` in plain words when pixels are NaN or infinite."""
+    bad = missing_pixels(layer)
+    if bad:
+        raise LayerChoiceError(
+            f"Layer {layer.name!r} has {bad:,} pixel(s) without a value (NaN or infinite); "
+            "GR2R needs a value in every pixel. Fill them first (for example with the "
+            "image's median) and choose the filled layer."
+        )
+
+
 def check_axes(layer: Any, axes: str, training: bool = False) -> engine.AxesInfo:
     """Validate ``axes`` against the layer; return the parsed axes or raise with a message."""
     check_layer(layer)
@@ -121,6 +125,7 @@ def check_axes(layer: Any, axes: str, training: bool = False) -> engine.AxesInfo
             "End the axes with C (e.g. 'YXC') to denoise the colours as channels, or convert "
             "the layer to separate channels first."
         )
+    check_finite(layer)
     if training:
         ny, nx = info.size("Y"), info.size("X")
         if ny < MIN_SIDE or nx < MIN_SIDE:

@@ -89,6 +89,8 @@ class WidgetState(QObject):
         """Its axes as typed, upper case."""
         self.axes_ok = False
         """Whether the axes fit the layer for training."""
+        self.choice_problem = ""
+        """Why the layer and axes cannot be trained on, in words ("" when they can)."""
         self.more_layers: list[Any] = []
         """Further layers to train on with the chosen one (same axes and channels)."""
         self.settings: TrainingSettings = DefaultSettings()
@@ -119,8 +121,9 @@ class WidgetState(QObject):
         return layer if layer is not None and layer in self.viewer.layers else None
 
     def set_choice(self, layer: Any, axes: str, axes_ok: bool,
-                   more_layers: list[Any] | None = None) -> None:
+                   more_layers: list[Any] | None = None, problem: str = "") -> None:
         self.layer, self.axes, self.axes_ok = layer, axes.strip().upper(), axes_ok
+        self.choice_problem = problem
         self.more_layers = list(more_layers or [])
         self.choice_changed.emit()
 
@@ -129,7 +132,7 @@ class WidgetState(QObject):
         layer = self.chosen_layer()
         if layer is None:
             return []
-        return [layer, *(m for m in self.more_layers if m in self.viewer.layers and m is not layer)]
+        return [layer, *(m for m in self.more_layers if m in self.viewer.layers and m != layer)]
 
     def set_model(self, model: engine.GR2RModel | None) -> None:
         self.model = model

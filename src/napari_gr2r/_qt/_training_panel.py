@@ -166,6 +166,15 @@ class TrainingPanel(Panel):
     def _update_buttons(self) -> None:
         state = self.state
         self.train_button.setEnabled(not state.busy and state.axes_ok)
+        if state.busy:
+            why = "A job is running: Stop it, or wait for it to end."
+        elif not state.axes_ok:
+            why = state.choice_problem or "Choose an image layer and its axes above."
+        else:
+            why = ""
+        self.train_button.setToolTip(
+            "Train a denoising network on the chosen image (no clean image needed), then "
+            "denoise it with the best weights." + (f"\n\nNot now: {why}" if why else ""))
         self.stop_button.setEnabled(state.busy)
         self.resume.setEnabled(state.model is not None and not state.busy)
         if state.model is None:

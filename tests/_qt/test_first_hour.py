@@ -1,0 +1,123 @@
+"""What a new user meets first: the right layer, the right axes, a dock that fits the screen,
+plain words, and error paths that say what to do (each test fails on the widget before)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtWidgets import QApplication
+
+PLUGIN, WIDGET = "napari-gr2r", "GR2R Denoise"
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    return viewer, widget
+
+
+# ------------------------------------------------------------------------ 1. the right layer
+@pytest.mark.parametrize("widget_first", [True, False])
+def test_the_widget_follows_napaaris_selection_not_the_hidden_reference(make_napari_viewer,
+                                                                        widget_first):
+    viewer = make_napari_viewer()
+    if widget_first:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    viewer.open_sample(PLUGIN, "nuclei2d")
+    if not widget_first:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    combo = widget.data_panel.layer_combo
+    assert combo.currentText() == "nuclei2d noisy"
+    assert widget.state.chosen_layer().visible
+    viewer.layers.selection.active = viewer.layers["nuclei2d clean"]  # the user picks it
+    assert combo.currentText() == "nuclei2d clean"
+    viewer.layers.selection.active = viewer.layers["nuclei2d noisy"]
+    assert combo.currentText() == "nuclei2d noisy"
+
+
+# --------------------------------------------------------------------------- 2. the axes
+def test_a_small_axis_is_taken_for_channels_and_a_guess_says_so(viewer_widget):
+    viewer, widget = viewer_widget
+    panel = widget.data_panel
+    viewer.add_image(np.zeros((5, 2, 64, 64), np.float32), name="timelapse")
+    assert panel.axes_edit.text() != "TZYX"
+    assert "C" in panel.axes_edit.text()
+    message = panel.axes_message.text()
+    assert not message.startswith("✓")  # a guess, not a tick
+    assert "guess" in message
+    readings = [b.text() for b in panel.alternative_buttons if b.isVisibleTo(widget)]
+    assert "TCYX" in [panel.axes_edit.text(), *readings]
+    # one click on another reading takes it
+    button = next(b for b in panel.alternative_buttons if b.text() and b.isVisibleTo(widget))
+    reading = button.text()
+    button.click()
+    assert panel.axes_edit.text() == reading
+    assert panel.axes_message.text().startswith("✓")
+    tip = panel.axes_message.toolTip()
+    assert all(f"{letter} (" in tip for letter in reading)  # a line per letter
+
+
+def test_time_units_make_a_time_axis(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(np.zeros((6, 48, 48), np.float32), name="movie",
+                     units=("s", "µm", "µm"))
+    assert widget.data_panel.axes_edit.text() == "TYX"
+
+
+def test_axes_the_file_gives_are_known(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(np.zeros((6, 48, 48), np.float32), name="read",
+                     metadata={"axes": "TYX"})
+    panel = widget.data_panel
+    assert panel.axes_edit.text() == "TYX"
+    assert panel.axes_message.text().startswith("✓")
+    assert "the file" in panel.axes_message.text()
+
+
+# ----------------------------------------------------------------------- 5. error paths
+def test_a_nan_image_disables_train_with_a_plain_message(viewer_widget):
+    viewer, widget = viewer_widget
+    data = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    data[3, 4] = np.nan
+    viewer.add_image(data, name="holes")
+    training = widget.training_panel
+    assert not training.train_button.isEnabled()
+    message = widget.data_panel.axes_message.text()
+    assert "NaN" in message
+    assert "np." not in message  # no Python code for a biologist
+    assert "NaN" in training.train_button.toolTip()
+    training.start()  # nothing starts; the status is not left saying it trains
+    assert not widget.state.training
+    assert "Training" not in widget.state.model_label.text()
+
+
+@pytest.mark.parametrize("others", [[], ["labels"]])
+def test_without_an_image_layer_the_widget_says_why_train_is_grey(viewer_widget, others):
+    viewer, widget = viewer_widget
+    if others:
+        viewer.add_labels(np.zeros((32, 32), np.uint8), name="mask")
+    training = widget.training_panel
+    assert not training.train_button.isEnabled()
+    message = widget.data_panel.axes_message.text()
+    assert "No image layer" in message
+    if others:
+        assert "labels" in message
+    assert "No image layer" in training.train_button.toolTip()
+
+
+# -------------------------------------------------------------------- 3. fits the screen
+def test_the_dock_fits_a_laptop_screen(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    viewer.open_sample(PLUGIN, "nuclei2d")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.settings_panel.advanced.expand(animate=False)
+    widget.noise_section.expand(animate=False)
+    widget.denoise_panel.files_button.click()
+    QApplication.processEvents()
+    assert window.height() <= 800
+    assert widget.minimumSizeHint().height() < 700
+    assert widget.width() <= 450
+    assert PLUGIN + ": denoise files" not in viewer.window.dock_widgets
