@@ -121,3 +121,21 @@ def test_the_dock_fits_a_laptop_screen(make_napari_viewer):
     assert widget.minimumSizeHint().height() < 700
     assert widget.width() <= 450
     assert PLUGIN + ": denoise files" not in viewer.window.dock_widgets
+
+
+def test_closing_right_after_training_leaves_no_thread_behind(make_napari_viewer, qtbot, capfd):
+    """Closing waits for the jobs it stops: a worker thread that outlived the window printed
+    'RuntimeError: wrapped C/C++ object of type WorkerBaseSignals has been deleted'."""
+    from qtpy.QtCore import QThreadPool
+    from tests.helpers import shrink_widget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    viewer.add_image(np.random.default_rng(0).random((512, 512)).astype(np.float32), name="n")
+    shrink_widget(widget, steps=3)
+    widget.training_panel.train_button.click()
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=60_000)
+    assert widget.state.assessing  # the assessment after training runs now
+    viewer.close()
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+    assert "RuntimeError" not in capfd.readouterr().err

@@ -40,6 +40,7 @@ class DataPanel(Panel):
         self._layers: list[Any] = []
         self._axes_layer: Any = None
         self._guess: AxesGuess | None = None
+        self._inserted: Any = None
         self._problem = ""
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -112,6 +113,7 @@ class DataPanel(Panel):
 
     def _on_layers_inserted(self, event: Any) -> None:
         event.value.events.name.connect(self._on_layers_changed)
+        self._inserted = event.value  # napari makes it the active layer next
         self.refresh_layers()
 
     def _on_layers_changed(self, event: Any = None) -> None:
@@ -120,7 +122,15 @@ class DataPanel(Panel):
     def _on_active_changed(self, event: Any = None) -> None:
         """Follow napari's active layer when it is an image layer."""
         active = self.viewer.layers.selection.active
-        if active is None or active == self.selected_layer() or not is_image_layer(active):
+        if active is None:
+            return
+        current = self.selected_layer()
+        if active == self._inserted:
+            if current is not None and current.visible:
+                return  # napari activates each layer it adds: a visible choice is kept
+        else:
+            self._inserted = None  # the user chose another layer
+        if active == current or not is_image_layer(active):
             return
         if active not in self._layers:
             self.refresh_layers()

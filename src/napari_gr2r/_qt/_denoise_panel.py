@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
 
-from ._jobs import Job, ProgressRelay
+from ._jobs import Job, ProgressRelay, Refused
 from ._layers import (
     LayerChoiceError,
     check_axes,
@@ -27,7 +27,7 @@ from ._layers import (
 )
 from ._results import add_result_layer, estimate_metadata
 from ._state import Panel, WidgetState
-from ._workers import Refused, denoise_array, denoise_into_zarr
+from ._workers import denoise_array, denoise_into_zarr
 
 MODEL_FILES = "GR2R model (*.gr2r.pt *.pt)"
 
@@ -113,7 +113,8 @@ class DenoisePanel(Panel):
         state.run_job(job, denoise_array, state.model, data, axes, state.settings.device_id(),
                       progress=relay, should_stop=job.should_stop,
                       returned=partial(self._on_denoised, layer, state.model),
-                      errored=state.report_worker_error, finished=self._on_finished)
+                      errored=state.report_worker_error, finished=self._on_finished,
+                      refused=self._on_refused)
 
     def _ask_zarr_out(self, layer: Any) -> str | None:
         """The zarr store for a large layer's result: preset, or chosen in a save dialog."""
@@ -174,6 +175,10 @@ class DenoisePanel(Panel):
         state.progress.setFormat("done")
         state.show_message(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, "
                            f"stored in {out}.")
+
+    def _on_refused(self, message: str) -> None:
+        self.state.progress_idle()
+        self.state.reject(message)
 
     def _on_progress(self, done: int, total: int, unit: str = "tile") -> None:
         progress = self.state.progress

@@ -72,7 +72,7 @@ class ExportPanel(Panel):
         state.show_message(f"Exporting the model to {path}…")
         return state.run_job(Job("export"), engine.export_bioimageio, state.model, path,
                              test_input=self._test_input(), returned=self._on_exported,
-                             errored=self._on_error)
+                             errored=self._on_error, refused=self._on_refused)
 
     def _test_input(self) -> Any:
         """The chosen layer's data when it has the model's axes (its centre is the test image)."""
@@ -89,3 +89,6 @@ class ExportPanel(Panel):
 
     def _on_error(self, exc: BaseException) -> None:
         self.state.reject(f"Could not export the model: {exc}")
+
+    def _on_refused(self, message: str) -> None:
+        self.state.reject(f"Could not export the model: {message}")

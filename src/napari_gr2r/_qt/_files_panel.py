@@ -36,10 +36,9 @@ from qtpy.QtWidgets import (
 from napari_gr2r import engine
 from napari_gr2r.engine.batch import run as engine_files
 
-from ._jobs import Job
+from ._jobs import Job, Refused
 from ._results import open_result_file, opened_file
 from ._state import ERROR_STYLE, Panel, WidgetState
-from ._workers import Refused
 
 FORMATS = {"like the input": None, "TIFF (.tif)": "tif", "zarr (.zarr)": "zarr"}
 

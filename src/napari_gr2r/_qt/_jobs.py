@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -23,6 +24,10 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
 
 from napari_gr2r.engine.devices import capped_threads
+from napari_gr2r.engine.errors import GR2RError
+
+ABANDON_WAIT_S = 5.0
+"""How long closing waits for an abandoned job's thread to end (it stops at its next check)."""
 
 
 class WorkerFailure(Exception):
@@ -33,17 +38,36 @@ class WorkerFailure(Exception):
     """
 
 
-def in_worker(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` with capped torch threads and its ``RuntimeError`` as :class:`WorkerFailure`
-    (a generator function stays one, so that napari's worker relays what it yields)."""
+@dataclass
+class Refused:
+    """A job the engine refused (bad input or settings), with its one-line message for the user.
+
+    Returned instead of raised, so that no traceback reaches the terminal for a choice the
+    user can fix.
+    """
+
+    message: str
+
+
+def in_worker(func: Callable[..., Any], on_exit: Callable[[], Any] | None = None,
+              ) -> Callable[..., Any]:
+    """``func`` with capped torch threads, a refusal of the engine (``GR2RError``) returned
+    as :class:`Refused`, a ``RuntimeError`` raised as :class:`WorkerFailure`, and ``on_exit``
+    called when it ends (a generator function stays one, so napari's worker relays its yields).
+    """
     if inspect.isgeneratorfunction(func):
         @wraps(func)
         def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
                 with capped_threads():
                     return (yield from func(*args, **kwargs))
+            except GR2RError as exc:
+                return Refused(str(exc))
             except RuntimeError as exc:
                 raise WorkerFailure(str(exc)) from exc
+            finally:
+                if on_exit is not None:
+                    on_exit()
         return generator
 
     @wraps(func)
@@ -51,8 +75,13 @@ def in_worker(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             with capped_threads():
                 return func(*args, **kwargs)
+        except GR2RError as exc:
+            return Refused(str(exc))
         except RuntimeError as exc:
             raise WorkerFailure(str(exc)) from exc
+        finally:
+            if on_exit is not None:
+                on_exit()
     return function
 
 
@@ -69,6 +98,7 @@ class Job:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._stop = threading.Event()
+        self._ended = threading.Event()
         self.worker: Any = None
         self.done = False
         """True once the worker has finished (or the job was abandoned)."""
@@ -95,16 +125,25 @@ class Job:
               yielded: Callable[[Any], Any] | None = None,
               returned: Callable[[Any], Any] | None = None,
               errored: Callable[[BaseException], Any] | None = None,
-              finished: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+              finished: Callable[[], Any] | None = None,
+              refused: Callable[[str], Any] | None = None, **kwargs: Any) -> Any:
         """Run ``func(*args, **kwargs)`` in a worker; the callbacks run on the main thread.
 
-        Returns the started worker.
+        ``refused`` gets the message of a :class:`Refused` result (a ``GR2RError`` in the
+        worker); without it, ``returned`` gets the :class:`Refused`. Returns the started worker.
         """
-        worker = create_worker(in_worker(func), *args, _start_thread=False, **kwargs)
+        worker = create_worker(in_worker(func, on_exit=self._ended.set), *args,
+                               _start_thread=False, **kwargs)
         if yielded is not None:
             worker.yielded.connect(yielded)
-        if returned is not None:
-            worker.returned.connect(returned)
+
+        def on_returned(result: Any) -> None:
+            if isinstance(result, Refused) and refused is not None:
+                refused(result.message)
+            elif returned is not None:
+                returned(result)
+
+        worker.returned.connect(on_returned)
         if errored is not None:
             worker.errored.connect(errored)
         worker.finished.connect(self._on_finished)
@@ -136,6 +175,14 @@ class Job:
         if worker is not None:
             with contextlib.suppress(RuntimeError):
                 worker.quit()
+
+    def wait(self, timeout_s: float = ABANDON_WAIT_S) -> bool:
+        """Block until the job's function has ended (True), at most ``timeout_s`` (False).
+
+        Closing waits for abandoned jobs: a worker thread that outlives the window would emit
+        its last signals on deleted Qt objects.
+        """
+        return self.worker is None or self._ended.wait(timeout_s)
 
 
 class ProgressRelay(QObject):

@@ -226,6 +226,7 @@ class NoisePanel(Panel):
         state.run_job(job, assess_layer, work_model, layer_array(layer), axes,
                       state.settings.device_id(), job.should_stop,
                       returned=partial(self._on_returned, model, layer), errored=self._on_error,
+                      refused=self.view.summary.setText,
                       finished=lambda: self.assess_button.setEnabled(True))
 
     def _on_error(self, exc: BaseException) -> None:

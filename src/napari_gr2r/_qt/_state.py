@@ -136,6 +136,12 @@ class WidgetState(QObject):
 
     def set_model(self, model: engine.GR2RModel | None) -> None:
         self.model = model
+        self.show_model()
+        self.model_changed.emit()
+
+    def show_model(self) -> None:
+        """Describe the current model in :attr:`model_label` (after a run that did not start)."""
+        model = self.model
         if model is None:
             self.model_label.setText(NO_MODEL)
         else:
@@ -145,7 +151,6 @@ class WidgetState(QObject):
                 f"axes {model.axes}, {model.channels} channel(s), {model.step} steps "
                 f"(best at step {model.best_step})."
             )
-        self.model_changed.emit()
 
     # ------------------------------------------------------------------------------------- jobs
     def job(self, kind: str) -> Job | None:
@@ -222,8 +227,11 @@ class WidgetState(QObject):
 
     def shutdown(self) -> None:
         """Stop every job and drop its results (the widget or the viewer is closing)."""
-        for job in list(self.jobs.values()):
+        jobs = list(self.jobs.values())
+        for job in jobs:
             job.abandon()
+        for job in jobs:
+            job.wait()
         self.jobs.clear()
 
     def progress_idle(self) -> None:

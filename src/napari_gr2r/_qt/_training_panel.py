@@ -67,6 +67,7 @@ class TrainingPanel(Panel):
         self._last_preview_step = 0
         self._finished_text = ""
         self._preview_layer: Any = None
+        self._fresh = False
         self._autosave: Path | None = None
         self._relay: ProgressRelay | None = None
         layout = QVBoxLayout(self)
@@ -214,8 +215,7 @@ class TrainingPanel(Panel):
         except (LayerChoiceError, engine.GR2RError) as exc:
             state.reject(str(exc))
             return
-        if model is None:
-            self.loss_plot.clear()
+        self._fresh = model is None  # the plot is cleared once the new run has started
         self.collapse_warning.hide()
         self._train_layer, self._train_axes, self._train_config = layer, axes, config
         self._last_preview_step = model.step if model is not None else 0
@@ -240,12 +240,15 @@ class TrainingPanel(Panel):
         state.run_job(job, job.run, data, axes, config, model, state.settings.device_id(),
                       denoise_after=denoise_after, checkpoint_path=self._autosave,
                       progress=self._relay, yielded=self.on_event, returned=self._on_returned,
-                      errored=self._on_error, finished=self._on_finished)
+                      errored=self._on_error, finished=self._on_finished,
+                      refused=self._on_refused)
 
     def on_event(self, event: Any) -> None:
         """Draw one event of the training worker (on the main thread)."""
         progress = self.state.progress
         if isinstance(event, engine.TrainingStarted):
+            if self._fresh:
+                self.loss_plot.clear()
             self._net_dims = event.net_dims
             progress.setRange(0, max(event.total_steps, 1))
             progress.setValue(event.step)
@@ -322,9 +325,17 @@ class TrainingPanel(Panel):
         self.state.progress.setFormat("done")
         self.state.show_message(f"{self._finished_text}; denoised {layer.name!r} into {name!r}.")
 
+    def _on_refused(self, message: str) -> None:
+        """The engine refused the image or the settings: say why; nothing else changes."""
+        self.state.progress_idle()
+        self.state.show_model()
+        self.state.reject(message)
+
     def _on_error(self, exc: BaseException) -> None:
         """Say what failed; the autosave (if one was written) becomes the current model."""
         self.state.report_worker_error(exc)
+        self.state.progress_idle()
+        self.state.show_model()
         path = self._autosave
         if path is None or not path.exists():
             return

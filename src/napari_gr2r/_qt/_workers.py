@@ -19,7 +19,7 @@ import numpy as np
 from napari_gr2r import engine
 from napari_gr2r.engine.devices import capped_threads
 
-from ._jobs import Job, WorkerFailure
+from ._jobs import Job, Refused, WorkerFailure
 from ._preview import SliceRequest, preview_plane
 
 
@@ -37,13 +37,6 @@ class TrainingPhase(str, Enum):
 
     DENOISING = "denoising"
     """Training is over; the image is being denoised with the best weights."""
-
-
-@dataclass
-class Refused:
-    """A job the engine refused to start, with its message for the user."""
-
-    message: str
 
 
 class TrainingJob(Job):
