@@ -139,3 +139,80 @@ def test_closing_right_after_training_leaves_no_thread_behind(make_napari_viewer
     viewer.close()
     assert QThreadPool.globalInstance().activeThreadCount() == 0
     assert "RuntimeError" not in capfd.readouterr().err
+
+
+# ----------------------------------------------------------------------- 4. plain words
+JARGON = ("γ", "λ_g", "gr2r-paper", "r2r", "Noise σ (r2r)", "Validation fraction",
+          "unsupervised", "pseudo")
+
+
+def _shown_words(widget) -> list[str]:
+    """Every label, button, check box and list item text the user sees in the dock."""
+    from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel
+
+    texts = [w.text() for w in widget.findChildren(QLabel)]
+    texts += [w.text() for w in widget.findChildren(QAbstractButton)]
+    for combo in widget.findChildren(QComboBox):
+        texts += [combo.itemText(i) for i in range(combo.count())]
+    return texts
+
+
+def test_settings_and_curves_speak_plain_words(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(np.random.default_rng(1).random((64, 64)).astype(np.float32), name="n")
+    widget.settings_panel.advanced.expand(animate=False)
+    shown = " | ".join(_shown_words(widget))
+    for word in JARGON:
+        assert word not in shown, word
+    # the symbols are still there, in tooltips
+    settings = widget.settings_panel
+    assert "γ" in settings.gamma.toolTip()
+    assert "λ_g" in settings.lambda_g.toolTip()
+    assert "gr2r-paper" in settings.method.toolTip()
+    for control in (widget.training_panel.train_button, settings.device, settings.seed):
+        assert control.toolTip()
+    plot = widget.training_panel.loss_plot
+    plot.add_point(1, {"loss": 1.0, "unsupervised": 0.5, "pseudo": 0.2, "regular": 0.1})
+    legend = [label.text for _, label in plot.legend.items]
+    assert not any(word in " ".join(legend) for word in ("unsupervised", "pseudo"))
+    assert any("held-out" in text for text in legend)  # the curve's PSNR is named apart
+
+
+def test_the_noise_section_speaks_plain_words_and_says_if_it_is_good(qtbot):
+    from napari_gr2r import engine
+    from napari_gr2r._qt._noise_panel import NoiseView
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96]
+    clean = 100.0 + 400.0 * (((yy // 24) + (xx // 24)) % 2)
+    noisy = (clean + rng.normal(0, 25, clean.shape)).astype(np.float32)
+    view = NoiseView()
+    qtbot.addWidget(view)
+    from tests._qt.test_noise_panel import _blur
+
+    view.show_report(engine.assess(lambda b: _blur(b, sd=1.0), noisy, "YX"))
+    text = view.summary.text()
+    assert "·x +" not in text
+    assert "input units" not in text
+    assert "Estimated PSNR of the denoised image" in text
+    assert "noisy image" in text  # something to compare with
+    assert "·" in view.summary.toolTip()  # the formula is in the tooltip
+    assert view.verdict.text().startswith("Is this good?")
+    assert "signal share" not in view.residual_label.text()
+
+
+# -------------------------------------------------------------------- 5. the export's extra
+def test_export_without_its_extra_is_disabled_with_a_hint(make_napari_viewer, monkeypatch):
+    import importlib.util
+
+    from tests.helpers import tiny_model
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("bioimageio") else real(name, *a))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.state.set_model(tiny_model())
+    button = widget.export_panel.export_button
+    assert not button.isEnabled()
+    assert "napari-gr2r[bioimageio]" in button.toolTip()

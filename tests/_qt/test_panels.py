@@ -69,7 +69,7 @@ def test_settings_panel_serves_the_chosen_configuration(state):
     quality = engine.TrainConfig.from_preset("quality")
     assert panel.steps.value() == quality.steps
     assert panel.width.value() == quality.width
-    panel.method.setCurrentText("gr2r-paper")
+    panel.set_method("gr2r-paper")
     panel.gamma.setValue(2.0)
     panel.seed.setValue(-1)  # "random"
     config = state.settings.config()

@@ -95,11 +95,11 @@ def test_bad_choices_are_rejected_with_messages(viewer_widget, qtbot, tmp_path):
     # a setting the engine refuses: r2r needs the noise level
     viewer.add_image(RNG.random((40, 40), np.float32), name="plain")
     widget.data_panel.layer_combo.setCurrentText("plain")
-    widget.settings_panel.method.setCurrentText("r2r")
+    widget.settings_panel.set_method("r2r")
     widget.training_panel.start()
     assert "noise_sigma" in widget.state.message.text()
     assert not widget.state.training
-    widget.settings_panel.method.setCurrentText("gr2r")
+    widget.settings_panel.set_method("gr2r")
     # RGB: supported through a C axis, rejected otherwise
     rgb = viewer.add_image(RNG.integers(0, 255, (40, 48, 3), np.uint8), name="rgb")
     assert rgb.rgb

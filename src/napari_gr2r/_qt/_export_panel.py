@@ -7,6 +7,7 @@ synthetic image with the model's noise.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,23 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog, QPushButton, QVBoxLayout, QWidget
 
 from napari_gr2r import engine
+from napari_gr2r.engine.export.bioimageio import INSTALL_HINT
 
 from ._jobs import Job
 from ._layers import layer_array
 from ._state import Panel, WidgetState
 
 PACKAGE_FILES = "BioImage Model Zoo package (*.zip)"
+EXPORT_TIP = ("Write the model as a BioImage Model Zoo package (.zip) for Fiji (deepImageJ), "
+              "ilastik, BioEngine or bioimageio.core.")
+
+
+def export_available() -> bool:
+    """Whether the export's optional dependency (bioimageio.spec) is installed."""
+    try:
+        return importlib.util.find_spec("bioimageio.spec") is not None
+    except (ImportError, ValueError):  # a parent package missing or broken
+        return False
 
 
 class ExportPanel(Panel):
@@ -30,9 +42,10 @@ class ExportPanel(Panel):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.export_button = QPushButton("Export to BioImage Model Zoo…")
-        self.export_button.setToolTip(
-            "Write the model as a BioImage Model Zoo package (.zip) for Fiji (deepImageJ), "
-            "ilastik, BioEngine or bioimageio.core.")
+        self.available = export_available()
+        self.export_button.setToolTip(EXPORT_TIP if self.available else (
+            f"{EXPORT_TIP}\n\nNot available: it needs an optional part of napari-gr2r. "
+            f"Install it with {INSTALL_HINT} and restart napari."))
         self.export_button.clicked.connect(self._on_export_clicked)
         layout.addWidget(self.export_button)
         for signal in (state.model_changed, state.busy_changed):
@@ -45,8 +58,8 @@ class ExportPanel(Panel):
 
     def _update_buttons(self) -> None:
         state = self.state
-        self.export_button.setEnabled(state.model is not None and not state.training
-                                      and not self.exporting)
+        self.export_button.setEnabled(self.available and state.model is not None
+                                      and not state.training and not self.exporting)
 
     def _on_export_clicked(self) -> None:
         self.export(None)

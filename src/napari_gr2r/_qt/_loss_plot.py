@@ -17,6 +17,15 @@ _COLOURS = {
 }
 _FALLBACK = [(200, 120, 255), (255, 230, 90), (90, 230, 230)]
 
+LABELS = {
+    "loss": "total",
+    "unsupervised": "predict from a re-noised copy",
+    "regular": "stay close to the input",
+    "pseudo": "consistency",
+    "val_loss": "held-out patches",
+}
+"""The curves' names in the legend; the engine's names (the keys) are in the tooltip."""
+
 
 _PSNR_COLOUR = (255, 210, 80)
 
@@ -36,6 +45,12 @@ class LossPlot(QWidget):
         self.smoothing = smoothing
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(160)
+        self.plot.setToolTip(
+            "Training losses (lower is better) and, on the right, the estimated PSNR of the "
+            "held-out patches (higher is better; the Noise and quality section gives the whole "
+            "image's). Curves: total; 'predict from a re-noised copy' (unsupervised term); "
+            "'stay close to the input' (regular term, λ_g); 'consistency' (pseudo term, γ); "
+            "'held-out patches' (validation loss).")
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
@@ -66,14 +81,14 @@ class LossPlot(QWidget):
         item.scene().addItem(self.psnr_view)
         right = item.getAxis("right")
         right.linkToView(self.psnr_view)
-        right.setLabel("estimated PSNR (dB)")
+        right.setLabel("estimated PSNR, held-out patches (dB)")
         right.enableAutoSIPrefix(False)
         self.psnr_view.setXLink(item)
         self.psnr_curve = pg.PlotDataItem([], [], pen=pg.mkPen(_PSNR_COLOUR, width=2,
                                                                style=Qt.PenStyle.DashLine),
                                           symbol="t", symbolSize=7, symbolBrush=_PSNR_COLOUR)
         self.psnr_view.addItem(self.psnr_curve)
-        self.legend.addItem(self.psnr_curve, "estimated PSNR (right)")
+        self.legend.addItem(self.psnr_curve, "estimated PSNR, held-out patches (right)")
         self.psnr_curve.setVisible(False)
         self._psnr: tuple[list[int], list[float]] = ([], [])
         item.vb.sigResized.connect(self._sync_psnr_view)
@@ -132,7 +147,7 @@ class LossPlot(QWidget):
     # ------------------------------------------------------------------------------------
     def _new_series(self, name: str) -> dict:
         colour = _COLOURS.get(name) or _FALLBACK[len(self._series) % len(_FALLBACK)]
-        label = "validation" if name == "val_loss" else name
+        label = LABELS.get(name, name)
         symbol = "o" if name == "val_loss" else None
         raw = self.plot.plot([], [], pen=pg.mkPen((*colour, 70), width=1))
         smooth = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=label,

@@ -51,28 +51,44 @@ class NoiseView(QWidget):
         self.summary.setWordWrap(True)
         self.variance_plot = pg.PlotWidget()
         self.variance_plot.setMinimumHeight(150)
-        self.variance_plot.setLabel("bottom", "local mean")
+        self.variance_plot.setLabel("bottom", "brightness (local mean)")
         self.variance_plot.setLabel("left", "noise variance")
+        self.variance_plot.setToolTip(
+            "Each grey dot: a small window's brightness and noise variance. The blue line is "
+            "the noise model training uses; the orange dots, the per-brightness variances the "
+            "quality estimate uses.")
         self.variance_plot.showGrid(x=True, y=True, alpha=0.2)
         self.variance_plot.addLegend(offset=(5, 5), labelTextSize="8pt")
         self.scatter = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(150, 150, 150, 120),
-                                          name="data (3x3 mean, high-pass variance)")
+                                          name="windows of the image")
         self.knots = pg.ScatterPlotItem(size=7, pen=pg.mkPen(255, 200, 80),
                                         brush=pg.mkBrush(255, 200, 80, 160),
-                                        name="per-bin variance (estimate)")
+                                        name="per brightness")
         self.line = pg.PlotDataItem(pen=pg.mkPen((90, 170, 255), width=2),
-                                    name="fitted a·x + b")
+                                    name="noise model")
         for item in (self.scatter, self.knots, self.line):
             self.variance_plot.addItem(item)
 
-        self.kernel_view = self._image_view("noise correlation")
-        self.residual_view = self._image_view("residual correlation")
+        self.kernel_view = self._image_view("noise between pixels")
+        self.kernel_view.setToolTip(
+            "How the noise of a pixel goes with its neighbours' (autocorrelation, lags ±3): a "
+            "single bright centre means independent (white) noise.")
+        self.residual_view = self._image_view("what was removed")
+        self.residual_view.setToolTip(
+            "The autocorrelation of what denoising removed (noisy − denoised): noise alone "
+            "gives a single bright centre; stripes or blobs are image structure removed.")
         self.kernel_image = pg.ImageItem()
         self.residual_image = pg.ImageItem()
         self.kernel_view.addItem(self.kernel_image)
         self.residual_view.addItem(self.residual_image)
         self.kernel_label = QLabel("")
         self.residual_label = QLabel("after assessing a model")
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        self.verdict.setToolTip(
+            "PSNR (peak signal-to-noise ratio, dB) compares the image's range with the error "
+            "left. Each 3 dB is half the squared error; the gain over the noisy image says "
+            "more than the figure alone.")
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet(_WARN_STYLE)
@@ -86,6 +102,7 @@ class NoiseView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
+        layout.addWidget(self.verdict)
         layout.addWidget(self.variance_plot)
         layout.addLayout(grid)
         layout.addWidget(self.warning)
@@ -119,11 +136,13 @@ class NoiseView(QWidget):
         acf = kernel_autocorrelation(noise.kernel)
         self.kernel_image.setImage(acf.T, levels=(-1.0, 1.0), lut=_diverging_lut())
         self.kernel_label.setText(
-            "white (no correlation)" if noise.kernel is None else
-            f"neighbour correlation {noise.neighbour_correlation:.2f}")
-        self.summary.setText(
-            f"Noise sd {noise.sd:.4g}; variance {noise.gain[0]:.3g}·x + {noise.offset[0]:.3g} "
-            f"(input units); {'white' if noise.kernel is None else 'correlated'} noise.")
+            "white: independent pixels" if noise.kernel is None else
+            f"shared with neighbours ({noise.neighbour_correlation:.2f})")
+        self.summary.setText(noise_words(noise))
+        self.summary.setToolTip(
+            f"Noise model: variance = {noise.gain[0]:.3g} · intensity + {noise.offset[0]:.3g} "
+            "(Poisson-Gaussian, in the image's units); standard deviation σ = "
+            f"{noise.sd:.4g} on average.")
 
     def show_report(self, report: QualityReport) -> None:
         """The noise, the estimated error and the residual's autocorrelation."""
@@ -131,10 +150,11 @@ class NoiseView(QWidget):
         self.show_noise(report.noise)
         acf = np.asarray(report.residual_autocorrelation, np.float64)
         self.residual_image.setImage(acf.T, levels=(-1.0, 1.0), lut=_diverging_lut())
-        self.residual_label.setText(f"signal share {report.residual_structure:.2f}")
-        self.summary.setText(
-            f"Estimated PSNR {report.psnr():.2f} dB (MSE {report.mse:.4g}, data range "
-            f"{report.data_range:.4g}). " + self.summary.text())
+        self.residual_label.setText(
+            ("image structure in it" if report.signal_removed else "noise only")
+            + f" ({report.residual_structure:.2f})")
+        self.summary.setText(quality_words(report) + "\n" + self.summary.text())
+        self.verdict.setText(verdict(report))
         self.warning.setText(STRUCTURE_MESSAGE.replace("warning: ", "") if report.signal_removed
                              else "")
         self.warning.setVisible(report.signal_removed)
@@ -143,7 +163,52 @@ class NoiseView(QWidget):
         self.report = None
         self.residual_image.clear()
         self.residual_label.setText("after assessing a model")
+        self.verdict.setText("")
         self.warning.setVisible(False)
+
+
+def noise_words(noise: FittedNoise) -> str:
+    """The fitted noise in words: how strong, whether it grows with brightness, how it spreads."""
+    xs = np.asarray(noise.scatter.get("mean", []), np.float64)
+    grows = False
+    if xs.size and noise.gain[0] > 0:
+        low, high = np.percentile(xs, [5, 95])
+        var_low, var_high = noise.variance(np.array([low, high]), 0)
+        grows = var_high > 1.5 * max(var_low, 1e-12)
+    how = ("stronger in bright parts (photon noise)" if grows
+           else "about the same at every brightness")
+    spread = ("independent from pixel to pixel" if noise.kernel is None
+              else "shared between neighbouring pixels")
+    return (f"Noise: standard deviation about {noise.sd:.3g} (image units), {how}, {spread}.")
+
+
+def quality_words(report: QualityReport) -> str:
+    """The error estimate in words, with the noisy image's figure to compare with."""
+    text = (f"Estimated PSNR of the denoised image: {report.psnr():.1f} dB "
+            "(higher is better; no clean image needed).")
+    if report.noise_variance > 0 and report.data_range > 0:
+        noisy = 10 * np.log10(report.data_range**2 / report.noise_variance)
+        text += (f" The noisy image: about {noisy:.1f} dB, so denoising gained "
+                 f"{report.psnr() - noisy:+.1f} dB.")
+    return text
+
+
+def verdict(report: QualityReport) -> str:
+    """Is this good? A rough reading of the estimate for someone who has not met PSNR."""
+    if report.signal_removed:
+        return "Is this good? Check: denoising also removed image structure (see the warning)."
+    gain = (report.psnr() - 10 * np.log10(report.data_range**2 / report.noise_variance)
+            if report.noise_variance > 0 and report.data_range > 0 else float("nan"))
+    if not np.isfinite(gain):
+        return ""
+    if gain >= 6:
+        return ("Is this good? Yes: the error left is a small part of the noise there was. "
+                "Look at fine details to be sure nothing was smoothed away.")
+    if gain >= 2:
+        return ("Is this good? Better than the noisy image; training longer (more steps, "
+                "or the balanced preset) may improve it.")
+    return ("Is this good? Hardly better than the noisy image: train longer, or check the "
+            "axes and that the image is really noisy.")
 
 
 def _diverging_lut() -> np.ndarray:

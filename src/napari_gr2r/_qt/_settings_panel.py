@@ -9,6 +9,13 @@ from napari_gr2r import engine
 
 from ._state import Panel, WidgetState
 
+METHOD_NAMES = {
+    "gr2r": "Stable GR2R (recommended)",
+    "gr2r-paper": "GR2R as published",
+    "r2r": "R2R, known noise level",
+}
+"""The methods the widget offers (not the supervised one), in plain words."""
+
 
 class SettingsPanel(Panel):
     """The training configuration the user chose; serves it as the state's ``settings``.
@@ -25,13 +32,16 @@ class SettingsPanel(Panel):
         self.form = form
         self.preset = QComboBox()
         self.preset.addItems(list(engine.PRESETS))
-        self.preset.setToolTip("fast: a laptop CPU in minutes; balanced: a workstation; quality: a GPU.")
+        self.preset.setToolTip("How long and how large a training run is. fast: minutes on a "
+                               "laptop CPU; balanced: a workstation; quality: a GPU.")
         self.preset.currentTextChanged.connect(self._on_preset_changed)
         form.addRow("Preset", self.preset)
         self.device = QComboBox()
         self.device.addItem("auto", "auto")
         for device_id, label in engine.available_devices():
             self.device.addItem(label, device_id)
+        self.device.setToolTip("Where the network trains and denoises. auto: a GPU if this "
+                               "computer has one that PyTorch can use, else the CPU.")
         form.addRow("Device", self.device)
         self.preview_every = QSpinBox()
         self.preview_every.setRange(0, 1_000_000)
@@ -53,12 +63,14 @@ class SettingsPanel(Panel):
         form = QFormLayout(box)
         self.method = QComboBox()
         for method in engine.METHODS:
-            if method != "n2c":  # supervised: needs a clean target, which the widget has not
-                self.method.addItem(method)
+            if method in METHOD_NAMES:  # n2c is supervised: it needs a clean target
+                self.method.addItem(METHOD_NAMES[method], method)
         self.method.setToolTip(
-            "gr2r: stable GR2R (the generated noise is pinned to the estimated noise level). "
-            "gr2r-paper: the published objective, which can collapse onto the noisy input. "
-            "r2r: recorrupted-to-recorrupted with a known Gaussian noise level (set Noise σ)."
+            "Stable GR2R (gr2r, recommended): learns the noise from the image itself, its "
+            "generated noise held at the estimated noise level.\n"
+            "GR2R as published (gr2r-paper): the paper's objective; it can collapse onto the "
+            "noisy image, which training detects and reports.\n"
+            "R2R with a known noise level (r2r): needs the noise level below."
         )
         form.addRow("Method", self.method)
         self.steps = _int_spin(1, 10_000_000, 100)
@@ -75,12 +87,18 @@ class SettingsPanel(Panel):
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(3e-4)
         form.addRow("Learning rate", self.lr)
+        self.lr.setToolTip("How big a step each update takes; too high and training jumps "
+                           "around, too low and it learns slowly.")
         self.gamma = _weight_spin()
-        self.gamma.setToolTip("Weight γ of the pseudo-supervised term ('default': the method's).")
-        form.addRow("γ", self.gamma)
+        self.gamma.setToolTip(
+            "How much the network is asked to give the same result when its own output gets "
+            "fresh noise (the 'consistency' curve; γ in the paper). 'default': the method's.")
+        form.addRow("Consistency weight", self.gamma)
         self.lambda_g = _weight_spin()
-        self.lambda_g.setToolTip("Weight λ_g of the regular term ('default': the method's).")
-        form.addRow("λ_g", self.lambda_g)
+        self.lambda_g.setToolTip(
+            "How much the result is pulled towards the noisy image (the 'stay close to the "
+            "input' curve; λ_g in the paper). 'default': the method's.")
+        form.addRow("Stay-close weight", self.lambda_g)
         self.width = _int_spin(2, 256, 4)
         form.addRow("Network width", self.width)
         self.depth = _int_spin(1, 6, 1)
@@ -90,22 +108,29 @@ class SettingsPanel(Panel):
         self.noise_sigma.setRange(0.0, 1e9)
         self.noise_sigma.setSpecialValueText("not set")
         self.noise_sigma.setToolTip(
-            "Gaussian noise standard deviation in the image's intensity units; needed by r2r "
-            "(the training message shows the engine's estimate)."
+            "For R2R only: how strong the noise is, as its standard deviation (σ) in the "
+            "image's intensity units. The training message shows the estimate from the image."
         )
-        form.addRow("Noise σ (r2r)", self.noise_sigma)
+        form.addRow("Noise level (R2R)", self.noise_sigma)
         self.net_dims = QComboBox()
         self.net_dims.addItems(["auto", "2d", "3d"])
-        self.net_dims.setToolTip("auto: a 3D network when the stack is deep enough, else 2D.")
+        self.net_dims.setToolTip("2d denoises each plane on its own; 3d also looks at the "
+                                 "planes above and below. auto: 3d when the stack is deep "
+                                 "enough, else 2d.")
         form.addRow("Network", self.net_dims)
         self.val_fraction = QDoubleSpinBox()
         self.val_fraction.setRange(0.0, 0.45)
         self.val_fraction.setSingleStep(0.05)
         self.val_fraction.setValue(0.1)
-        form.addRow("Validation fraction", self.val_fraction)
+        self.val_fraction.setToolTip(
+            "The share of the image kept out of training to check the network on and to keep "
+            "its best weights (validation fraction). 0: keep the last weights.")
+        form.addRow("Held out for checking", self.val_fraction)
         self.seed = _int_spin(-1, 2**31 - 1, 1)
         self.seed.setSpecialValueText("random")
         self.seed.setValue(0)
+        self.seed.setToolTip("The same number gives the same result when training again on the "
+                             "same image and computer; 'random' gives a different run each time.")
         form.addRow("Seed", self.seed)
         return box
 
@@ -130,7 +155,7 @@ class SettingsPanel(Panel):
         lambda_g = self.lambda_g.value()
         return engine.TrainConfig.from_preset(
             self.preset.currentText(),
-            method=self.method.currentText(),
+            method=self.method_id(),
             steps=self.steps.value(),
             batch_size=self.batch.value(),
             patch_size=self.patch.value(),
@@ -145,6 +170,14 @@ class SettingsPanel(Panel):
             seed=None if self.seed.value() < 0 else self.seed.value(),
             noise_sigma=self.noise_sigma.value() or None,
         )
+
+    def method_id(self) -> str:
+        """The chosen method's name in the engine (``"gr2r"``, ``"gr2r-paper"``, ``"r2r"``)."""
+        return str(self.method.currentData())
+
+    def set_method(self, method: str) -> None:
+        """Choose a method by its engine name."""
+        self.method.setCurrentIndex(self.method.findData(method))
 
     def device_id(self) -> str:
         return str(self.device.currentData())
