@@ -128,3 +128,26 @@ def test_train_on_several_layers(make_napari_viewer, qtbot):
     # unticking "Train on several layers" trains on the chosen layer alone again
     widget.data_panel.several.setChecked(False)
     assert [layer.name for layer in widget.state.training_layers()] == ["a"]
+
+
+def test_results_open_with_units_and_a_second_run_does_not_reopen_them(make_napari_viewer, qtbot,
+                                                                       small_model, folder,
+                                                                       tmp_path):
+    from napari_gr2r._qt._files_panel import FilesPanel
+    from napari_gr2r._qt._state import WidgetState
+
+    (folder / "broken.tif").unlink()
+    state = WidgetState(make_napari_viewer())
+    state.set_model(small_model)
+    panel = FilesPanel(state)
+    panel.add_paths([str(folder)])
+    panel.set_output(str(tmp_path / "out"))
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
+    layer = state.viewer.layers["cell0 [denoised]"]
+    assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
+    n_layers = len(state.viewer.layers)
+    panel.run_button.click()  # every result is skipped now: none opens again
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert "3 already done" in panel.message.text()
+    assert len(state.viewer.layers) == n_layers

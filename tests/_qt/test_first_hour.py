@@ -216,3 +216,64 @@ def test_export_without_its_extra_is_disabled_with_a_hint(make_napari_viewer, mo
     button = widget.export_panel.export_button
     assert not button.isEnabled()
     assert "napari-gr2r[bioimageio]" in button.toolTip()
+
+
+# ---------------------------------------------------------------------- 6. smaller things
+def test_the_3d_preview_lies_on_its_plane_and_the_result_keeps_the_metadata(viewer_widget,
+                                                                           qtbot):
+    from tests.helpers import shrink_widget
+
+    viewer, widget = viewer_widget
+    stack = np.random.default_rng(2).normal(100, 20, (6, 48, 48)).astype(np.float32)
+    layer = viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5),
+                             metadata={"experiment": "E12", "objective": "60x"})
+    viewer.dims.set_point(0, 2.0 * 4)  # plane 4
+    shrink_widget(widget, steps=10_000, width=4, net_dims="2d", preview_every=5)
+    widget.training_panel.result_layer.setChecked(False)  # the preview stays
+    widget.training_panel.train_button.click()
+    qtbot.waitUntil(lambda: "stack [preview]" in viewer.layers, timeout=60_000)
+    widget.state.stop_jobs()
+    qtbot.waitUntil(lambda: not widget.state.training, timeout=60_000)
+    preview = viewer.layers["stack [preview]"]
+    assert preview.data.shape == (1, 48, 48)  # one plane thick, drawn on plane 4 only
+    assert preview.translate[0] == pytest.approx(8.0)
+    assert tuple(preview.scale) == (2.0, 0.5, 0.5)
+    widget.denoise_panel.denoise_button.click()
+    qtbot.waitUntil(lambda: "stack [denoised]" in viewer.layers and not widget.state.denoising,
+                    timeout=60_000)
+    result = viewer.layers["stack [denoised]"]
+    assert result.metadata["experiment"] == "E12"
+    assert result.metadata["objective"] == "60x"
+    assert result.metadata["gr2r"]["source"] == "stack"
+    assert layer.metadata == {"experiment": "E12", "objective": "60x"}  # the input's untouched
+
+
+def test_the_menu_command_shows_its_progress(make_napari_viewer, qtbot, monkeypatch):
+    from tests._qt.test_menu_sample import menu_action
+
+    import napari_gr2r._menu as menu_module
+    from napari_gr2r import engine
+
+    monkeypatch.setattr(menu_module, "one_click_config", lambda: engine.TrainConfig.from_preset(
+        "fast", steps=4, width=4, depth=1, patch_size=16, batch_size=2))
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.random.default_rng(3).random((48, 48)).astype(np.float32), name="c")
+    dialog = viewer.window._qt_window._activity_dialog
+    assert not dialog.isVisible()
+    menu_action(viewer.window.layers_menu, "Filter", "Denoise", "Train GR2R and denoise").trigger()
+    assert dialog.isVisible()
+    qtbot.waitUntil(lambda: "c [denoised]" in viewer.layers, timeout=60_000)
+
+
+def test_the_model_file_is_named_after_the_image(viewer_widget, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+    from tests.helpers import tiny_model
+
+    viewer, widget = viewer_widget
+    viewer.add_image(np.zeros((48, 48), np.float32), name="HeLa: day 2")
+    widget.state.set_model(tiny_model())
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *args: (asked.append(args[2]), ("", ""))[1]))
+    widget.denoise_panel.save_model()
+    assert asked == ["HeLa_ day 2.gr2r.pt"]

@@ -39,7 +39,7 @@ def show_activity(viewer: Any) -> None:
     """
     with warnings.catch_warnings(), contextlib.suppress(AttributeError, RuntimeError, TypeError):
         warnings.simplefilter("ignore", FutureWarning)  # napari's notice of private access
-        viewer.window._qt_window._status_bar._toggle_activity_dock(True)
+        viewer.window._qt_window.statusBar()._toggle_activity_dock(True)
 
 
 def _active_image(viewer: Any, training: bool) -> tuple[Any, str]:

@@ -20,7 +20,14 @@ from qtpy.QtWidgets import (
 )
 
 from ._axes import AxesGuess, axes_guess, letter_help
-from ._layers import LayerChoiceError, check_axes, data_shape, is_image_layer, layer_kind
+from ._layers import (
+    LayerChoiceError,
+    adding_result,
+    check_axes,
+    data_shape,
+    is_image_layer,
+    layer_kind,
+)
 from ._state import ERROR_STYLE, OK_STYLE, WARN_STYLE, Panel, WidgetState
 
 GUESS_STYLE = WARN_STYLE.replace("font-weight: bold;", "")
@@ -122,7 +129,7 @@ class DataPanel(Panel):
     def _on_active_changed(self, event: Any = None) -> None:
         """Follow napari's active layer when it is an image layer."""
         active = self.viewer.layers.selection.active
-        if active is None:
+        if active is None or adding_result():
             return
         current = self.selected_layer()
         if active == self._inserted:

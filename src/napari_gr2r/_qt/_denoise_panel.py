@@ -8,6 +8,7 @@ blocks written, and denoising into the same store again resumes.
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,7 @@ from napari_gr2r import engine
 
 from ._jobs import Job, ProgressRelay, Refused
 from ._layers import (
+    DENOISED_SUFFIX,
     LayerChoiceError,
     check_axes,
     check_model_fits,
@@ -30,6 +32,13 @@ from ._state import Panel, WidgetState
 from ._workers import denoise_array, denoise_into_zarr
 
 MODEL_FILES = "GR2R model (*.gr2r.pt *.pt)"
+
+
+def model_file_name(layer: Any) -> str:
+    """A model file's default name: the image's name, without characters files cannot hold."""
+    name = "" if layer is None else layer.name.replace(DENOISED_SUFFIX, "")
+    name = re.sub(r'[\\/:*?"<>|]+', "_", name).strip(" .")
+    return f"{name or 'model'}.gr2r.pt"
 
 
 class DenoisePanel(Panel):
@@ -220,7 +229,8 @@ class DenoisePanel(Panel):
             state.reject("No model to save: train one or load one first.")
             return
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save GR2R model", "model.gr2r.pt",
+            path, _ = QFileDialog.getSaveFileName(self, "Save GR2R model",
+                                                  model_file_name(state.chosen_layer()),
                                                   MODEL_FILES)
             if not path:
                 return

@@ -27,6 +27,10 @@ _MISSING: weakref.WeakKeyDictionary[Any, tuple[Any, int]] = weakref.WeakKeyDicti
 """Per layer, its data (a weak reference) and how many of its pixels are NaN or infinite."""
 
 
+_ADDING = 0
+"""How many :func:`put_layer` calls are adding a layer now (see :func:`adding_result`)."""
+
+
 class LayerChoiceError(ValueError):
     """A layer or axes choice the engine cannot work with; the message is for users."""
 
@@ -200,11 +204,21 @@ def put_layer(viewer: Any, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
         viewer.layers.remove(existing)
     # napari selects a new layer; keep the user's selection (the input, usually) instead
     selected, active = set(viewer.layers.selection), viewer.layers.selection.active
-    layer = viewer.add_image(data, **kwargs)
-    viewer.layers.selection.clear()
-    viewer.layers.selection.update(selected)
-    viewer.layers.selection.active = active
+    global _ADDING
+    _ADDING += 1
+    try:
+        layer = viewer.add_image(data, **kwargs)
+        viewer.layers.selection.clear()
+        viewer.layers.selection.update(selected)
+        viewer.layers.selection.active = active
+    finally:
+        _ADDING -= 1
     return layer
+
+
+def adding_result() -> bool:
+    """True while :func:`put_layer` adds a layer: the selection changes then are not the user's."""
+    return _ADDING > 0
 
 
 def denoised_name(layer: Any) -> str:
