@@ -67,7 +67,7 @@ class DataPanel(Panel):
         axes_row = QHBoxLayout()
         axes_row.addWidget(self.axes_edit, 1)
         form.addRow("Axes", axes_row)
-        form.addRow("", self.axes_message)
+        form.addRow(self.axes_message)  # the whole width: a long message wraps, not clips
         self.alternatives = QHBoxLayout()
         self.alternatives.setContentsMargins(0, 0, 0, 0)
         self.alternative_buttons: list[QPushButton] = []

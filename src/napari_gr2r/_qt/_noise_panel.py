@@ -112,7 +112,7 @@ class NoiseView(QWidget):
     @staticmethod
     def _image_view(title: str) -> pg.PlotWidget:
         view = pg.PlotWidget(title=title)
-        view.setFixedSize(170, 150)
+        view.setFixedSize(140, 125)
         view.setAspectLocked(True)
         view.hideAxis("left")
         view.hideAxis("bottom")

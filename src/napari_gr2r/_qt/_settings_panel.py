@@ -61,6 +61,8 @@ class SettingsPanel(Panel):
     def _build_advanced(self) -> QWidget:
         box = QWidget()
         form = QFormLayout(box)
+        # a narrow dock puts a long label over its field instead of pushing the dock wider
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.method = QComboBox()
         for method in engine.METHODS:
             if method in METHOD_NAMES:  # n2c is supervised: it needs a clean target

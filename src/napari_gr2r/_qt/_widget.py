@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QPoint, QSize, Qt
 from qtpy.QtWidgets import (
     QApplication,
     QFormLayout,
@@ -66,7 +66,7 @@ class GR2RWidget(QWidget):
         The viewer whose image layers are offered.
     """
 
-    DEFAULT_WIDTH = 380
+    DEFAULT_WIDTH = 400
     """The dock's width when it opens: the canvas keeps most of a laptop screen."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
@@ -98,7 +98,8 @@ class GR2RWidget(QWidget):
         column.addWidget(self.training_panel.monitor, 1)
         column.addWidget(self.noise_section)
         self.tabs = QTabWidget()
-        self.tabs.addTab(_scrolling(content), "Image")
+        self._image_area = _scrolling(content)
+        self.tabs.addTab(self._image_area, "Image")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs, 1)
@@ -106,6 +107,15 @@ class GR2RWidget(QWidget):
             layout.addWidget(line)
         self._files_area: QScrollArea | None = None
         state.files_requested.connect(self._show_files_tab)
+        state.busy_changed.connect(self._follow_training)
+
+    def _follow_training(self) -> None:
+        """When training starts, scroll Train and Stop to the top: the losses show below them
+        (and the status lines stay under the scrolling part)."""
+        if self.state.training and not self._closed:
+            button = self.training_panel.train_button
+            top = button.mapTo(self._image_area.widget(), QPoint(0, 0)).y()
+            self._image_area.verticalScrollBar().setValue(max(0, top - 8))
 
     def _show_files_tab(self, panel: QWidget) -> None:
         """Denoise files… opens its panel as a second tab (once), and shows it."""
@@ -187,4 +197,7 @@ def _scrolling(content: QWidget) -> QScrollArea:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(content)
+    # never narrower than the content: a control cut at the right edge cannot be reached
+    area.setMinimumWidth(content.minimumSizeHint().width()
+                         + area.verticalScrollBar().sizeHint().width())
     return area
