@@ -94,6 +94,7 @@ class DataPanel(Panel):
         self._more: list[Any] = []
         form.addRow("", self.more_list)
         self.connect_viewer()
+        state.model_changed.connect(self._on_model_changed)
         self.refresh_layers()
 
     # ---------------------------------------------------------------------------- the viewer
@@ -189,9 +190,31 @@ class DataPanel(Panel):
         layer = self.selected_layer()
         self._axes_layer = layer
         self._guess = axes_guess(layer) if layer is not None else None
+        self._prefer_model_axes()
         if self._guess is not None:
             self.axes_edit.setText(self._guess.axes)
         self._on_axes_changed()
+
+    def _prefer_model_axes(self) -> None:
+        """A guess from the shape gives way to the current model's axes when they fit."""
+        guess, model, layer = self._guess, self.state.model, self.selected_layer()
+        if guess is None or guess.known or model is None or layer is None:
+            return
+        if model.axes != guess.axes and len(model.axes) == len(data_shape(layer)):
+            try:
+                check_axes(layer, model.axes)
+            except LayerChoiceError:
+                return
+            others = [guess.axes, *(a for a in guess.alternatives if a != model.axes)]
+            self._guess = AxesGuess(model.axes, "the current model", True, others[:3])
+
+    def _on_model_changed(self) -> None:
+        guess = self._guess
+        if guess is not None and not guess.known and \
+                self.axes_edit.text().strip().upper() == guess.axes:
+            self._prefer_model_axes()
+            if self._guess is not guess:
+                self.axes_edit.setText(self._guess.axes)
 
     def _on_alternative(self) -> None:
         button = self.sender()
