@@ -126,6 +126,8 @@ def test_the_dock_fits_a_laptop_screen(make_napari_viewer):
 def test_closing_right_after_training_leaves_no_thread_behind(make_napari_viewer, qtbot, capfd):
     """Closing waits for the jobs it stops: a worker thread that outlived the window printed
     'RuntimeError: wrapped C/C++ object of type WorkerBaseSignals has been deleted'."""
+    import gc
+
     from qtpy.QtCore import QThreadPool
     from tests.helpers import shrink_widget
 
@@ -137,7 +139,10 @@ def test_closing_right_after_training_leaves_no_thread_behind(make_napari_viewer
     qtbot.waitUntil(lambda: not widget.state.training, timeout=60_000)
     assert widget.state.assessing  # the assessment after training runs now
     viewer.close()
+    gc.collect()  # what closing let go of is deleted now, as at the end of a session
+    qtbot.wait(1000)  # and the events queued meanwhile are delivered: nothing starts again
     assert QThreadPool.globalInstance().activeThreadCount() == 0
+    QThreadPool.globalInstance().waitForDone(30_000)
     assert "RuntimeError" not in capfd.readouterr().err
 
 

@@ -94,6 +94,8 @@ class WidgetState(QObject):
         self.more_layers: list[Any] = []
         """Further layers to train on with the chosen one (same axes and channels)."""
         self.settings: TrainingSettings = DefaultSettings()
+        self.closed = False
+        """True once :meth:`shutdown` ran: no job starts any more."""
         self.jobs: dict[str, Job] = {}
         """The running jobs, one per kind (see :meth:`job`)."""
         self.quality: engine.QualityReport | None = None
@@ -184,7 +186,10 @@ class WidgetState(QObject):
         """Start ``job`` (see :meth:`Job.start`) as the running job of its kind.
 
         ``busy_changed`` is emitted when it starts and, after ``finished``, when it ends.
+        Once the state is shut down (the widget or viewer closed), nothing starts: returns None.
         """
+        if self.closed:
+            return None
         def on_finished() -> None:
             if finished is not None:
                 finished()
@@ -227,6 +232,7 @@ class WidgetState(QObject):
 
     def shutdown(self) -> None:
         """Stop every job and drop its results (the widget or the viewer is closing)."""
+        self.closed = True
         jobs = list(self.jobs.values())
         for job in jobs:
             job.abandon()
