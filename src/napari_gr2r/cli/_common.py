@@ -302,7 +302,7 @@ def check_resume_fits(args: argparse.Namespace, parser_defaults: dict[str, Any],
 def check_resume_image(model: Any, source: Path, data: Any, axes: str) -> None:
     """``--resume`` on another image is refused: a run continues on the image it started on
     (its shape and its range of values, which the normalisation was fitted to)."""
-    from ..engine.io.sources import range_message
+    from ..engine.io.provenance import range_message
 
     images = data if isinstance(data, list) else [data]
     shape = tuple(int(n) for n in images[0].shape)

@@ -23,7 +23,7 @@ from ..io.formats import (
     stem_of,
     suffix_of,
 )
-from ..io.sources import input_fingerprint
+from ..io.provenance import input_fingerprint
 from ..model.model import GR2RModel
 
 PathLike = str | os.PathLike
