@@ -194,6 +194,18 @@ def test_odd_files_get_a_clear_error_or_the_right_result(tmp_path, models, monke
     assert {k: v for k, v in _tree(tmp_path).items() if k in before} == before
 
 
+def test_a_real_process_prints_only_its_own_line(tmp_path, models):
+    """tifffile logs what it finds wrong with a file; a user sees one line of ours."""
+    for make in (_truncated_hyperstack, _description((4, 48, 48))):
+        make(tmp_path / "in.tif")
+        run = subprocess.run([sys.executable, "-m", "napari_gr2r", "denoise",
+                              str(tmp_path / "in.tif"), "--model", str(models / "m.gr2r.pt"),
+                              "-o", str(tmp_path / "o.tif")], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 2
+        _one_error_line(run.stderr)
+
+
 def test_a_pyramid_denoises_its_full_resolution(tmp_path, models):
     _pyramid(tmp_path / "pyr.ome.tif")
     data, meta = engine.read_image(tmp_path / "pyr.ome.tif")

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from .atomic import atomic_path
-from .pixelsize import check_tiff, clean_scale, ome_zarr_scale, tiff_metadata
+from .pixelsize import check_tiff, clean_scale, ome_zarr_scale, tiff_metadata, tifffile_quiet
 from .sources import is_url, open_lazy
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".lsm")
@@ -210,9 +210,10 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
                          f"format); {READS}.")
     try:
         check_tiff(path)
-        data, axes = open_lazy(path)
-        meta: dict[str, Any] = {"axes": axes}
-        meta.update(tiff_metadata(path, axes))
+        with tifffile_quiet():
+            data, axes = open_lazy(path)
+            meta: dict[str, Any] = {"axes": axes}
+            meta.update(tiff_metadata(path, axes))
     except InputError:
         raise
     except Exception as exc:  # tifffile raises several types for damaged files
