@@ -322,6 +322,24 @@ def test_a_folder_run_does_not_skip_a_zarr_result_of_another_input(tmp_path, mod
     assert "another image" in finished.failed[0][1]
 
 
+def test_a_folder_of_tiffs_knows_which_model_made_it(tmp_path, models):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tifffile.imwrite(raw / "a.tif", noisy())
+    first = engine.load_model(models / "m.gr2r.pt")
+    assert list(engine.denoise_files(first, [raw], tmp_path / "out"))[-1].done == 1
+    assert list(engine.denoise_files(first, [raw], tmp_path / "out"))[-1].skipped == 1
+    other = engine.load_model(models / "other.gr2r.pt")
+    finished = list(engine.denoise_files(other, [raw], tmp_path / "out"))[-1]
+    assert finished.skipped == 0  # not "already done": it is another model's result
+    assert "another model" in finished.failed[0][1]
+    finished = list(engine.denoise_files(other, [raw], tmp_path / "out", overwrite=True))[-1]
+    assert finished.done == 1
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "out" / "a.tif"),
+                               engine.denoise(other, tifffile.imread(raw / "a.tif"), "YX"),
+                               atol=1e-4)
+
+
 # --------------------------------------------------------------------------------------------
 # one writer per output
 
@@ -519,3 +537,13 @@ def test_a_full_disk_while_train_saves_is_one_clear_line(tmp_path):
     assert "requested" not in last
     assert ".tmp" not in last
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("scale", [["a", None], [float("nan"), float("-inf")], [0.5]])
+def test_bad_scale_given_to_the_writers_is_not_written(tmp_path, scale):
+    image = noisy()
+    engine.write_image(tmp_path / "o.ome.tif", image, "YX", {"scale": scale, "unit": "µm"})
+    with tifffile.TiffFile(tmp_path / "o.ome.tif") as tif:
+        assert "PhysicalSize" not in tif.ome_metadata
+    engine.write_image(tmp_path / "o.tif", image, "YX", {"scale": scale})
+    assert "scale" not in engine.read_image(tmp_path / "o.tif")[1]
