@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
 from napari_gr2r import engine
@@ -547,3 +548,21 @@ def test_bad_scale_given_to_the_writers_is_not_written(tmp_path, scale):
         assert "PhysicalSize" not in tif.ome_metadata
     engine.write_image(tmp_path / "o.tif", image, "YX", {"scale": scale})
     assert "scale" not in engine.read_image(tmp_path / "o.tif")[1]
+
+
+def test_weights_that_cannot_be_saved_are_kept_elsewhere(tmp_path, monkeypatch):
+    import tempfile
+
+    from napari_gr2r.cli._common import save_or_keep
+    from napari_gr2r.engine.errors import WriteError
+
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    (tmp_path / "a file").write_text("x")
+    model = tiny_model()
+    with pytest.raises(WriteError, match=r"saved to .*rescued-m\.gr2r\.pt instead"):
+        save_or_keep(model, tmp_path / "a file" / "m.gr2r.pt")
+    rescued = engine.load_model(spare / "rescued-m.gr2r.pt")
+    for name, tensor in model.net.state_dict().items():
+        torch.testing.assert_close(rescued.net.state_dict()[name], tensor)
