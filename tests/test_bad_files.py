@@ -360,7 +360,8 @@ def test_an_output_being_written_is_refused(tmp_path, models, capsys, what):
         out = tmp_path / "same.gr2r.pt"
         args = ["train", str(tmp_path / "in.tif"), "--axes", "YX", "--preset", "fast",
                 "--steps", "2", "-o", str(out)]
-    with OutputClaim(str(out), folder=what == "TIFF folder"):  # another run writes it now
+    folder = {"folder": True} if what == "TIFF folder" else {}  # a folder's lock is inside it
+    with OutputClaim(str(out), **folder):  # another run writes it now
         assert main(args) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "being written by another napari-gr2r run" in line
@@ -401,11 +402,13 @@ def stopped_run(tmp_path_factory):
     (["--net-dims", "3d"], "--net-dims 3d"),
     (["--preset", "quality"], "--preset quality"),
 ])
-def test_resume_refuses_another_image_and_changed_settings(stopped_run, capsys, extra, words):
+def test_resume_refuses_another_image_and_changed_settings(stopped_run, tmp_path, capsys, extra,
+                                                          words):
     image = "in.tif"
     if extra[:1] == ["--input"]:
         image, extra = extra[1], []
-    run = stopped_run / "run.gr2r.pt"
+    run = tmp_path / "run.gr2r.pt"
+    shutil.copy(stopped_run / "run.gr2r.pt", run)  # each case its own copy of the run
     before = run.read_bytes()
     assert main(["train", str(stopped_run / image), "--axes", "YX", "--steps", "8", "-o",
                  str(run), "--resume", *extra]) == 2
