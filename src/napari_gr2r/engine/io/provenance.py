@@ -58,6 +58,15 @@ class RangeWarning(UserWarning):
     """The image's values lie mostly outside the range the model was trained on."""
 
 
+RANGE_SAMPLE = 2**20
+"""At most this many pixels of an image in memory are read for its range."""
+
+
+def _subsample(values: np.ndarray) -> np.ndarray:
+    step = max(1, values.size // RANGE_SAMPLE)
+    return np.asarray(values[::step], np.float64)
+
+
 def range_message(source: ImageSource, low: list[float], high: list[float],
                   name: str = "The image") -> str | None:
     """Why the model with training range ``low..high`` (per channel) may give a wrong result
@@ -69,7 +78,7 @@ def range_message(source: ImageSource, low: list[float], high: list[float],
     else:
         blocks = source.random_blocks(rng, 8, (4, 128, 128), native=True)
     for c in range(min(source.czyx[0], len(low))):
-        values = np.concatenate([np.asarray(b[c], np.float64).ravel() for b in blocks])
+        values = np.concatenate([_subsample(np.asarray(b[c]).ravel()) for b in blocks])
         values = values[np.isfinite(values)]
         if not values.size:
             continue
