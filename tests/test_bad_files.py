@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
 from napari_gr2r import engine
@@ -194,6 +195,18 @@ def test_odd_files_get_a_clear_error_or_the_right_result(tmp_path, models, monke
     assert {k: v for k, v in _tree(tmp_path).items() if k in before} == before
 
 
+def test_a_real_process_prints_only_its_own_line(tmp_path, models):
+    """tifffile logs what it finds wrong with a file; a user sees one line of ours."""
+    for make in (_truncated_hyperstack, _description((4, 48, 48))):
+        make(tmp_path / "in.tif")
+        run = subprocess.run([sys.executable, "-m", "napari_gr2r", "denoise",
+                              str(tmp_path / "in.tif"), "--model", str(models / "m.gr2r.pt"),
+                              "-o", str(tmp_path / "o.tif")], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 2
+        _one_error_line(run.stderr)
+
+
 def test_a_pyramid_denoises_its_full_resolution(tmp_path, models):
     _pyramid(tmp_path / "pyr.ome.tif")
     data, meta = engine.read_image(tmp_path / "pyr.ome.tif")
@@ -310,6 +323,24 @@ def test_a_folder_run_does_not_skip_a_zarr_result_of_another_input(tmp_path, mod
     assert "another image" in finished.failed[0][1]
 
 
+def test_a_folder_of_tiffs_knows_which_model_made_it(tmp_path, models):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tifffile.imwrite(raw / "a.tif", noisy())
+    first = engine.load_model(models / "m.gr2r.pt")
+    assert list(engine.denoise_files(first, [raw], tmp_path / "out"))[-1].done == 1
+    assert list(engine.denoise_files(first, [raw], tmp_path / "out"))[-1].skipped == 1
+    other = engine.load_model(models / "other.gr2r.pt")
+    finished = list(engine.denoise_files(other, [raw], tmp_path / "out"))[-1]
+    assert finished.skipped == 0  # not "already done": it is another model's result
+    assert "another model" in finished.failed[0][1]
+    finished = list(engine.denoise_files(other, [raw], tmp_path / "out", overwrite=True))[-1]
+    assert finished.done == 1
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "out" / "a.tif"),
+                               engine.denoise(other, tifffile.imread(raw / "a.tif"), "YX"),
+                               atol=1e-4)
+
+
 # --------------------------------------------------------------------------------------------
 # one writer per output
 
@@ -329,7 +360,8 @@ def test_an_output_being_written_is_refused(tmp_path, models, capsys, what):
         out = tmp_path / "same.gr2r.pt"
         args = ["train", str(tmp_path / "in.tif"), "--axes", "YX", "--preset", "fast",
                 "--steps", "2", "-o", str(out)]
-    with OutputClaim(str(out), folder=what == "TIFF folder"):  # another run writes it now
+    folder = {"folder": True} if what == "TIFF folder" else {}  # a folder's lock is inside it
+    with OutputClaim(str(out), **folder):  # another run writes it now
         assert main(args) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "being written by another napari-gr2r run" in line
@@ -370,11 +402,13 @@ def stopped_run(tmp_path_factory):
     (["--net-dims", "3d"], "--net-dims 3d"),
     (["--preset", "quality"], "--preset quality"),
 ])
-def test_resume_refuses_another_image_and_changed_settings(stopped_run, capsys, extra, words):
+def test_resume_refuses_another_image_and_changed_settings(stopped_run, tmp_path, capsys, extra,
+                                                          words):
     image = "in.tif"
     if extra[:1] == ["--input"]:
         image, extra = extra[1], []
-    run = stopped_run / "run.gr2r.pt"
+    run = tmp_path / "run.gr2r.pt"
+    shutil.copy(stopped_run / "run.gr2r.pt", run)  # each case its own copy of the run
     before = run.read_bytes()
     assert main(["train", str(stopped_run / image), "--axes", "YX", "--steps", "8", "-o",
                  str(run), "--resume", *extra]) == 2
@@ -507,3 +541,31 @@ def test_a_full_disk_while_train_saves_is_one_clear_line(tmp_path):
     assert "requested" not in last
     assert ".tmp" not in last
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("scale", [["a", None], [float("nan"), float("-inf")], [0.5]])
+def test_bad_scale_given_to_the_writers_is_not_written(tmp_path, scale):
+    image = noisy()
+    engine.write_image(tmp_path / "o.ome.tif", image, "YX", {"scale": scale, "unit": "µm"})
+    with tifffile.TiffFile(tmp_path / "o.ome.tif") as tif:
+        assert "PhysicalSize" not in tif.ome_metadata
+    engine.write_image(tmp_path / "o.tif", image, "YX", {"scale": scale})
+    assert "scale" not in engine.read_image(tmp_path / "o.tif")[1]
+
+
+def test_weights_that_cannot_be_saved_are_kept_elsewhere(tmp_path, monkeypatch):
+    import tempfile
+
+    from napari_gr2r.cli._common import save_or_keep
+    from napari_gr2r.engine.errors import WriteError
+
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    (tmp_path / "a file").write_text("x")
+    model = tiny_model()
+    with pytest.raises(WriteError, match=r"saved to .*rescued-m\.gr2r\.pt instead"):
+        save_or_keep(model, tmp_path / "a file" / "m.gr2r.pt")
+    rescued = engine.load_model(spare / "rescued-m.gr2r.pt")
+    for name, tensor in model.net.state_dict().items():
+        torch.testing.assert_close(rescued.net.state_dict()[name], tensor)

@@ -302,7 +302,7 @@ def check_resume_fits(args: argparse.Namespace, parser_defaults: dict[str, Any],
 def check_resume_image(model: Any, source: Path, data: Any, axes: str) -> None:
     """``--resume`` on another image is refused: a run continues on the image it started on
     (its shape and its range of values, which the normalisation was fitted to)."""
-    from ..engine.io.sources import range_message
+    from ..engine.io.provenance import range_message
 
     images = data if isinstance(data, list) else [data]
     shape = tuple(int(n) for n in images[0].shape)
@@ -330,7 +330,7 @@ def save_or_keep(model: Any, out: Path) -> None:
     try:
         save_model(model, out)
         return
-    except WriteError as exc:
+    except OSError as exc:  # WriteError (a full disk) or a path that cannot be made
         first = exc
     for folder in (Path(tempfile.gettempdir()), Path.home()):
         spare = folder / f"rescued-{out.name}"
@@ -340,6 +340,6 @@ def save_or_keep(model: Any, out: Path) -> None:
             save_model(model, spare)
         except (WriteError, OSError):
             continue
-        raise WriteError(f"{first} The trained model was saved to {spare} instead; move it "
-                         "where you want it (or run with --resume from there).")
+        raise WriteError(f"{one_line(first)} The trained model was saved to {spare} instead; "
+                         "move it where you want it (or run with --resume from there).")
     raise first

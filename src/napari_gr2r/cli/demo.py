@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                   "noise it fitted, the reference's own noise included: a reference that is a "
                   "real micrograph has some)")
         if args.output_dir:
-            from ..io import write_image
+            from ..engine.io.formats import write_image
 
             folder = Path(args.output_dir)
             write_image(folder / f"{name}_denoised.tif", denoised, axes, info)

@@ -143,7 +143,7 @@ def _warn_outside_range(model: Any, data: Any, axes: str, name: str) -> None:
     """A warning when the image's values lie mostly outside the model's training range."""
     import warnings
 
-    from ..engine.io.sources import RangeWarning, range_message
+    from ..engine.io.provenance import RangeWarning, range_message
 
     message = range_message(model.open_source(data, axes), model.normalization.low,
                             model.normalization.high, Path(name).name)

@@ -237,7 +237,7 @@ def _ctrl_c_stops(trainer: Any) -> Iterator[None]:
 
 def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
     """The image (or list of images, for several inputs) and their common axes."""
-    from ..io import read_image
+    from ..engine.io.formats import read_image
 
     images, axes = [], None
     for path in paths:
@@ -256,7 +256,7 @@ def _read_images(args: argparse.Namespace, paths: list[Any]) -> tuple[Any, str]:
 
 def _targets(args: argparse.Namespace, count: int) -> Any:
     from ..engine.batch.run import expand_inputs
-    from ..io import read_image
+    from ..engine.io.formats import read_image
 
     if not args.target:
         return None

@@ -19,11 +19,12 @@ from ..io.formats import (
     is_image_candidate,
     is_zarr_store,
     read_image,
+    read_result_of,
     special_file_reason,
     stem_of,
     suffix_of,
 )
-from ..io.sources import input_fingerprint
+from ..io.provenance import input_fingerprint
 from ..model.model import GR2RModel
 
 PathLike = str | os.PathLike
@@ -104,27 +105,49 @@ def unreadable_reason(path: str) -> str | None:
 
 def is_done(out: Path, kind: str, model: GR2RModel | None = None,
             path: str | None = None) -> bool:
-    """Whether ``out`` already holds a finished result: a TIFF that is there; a zarr store
-    complete (with ``model`` and ``path``: the result of that model and that input; a store
-    of another result is left to :func:`~.outofcore.runner.iter_denoise_to_zarr`, which
-    refuses it with its reason)."""
+    """Whether ``out`` already holds a finished result (of ``model`` and the input ``path``,
+    when given): see :func:`result_in`."""
+    done, _ = result_in(out, kind, model, path)
+    return done
+
+
+def result_in(out: Path, kind: str, model: GR2RModel | None = None,
+              path: str | None = None) -> tuple[bool, str | None]:
+    """``(done, other)``: whether ``out`` holds the finished result of ``model`` on ``path``,
+    and, when it holds a result of another model or another image, which (a reason for the
+    user). A TIFF or store that records nothing (written otherwise) counts as done when it is
+    whole; with no ``model``, any whole result counts."""
+    recorded = _recorded(out, kind)
+    if recorded is None:
+        return False, None
+    complete, record = recorded
+    if not complete:
+        return False, None  # an interrupted store: resumed (or refused) by the runner
+    if model is None or path is None or not record.get("model"):
+        return True, None
+    if record.get("model") != model_fingerprint(model):
+        return False, "its result there is of another model; overwrite to replace it"
+    try:
+        same = record.get("input") == input_fingerprint(read_image(path)[0])
+    except Exception:  # an unreadable input is reported when it is processed
+        return False, None
+    if not same:
+        return False, "its result there is of another image; overwrite to replace it"
+    return True, None
+
+
+def _recorded(out: Path, kind: str) -> tuple[bool, dict] | None:
+    """``(complete, record)`` of the result at ``out``, or None when there is none."""
     if kind == "tiff":
-        return out.is_file()
+        return (True, read_result_of(out) or {}) if out.is_file() else None
     if not out.exists():
-        return False
+        return None
     try:
         import zarr
 
         state = read_state(zarr.open_array(store=str(out), mode="r"))
     except Exception:  # not a zarr array: iter_denoise_to_zarr says what is wrong
-        return False
-    if not (state and state.get("complete")):
-        return False
-    if model is None or path is None:
-        return True
-    if state.get("model") != model_fingerprint(model):
-        return False
-    try:
-        return state.get("input") == input_fingerprint(read_image(path)[0])
-    except Exception:  # an unreadable input is reported when it is processed
-        return False
+        return None
+    if not state:
+        return None
+    return bool(state.get("complete")), state

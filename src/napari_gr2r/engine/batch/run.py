@@ -26,9 +26,10 @@ from ..errors import InputError, one_line
 from ..inference.outofcore.distributed import scatter_model, worker_model
 from ..inference.outofcore.plan import plan_blocks
 from ..inference.outofcore.runner import iter_denoise_to_zarr
-from ..inference.outofcore.store import default_out_chunks
+from ..inference.outofcore.store import default_out_chunks, model_fingerprint
 from ..io.formats import check_output_suffix, read_image, tag_zarr_result, write_image
 from ..io.outputs import OutputClaim, check_not_input, overlap_message
+from ..io.provenance import input_fingerprint
 from ..model.model import GR2RModel
 from .events import (
     FileDone,
@@ -39,7 +40,7 @@ from .events import (
     FileSkipped,
     FileStarted,
 )
-from .names import OVERWRITES_INPUT, expand_inputs, is_done, output_path, unreadable_reason
+from .names import OVERWRITES_INPUT, expand_inputs, output_path, result_in, unreadable_reason
 
 PathLike = str | os.PathLike
 
@@ -91,9 +92,10 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
         yield step.done, step.total
     if kind == "zarr":
         tag_zarr_result(arr, info.axes, meta)
-    else:
+    else:  # the TIFF records what it is the result of, as a zarr store does
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_image(out, arr[...], info.axes, meta)
+        result_of = {"model": model_fingerprint(model), "input": input_fingerprint(data)}
+        write_image(out, arr[...], info.axes, {**meta, "result_of": result_of})
     return info.axes, info.shape
 
 
@@ -204,10 +206,13 @@ class _Plan:
                 claimed[key] = path
                 reason = overlap_message(out, [path], same=OVERWRITES_INPUT) or \
                     unreadable_reason(path)
+            done = False
+            if reason is None and not overwrite:
+                done, reason = result_in(out, check_output_suffix(out), model, path)
             if reason is not None:
                 self.failed.append((path, reason))
                 yield FileFailed(self.n, index, path, reason)
-            elif not overwrite and is_done(out, check_output_suffix(out), model, path):
+            elif done:
                 self.skipped += 1
                 self.outputs.append(str(out))
                 yield FileSkipped(self.n, index, path, str(out),

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from .atomic import atomic_path
-from .pixelsize import check_tiff, clean_scale, ome_zarr_scale, tiff_metadata
+from .pixelsize import check_tiff, clean_scale, ome_zarr_scale, tiff_metadata, tifffile_quiet
 from .sources import is_url, open_lazy
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".lsm")
@@ -210,9 +210,10 @@ def _read_tiff(path: Path) -> tuple[Any, dict[str, Any]]:
                          f"format); {READS}.")
     try:
         check_tiff(path)
-        data, axes = open_lazy(path)
-        meta: dict[str, Any] = {"axes": axes}
-        meta.update(tiff_metadata(path, axes))
+        with tifffile_quiet():
+            data, axes = open_lazy(path)
+            meta: dict[str, Any] = {"axes": axes}
+            meta.update(tiff_metadata(path, axes))
     except InputError:
         raise
     except Exception as exc:  # tifffile raises several types for damaged files
@@ -309,13 +310,15 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
     A ``.ome.tif`` (``.ome.tiff``) name is written as OME-TIFF, its axes in OME's order
     (``TCZYX``, the sample axis S as T) with the pixel size as OME ``PhysicalSize``; other
     TIFFs keep the axes, shape, scale and unit in a JSON description that :func:`read_image`
-    reads back.
+    reads back. ``meta["result_of"]``, when given, is recorded in a private tag
+    (:func:`read_result_of`).
     """
     path = Path(path)
     check_output_suffix(path, zarr_ok=False)
     import tifffile
 
     data = np.asarray(data)
+    meta = clean_scale(meta or {}, data.ndim)  # bad metadata is dropped, never written
     ome = suffix_of(path).startswith(".ome.")
     if ome:
         data, _, metadata = _ome_layout(data, axes, meta)
@@ -329,8 +332,28 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
     # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
     # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, photometric="minisblack", **kwargs)
+        result_of = (meta or {}).get("result_of")
+        extratags = [(RESULT_TAG, "s", 0, json.dumps(result_of), True)] if result_of else []
+        tifffile.imwrite(tmp, data, photometric="minisblack", extratags=extratags, **kwargs)
     return path
+
+
+RESULT_TAG = 65000
+"""A private TIFF tag in which a result records what it is the result of (``result_of``:
+the model's and the input's fingerprints), read back by :func:`read_result_of`."""
+
+
+def read_result_of(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What a TIFF result records it is the result of, or None (a TIFF written otherwise)."""
+    import tifffile
+
+    try:
+        with tifffile_quiet(), tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(RESULT_TAG)
+            record = json.loads(tag.value) if tag is not None else None
+    except Exception:  # unreadable or not ours: nothing recorded
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _ome_layout(data: np.ndarray, axes: str, meta: dict[str, Any] | None,
@@ -353,6 +376,7 @@ def tag_zarr_result(arr: Any, axes: str, meta: dict[str, Any] | None) -> None:
     """Record axes, scale and unit in a zarr result's attributes (read back by
     :func:`read_image`)."""
     attrs: dict[str, Any] = {"axes": axes}
+    meta = clean_scale(meta or {}, len(axes))
     for key in ("scale", "unit"):
         if meta and meta.get(key) is not None:
             attrs[key] = list(meta[key]) if key == "scale" else meta[key]

@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,21 @@ class _Complaints(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@contextmanager
+def tifffile_quiet() -> Iterator[_Complaints]:
+    """What tifffile logs while a file is read is collected here, not printed: the reader
+    turns what matters into its own one-line errors."""
+    logger = logging.getLogger("tifffile")
+    complaints = _Complaints()
+    logger.addHandler(complaints)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield complaints
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(complaints)
+
+
 _DAMAGE_WORDS = ("invalid page offset", "corrupted", "truncated", "beyond end of file")
 
 
@@ -42,16 +59,10 @@ def check_tiff(path: Path) -> None:
     description whose shape does not fit its pages."""
     import tifffile
 
-    logger = logging.getLogger("tifffile")
-    complaints = _Complaints()
-    logger.addHandler(complaints)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = list(tif.series)
-            _check_pixels_in_file(path, tif, series)
-            _check_one_series(path, tif, series)
-    finally:
-        logger.removeHandler(complaints)
+    with tifffile_quiet() as complaints, tifffile.TiffFile(path) as tif:
+        series = list(tif.series)
+        _check_pixels_in_file(path, tif, series)
+        _check_one_series(path, tif, series)
     damage = [m for m in complaints.messages if any(w in m.lower() for w in _DAMAGE_WORDS)]
     if damage:
         raise InputError(f"{path.name} cannot be read as a TIFF: it is damaged, the file ends "

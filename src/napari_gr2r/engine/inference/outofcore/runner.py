@@ -14,7 +14,8 @@ from typing import Any
 
 from ...errors import OutputError
 from ...io.outputs import OutputClaim, check_not_input, store_location
-from ...io.sources import RangeWarning, input_fingerprint, open_lazy, range_message
+from ...io.provenance import RangeWarning, input_fingerprint, range_message
+from ...io.sources import open_lazy
 from ...model.model import GR2RModel
 from ..tiling import check_arguments
 from .distributed import run_on_cluster
