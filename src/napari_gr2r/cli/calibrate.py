@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ._common import add_overwrite_argument, axes_for, check_output
@@ -37,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("Give either captures (IN) or the camera's --gain (with --offset and "
                          "--read-noise), not both or neither.")
     if args.input is None:
-        args.input = args.output  # nothing to protect: only the output is checked
-        out = check_output(args)
+        out = Path(args.output)
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
         cal = engine.NoiseCalibration.from_camera(args.gain, args.offset, args.read_noise)
         described = f"gain {args.gain:g}, offset {args.offset:g}, read noise {args.read_noise:g}"
     else:
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         data, meta = read_image(args.input)
         if not args.axes and not meta.get("axes") and data.ndim == 3:
             args.axes = "TYX"
-        axes = axes_for(args, data, meta)
+        axes = axes_for(args, data, meta).replace("S", "T")  # samples of a stack: captures
         if "T" not in axes:
             raise InputError(f"{args.input} has axes {axes}, without T: a calibration needs "
                              "the captures along T (pass --axes, e.g. --axes TYX).")

@@ -65,9 +65,9 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
     """
     if level.kernel is not None:
         return level, None
-    null, _ = _patches([rng.standard_normal((192, 192))], 60_000, rng)
+    null, _ = _patches([rng.standard_normal((256, 256))], 60_000, rng)
     q99 = float(np.quantile(_texture(null), 0.99))
-    bias = _select_and_measure(null, q99)[0]
+    null = null[_texture(null) < q99]  # what the selection keeps of pure noise
     a_out, b_out, typical, knots_x, knots_v, spread = [], [], [], [], [], []
     for c in range(len(level.a)):
         planes = [p for b in blocks for p in b[c] if min(p.shape) >= 2 * PATCH]
@@ -81,7 +81,8 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
         xs, vs, ws, boot = [], [], [], Bootstrap(int(where.max()) + 1, rng)
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (means >= lo) & (means <= hi)
-            variance, level_x, energy, used = _select_and_measure(patches[sel], q99)
+            variance, level_x, energy, used, dims = _select_and_measure(patches[sel], q99)
+            bias = _null_measure(null, int(used.sum()), dims, rng)
             xs.append(level_x)
             vs.append(variance / bias)
             ws.append(float(sel.sum()))
@@ -188,27 +189,40 @@ def _noise_subspace(cov: np.ndarray) -> np.ndarray:
     return vec[:, -1:]
 
 
-def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray]:
-    """The noise variance (mean eigenvalue of the noise subspace) and each patch's share of it
-    (its energy in that subspace per dimension, whose mean is the variance)."""
+def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray, int]:
+    """The noise variance (mean eigenvalue of the noise subspace), each patch's share of it
+    (its energy in that subspace per dimension, whose mean is the variance) and how many
+    dimensions were left out as signal."""
     centred = patches - patches.mean(axis=0)
     basis = _noise_subspace(np.cov(patches.T))
     energy = np.sum((centred @ basis) ** 2, axis=1) / basis.shape[1] * \
         (len(patches) / max(len(patches) - 1, 1))
-    return float(np.mean(energy)), energy
+    return float(np.mean(energy)), energy, patches.shape[1] - basis.shape[1]
+
+
+def _null_measure(null: np.ndarray, count: int, dims: int, rng: np.random.Generator) -> float:
+    """What the measurement gives on ``count`` patches of pure noise of unit variance (as the
+    texture selection keeps them) with its ``dims`` largest dimensions left out: the smallest
+    eigenvalues of a sample covariance lie below the variance, the more so the fewer patches
+    and the more dimensions are left out."""
+    if count < len(null):
+        null = null[rng.choice(len(null), count, replace=False)]
+    lam = np.sort(np.linalg.eigvalsh(np.cov(null.T)))[::-1]
+    return float(np.mean(lam[dims:]))
 
 
 def _select_and_measure(patches: np.ndarray, q99: float, iterations: int = 3,
-                        ) -> tuple[float, float, np.ndarray, np.ndarray]:
+                        ) -> tuple[float, float, np.ndarray, np.ndarray, int]:
     """The noise variance of a bin of patches, the mean intensity of the patches it was
-    measured on, their noise energies and which patches they are (a mask)."""
+    measured on, their noise energies, which patches they are (a mask) and the dimensions
+    left out as signal."""
     texture = _texture(patches)
     used = np.ones(len(patches), bool)
-    variance, energy = _subspace_variance(patches)  # from above: texture only adds
+    variance, energy, dims = _subspace_variance(patches)  # from above: texture only adds
     for _ in range(iterations):
         sel = texture < variance * q99
         if sel.sum() < 4 * PATCH * PATCH:
             break
         used = sel
-        variance, energy = _subspace_variance(patches[sel])
-    return variance, float(np.mean(patches[used])), energy, used
+        variance, energy, dims = _subspace_variance(patches[sel])
+    return variance, float(np.mean(patches[used])), energy, used, dims
