@@ -30,7 +30,8 @@ from .refit import VarianceCurve
 
 BINS = 32
 SATURATED_SHARE = 0.005
-"""Pixels at the data's top value (in the captures' mean) above this share: saturated."""
+"""Pixels that reach the data's top value in any capture: above this share the captures are
+refused as saturated; below it those pixels are left out of the fit."""
 MOTION = 0.15
 """Correlation between a capture's deviation and the mean image's gradient above which the
 captures are taken to move."""
@@ -164,8 +165,9 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
     var = data.var(axis=0, ddof=1)
     gain, offset, black, spreads = [], [], [], []
     rng = np.random.default_rng(0)
+    keep = ~_saturated(data, captures.top)
     for c in range(data.shape[1]):
-        m, v = mean[c].ravel(), var[c].ravel()
+        m, v = mean[c][keep[c]], var[c][keep[c]]
         edges = np.unique(np.quantile(m, np.linspace(0, 1, BINS + 1)))
         xs, vs, ws = [], [], []
         for lo, hi in zip(edges[:-1], edges[1:]):
@@ -233,11 +235,10 @@ def _captures(frames: Any, axes: str) -> _Captures:
 
 def _check_still(data: np.ndarray, top: float | None) -> None:
     """Refuse saturated captures and captures that move."""
-    peak = float(data.max())
-    at_peak = float(np.mean(data.max(axis=0) >= peak))
-    if (top is not None and peak >= top and at_peak > 1e-4) or at_peak > SATURATED_SHARE:
+    at_peak = float(np.mean(_saturated(data, top)))
+    if at_peak > SATURATED_SHARE:
         raise InputError(f"{100 * at_peak:.2g} % of the pixels reach the captures' top value "
-                         f"{peak:g}: they are saturated, and saturated pixels have no noise "
+                         f"{float(data.max()):g}: they are saturated, and saturated pixels have no noise "
                          "to measure. Lower the exposure or gain, or crop them out.")
     mean = data.mean(axis=0)
     gy, gx = np.gradient(mean, axis=(-2, -1))
@@ -250,6 +251,18 @@ def _check_still(data: np.ndarray, top: float | None) -> None:
                     f"Capture {t} differs from the others along the image's edges: the field "
                     "moves (or focus drifts) between captures. Register them first, or take "
                     "captures of a still field.")
+
+
+def _saturated(data: np.ndarray, top: float | None) -> np.ndarray:
+    """``(C, Z, Y, X)``: pixels at the top value in some capture (the dtype's largest for
+    integers; else the data's own largest where several pixels share it)."""
+    peak = float(data.max())
+    hit = (data >= peak).any(axis=0)
+    if top is None and peak < np.inf and int(hit.sum()) <= 1:
+        return np.zeros_like(hit)  # one brightest pixel is not a ceiling
+    if top is not None and peak < top:
+        return np.zeros_like(hit)
+    return hit
 
 
 def _bootstrap_spread(variance: np.ndarray, rng: np.random.Generator, block: int = 32,
