@@ -169,10 +169,13 @@ def _global_pca(noisy: np.ndarray, rng: np.random.Generator, smallest: bool) -> 
     q99 = float(np.quantile(m._texture(null), 0.99))
 
     def level(p: np.ndarray) -> float:
-        cov = np.cov(p.T)
+        lam = np.sort(np.linalg.eigvalsh(np.cov(p.T)))[::-1]
         if smallest:
-            return float(np.linalg.eigvalsh(cov)[0])
-        return m._subspace_variance(p)[0]
+            return float(lam[-1])
+        for i in range(len(lam)):  # Chen et al.: the noise subspace's mean eigenvalue
+            if np.mean(lam[i:]) <= np.median(lam[i:]):
+                return float(np.mean(lam[i:]))
+        return float(lam[-1])
 
     def measure(p: np.ndarray) -> float:
         variance = level(p)
