@@ -245,6 +245,21 @@ def summary(rows: list[dict], estimators: list[str]) -> str:
     return "\n".join(lines)
 
 
+def per_level(rows: list[dict], estimator: str = "refit") -> str:
+    """Median signed and worst absolute error of one estimator, per noise and level."""
+    lines = ["| noise | level | median signed | 90th percentile abs | worst abs |",
+             "| --- | --- | --- | --- | --- |"]
+    for kind, levels in LEVELS.items():
+        for level in levels:
+            err = np.array([r[estimator] for r in rows
+                            if r["noise"] == kind and r["level"] == level])
+            if err.size:
+                lines.append(f"| {kind} | {level:g} | {100 * np.median(err):+.2f} % | "
+                             f"{100 * np.quantile(np.abs(err), 0.9):.1f} % | "
+                             f"{100 * np.abs(err).max():.1f} % |")
+    return "\n".join(lines)
+
+
 def fmd_calibration(fmd: Path) -> str:
     """Real noise: each FMD BPAE configuration's four captures calibrate the noise
     (:func:`napari_gr2r.engine.calibrate_noise`), against the fit on capture 1 alone; the truth
@@ -290,7 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fmd", type=Path, default=FMD)
     parser.add_argument("--fmd-calibration", action="store_true",
                         help="only the FMD captures: calibration against fit")
+    parser.add_argument("--tables", type=Path,
+                        help="only redraw the tables from a noise_fit.json written before")
     args = parser.parse_args(argv)
+    if args.tables:
+        rows = json.loads(args.tables.read_text())
+        estimators = [k for k in rows[0] if k in ESTIMATORS]
+        print(summary(rows, estimators) + "\n\n" + per_level(rows))
+        return 0
     if args.fmd_calibration:
         table = fmd_calibration(args.fmd)
         if args.out:
@@ -306,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 del LEVELS[kind]
     t0 = time.perf_counter()
     rows = run(images, args.seeds, estimators)
-    table = summary(rows, estimators)
+    table = summary(rows, estimators) + "\n\n" + per_level(rows)
     print(table)
     print(f"{len(rows)} cases in {time.perf_counter() - t0:.0f} s")
     if args.out:
