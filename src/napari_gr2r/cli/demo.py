@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         before, after = psnr(noisy, clean, peak), psnr(denoised, clean, peak)
         report = engine.assess(trainer.model, noisy, axes, device=args.device)
         shown = _what_the_reference_shows(denoised, noisy, clean, axes, info, peak)
-        rows.append((name, before, after, report.psnr(peak)))
+        rows.append((name, before, after, shown, report.psnr_text(peak)))
         print(f"  trained in {t_train:.1f} s, denoised in {t_infer:.2f} s")
         print(f"  PSNR against the clean reference: noisy {before:.2f} dB -> denoised "
               f"{after:.2f} dB ({after - before:+.2f} dB)")
@@ -83,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
             write_image(folder / f"{name}_denoised.tif", denoised, axes, info)
             engine.save_model(trainer.model, folder / f"{name}.gr2r.pt")
             print(f"  wrote {folder / (name + '_denoised.tif')} and {folder / (name + '.gr2r.pt')}")
-    print("\nsummary (PSNR dB): " + "; ".join(f"{n} {b:.2f} -> {a:.2f} (estimated {e:.2f})"
-                                             for n, b, a, e in rows))
+    print("\nsummary (PSNR dB): " + "; ".join(
+        f"{n} {b:.2f} -> {a:.2f} ("
+        + ("" if s is None else f"{s:.2f} without the reference's own noise; ")
+        + f"estimated {e})" for n, b, a, s, e in rows))
     return 0
 
 

@@ -11,7 +11,8 @@ Liu et al. (2013) and Chen et al. (2015):
 1. overlapping 6x6 patches, in narrow bins of their mean (quantile bins, split where they span
    a wide range of intensities, since the variance changes along it);
 2. in each bin, the variance of the patch covariance's noise subspace (without each patch's
-   mean, which the bin fixes): the mean of its ``NOISE_DIMS`` smallest eigenvalues;
+   mean, which the bin fixes): the mean of its smallest eigenvalues, the largest set whose mean
+   does not exceed its median;
 3. then, three times, the same on the patches that look like pure noise (a gradient energy
    below the 99th percentile of what pure noise of that variance gives: texture is left out),
    and divided by what this procedure gives on as many patches of simulated pure noise of
@@ -180,16 +181,18 @@ def _texture(patches: np.ndarray) -> np.ndarray:
                                                                   axis=(1, 2))
 
 
-NOISE_DIMS = 3
-"""Dimensions of the patch covariance taken as noise alone: its smallest eigenvalues. Liu et
-al. (2013) take the smallest one, which texture reaches last but which scatters most; Chen et
-al. (2015) take as many as keep their mean below their median, which texture reaches at low
-noise (``benchmarks/noise_fit.py`` compares them)."""
-
-
 def _noise_subspace(cov: np.ndarray) -> np.ndarray:
-    """The eigenvectors of the patch covariance's ``NOISE_DIMS`` smallest eigenvalues."""
-    return np.linalg.eigh(cov)[1][:, :NOISE_DIMS]
+    """The eigenvectors of the patch covariance's noise subspace (Chen et al. 2015): the
+    smallest eigenvalues, the largest set whose mean does not exceed its median. Fewer, the
+    smallest alone (Liu et al. 2013), resist texture better on synthetic noise but read weakly
+    correlated real noise low (``benchmarks/noise_fit.py``, docs/estimate-accuracy.md)."""
+    lam, vec = np.linalg.eigh(cov)
+    lam, vec = lam[::-1], vec[:, ::-1]
+    for i in range(len(lam)):
+        tail = lam[i:]
+        if np.mean(tail) <= np.median(tail):
+            return vec[:, i:]
+    return vec[:, -1:]
 
 
 def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray, int]:

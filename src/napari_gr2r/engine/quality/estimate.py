@@ -66,7 +66,7 @@ DEFAULT_PROBES = 4
 MAX_PIXELS = 2**20
 """Pixels assessed at most (larger images: random crops of that many pixels in all)."""
 CROP = 256
-SYSTEMATIC = {"white": 0.074, "correlated": 0.4, "model": 0.2, "given": 0.0,
+SYSTEMATIC = {"white": 0.13, "correlated": 0.4, "model": 0.15, "given": 0.0,
               "calibration": 0.04}
 """Relative standard deviation of the noise variance added (in quadrature) to the fit's own
 bootstrap spread for the interval: what fits of each kind are off by on images of known noise,
