@@ -120,6 +120,7 @@ def test_demo_real_noise_sample_scores_at_the_8_bit_range():
 
 def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_path):
     import zarr
+
     from distributed import LocalCluster
 
     out = tmp_path / "out.zarr"

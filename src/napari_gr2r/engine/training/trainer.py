@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..noise.calibration import NoiseCalibration
 from ..devices import autocast
 from ..errors import NumericalError
 from ..model.model import GR2RModel
 from ..model.networks import count_parameters
+from ..noise.calibration import NoiseCalibration
 from .averaging import WeightAverage
 from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted
 from .resume import LiveRun, RunRecorder
