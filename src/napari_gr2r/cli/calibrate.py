@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = check_output(args)
         data, meta = read_image(args.input)
-        if not args.axes and not meta.get("axes") and data.ndim == 3:
-            args.axes = "TYX"
+        if not args.axes and data.ndim == 3 and "T" not in str(meta.get("axes") or ""):
+            args.axes = "TYX"  # a stack of captures, whatever a reader guesses
         axes = axes_for(args, data, meta).replace("S", "T")  # samples of a stack: captures
         if "T" not in axes:
             raise InputError(f"{args.input} has axes {axes}, without T: a calibration needs "

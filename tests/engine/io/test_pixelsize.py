@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gr2r.engine.io.pixelsize import check_not_truncated, ome_zarr_scale, tiff_metadata
+from napari_gr2r.engine.errors import InputError
+from napari_gr2r.engine.io.pixelsize import check_tiff, ome_zarr_scale, tiff_metadata
 
 IMAGE = np.zeros((4, 16, 16), np.uint16)
 
@@ -56,10 +57,10 @@ def test_a_resolution_per_centimetre_is(tmp_path):
 def test_a_truncated_tiff_is_found(tmp_path):
     path = tmp_path / "cut.tif"
     tifffile.imwrite(path, np.ones((64, 64), np.uint16))
-    check_not_truncated(path)
+    check_tiff(path)
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ValueError, match="ends at byte"):
-        check_not_truncated(path)
+    with pytest.raises(InputError, match="damaged"):
+        check_tiff(path)
 
 
 def test_ome_zarr_scale_and_unit(tmp_path):
