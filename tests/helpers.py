@@ -1,6 +1,14 @@
-"""Helpers shared by the tests."""
+"""Helpers shared by the tests.
+
+Names: ``tiny()`` is the smallest *training configuration* that learns something in a test;
+``tiny_model()`` an *untrained* model for tests of inputs and outputs; ``StubSettings`` serves
+a widget panel a configuration where no settings panel does.
+"""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 
@@ -39,9 +47,10 @@ def shrink_widget(widget, steps: int, width: int = 8, batch: int = 4, lr: float 
     widget.settings_panel.device.setCurrentIndex(widget.settings_panel.device.findData("cpu"))
 
 
-def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1):
-    """An untrained width-4, depth-2 U-Net with a fixed normalisation (100..1100): a valid
-    model for tests of inputs and outputs, built in milliseconds."""
+def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1,
+               width: int = 4, depth: int = 2):
+    """An untrained U-Net (width 4, depth 2 unless given) with a fixed normalisation
+    (100..1100): a valid model for tests of inputs and outputs, built in milliseconds."""
     import torch
 
     from napari_gr2r.engine import GR2RModel, TrainConfig
@@ -51,8 +60,46 @@ def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1
 
     torch.manual_seed(seed)
     return GR2RModel(
-        net=build_network(dims, channels, 4, 2).eval(), config=TrainConfig(width=4, depth=2),
+        net=build_network(dims, channels, width, depth).eval(),
+        config=TrainConfig(width=width, depth=depth),
         axes=axes, channels=channels, dims=dims,
         normalization=Normalization([100.0] * channels, [1100.0] * channels),
         noise_level=NoiseLevel([0.0] * channels, [1e-3] * channels, [1e-3] * channels),
     )
+
+
+def blobs(size: int = 96, count: int = 10, rng: np.random.Generator | int = 0, *,
+          margin: float = 8, radius: tuple[float, float] = (4, 10), height: float = 120,
+          base: float = 40, ramp: float = 0.3) -> np.ndarray:
+    """A clean test image with no noise of its own: ``count`` Gaussian blobs (centres at least
+    ``margin`` from the border, sds drawn in ``radius``) on a ramp along X (float64)."""
+    rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    image = base + ramp * xx
+    for _ in range(count):
+        cy, cx = rng.uniform(margin, size - margin, 2)
+        r = rng.uniform(*radius)
+        image += height * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    return image
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``napari-gr2r ARGS`` in a fresh interpreter, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "napari_gr2r", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class StubSettings:
+    """The settings a widget panel reads, serving a fixed configuration on the CPU."""
+
+    def __init__(self, config) -> None:
+        self._config = config
+
+    def config(self):
+        return self._config
+
+    def device_id(self) -> str:
+        return "cpu"
+
+    def preview_interval(self) -> int:
+        return 0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.helpers import StubSettings, blobs
 
 from napari_gr2r import engine
 from napari_gr2r._qt._denoise_panel import DenoisePanel
@@ -18,32 +19,19 @@ from napari_gr2r._qt._training_panel import TrainingPanel
 
 def _noisy_blobs(size: int = 96, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    image = 40 + 0.3 * xx
-    for _ in range(10):
-        cy, cx, r = rng.uniform(8, size - 8, 2).tolist() + [rng.uniform(4, 10)]
-        image += 120 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    image = blobs(size, 10, rng)
     return (image + rng.normal(0, 25, image.shape)).astype(np.float32)
 
 
-class Settings:
-    """A tiny network that validates (and so estimates its PSNR) every 20 steps."""
-
-    def config(self) -> engine.TrainConfig:
-        return engine.TrainConfig.from_preset("fast", steps=40, width=8, depth=2, patch_size=32,
-                                              batch_size=4, val_every=20, event_every=10, seed=0)
-
-    def device_id(self) -> str:
-        return "cpu"
-
-    def preview_interval(self) -> int:
-        return 0
+SETTINGS = engine.TrainConfig.from_preset("fast", steps=40, width=8, depth=2, patch_size=32,
+                                          batch_size=4, val_every=20, event_every=10, seed=0)
+"""A tiny network that validates (and so estimates its PSNR) every 20 steps."""
 
 
 @pytest.fixture
 def state(make_napari_viewer):
     state = WidgetState(make_napari_viewer())
-    state.settings = Settings()
+    state.settings = StubSettings(SETTINGS)
     layer = state.viewer.add_image(_noisy_blobs(), name="blobs")
     state.set_choice(layer, "YX", True)
     return state

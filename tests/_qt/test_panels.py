@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from tests.helpers import StubSettings
 
 from napari_gr2r import engine
 from napari_gr2r._qt._data_panel import DataPanel
@@ -16,25 +17,10 @@ from napari_gr2r._qt._training_panel import TrainingPanel
 RNG = np.random.default_rng(3)
 
 
-def tiny_config(steps: int) -> engine.TrainConfig:
+def smallest_config(steps: int) -> engine.TrainConfig:
+    """A width-4, depth-1 network: a panel's run in a fraction of a second."""
     return engine.TrainConfig.from_preset("fast", steps=steps, width=4, depth=1, patch_size=16,
                                           batch_size=2, val_fraction=0.0, net_dims="2d")
-
-
-class TinySettings:
-    """The settings a training panel gets where no settings panel serves them."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-
-    def config(self) -> engine.TrainConfig:
-        return tiny_config(self.steps)
-
-    def device_id(self) -> str:
-        return "cpu"
-
-    def preview_interval(self) -> int:
-        return 0
 
 
 @pytest.fixture
@@ -78,13 +64,13 @@ def test_settings_panel_serves_the_chosen_configuration(state):
     panel.device.setCurrentIndex(panel.device.findData("cpu"))
     assert state.settings.device_id() == "cpu"
     # a loaded model shows its network's size
-    model = engine.train(RNG.random((32, 32), np.float32), "YX", tiny_config(1), device="cpu")
+    model = engine.train(RNG.random((32, 32), np.float32), "YX", smallest_config(1), device="cpu")
     state.model_loaded.emit(model)
     assert (panel.width.value(), panel.depth.value()) == (4, 1)
 
 
 def test_training_panel_trains_a_model_and_draws_its_losses(state, qtbot):
-    state.settings = TinySettings(steps=12)
+    state.settings = StubSettings(smallest_config(12))
     panel = TrainingPanel(state)
     assert not panel.train_button.isEnabled()  # no layer chosen
     layer = state.viewer.add_image(RNG.random((48, 48), np.float32), name="noisy")
@@ -108,13 +94,13 @@ def test_training_panel_trains_a_model_and_draws_its_losses(state, qtbot):
 
 def test_denoise_panel_denoises_into_a_layer_and_saves_and_loads(state, qtbot, tmp_path):
     viewer = state.viewer
-    state.settings = TinySettings(steps=1)
+    state.settings = StubSettings(smallest_config(1))
     panel = DenoisePanel(state)
     noisy = RNG.random((40, 40), np.float32)
     layer = viewer.add_image(noisy, name="noisy", scale=(0.5, 0.25))
     state.set_choice(layer, "YX", axes_ok=True)
     assert not panel.denoise_button.isEnabled()  # no model yet
-    model = engine.train(noisy, "YX", tiny_config(3), device="cpu")
+    model = engine.train(noisy, "YX", smallest_config(3), device="cpu")
     state.set_model(model)
     assert panel.denoise_button.isEnabled()
     qtbot.mouseClick(panel.denoise_button, Qt.MouseButton.LeftButton)

@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
-from tests.helpers import shrink_widget
+from tests.helpers import psnr, shrink_widget
 
 from napari_gr2r import engine
 from napari_gr2r.sample_data import load_sample
 
 PLUGIN, WIDGET = "napari-gr2r", "GR2R Denoise"
 RNG = np.random.default_rng(0)
-
-
-def psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    data_range = float(ref.max() - ref.min())
-    mse = float(np.mean((np.asarray(x, np.float64) - ref) ** 2))
-    return 10 * np.log10(data_range**2 / mse)
 
 
 @pytest.fixture

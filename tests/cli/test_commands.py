@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
-from tests.helpers import psnr
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_gr2r", *args], capture_output=True,
-                          text=True, timeout=600)
+from tests.helpers import psnr, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def noisy_tif(tmp_path_factory, gaussian2d):
 @pytest.fixture(scope="module")
 def model_file(noisy_tif):
     out = noisy_tif.parent / "model.gr2r.pt"
-    result = _run("train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "100",
+    result = run_cli("train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "100",
                   "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "saved" in result.stdout
@@ -39,7 +31,7 @@ def model_file(noisy_tif):
 def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clean2d, tmp_path):
     before = noisy_tif.read_bytes()
     out_tif = tmp_path / "out.tif"
-    result = _run("denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out_tif))
+    result = run_cli("denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out_tif))
     assert result.returncode == 0, result.stderr
     denoised = tifffile.imread(out_tif)
     assert denoised.shape == gaussian2d.shape
@@ -76,7 +68,7 @@ def test_resume_training(model_file, noisy_tif, tmp_path):
 def test_train_rejects_bad_images_in_one_line(tmp_path, make, args, words):
     path = tmp_path / "bad.tif"
     tifffile.imwrite(path, make(None), photometric="minisblack")
-    result = _run("train", str(path), *args, "--steps", "5", "-o", str(tmp_path / "m.pt"))
+    result = run_cli("train", str(path), *args, "--steps", "5", "-o", str(tmp_path / "m.pt"))
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
@@ -95,7 +87,7 @@ def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
         (["denoise", str(missing), "--model", str(model_file)], "No image at"),
     ]
     for args, words in cases:
-        result = _run(*args, "-o", str(tmp_path / "o.tif"))
+        result = run_cli(*args, "-o", str(tmp_path / "o.tif"))
         assert result.returncode == 2, args
         assert words in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
@@ -111,14 +103,14 @@ def test_never_overwrites_input_or_existing_output(noisy_tif, model_file, capsys
 
 
 def test_demo_prints_psnr_before_and_after():
-    result = _run("demo", "--sample", "nuclei2d", "--steps", "60")
+    result = run_cli("demo", "--sample", "nuclei2d", "--steps", "60")
     assert result.returncode == 0, result.stderr
     assert "PSNR against the clean reference: noisy 20.11 dB -> denoised" in result.stdout
     assert "summary (PSNR dB): nuclei2d 20.11 ->" in result.stdout
 
 
 def test_demo_real_noise_sample_scores_at_the_8_bit_range():
-    result = _run("demo", "--sample", "fmd_confocal", "--steps", "100")
+    result = run_cli("demo", "--sample", "fmd_confocal", "--steps", "100")
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("summary"))
     before, after = (float(v.split()[0]) for v in line.split("fmd_confocal ")[1].split(" -> "))
@@ -128,6 +120,7 @@ def test_demo_real_noise_sample_scores_at_the_8_bit_range():
 
 def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_path):
     import zarr
+
     from distributed import LocalCluster
 
     out = tmp_path / "out.zarr"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -12,14 +10,9 @@ import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
-from tests.helpers import tiny
+from tests.helpers import run_cli, tiny
 
 pytest.importorskip("bioimageio.spec")
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_gr2r", *args], capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +25,7 @@ def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_pat
     image = tmp_path / "noisy.tif"
     tifffile.imwrite(image, gaussian2d)
     out = tmp_path / "nuclei-gr2r.zip"
-    result = _run("export", str(model_file), "-o", str(out), "--name", "Nuclei GR2R",
+    result = run_cli("export", str(model_file), "-o", str(out), "--name", "Nuclei GR2R",
                   "--author", "A. Tester", "--author", "B. Tester", "--test-image", str(image))
     assert result.returncode == 0, result.stderr
     assert "bioimageio test" in result.stdout
@@ -47,7 +40,7 @@ def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_pat
     np.testing.assert_array_equal(test_input[0, 0], gaussian2d[:96, :96])
     loaded = engine.load_model(out)
     assert loaded.normalization == engine.load_model(model_file).normalization
-    again = _run("export", str(model_file), "-o", str(out))
+    again = run_cli("export", str(model_file), "-o", str(out))
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
 
@@ -69,7 +62,7 @@ def test_bad_input_ends_in_one_line_and_exit_2(model_file, tmp_path, capsys, arg
 
 
 def test_output_must_be_a_zip(model_file, tmp_path):
-    result = _run("export", str(model_file), "-o", str(tmp_path / "out.gr2r.pt"))
+    result = run_cli("export", str(model_file), "-o", str(tmp_path / "out.gr2r.pt"))
     assert result.returncode == 2
     assert result.stderr.startswith("napari-gr2r: error:")
     assert "ending in .zip" in result.stderr

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
-from tests.helpers import tiny
+from tests.helpers import run_cli, tiny
 
 RNG = np.random.default_rng(0)
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_gr2r", *args], capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,7 @@ def folder(tmp_path):
 
 def test_folder_with_a_broken_file(model_file, folder, tmp_path):
     out = tmp_path / "results"
-    result = _run("denoise", str(folder), "--model", str(model_file), "-o", str(out))
+    result = run_cli("denoise", str(folder), "--model", str(model_file), "-o", str(out))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"cell{i}.tif" for i in range(4)]
@@ -57,7 +49,7 @@ def test_folder_with_a_broken_file(model_file, folder, tmp_path):
 
     # a re-run skips the files already done (and reports the broken one again)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    result = _run("denoise", str(folder), "--model", str(model_file), "-o", str(out))
+    result = run_cli("denoise", str(folder), "--model", str(model_file), "-o", str(out))
     assert result.returncode == 1
     assert result.stderr.count("already done") == 4
     assert "denoised 0 of 5 file(s)" in result.stdout

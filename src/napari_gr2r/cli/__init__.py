@@ -1,4 +1,5 @@
-"""The ``napari-gr2r`` command line: ``train``, ``denoise``, ``assess``, ``export`` and ``demo``.
+"""The ``napari-gr2r`` command line: ``train``, ``denoise``, ``assess``, ``calibrate``, ``export``
+and ``demo``.
 
 Bad input ends with a one-line message on stderr and exit status 2, never a traceback.
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from . import assess, demo, denoise, export, train
+from . import assess, calibrate, demo, denoise, export, train
 from ._common import EXIT_BAD_INPUT, run_reporting_errors
 from .demo import psnr
 
-SUBCOMMANDS = (train, denoise, assess, export, demo)
+SUBCOMMANDS = (train, denoise, assess, calibrate, export, demo)
 """The subcommand modules, in the order ``--help`` lists them."""
 
 __all__ = ["EXIT_BAD_INPUT", "SUBCOMMANDS", "build_parser", "main", "psnr"]

@@ -141,15 +141,15 @@ def axes_for(args: argparse.Namespace, data: Any, meta: dict[str, Any],
 
 
 def print_estimate(model: Any, data: Any, axes: str, *, seed: int, device: str,
-                   which: str = "") -> Any:
+                   which: str = "", noise: Any = "fit") -> Any:
     """Assess ``model`` on ``data`` without a clean image (:func:`engine.assess`), print the
     estimated PSNR in one line (and the structure warning when the residual holds signal),
     and return the report. ``which``: a note on the image, e.g. ``" (first input)"``."""
     from .. import engine
     from ..engine.quality.estimate import STRUCTURE_MESSAGE
 
-    report = engine.assess(model, data, axes, seed=seed, device=device)
-    print(f"estimated PSNR of the denoised image{which}: {report.psnr():.2f} dB (data range "
+    report = engine.assess(model, data, axes, seed=seed, device=device, noise=noise)
+    print(f"estimated PSNR of the denoised image{which}: {report.psnr_text()} (data range "
           f"{report.data_range:.4g}; without a clean image: 'napari-gr2r assess' for details)")
     if report.signal_removed:
         print(STRUCTURE_MESSAGE)

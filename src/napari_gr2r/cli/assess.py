@@ -25,6 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub.add_argument("--probes", type=int, default=4, help="Monte-Carlo probes (default: 4)")
     sub.add_argument("--seed", type=int, default=0,
                      help="seeds the crops, the noise fit and the probes (default: 0)")
+    sub.add_argument("--noise", metavar="FILE", help="the noise from a calibration written by "
+                     "'napari-gr2r calibrate' instead of a fit on IN")
     sub.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     add_device_argument(sub)
     return sub
@@ -41,17 +43,18 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--data-range must be a positive number.")
     if args.json:  # before the assessment, not after it
         check_json_output(Path(args.json))
+    noise = engine.NoiseCalibration.load(args.noise) if args.noise else "fit"
     model = engine.load_model(args.model)
     data, meta = read_image(args.input)
     axes = axes_for(args, data, meta, fallback=model.axes)
     report = engine.assess(model, data, axes, probes=args.probes, seed=args.seed,
-                           device=args.device)
+                           device=args.device, noise=noise)
     print(f"{args.input} ({axes}, shape {tuple(data.shape)}) with {args.model}: "
           f"{report.pixels:,} pixels assessed")
     print(report.summary())
     if args.data_range is not None:
         print(f"estimated PSNR for data range {args.data_range:g}: "
-              f"{report.psnr(args.data_range):.2f} dB")
+              f"{report.psnr_text(args.data_range)}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report.to_dict(), f, indent=1)

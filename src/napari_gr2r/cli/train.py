@@ -118,6 +118,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--compile", action="store_true", default=None,
                        help="compile the network with torch.compile (where it fails, training "
                        "says so and runs without it) (default: off)")
+    train.add_argument("--noise", metavar="FILE", help="the noise from a calibration written "
+                       "by 'napari-gr2r calibrate' instead of a fit on the input")
     train.add_argument("--seed", type=int, default=0,
                        help="seed of every random draw: equal seeds give equal runs on a CPU "
                        "(default: %(default)s)")
@@ -290,8 +292,9 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         config = _config(args, preset, engine)
     target = _targets(args, len(paths))
+    noise = engine.NoiseCalibration.load(args.noise) if args.noise else None
     trainer = engine.Trainer(data, axes, config, target=target, model=model, device=device,
-                             checkpoint_path=out, resume=model is not None)
+                             checkpoint_path=out, resume=model is not None, noise=noise)
     try:
         if not trainer.world.is_main:  # rank 0 reports, validates and writes
             with _ctrl_c_stops(trainer):
@@ -325,5 +328,6 @@ def _save_and_report(trainer: Any, out: Path, data: Any, axes: str, args: argpar
     print(f"saved {out} ({model!r}, best step {model.best_step})")
     several = isinstance(data, list)
     print_estimate(model, data[0] if several else data, axes, seed=args.seed,
-                   device=str(device), which=" (first input)" if several else "")
+                   device=str(device), which=" (first input)" if several else "",
+                   noise=engine.NoiseCalibration.load(args.noise) if args.noise else "fit")
     return 0

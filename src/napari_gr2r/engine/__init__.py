@@ -38,6 +38,7 @@ from .io.axes import AxesInfo, guess_axes, parse_axes
 from .io.formats import read_image, write_image
 from .model.checkpoint import load_model, save_model
 from .model.model import GR2RModel
+from .noise.calibration import NoiseCalibration, calibrate_noise
 from .quality.estimate import FittedNoise, QualityReport, assess, fit_noise
 from .training.events import (
     CheckpointSaved,
@@ -71,6 +72,7 @@ __all__ = [
     "GR2RError",
     "GR2RModel",
     "InputError",
+    "NoiseCalibration",
     "NumericalError",
     "OutputError",
     "QualityReport",
@@ -82,6 +84,7 @@ __all__ = [
     "TrainingStarted",
     "assess",
     "available_devices",
+    "calibrate_noise",
     "denoise",
     "denoise_files",
     "denoise_lazy",

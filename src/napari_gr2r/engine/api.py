@@ -16,6 +16,7 @@ from .inference.memory import denoise_in_memory
 from .inference.outofcore import denoise_to_zarr
 from .inference.tiling import tta_views
 from .model.model import GR2RModel
+from .noise.calibration import NoiseCalibration
 from .training.events import TrainEvent
 from .training.trainer import Trainer
 
@@ -24,7 +25,8 @@ def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: An
           model: GR2RModel | None = None, device: str = "auto",
           callback: Callable[[TrainEvent], Any] | None = None,
           checkpoint_path: str | os.PathLike | None = None,
-          resume: bool = False, distributed: bool | None = None) -> GR2RModel:
+          resume: bool = False, distributed: bool | None = None,
+          noise: NoiseCalibration | None = None) -> GR2RModel:
     """Train a denoiser on a noisy image, without clean images, and return it.
 
     A shortcut for ``Trainer(data, axes, config, ...).fit(callback)``; use :class:`Trainer`
@@ -71,6 +73,10 @@ def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: An
         (DistributedDataParallel, gradients averaged; rank 0 validates, checkpoints and holds
         the best weights, which every rank gets at the end). None (default) detects torchrun;
         False trains alone.
+    noise : NoiseCalibration, optional
+        The noise from a calibration (:func:`calibrate_noise`) instead of a fit on ``data``:
+        training generates its noise with this variance function and correlation, and the
+        model file records it.
 
     Returns
     -------
@@ -84,7 +90,8 @@ def train(data: Any, axes: str, config: TrainConfig | None = None, *, target: An
     >>> model = train(noisy, axes="YX", config=cfg, callback=print)    # doctest: +SKIP
     """
     trainer = Trainer(data, axes, config, target=target, model=model, device=device,
-                      checkpoint_path=checkpoint_path, resume=resume, distributed=distributed)
+                      checkpoint_path=checkpoint_path, resume=resume, distributed=distributed,
+                      noise=noise)
     return trainer.fit(callback)
 
 

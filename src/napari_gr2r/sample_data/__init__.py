@@ -44,6 +44,7 @@ SAMPLES: dict[str, dict] = {
             "Poisson-Gaussian noise"
         ),
         "noise": dict(_NOISE),
+        "reference_noise": "its own: a real micrograph",
     },
     "nuclei3d": {
         "noisy": "nuclei3d_noisy.tif",
@@ -67,6 +68,7 @@ SAMPLES: dict[str, dict] = {
             "as the clean reference"
         ),
         "noise": {"kind": "real", "microscope": "confocal", "frames_averaged_in_clean": 50},
+        "reference_noise": "1/50 of a capture's: an average of 50 captures",
         "data_range": 255.0,
     },
 }

@@ -6,11 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 import zarr
 
 from napari_gr2r.engine import (
-    GR2RModel,
     InputError,
     TrainConfig,
     Trainer,
@@ -19,24 +17,10 @@ from napari_gr2r.engine import (
     iter_denoise_to_zarr,
     open_lazy,
 )
-from napari_gr2r.engine.data.normalization import Normalization
 from napari_gr2r.engine.inference.outofcore import read_state
-from napari_gr2r.engine.model.networks import build_network
-from napari_gr2r.engine.noise.level import NoiseLevel
+from tests.helpers import tiny_model
 
 TOL = 2e-6  # relative to the intensity range (1000 grey levels): float32 rounding
-
-
-def tiny_model(dims: int = 2, axes: str = "YX", width: int = 4, seed: int = 0,
-               depth: int = 2) -> GR2RModel:
-    """An untrained width-4, depth-2 U-Net: enough to compare tilings exactly."""
-    torch.manual_seed(seed)
-    return GR2RModel(
-        net=build_network(dims, 1, width, depth).eval(),
-        config=TrainConfig(width=width, depth=depth),
-        axes=axes, channels=1, dims=dims, normalization=Normalization([100.0], [1100.0]),
-        noise_level=NoiseLevel([0.0], [1e-3], [1e-3]),
-    )
 
 
 def noisy(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from napari_gr2r import engine
 from napari_gr2r.engine.quality.estimate import assess
-from tests.helpers import tiny
+from tests.helpers import blobs, tiny
 
 
 def _blur(sd):
@@ -33,13 +33,7 @@ def _true_mse(out, clean):
 @pytest.fixture(scope="module")
 def clean():
     """Smooth blobs on a ramp, 0..200: a clean image with no noise of its own."""
-    rng = np.random.default_rng(5)
-    yy, xx = np.mgrid[0:112, 0:112].astype(np.float64)
-    image = 40 + 0.3 * xx
-    for _ in range(14):
-        cy, cx, r = rng.uniform(10, 102), rng.uniform(10, 102), rng.uniform(4, 12)
-        image += 120 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-    return np.clip(image, 0, 200)
+    return np.clip(blobs(112, 14, 5, margin=10, radius=(4, 12)), 0, 200)
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +121,7 @@ def test_estimate_within_1db_for_a_blur_on_correlated_noise():
     """Noise correlated over several pixels: a smoothing denoiser's error depends on the
     noise's autocovariance out to those lags, which the assessment measures on the image."""
     rng = np.random.default_rng(8)
-    yy, xx = np.mgrid[0:192, 0:192].astype(np.float64)
-    clean = 60 + 0.2 * xx
-    for _ in range(12):
-        cy, cx, r = rng.uniform(10, 182), rng.uniform(10, 182), rng.uniform(4, 10)
-        clean += 100 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    clean = blobs(192, 12, rng, margin=10, height=100, base=60, ramp=0.2)
     k = np.exp(-(np.arange(-2, 3)[:, None] ** 2 + np.arange(-2, 3)[None, :] ** 2) / 2.0)
     k /= np.sqrt(np.sum(k**2))
     white = np.pad(rng.normal(0, 25, clean.shape), 2, mode="wrap")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import types
 
 import numpy as np
 import pytest
 import torch
 
 from napari_gr2r import engine
+from napari_gr2r.engine.training import resume as resume_module
 from napari_gr2r.engine.training.resume import CheckpointClock
 from tests.helpers import tiny
 
@@ -89,11 +90,13 @@ def test_checkpoints_every_k_steps_hold_the_best_weights_so_far(gaussian2d, tmp_
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_the_default_checkpoint_interval_is_a_clock():
+def test_the_default_checkpoint_interval_is_a_clock(monkeypatch):
     assert engine.TrainConfig().checkpoint_every is None
+    now = [1000.0]  # the clock the checkpoints follow, moved by hand: no waiting
+    monkeypatch.setattr(resume_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     clock = CheckpointClock(None, interval_s=0.05)
     assert not clock.due(1)
-    time.sleep(0.06)
+    now[0] += 0.06
     assert clock.due(2)
     assert not clock.due(3)
     assert [s for s in range(1, 11) if CheckpointClock(4).due(s)] == [4, 8]

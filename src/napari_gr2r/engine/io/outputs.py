@@ -42,8 +42,8 @@ def _normal(location: str | os.PathLike) -> str:
 def store_location(arr: Any) -> str | None:
     """Where a zarr array (or memory-mapped file) lives: a resolved path or a URL, or None
     for in-memory stores and arrays of unknown origin."""
-    filename = getattr(arr, "filename", None)  # numpy.memmap
-    if isinstance(filename, str):
+    filename = getattr(arr, "filename", None)  # numpy.memmap (a Path when opened with one)
+    if isinstance(filename, (str, os.PathLike)):
         return _normal(filename)
     store = getattr(arr, "store", None)
     if store is None:

@@ -20,7 +20,8 @@ in its generated noise. :func:`measure_correlation`:
    (:func:`kernel_from_correlation`).
 
 Noise whose correlation between neighbouring pixels stays below ``CORRELATION_THRESHOLD``
-counts as white.
+counts as white; whether it does is judged first by :func:`looks_correlated`, in small windows
+(a detector, not a second estimator: it measures one number and keeps none).
 """
 
 from __future__ import annotations
@@ -64,6 +65,48 @@ class Correlation:
     def neighbour(self) -> float:
         """The larger of the correlations with the next pixel in Y and in X."""
         return float(max(self.rho[RADIUS, RADIUS + 1], self.rho[RADIUS + 1, RADIUS]))
+
+
+DETECT_WINDOW = 12
+DETECT_QUANTILE = 0.15
+
+
+def looks_correlated(blocks: list[np.ndarray], rng: np.random.Generator) -> bool:
+    """Whether the noise correlates between neighbouring pixels (``CORRELATION_THRESHOLD``),
+    judged in the flattest (by their own variance) of small detrended windows.
+
+    Only a yes or no: windows chosen by their own variance hold less noise than others, which
+    lowers what they measure (so :func:`measure_correlation` chooses by the surroundings);
+    small windows fit between fine structures, which the larger windows of the measurement
+    cannot, and smooth structure cannot raise the correlation of a flat, detrended window.
+    """
+    size = DETECT_WINDOW
+    planes = [p for b in blocks for c in b for p in c if min(p.shape) >= size]
+    if not planes:
+        return False
+    per_plane = max(64, MAX_WINDOWS // len(planes))
+    rhos = []
+    for c in range(blocks[0].shape[0]):
+        windows = []
+        for b in blocks:
+            for plane in b[c]:
+                if min(plane.shape) < size:
+                    continue
+                view = np.lib.stride_tricks.sliding_window_view(
+                    np.asarray(plane, np.float64), (size, size))[::STRIDE, ::STRIDE]
+                view = view.reshape(-1, size, size)
+                if len(view) > per_plane:
+                    view = view[np.sort(rng.choice(len(view), per_plane, replace=False))]
+                windows.append(_remove_plane(view))
+        w = np.concatenate(windows)
+        if len(w) < 20:
+            return False
+        own = w.var(axis=(1, 2))
+        w = w[own <= np.quantile(own, DETECT_QUANTILE)]
+        var = float(np.mean(w * w))
+        rhos.append(max(float(np.mean(w[:, :, 1:] * w[:, :, :-1])),
+                        float(np.mean(w[:, 1:, :] * w[:, :-1, :]))) / max(var, 1e-30))
+    return float(np.mean(rhos)) >= CORRELATION_THRESHOLD
 
 
 def measure_correlation(blocks: list[np.ndarray], rng: np.random.Generator,

@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from .correlation import CORRELATION_THRESHOLD, Correlation, measure_correlation
+from .correlation import (
+    CORRELATION_THRESHOLD,
+    Correlation,
+    looks_correlated,
+    measure_correlation,
+)
 
 
 @dataclass
@@ -30,6 +35,8 @@ class NoiseLevel:
     kernel: list[list[float]] | None = None
     """Spatial correlation of the noise in YX: white noise filtered by this kernel (unit L2
     norm, odd sides), or None for white noise (the common case)."""
+    source: str = "fit"
+    """Where it comes from: ``"fit"`` (fitted on the image) or ``"calibration"``."""
 
     def variance(self, signal: np.ndarray | Any, channel_axis: int = 1) -> Any:
         """Variance map for a ``(B, C, ...)`` torch tensor or numpy array of clean signal."""
@@ -92,6 +99,8 @@ class NoiseLevel:
             b_out.append(b)
             typical.append(float(np.average(a * np.maximum(xs, 0) + b, weights=ws)) if xs else b)
         level = cls(a_out, b_out, typical)
+        if not looks_correlated(blocks, rng):
+            return level
         correlation = measure_correlation(blocks, rng)
         if correlation is None or correlation.neighbour < CORRELATION_THRESHOLD or \
                 not _explains_differences(blocks, correlation):
@@ -118,35 +127,56 @@ class NoiseLevel:
         return float((along_x + along_y) / 2 / np.sum(k * k))
 
 
-DETAIL_TOLERANCE = 1.5
-"""How far (as a ratio) the variance of neighbour differences that a measured correlation
-predicts may be from the one seen in the image before the correlation is taken for noise."""
+SHAPE_TOLERANCE = 1.3
+"""How far (as a ratio) the image's neighbour differences, relative to its high-pass detail,
+may be from what a measured correlation predicts for it to be taken for the noise's."""
+
+
+FAR_CORRELATION = 0.15
+"""Mean correlation at the largest lags measured above which the windows are taken to hold
+smooth signal rather than noise alone."""
+
+
+def _robust_variance(values: np.ndarray) -> float:
+    return float((1.4826 * np.median(np.abs(values - np.median(values)))) ** 2)
 
 
 def _explains_differences(blocks: list[np.ndarray], correlation: Correlation) -> bool:
-    """Whether noise with the measured correlation and variance gives the differences between
-    neighbouring pixels seen in the image (a robust variance, among the pixels nearest the
-    windows' intensity): windows that hold image structure (edges finer than the windows)
-    measure a large "correlation" that the differences, mostly between pixels of one side of
-    an edge, do not show."""
+    """Whether the measured correlation explains how the image's pixels differ from their
+    neighbours: the variance of neighbour differences over that of the high-pass detail of
+    :func:`mean_and_detail` (both robust, so mostly noise) is ``2 (1 - rho(1))`` over
+    ``sum(R * rho)`` for noise of correlation ``rho`` (``R``: the detail kernel's
+    autocorrelation), 2 for white noise: edges finer than the windows measure a "correlation"
+    that does not match. Smooth structure in the windows leaves both statistics alone but
+    keeps the correlation high out to the largest lags, where noise's has died away."""
     r = correlation.rho.shape[0] // 2
+    outer = np.ones_like(correlation.rho, bool)
+    outer[1:-1, 1:-1] = False
+    if float(np.mean(correlation.rho[outer])) > FAR_CORRELATION:
+        return False  # still correlated at the largest lag: smooth signal in the windows
+    h = _DETAIL_RESPONSE.shape[0] // 2
+    detail_gain = float(np.sum(_DETAIL_RESPONSE * correlation.rho[r - h:r + h + 1,
+                                                                   r - h:r + h + 1]))
     for c in range(blocks[0].shape[0]):
+        planes = [p.astype(np.float64) for b in blocks for p in b[c] if min(p.shape) >= 3]
+        detail = _robust_variance(np.concatenate([mean_and_detail(p)[1].ravel()
+                                                  for p in planes]))
         for axis, rho in ((-1, correlation.rho[r, r + 1]), (-2, correlation.rho[r + 1, r])):
-            local, diffs = [], []
-            for block in blocks:
-                plane = block[c].astype(np.float64)
-                d = np.diff(plane, axis=axis)
-                m = (plane[..., 1:, 1:] + plane[..., :-1, :-1]) / 2
-                local.append(m.ravel())
-                diffs.append(d[..., :m.shape[-2], :m.shape[-1]].ravel())
-            local_all, diff_all = np.concatenate(local), np.concatenate(diffs)
-            near = np.argsort(np.abs(local_all - correlation.mean[c]))[:max(200, len(local_all) // 8)]
-            d = diff_all[near]
-            seen = (1.4826 * np.median(np.abs(d - np.median(d)))) ** 2
-            predicted = 2 * correlation.variance[c] * (1 - rho)
-            if not 1 / DETAIL_TOLERANCE < predicted / max(seen, 1e-12) < DETAIL_TOLERANCE:
+            seen = _robust_variance(np.concatenate([np.diff(p, axis=axis).ravel()
+                                                    for p in planes])) / max(detail, 1e-30)
+            predicted = 2 * (1 - rho) / max(detail_gain, 1e-12)
+            if not 1 / SHAPE_TOLERANCE < predicted / seen < SHAPE_TOLERANCE:
                 return False
     return True
+
+
+_DETAIL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64) / 6.0
+_DETAIL_RESPONSE = np.array([[np.sum(_DETAIL[max(dy, 0):3 + min(dy, 0), max(dx, 0):3 + min(dx, 0)]
+                                     * _DETAIL[max(-dy, 0):3 + min(-dy, 0),
+                                               max(-dx, 0):3 + min(-dx, 0)])
+                              for dx in range(-2, 3)] for dy in range(-2, 3)])
+"""The autocorrelation of the high-pass kernel of :func:`mean_and_detail` (lags -2..2): the
+detail's variance for noise of autocovariance ``C`` is ``sum(_DETAIL_RESPONSE * C)``."""
 
 
 def _like(ref: Any, values: list[float]) -> Any:

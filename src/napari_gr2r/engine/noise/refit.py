@@ -10,11 +10,13 @@ Liu et al. (2013) and Chen et al. (2015):
 
 1. overlapping 6x6 patches, in narrow bins of their mean (quantile bins, split where they span
    a wide range of intensities, since the variance changes along it);
-2. in each bin, the variance of the patch covariance's noise subspace: the mean of its smallest
-   eigenvalues, the largest set whose mean does not exceed its median;
+2. in each bin, the variance of the patch covariance's noise subspace (without each patch's
+   mean, which the bin fixes): the mean of its smallest eigenvalues, the largest set whose mean
+   does not exceed its median;
 3. then, three times, the same on the patches that look like pure noise (a gradient energy
    below the 99th percentile of what pure noise of that variance gives: texture is left out),
-   and divided by what this procedure gives on simulated pure noise of unit variance.
+   and divided by what this procedure gives on as many patches of simulated pure noise of
+   unit variance (few patches spread the eigenvalues, and the smallest lie lower).
 
 The variance function is then the curve through the bins (:class:`VarianceCurve`; a line fitted
 to them for the report). Strongly correlated noise keeps what the fit measured
@@ -25,6 +27,7 @@ and the variance scaled to it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -65,9 +68,8 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
     """
     if level.kernel is not None:
         return level, None
-    null, _ = _patches([rng.standard_normal((192, 192))], 60_000, rng)
+    null, _ = _patches([rng.standard_normal((256, 256))], 60_000, rng)
     q99 = float(np.quantile(_texture(null), 0.99))
-    bias = _select_and_measure(null, q99)[0]
     a_out, b_out, typical, knots_x, knots_v, spread = [], [], [], [], [], []
     for c in range(len(level.a)):
         planes = [p for b in blocks for p in b[c] if min(p.shape) >= 2 * PATCH]
@@ -81,7 +83,8 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
         xs, vs, ws, boot = [], [], [], Bootstrap(int(where.max()) + 1, rng)
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (means >= lo) & (means <= hi)
-            variance, level_x, energy, used = _select_and_measure(patches[sel], q99)
+            variance, level_x, energy, used, _ = _select_and_measure(patches[sel], q99)
+            bias = _null_bias(null, int(sel.sum()), q99, rng)
             xs.append(level_x)
             vs.append(variance / bias)
             ws.append(float(sel.sum()))
@@ -170,15 +173,19 @@ def _patches(planes: list[np.ndarray], limit: int, rng: np.random.Generator,
 
 
 def _texture(patches: np.ndarray) -> np.ndarray:
-    """Gradient energy of each patch: the trace of its gradient covariance."""
-    q = patches.reshape(-1, PATCH, PATCH)
+    """Gradient energy of each patch less its best-fitting plane: the trace of its gradient
+    covariance, blind to a smooth slope (which would otherwise let in only the patches on a
+    slope whose noise happens to be low)."""
+    q = (patches - patches @ _plane_projector()).reshape(-1, PATCH, PATCH)
     return np.sum(np.diff(q, axis=2) ** 2, axis=(1, 2)) + np.sum(np.diff(q, axis=1) ** 2,
                                                                   axis=(1, 2))
 
 
 def _noise_subspace(cov: np.ndarray) -> np.ndarray:
-    """The eigenvectors of the patch covariance's noise subspace: the smallest eigenvalues,
-    the largest set whose mean does not exceed its median."""
+    """The eigenvectors of the patch covariance's noise subspace (Chen et al. 2015): the
+    smallest eigenvalues, the largest set whose mean does not exceed its median. Fewer, the
+    smallest alone (Liu et al. 2013), resist texture better on synthetic noise but read weakly
+    correlated real noise low (``benchmarks/noise_fit.py``, docs/estimate-accuracy.md)."""
     lam, vec = np.linalg.eigh(cov)
     lam, vec = lam[::-1], vec[:, ::-1]
     for i in range(len(lam)):
@@ -188,27 +195,56 @@ def _noise_subspace(cov: np.ndarray) -> np.ndarray:
     return vec[:, -1:]
 
 
-def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray]:
-    """The noise variance (mean eigenvalue of the noise subspace) and each patch's share of it
-    (its energy in that subspace per dimension, whose mean is the variance)."""
-    centred = patches - patches.mean(axis=0)
-    basis = _noise_subspace(np.cov(patches.T))
+def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray, int]:
+    """The noise variance (mean eigenvalue of the noise subspace), each patch's share of it
+    (its energy in that subspace per dimension, whose mean is the variance) and how many
+    dimensions were left out as signal."""
+    # without each patch's mean: the bins hold patches of nearly one mean, which would leave
+    # the covariance almost nothing along that direction
+    ac = patches @ _ac_basis(patches.shape[1])
+    centred = ac - ac.mean(axis=0)
+    basis = _noise_subspace(np.cov(ac.T))
     energy = np.sum((centred @ basis) ** 2, axis=1) / basis.shape[1] * \
         (len(patches) / max(len(patches) - 1, 1))
-    return float(np.mean(energy)), energy
+    return float(np.mean(energy)), energy, ac.shape[1] - basis.shape[1]
+
+
+@lru_cache(maxsize=1)
+def _plane_projector() -> np.ndarray:
+    """``(n, n)`` projection of a flattened patch onto planes ``a + b y + c x``."""
+    yy, xx = (a.ravel().astype(np.float64) for a in np.mgrid[0:PATCH, 0:PATCH])
+    design = np.stack([np.ones_like(yy), yy, xx], axis=1)
+    return (design @ np.linalg.pinv(design)).T
+
+
+@lru_cache(maxsize=2)
+def _ac_basis(n: int) -> np.ndarray:
+    """An orthonormal basis ``(n, n - 1)`` of the patch vectors with zero mean."""
+    q, _ = np.linalg.qr(np.eye(n) - 1.0 / n)
+    return q[:, :n - 1]
+
+
+def _null_bias(null: np.ndarray, count: int, q99: float, rng: np.random.Generator) -> float:
+    """What :func:`_select_and_measure` gives on ``count`` patches of pure noise of unit
+    variance: the smallest eigenvalues of a sample covariance lie below the variance, the more
+    so the fewer the patches, and choosing patches by their texture lowers it further."""
+    if count < len(null):
+        null = null[rng.choice(len(null), count, replace=False)]
+    return _select_and_measure(null, q99)[0]
 
 
 def _select_and_measure(patches: np.ndarray, q99: float, iterations: int = 3,
-                        ) -> tuple[float, float, np.ndarray, np.ndarray]:
+                        ) -> tuple[float, float, np.ndarray, np.ndarray, int]:
     """The noise variance of a bin of patches, the mean intensity of the patches it was
-    measured on, their noise energies and which patches they are (a mask)."""
+    measured on, their noise energies, which patches they are (a mask) and the dimensions
+    left out as signal."""
     texture = _texture(patches)
     used = np.ones(len(patches), bool)
-    variance, energy = _subspace_variance(patches)  # from above: texture only adds
+    variance, energy, dims = _subspace_variance(patches)  # from above: texture only adds
     for _ in range(iterations):
         sel = texture < variance * q99
         if sel.sum() < 4 * PATCH * PATCH:
             break
         used = sel
-        variance, energy = _subspace_variance(patches[sel])
-    return variance, float(np.mean(patches[used])), energy, used
+        variance, energy, dims = _subspace_variance(patches[sel])
+    return variance, float(np.mean(patches[used])), energy, used, dims

@@ -41,9 +41,11 @@ import numpy as np
 import torch
 
 from ..data.normalization import Normalization
+from ..errors import InputError
 from ..inference.memory import denoise_in_memory, to_input_layout
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
+from ..noise.calibration import NoiseCalibration
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve, refit
 from .report import (
@@ -64,10 +66,14 @@ DEFAULT_PROBES = 4
 MAX_PIXELS = 2**20
 """Pixels assessed at most (larger images: random crops of that many pixels in all)."""
 CROP = 256
-SYSTEMATIC = {"white": 0.01, "correlated": 0.03, "model": 0.08, "given": 0.0}
-"""Relative standard deviation added (in quadrature) to the fit's own bootstrap spread for the
-interval: what fits of each kind are off by on images of known noise (the development set of
-``benchmarks/noise_fit.py``); a noise model given by the caller is taken as exact."""
+SYSTEMATIC = {"white": 0.13, "correlated": 0.4, "model": 0.15, "given": 0.0,
+              "calibration": 0.04}
+"""Relative standard deviation of the noise variance added (in quadrature) to the fit's own
+bootstrap spread for the interval: what fits of each kind are off by on images of known noise,
+the 90th percentile of the error over 1.645 for white noise (``"white"``: the refit; ``"model"``:
+the training's high-pass fit), about the median error for correlated noise, and the spread of
+calibrations from four captures (docs/estimate-accuracy.md gives the figures and commands). A
+noise model given by the caller is taken as exact."""
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 """A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
@@ -79,7 +85,7 @@ intensity units in, the denoised block of the same shape out."""
 
 def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
            probes: int = DEFAULT_PROBES, epsilon: float = EPSILON, seed: int = 0,
-           noise: str | NoiseLevel = "fit", max_pixels: int = MAX_PIXELS,
+           noise: str | NoiseLevel | NoiseCalibration = "fit", max_pixels: int = MAX_PIXELS,
            tile: int | tuple[int, ...] | None = None, batch_size: int = 4,
            device: str = "auto", keep_denoised: bool = False,
            should_stop: Callable[[], bool] | None = None) -> QualityReport:
@@ -99,9 +105,10 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
         Monte-Carlo probes of the divergence and their step (a fraction of the noise).
     seed : int
         Seeds the crops, the noise fit and the probes: the same call gives the same report.
-    noise : "fit", "model" or NoiseLevel
-        Fit the noise on this image (default), use the model's own noise model, or a given
-        one (in the normalised units of the model).
+    noise : "fit", "model", NoiseCalibration or NoiseLevel
+        Fit the noise on this image (default), use the model's own noise model, a
+        calibration (:func:`~napari_gr2r.engine.calibrate_noise`, input units), or a given
+        noise model (in the normalised units of the model).
     tile, batch_size, device
         As for :func:`~napari_gr2r.engine.denoise`.
     keep_denoised : bool
@@ -279,23 +286,32 @@ def _select_blocks(source: ImageSource, max_pixels: int, rng: np.random.Generato
     return blocks
 
 
-def _noise_level(noise: str | NoiseLevel, model: GR2RModel | None, norm: Normalization,
-                 blocks: list[tuple[np.ndarray, Inner]], rng: np.random.Generator,
-                 ) -> tuple[NoiseLevel, VarianceCurve | None]:
+def _noise_level(noise: str | NoiseLevel | NoiseCalibration, model: GR2RModel | None,
+                 norm: Normalization, blocks: list[tuple[np.ndarray, Inner]],
+                 rng: np.random.Generator) -> tuple[NoiseLevel, VarianceCurve | None]:
     if isinstance(noise, NoiseLevel):
         return noise, None
+    if isinstance(noise, NoiseCalibration):
+        if len(noise.gain) != len(norm.low):
+            raise InputError(f"The noise calibration has {len(noise.gain)} channel(s), the "
+                             f"image {len(norm.low)}: calibrate on captures of this camera "
+                             "with the same channels.")
+        return noise.level(norm, [b for b, _ in blocks]), noise.curve(norm)
     if noise == "model":
         if model is None:
             raise ValueError("noise='model' needs a GR2RModel")
         return model.noise_level, None
     if noise != "fit":
-        raise ValueError(f"noise must be 'fit', 'model' or a NoiseLevel, not {noise!r}")
+        raise ValueError("noise must be 'fit', 'model', a NoiseCalibration or a NoiseLevel, "
+                         f"not {noise!r}")
     normalised = [norm.apply(b) for b, _ in blocks]
     return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
 
 
 def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
     """The relative uncertainty of the noise variance ``noise`` gives (see SYSTEMATIC)."""
+    if isinstance(noise, NoiseCalibration):
+        return math.hypot(noise.spread, SYSTEMATIC["calibration"])
     if isinstance(noise, NoiseLevel):
         return SYSTEMATIC["given"]
     if noise == "model":

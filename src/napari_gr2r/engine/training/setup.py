@@ -25,6 +25,7 @@ from ..errors import ConfigError, InputError
 from ..model.model import GR2RModel
 from ..model.networks import build_network, place
 from ..model.run import RunState
+from ..noise.calibration import NoiseCalibration
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve, refit
 from .distributed import (
@@ -112,9 +113,13 @@ class Statistics:
     risk_noise: tuple[NoiseLevel, VarianceCurve | None]
 
     @classmethod
-    def fit(cls, images: SourceSet, rng: np.random.Generator, seed: int | None) -> Statistics:
+    def fit(cls, images: SourceSet, rng: np.random.Generator, seed: int | None,
+            noise: NoiseCalibration | None = None) -> Statistics:
         blocks = images.statistics_blocks(rng)
         norm = Normalization.fit(blocks)
+        if noise is not None:  # a calibration in the input's units: no fit
+            level = noise.level(norm, blocks)
+            return cls(norm, level, (level, noise.curve(norm)))
         blocks = [norm.apply(b) for b in blocks]
         noise_level = NoiseLevel.estimate(blocks, rng)
         # the estimated PSNR's noise model (its own generator: training's draws stay put)
@@ -170,7 +175,7 @@ def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2R
 
 def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = None,
             model: GR2RModel | None = None, device: str = "auto", resume: bool = False,
-            distributed: bool | None = None) -> Setup:
+            distributed: bool | None = None, noise: NoiseCalibration | None = None) -> Setup:
     """Check, resolve, fit and build what a run needs (see the module's docstring)."""
     config = check_arguments(config, model)
     state, run_start = run_to_resume(model, config.steps) if resume else (None, None)
@@ -181,7 +186,8 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
     precision = resolve_precision(config.precision, torch_device)
     world = join(distributed, torch_device)
     torch_device = world.device(torch_device)
-    model, stats, resume_best = _model_and_statistics(images, config, model, state, rng, world)
+    model, stats, resume_best = _model_and_statistics(images, config, model, state, rng, world,
+                                                      noise)
     torch_device = usable_device(model.net, torch_device, model.dims, images.info.n_channels)
     place(model.net, torch_device)
     plan = SamplingPlan((config.patch_size_z, config.patch_size, config.patch_size),
@@ -212,6 +218,7 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
 
 def _model_and_statistics(images: SourceSet, config: TrainConfig, model: GR2RModel | None,
                           state: RunState | None, rng: np.random.Generator, world: World,
+                          noise: NoiseCalibration | None = None,
                           ) -> tuple[GR2RModel, Statistics, dict[str, torch.Tensor] | None]:
     """The model to train (a new one, or ``model`` at the resumed run's current weights), its
     statistics (fitted on rank 0 and shared) and a resumed run's best weights."""
@@ -226,7 +233,8 @@ def _model_and_statistics(images: SourceSet, config: TrainConfig, model: GR2RMod
                 resume_best = copy.deepcopy(model.net.state_dict())
             model.net.load_state_dict(state.weights)
         return model, Statistics.of(model), resume_best
-    stats = world.broadcast(Statistics.fit(images, rng, config.seed) if world.is_main else None)
+    stats = world.broadcast(Statistics.fit(images, rng, config.seed, noise) if world.is_main
+                            else None)
     return new_model(images, config, stats), stats, None
 
 

@@ -23,6 +23,7 @@ from ..devices import autocast
 from ..errors import NumericalError
 from ..model.model import GR2RModel
 from ..model.networks import count_parameters
+from ..noise.calibration import NoiseCalibration
 from .averaging import WeightAverage
 from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted
 from .resume import LiveRun, RunRecorder
@@ -158,9 +159,10 @@ class Trainer:
     def __init__(self, data: Any, axes: str, config: TrainConfig | None = None, *,
                  target: Any = None, model: GR2RModel | None = None,
                  device: str = "auto", checkpoint_path: str | os.PathLike | None = None,
-                 resume: bool = False, distributed: bool | None = None) -> None:
+                 resume: bool = False, distributed: bool | None = None,
+                 noise: NoiseCalibration | None = None) -> None:
         setup = prepare(data, axes, config, target=target, model=model, device=device,
-                        resume=resume, distributed=distributed)
+                        resume=resume, distributed=distributed, noise=noise)
         self.world = setup.world
         """This process's place among the training processes (see :mod:`.distributed`)."""
         self.precision = setup.precision

@@ -1,0 +1,342 @@
+"""How close noise fits come to the true noise variance, on a development set of known noise.
+
+Clean images: the bundled samples' references (``nuclei2d``, ``fmd_confocal``; not
+``nuclei3d``, whose reference is blurred random texture, correlated noise by construction),
+scikit-image's ``camera``, ``coins``, ``moon`` and ``cell``, and three ground truths of the FMD
+BPAE set (``/work/shared/data/fmd-bpae``, or ``--fmd``; never the held-out mouse-brain or
+zebrafish captures), each binned 2x2 (real images hold noise of their own: binning quarters
+its variance), a centre crop of ``--size`` pixels of that, scaled to 0..1000. Noises, each at
+three levels and ``--seeds`` seeds:
+
+- ``gaussian``: white, sd 2, 5 and 10 % of the range;
+- ``poisson-gaussian``: a peak of 10, 30 and 100 photons (scaled back to 0..1000), read noise
+  sd 2 photons, an offset of 100;
+- ``clipped``: the same without the offset, clipped at 0 (the dark background clips) and at
+  90 % of the peak (the brightest pixels saturate);
+- ``correlated``: white Gaussian noise (sd 2, 5, 10 %) filtered along X by ``[1, 2, 1]`` and
+  along Y by ``[1, 1]`` (unit L2 norm).
+
+The truth is the mean over the image of each pixel's noise variance: exact for the first, second
+and fourth; for ``clipped``, the per-pixel variance over 16 extra draws. The FMD ground truths
+hold 1/50 of a capture's noise variance: that remainder (``mean((raw - gt)²) / 50``, scaled) is
+added to the truth. What is scored is the relative error of the mean variance a fit gives over
+the image's pixels (its variance function at each pixel's local mean): the ``tr(Σ)/N`` of the
+error estimate, whose error moves the estimate most.
+
+Estimators:
+
+- ``refit``: what :func:`napari_gr2r.engine.assess` uses (a patch-PCA noise variance per
+  intensity bin, weak-texture patches as Liu, Tanaka & Okutomi 2013 pick them, the noise
+  subspace as Chen, Zhu & Heng 2015 bound it; correlated noise: its autocovariance in noise-only
+  windows);
+- ``highpass``: the training's fit (robust variance of the high-pass residue per intensity bin,
+  a line through the bins);
+- ``liu2013``: one global level, the smallest eigenvalue of the weak-texture patches'
+  covariance, iterated, corrected on simulated noise (Liu et al. 2013);
+- ``chen2015``: one global level from all patches, the noise subspace's mean eigenvalue (Chen
+  et al. 2015).
+
+    python -m benchmarks.noise_fit --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_gr2r.engine.data.normalization import Normalization
+from napari_gr2r.engine.noise import refit as refit_module
+from napari_gr2r.engine.noise.level import NoiseLevel
+from napari_gr2r.engine.noise.refit import refit
+from napari_gr2r.engine.quality.risk import variance_map
+
+FMD = Path("/work/shared/data/fmd-bpae")
+FMD_GT = ["Confocal_BPAE_G", "TwoPhoton_BPAE_B", "WideField_BPAE_R"]
+SKIMAGE = ["camera", "coins", "moon", "cell"]
+BUNDLED = ["nuclei2d", "fmd_confocal"]
+LEVELS = {"gaussian": (0.02, 0.05, 0.10), "poisson-gaussian": (10, 30, 100),
+          "clipped": (10, 30, 100), "correlated": (0.02, 0.05, 0.10)}
+READ = 2.0
+KERNEL = np.outer([1.0, 1.0], [1.0, 2.0, 1.0])
+KERNEL /= np.sqrt(np.sum(KERNEL**2))
+
+
+def _crop(image: np.ndarray, size: int) -> np.ndarray:
+    ny, nx = image.shape
+    y0, x0 = (ny - min(ny, size)) // 2, (nx - min(nx, size)) // 2
+    return image[y0:y0 + size, x0:x0 + size].astype(np.float64)
+
+
+def clean_images(size: int, fmd: Path) -> dict[str, tuple[np.ndarray, float]]:
+    """``name -> (clean image scaled to 0..1000, its own noise variance in those units)``."""
+    import skimage.data
+
+    from napari_gr2r.sample_data import load_sample
+
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    for name in BUNDLED:
+        _, clean, _ = load_sample(name)
+        clean = np.asarray(clean, np.float64)
+        out[name] = (clean, 0.0)
+    for name in SKIMAGE:
+        out[name] = (np.asarray(getattr(skimage.data, name)(), np.float64), 0.0)
+    for name in FMD_GT:
+        gt = _png(fmd / "gt" / f"{name}_1.png")
+        raw = _png(fmd / "raw" / f"{name}_1.png")
+        out[f"fmd_{name}"] = (gt, float(np.mean((raw - gt) ** 2)) / 50)
+    scaled = {}
+    for name, (image, own) in out.items():
+        ny, nx = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+        image = image[:ny, :nx].reshape(ny // 2, 2, nx // 2, 2).mean(axis=(1, 3))
+        own /= 4
+        image = _crop(image, size)
+        lo, hi = float(image.min()), float(image.max())
+        k = 1000.0 / max(hi - lo, 1e-12)
+        scaled[name] = ((image - lo) * k, own * k * k)
+    return scaled
+
+
+def _png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path), np.float64)
+
+
+def _correlate(white: np.ndarray) -> np.ndarray:
+    ky, kx = KERNEL.shape
+    view = np.lib.stride_tricks.sliding_window_view(white, KERNEL.shape)
+    return np.einsum("ijkl,kl->ij", view, KERNEL)[: white.shape[0] - ky + 1,
+                                                    : white.shape[1] - kx + 1]
+
+
+def add_noise(clean: np.ndarray, kind: str, level: float, rng: np.random.Generator,
+              ) -> tuple[np.ndarray, float]:
+    """A noisy image and the true mean noise variance over its pixels."""
+    if kind == "gaussian":
+        sd = level * 1000
+        return clean + rng.normal(0, sd, clean.shape), sd * sd
+    if kind == "correlated":
+        sd = level * 1000
+        ky, kx = KERNEL.shape
+        white = rng.standard_normal((clean.shape[0] + ky - 1, clean.shape[1] + kx - 1))
+        return clean + sd * _correlate(white), sd * sd
+    scale = 1000.0 / level  # grey levels per photon
+    photons = clean / scale
+    if kind == "poisson-gaussian":
+        noisy = (rng.poisson(photons) + rng.normal(0, READ, clean.shape) + 100) * scale
+        return noisy, float(np.mean(photons + READ**2)) * scale * scale
+
+    def draw() -> np.ndarray:
+        counts = rng.poisson(photons) + rng.normal(0, READ, clean.shape)
+        return np.clip(counts, 0, 0.9 * level) * scale
+
+    truth = np.var(np.stack([draw() for _ in range(16)]), axis=0, ddof=1).mean()
+    return draw(), float(truth)
+
+
+# --------------------------------------------------------------------------------------------
+# estimators: each returns the mean noise variance over the image's pixels (input units)
+
+
+def _normalised(noisy: np.ndarray) -> tuple[np.ndarray, Normalization]:
+    block = noisy[None, None].astype(np.float32)
+    norm = Normalization.fit([block])
+    return block, norm
+
+
+def est_refit(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    block, norm = _normalised(noisy)
+    blocks = [norm.apply(block)]
+    level, curve = refit(NoiseLevel.estimate(blocks, rng), blocks, rng)
+    return float(variance_map(block, level, norm, curve).mean())
+
+
+def est_highpass(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    block, norm = _normalised(noisy)
+    level = NoiseLevel.estimate([norm.apply(block)], rng)
+    return float(variance_map(block, level, norm, None).mean())
+
+
+def _global_pca(noisy: np.ndarray, rng: np.random.Generator, smallest: bool) -> float:
+    m = refit_module
+    patches, _ = m._patches([noisy], 60_000, rng)
+    null, _ = m._patches([rng.standard_normal((192, 192))], 60_000, rng)
+    q99 = float(np.quantile(m._texture(null), 0.99))
+
+    def level(p: np.ndarray) -> float:
+        lam = np.sort(np.linalg.eigvalsh(np.cov(p.T)))[::-1]
+        if smallest:
+            return float(lam[-1])
+        for i in range(len(lam)):  # Chen et al.: the noise subspace's mean eigenvalue
+            if np.mean(lam[i:]) <= np.median(lam[i:]):
+                return float(np.mean(lam[i:]))
+        return float(lam[-1])
+
+    def measure(p: np.ndarray) -> float:
+        variance = level(p)
+        if not smallest:
+            return variance
+        texture = m._texture(p)
+        for _ in range(3):
+            sel = texture < variance * q99
+            if sel.sum() < 4 * m.PATCH * m.PATCH:
+                break
+            variance = level(p[sel])
+        return variance
+
+    return measure(patches) / measure(null)
+
+
+def est_liu2013(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    return _global_pca(noisy, rng, smallest=True)
+
+
+def est_chen2015(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    return _global_pca(noisy, rng, smallest=False)
+
+
+ESTIMATORS = {"refit": est_refit, "highpass": est_highpass, "liu2013": est_liu2013,
+              "chen2015": est_chen2015}
+
+
+def run(images: dict[str, tuple[np.ndarray, float]], seeds: int, estimators: list[str],
+        ) -> list[dict]:
+    rows = []
+    for name, (clean, own) in images.items():
+        for kind, levels in LEVELS.items():
+            for level in levels:
+                for seed in range(seeds):
+                    rng = np.random.default_rng([seed, list(LEVELS).index(kind), int(level * 1000)])
+                    noisy, truth = add_noise(clean, kind, level, rng)
+                    truth += own
+                    row = {"image": name, "noise": kind, "level": level, "seed": seed,
+                           "truth": truth}
+                    for est in estimators:
+                        t0 = time.perf_counter()
+                        value = ESTIMATORS[est](noisy, np.random.default_rng(seed))
+                        row[est] = value / truth - 1
+                        row[f"{est}_s"] = time.perf_counter() - t0
+                    rows.append(row)
+                    print(name, kind, level, seed,
+                          " ".join(f"{e} {row[e]:+.3f}" for e in estimators), flush=True)
+    return rows
+
+
+def summary(rows: list[dict], estimators: list[str]) -> str:
+    lines = ["| noise | estimator | median abs error | 90th percentile | worst | median signed | "
+             "s per fit |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    kinds = list(LEVELS) + ["all"]
+    for kind in kinds:
+        sel = [r for r in rows if kind == "all" or r["noise"] == kind]
+        if not sel:
+            continue
+        for est in estimators:
+            err = np.array([r[est] for r in sel])
+            t = np.mean([r[f"{est}_s"] for r in sel])
+            a = np.abs(err)
+            lines.append(f"| {kind} | {est} | {100 * np.median(a):.2f} % | "
+                         f"{100 * np.quantile(a, 0.9):.2f} % | {100 * a.max():.1f} % | "
+                         f"{100 * np.median(err):+.2f} % | {t:.2f} |")
+    return "\n".join(lines)
+
+
+def per_level(rows: list[dict], estimator: str = "refit") -> str:
+    """Median signed and worst absolute error of one estimator, per noise and level."""
+    lines = ["| noise | level | median signed | 90th percentile abs | worst abs |",
+             "| --- | --- | --- | --- | --- |"]
+    for kind, levels in LEVELS.items():
+        for level in levels:
+            err = np.array([r[estimator] for r in rows
+                            if r["noise"] == kind and r["level"] == level])
+            if err.size:
+                lines.append(f"| {kind} | {level:g} | {100 * np.median(err):+.2f} % | "
+                             f"{100 * np.quantile(np.abs(err), 0.9):.1f} % | "
+                             f"{100 * np.abs(err).max():.1f} % |")
+    return "\n".join(lines)
+
+
+def fmd_calibration(fmd: Path) -> str:
+    """Real noise: each FMD BPAE configuration's four captures calibrate the noise
+    (:func:`napari_gr2r.engine.calibrate_noise`), against the fit on capture 1 alone; the truth
+    is capture 1's mean squared difference from the 50-capture average fitted to it (scale and
+    offset), less the average's own remainder."""
+    from napari_gr2r import engine
+    from napari_gr2r.engine.errors import InputError
+
+    lines = ["| configuration | truth (grey levels²) | calibration (4 captures) | fit (capture 1) |",
+             "| --- | --- | --- | --- |"]
+    for micro in ("Confocal", "TwoPhoton", "WideField"):
+        for channel in "BGR":
+            name = f"{micro}_BPAE_{channel}"
+            raw = np.stack([_png(fmd / "raw" / f"{name}_{k}.png") for k in range(1, 5)])
+            gt = _png(fmd / "gt" / f"{name}_1.png")
+            # the average matched to the capture's intensity (the sample bleaches between
+            # captures), its own remainder (1/50 of a capture's noise, scaled) taken out
+            design = np.stack([gt.ravel(), np.ones(gt.size)], axis=1)
+            a, b = np.linalg.lstsq(design, raw[0].ravel(), rcond=None)[0]
+            truth = float(np.mean((raw[0] - a * gt - b) ** 2)) / (1 + a * a / 50)
+            gt = a * gt + b
+            fit = engine.fit_noise(raw[0].astype(np.float32), "YX")
+            fitted = float(np.mean(fit.variance(gt)))
+            try:
+                cal = engine.calibrate_noise(raw.astype(np.uint8), "TYX")
+                calibrated = f"{float(np.mean(cal.variance(gt))) / truth - 1:+.1%}"
+            except InputError as exc:
+                calibrated = "refused: " + ("saturated" if "saturated" in str(exc) else
+                                            "moves" if "moves" in str(exc) else str(exc))
+            lines.append(f"| {name} | {truth:.1f} | {calibrated} | {fitted / truth - 1:+.1%} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="folder for noise_fit.json and noise_fit.md")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--size", type=int, default=192)
+    parser.add_argument("--estimators", default="refit,highpass,liu2013,chen2015")
+    parser.add_argument("--images", help="comma-separated subset of the clean images")
+    parser.add_argument("--noises", help="comma-separated subset of the noises")
+    parser.add_argument("--fmd", type=Path, default=FMD)
+    parser.add_argument("--fmd-calibration", action="store_true",
+                        help="only the FMD captures: calibration against fit")
+    parser.add_argument("--tables", type=Path,
+                        help="only redraw the tables from a noise_fit.json written before")
+    args = parser.parse_args(argv)
+    if args.tables:
+        rows = json.loads(args.tables.read_text())
+        estimators = [k for k in rows[0] if k in ESTIMATORS]
+        print(summary(rows, estimators) + "\n\n" + per_level(rows))
+        return 0
+    if args.fmd_calibration:
+        table = fmd_calibration(args.fmd)
+        if args.out:
+            (Path(args.out) / "noise_fit_fmd.md").write_text(table + "\n")
+        return 0
+    estimators = args.estimators.split(",")
+    images = clean_images(args.size, args.fmd)
+    if args.images:
+        images = {k: v for k, v in images.items() if k in args.images.split(",")}
+    if args.noises:
+        for kind in list(LEVELS):
+            if kind not in args.noises.split(","):
+                del LEVELS[kind]
+    t0 = time.perf_counter()
+    rows = run(images, args.seeds, estimators)
+    table = summary(rows, estimators) + "\n\n" + per_level(rows)
+    print(table)
+    print(f"{len(rows)} cases in {time.perf_counter() - t0:.0f} s")
+    if args.out:
+        out = Path(args.out)
+        (out / "noise_fit.json").write_text(json.dumps(rows, indent=0))
+        (out / "noise_fit_table.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Noise from a calibration: repeated captures of a still field, or the camera's own numbers.
+
+Many labs know their camera (gain, offset, read noise) or can take a few captures of a field that
+does not change. Then the noise needs no fitting on the image to denoise: across the captures,
+each pixel's mean is its clean intensity and the spread around it is pure noise, whatever the
+image holds. :func:`calibrate_noise` fits ``variance(x) = gain * max(x, black) + offset`` (input
+units) to the per-pixel means and variances, binned by intensity, and measures the noise's
+correlation between pixels on the deviations from the mean (no signal in them at all).
+
+The calibration is in the input's own units: :meth:`NoiseCalibration.level` turns it into the
+normalised :class:`~napari_gr2r.engine.noise.level.NoiseLevel` a model or an estimate uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.normalization import Normalization
+from ..errors import InputError
+from .correlation import CORRELATION_THRESHOLD, RADIUS, kernel_from_correlation
+from .level import NoiseLevel
+from .refit import VarianceCurve
+
+BINS = 32
+SATURATED_SHARE = 0.005
+"""Pixels that reach the data's top value in any capture: above this share the captures are
+refused as saturated; below it those pixels are left out of the fit."""
+MOTION = 0.15
+"""Correlation between a capture's deviation and the mean image's gradient above which the
+captures are taken to move."""
+FORMAT = "napari-gr2r noise calibration"
+
+
+@dataclass
+class NoiseCalibration:
+    """Noise variance ``gain[c] * max(x, black[c]) + offset[c]`` at clean intensity ``x`` in
+    the input's units, per channel, and its correlation between pixels."""
+
+    gain: list[float]
+    offset: list[float]
+    black: list[float]
+    """Intensity below which the variance stops falling (the camera's offset)."""
+    kernel: list[list[float]] | None = None
+    """Unit-L2 kernel that makes white noise correlated like the noise; None: white."""
+    frames: int = 0
+    """Captures it was measured on (0: given as camera numbers)."""
+    spread: float = 0.0
+    """Relative standard deviation of the mean noise variance the calibration gives."""
+    source: str = "calibration"
+
+    @classmethod
+    def from_camera(cls, gain: float, offset: float, read_noise: float,
+                    channels: int = 1) -> NoiseCalibration:
+        """From the camera's numbers in its output units: ``gain`` (units per photo-electron),
+        ``offset`` (the value with no light) and ``read_noise`` (standard deviation)."""
+        for name, value in (("gain", gain), ("read_noise", read_noise)):
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be a number of at least 0, not {value!r}.")
+        if not math.isfinite(offset):
+            raise InputError(f"offset must be a finite number, not {offset!r}.")
+        # var = gain (x - offset) + read² = gain x + (read² - gain offset) for x >= offset
+        return cls([float(gain)] * channels, [float(read_noise**2 - gain * offset)] * channels,
+                   [float(offset)] * channels)
+
+    def variance(self, x: Any, channel: int = 0) -> np.ndarray:
+        """Noise variance at clean intensity ``x`` (input units)."""
+        x = np.maximum(np.asarray(x, np.float64), self.black[channel])
+        return np.maximum(self.gain[channel] * x + self.offset[channel], 1e-12)
+
+    def level(self, norm: Normalization, blocks: list[np.ndarray] | None = None) -> NoiseLevel:
+        """The calibration in the normalised units of ``norm``; ``typical`` is its mean over
+        the pixels of ``blocks`` (``(C, Z, Y, X)`` in input units) when given."""
+        a, b, typical = [], [], []
+        for c in range(len(self.gain)):
+            s, low = norm.scale(c), norm.low[c]
+            a.append(float(self.gain[c] / s))
+            b.append(float(max(self.variance(low, c)[()], 1e-12) / s / s))
+            if blocks:
+                pixels = np.concatenate([np.ravel(blk[c]) for blk in blocks])
+                typical.append(float(np.mean(self.variance(pixels, c))) / s / s)
+            else:
+                typical.append(float(self.variance(low + s / 2, c)[()]) / s / s)
+        return NoiseLevel(a, b, typical, self.kernel, source=self.source)
+
+    def curve(self, norm: Normalization) -> VarianceCurve:
+        """The variance function in ``norm``'s units, its floor below ``black`` included."""
+        xs, vs = [], []
+        for c in range(len(self.gain)):
+            s, low = norm.scale(c), norm.low[c]
+            knots = np.array([self.black[c], self.black[c] + s])
+            xs.append(((knots - low) / s).tolist())
+            vs.append((self.variance(knots, c) / s / s).tolist())
+        return VarianceCurve(xs, vs, [g / norm.scale(c) for c, g in enumerate(self.gain)],
+                             [self.spread] * len(self.gain))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NoiseCalibration:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InputError("This is not a noise calibration written by napari-gr2r "
+                             "('napari-gr2r calibrate' writes one).")
+        fields = {k: data[k] for k in ("gain", "offset", "black", "kernel", "frames", "spread",
+                                       "source") if k in data}
+        return cls(**fields)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the calibration as JSON (atomically)."""
+        from ..io.atomic import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> NoiseCalibration:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"No noise calibration at {path}.") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Cannot read the noise calibration {path}: {exc}") from None
+        return cls.from_dict(data)
+
+
+@dataclass
+class _Captures:
+    """The captures as ``(T, C, P, Y, X)`` float64 (P: the planes, Z or 1)."""
+
+    data: np.ndarray
+    top: float | None = field(default=None)
+
+
+def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
+    """A noise calibration from repeated captures of one still field.
+
+    Parameters
+    ----------
+    frames : array or list of arrays
+        Two or more captures of the same field, nothing moving or changing between them, in
+        the units of the images to denoise (a list: one array per capture, each with ``axes``
+        less the ``T``).
+    axes : str
+        The axes of ``frames``: ``T`` (the captures) and ``Y``, ``X``, optionally ``C``, ``Z``.
+
+    Returns
+    -------
+    NoiseCalibration
+        For ``engine.assess(..., noise=cal)`` and ``engine.train(..., noise=cal)``.
+    """
+    captures = _captures(frames, axes)
+    data = captures.data
+    _check_still(data, captures.top)
+    t = data.shape[0]
+    mean = data.mean(axis=0)
+    var = data.var(axis=0, ddof=1)
+    gain, offset, black, spreads = [], [], [], []
+    rng = np.random.default_rng(0)
+    keep = ~_saturated(data, captures.top)
+    for c in range(data.shape[1]):
+        m, v = mean[c][keep[c]], var[c][keep[c]]
+        edges = np.unique(np.quantile(m, np.linspace(0, 1, BINS + 1)))
+        xs, vs, ws = [], [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = (m >= lo) & (m <= hi)
+            if sel.sum() < 20:
+                continue
+            xs.append(float(m[sel].mean()))
+            vs.append(float(v[sel].mean()))
+            ws.append(float(sel.sum()))
+        a, b = _fit_line(np.array(xs), np.array(vs), np.array(ws))
+        gain.append(a)
+        offset.append(b)
+        black.append(float(m.min()))
+        # how far the captures' variance strays from the fitted function, block by block
+        spreads.append(_bootstrap_spread(var[c] / np.maximum(a * mean[c] + b, 1e-30), rng))
+    deviations = (data - mean) * math.sqrt(t / (t - 1))
+    return NoiseCalibration(gain, offset, black, _kernel(deviations), frames=t,
+                            spread=float(max(spreads)))
+
+
+def _fit_line(x: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """``v = a x + b`` by weighted least squares (a variance is measured to about
+    ``v sqrt(2 / count)``), ``a >= 0``; ``b`` may be negative: a camera's offset puts the
+    variance's zero below its darkest value."""
+    if x.size < 2 or np.ptp(x) <= 1e-12 * max(float(np.abs(x).max()), 1.0):
+        return 0.0, float(np.average(v, weights=counts))
+    sw = np.sqrt(counts) / np.maximum(v, 1e-30)
+    design = np.stack([x, np.ones_like(x)], axis=1) * sw[:, None]
+    a, b = np.linalg.lstsq(design, v * sw, rcond=None)[0]
+    if a < 0:
+        return 0.0, float(np.average(v, weights=counts))
+    return float(a), float(b)
+
+
+def _captures(frames: Any, axes: str) -> _Captures:
+    axes = str(axes).upper()
+    if isinstance(frames, (list, tuple)):
+        shapes = {np.shape(f) for f in frames}
+        if len(shapes) > 1:
+            raise InputError(f"The captures have different shapes {sorted(shapes)}: a "
+                             "calibration needs captures of one field, all the same size.")
+        frames = np.stack([np.asarray(f) for f in frames]) if frames else np.zeros((0,))
+        axes = axes if axes.startswith("T") else "T" + axes
+    data = np.asarray(frames)
+    if len(axes) != data.ndim or set(axes) - set("TCZYX") or len(set(axes)) != len(axes) or \
+            not {"T", "Y", "X"} <= set(axes):
+        raise InputError(f"axes={axes!r} does not describe captures of shape {data.shape}: "
+                         "give one letter per dimension, with T for the captures and Y, X "
+                         "(e.g. 'TYX', 'TCYX', 'TZYX').")
+    top = float(np.iinfo(data.dtype).max) if data.dtype.kind in "ui" else None
+    for letter in "CZ":
+        if letter not in axes:
+            data, axes = data[..., None], axes + letter
+    data = np.transpose(data, [axes.index(a) for a in "TCZYX"]).astype(np.float64)
+    if data.shape[0] < 2:
+        raise InputError(f"A calibration needs two or more captures of the same field along "
+                         f"T; got {data.shape[0]}. Take a few captures of a still field.")
+    if min(data.shape[-2:]) < 16:
+        raise InputError(f"The captures are {data.shape[-2]}x{data.shape[-1]} pixels: too "
+                         "small to calibrate; use captures of at least 16x16.")
+    if not np.all(np.isfinite(data)):
+        raise InputError("The captures hold NaN or infinite values.")
+    return _Captures(data, top)
+
+
+def _check_still(data: np.ndarray, top: float | None) -> None:
+    """Refuse saturated captures and captures that move."""
+    at_peak = float(np.mean(_saturated(data, top)))
+    if at_peak > SATURATED_SHARE:
+        raise InputError(f"{100 * at_peak:.2g} % of the pixels reach the captures' top value "
+                         f"{float(data.max()):g}: they are saturated, and saturated pixels have no noise "
+                         "to measure. Lower the exposure or gain, or crop them out.")
+    mean = data.mean(axis=0)
+    gy, gx = np.gradient(mean, axis=(-2, -1))
+    for t in range(len(data)):
+        dev = data[t] - mean
+        for g in (gy, gx):
+            denom = math.sqrt(float(np.sum(dev * dev)) * float(np.sum(g * g)))
+            if denom > 0 and abs(float(np.sum(dev * g))) / denom > MOTION:
+                raise InputError(
+                    f"Capture {t} differs from the others along the image's edges: the field "
+                    "moves (or focus drifts) between captures. Register them first, or take "
+                    "captures of a still field.")
+
+
+def _saturated(data: np.ndarray, top: float | None) -> np.ndarray:
+    """``(C, Z, Y, X)``: pixels at the top value in some capture (the dtype's largest for
+    integers; else the data's own largest where several pixels share it)."""
+    peak = float(data.max())
+    hit = (data >= peak).any(axis=0)
+    if top is None and peak < np.inf and int(hit.sum()) <= 1:
+        return np.zeros_like(hit)  # one brightest pixel is not a ceiling
+    if top is not None and peak < top:
+        return np.zeros_like(hit)
+    return hit
+
+
+def _bootstrap_spread(variance: np.ndarray, rng: np.random.Generator, block: int = 32,
+                      replicates: int = 200) -> float:
+    """Relative standard deviation of the mean variance, by a Poisson bootstrap over blocks."""
+    _, ny, nx = variance.shape
+    by, bx = -(-ny // block), -(-nx // block)
+    ids = (np.arange(ny)[:, None] // block) * bx + np.arange(nx)[None, :] // block
+    ids = np.broadcast_to(ids, variance.shape).ravel()
+    sums = np.bincount(ids, variance.ravel(), minlength=by * bx)
+    counts = np.bincount(ids, minlength=by * bx).astype(np.float64)
+    w = rng.poisson(1.0, (replicates, by * bx))
+    means = (w @ sums) / np.maximum(w @ counts, 1e-12)
+    return float(np.std(means) / max(float(np.mean(means)), 1e-30))
+
+
+def _kernel(deviations: np.ndarray) -> list[list[float]] | None:
+    """The correlation kernel of the deviations from the mean (pure noise), or None if white."""
+    r = RADIUS
+    planes = deviations.reshape(-1, *deviations.shape[-2:])
+    ny, nx = planes.shape[-2:]
+    spec = np.fft.rfft2(planes, s=(ny + r, nx + r))
+    acov = np.fft.fftshift(np.fft.irfft2(np.abs(spec) ** 2, s=(ny + r, nx + r)).sum(axis=0))
+    cy, cx = (ny + r) // 2, (nx + r) // 2
+    cov = acov[cy - r:cy + r + 1, cx - r:cx + r + 1]
+    rho = cov / max(cov[r, r], 1e-30)
+    if max(rho[r, r + 1], rho[r + 1, r]) < CORRELATION_THRESHOLD:
+        return None
+    return kernel_from_correlation((rho + rho[::-1, ::-1]) / 2).tolist()

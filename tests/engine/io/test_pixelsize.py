@@ -1,0 +1,79 @@
+"""Pixel sizes read from TIFF (our JSON, OME-XML, ImageJ, resolution tags) and OME-Zarr."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gr2r.engine.errors import InputError
+from napari_gr2r.engine.io.pixelsize import check_tiff, ome_zarr_scale, tiff_metadata
+
+IMAGE = np.zeros((4, 16, 16), np.uint16)
+
+
+def test_our_json_description_wins(tmp_path):
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, IMAGE, description=json.dumps(
+        {"axes": "zyx", "scale": [2.0, 0.5, 0.5], "unit": "µm"}))
+    meta = tiff_metadata(path, None)
+    assert meta == {"axes": "ZYX", "scale": [2.0, 0.5, 0.5], "unit": "µm"}
+
+
+def test_ome_xml_physical_sizes(tmp_path):
+    path = tmp_path / "a.ome.tif"
+    tifffile.imwrite(path, IMAGE, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25, "PhysicalSizeZ": 1.5})
+    meta = tiff_metadata(path, "ZYX")
+    assert meta["scale"] == pytest.approx([1.5, 0.25, 0.25])
+    assert meta["unit"] == "µm"
+
+
+def test_imagej_spacing_and_unit(tmp_path):
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, IMAGE, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"spacing": 3.0, "unit": "micron", "axes": "ZYX"})
+    meta = tiff_metadata(path, "ZYX")
+    assert meta["scale"] == pytest.approx([3.0, 0.2, 0.2])
+    assert meta["unit"] == "µm"
+
+
+def test_a_printing_density_is_not_a_pixel_size(tmp_path):
+    path = tmp_path / "dpi.tif"
+    tifffile.imwrite(path, IMAGE[0], resolution=(300, 300), resolutionunit="INCH")
+    assert tiff_metadata(path, "YX") == {}
+
+
+def test_a_resolution_per_centimetre_is(tmp_path):
+    path = tmp_path / "cm.tif"
+    tifffile.imwrite(path, IMAGE[0], resolution=(20_000, 20_000), resolutionunit="CENTIMETER")
+    meta = tiff_metadata(path, "YX")
+    assert meta["scale"] == pytest.approx([0.5, 0.5])
+    assert meta["unit"] == "µm"
+
+
+def test_a_truncated_tiff_is_found(tmp_path):
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, np.ones((64, 64), np.uint16))
+    check_tiff(path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputError, match="damaged"):
+        check_tiff(path)
+
+
+def test_ome_zarr_scale_and_unit(tmp_path):
+    import zarr
+
+    root = zarr.open_group(str(tmp_path / "img.zarr"), mode="w")
+    root.create_array("0", shape=(4, 8, 8), dtype="u2")
+    root.attrs["multiscales"] = [{
+        "axes": [{"name": "z", "type": "space", "unit": "micrometer"},
+                 {"name": "y", "type": "space", "unit": "micrometer"},
+                 {"name": "x", "type": "space", "unit": "micrometer"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [2.0, 0.5, 0.5]}]}]}]
+    meta = ome_zarr_scale(str(tmp_path / "img.zarr"), 3)
+    assert meta == {"scale": [2.0, 0.5, 0.5], "unit": "micrometer"}
+    assert ome_zarr_scale(str(tmp_path / "img.zarr" / "0"), 3) == {}

@@ -1,0 +1,133 @@
+"""Noise from repeated captures of a still field, or from the camera's numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_gr2r import engine
+from napari_gr2r.engine.data.normalization import Normalization
+from napari_gr2r.engine.errors import InputError
+from tests.helpers import blobs, tiny
+
+GAIN, OFFSET, READ = 4.0, 100.0, 3.0
+
+
+def _captures(n: int = 4, seed: int = 0, shape=(96, 96)) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` captures of one field: photons scaled by GAIN, read noise READ, offset OFFSET."""
+    rng = np.random.default_rng(seed)
+    clean = blobs(shape[0], rng=seed)  # 40..~300 photons
+    frames = [GAIN * rng.poisson(clean) + rng.normal(OFFSET, READ, clean.shape)
+              for _ in range(n)]
+    return np.stack(frames).astype(np.float32), GAIN * clean + OFFSET
+
+
+def _true_variance(x):
+    return GAIN * (x - OFFSET) + READ**2
+
+
+def test_captures_give_the_cameras_variance_function():
+    frames, clean = _captures()
+    cal = engine.calibrate_noise(frames, "TYX")
+    assert cal.frames == 4
+    assert cal.kernel is None
+    fitted = cal.variance(clean).mean()
+    assert abs(fitted / _true_variance(clean).mean() - 1) < 0.02
+    assert abs(cal.gain[0] / GAIN - 1) < 0.05
+
+
+@pytest.mark.parametrize(("axes", "shape"), [("TYX", None), ("YXT", (1, 2, 0)),
+                                         ("TCYX", "channels")])
+def test_the_axes_place_the_captures(axes, shape):
+    frames, _ = _captures(3)
+    if shape == "channels":
+        frames = np.stack([frames, 2 * frames], axis=1)
+    elif shape is not None:
+        frames = np.transpose(frames, shape)
+    cal = engine.calibrate_noise(frames, axes)
+    assert len(cal.gain) == (2 if axes == "TCYX" else 1)
+
+
+def test_a_list_of_captures_is_accepted():
+    frames, _ = _captures(3)
+    cal = engine.calibrate_noise(list(frames), "YX")
+    assert cal.frames == 3
+
+
+def test_camera_numbers_give_the_same_function():
+    cal = engine.NoiseCalibration.from_camera(GAIN, OFFSET, READ)
+    x = np.array([OFFSET, 500.0, 2000.0])
+    np.testing.assert_allclose(cal.variance(x), _true_variance(x))
+
+
+def test_correlated_captures_get_a_kernel():
+    rng = np.random.default_rng(3)
+    white = rng.normal(0, 10, (4, 98, 98))
+    frames = 500 + white[:, 1:-1, 1:-1] + white[:, 1:-1, 2:] + white[:, 1:-1, :-2]
+    cal = engine.calibrate_noise(frames, "TYX")
+    assert cal.kernel is not None
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda f: f[:1], "two or more captures"),
+    (lambda f: [f[0], f[1][:-4]], "different shapes"),
+    (lambda f: np.stack([f[0], np.roll(f[1], 2, axis=1), f[2]]), "moves"),
+    (lambda f: np.clip(f, None, np.quantile(f, 0.9)), "saturated"),
+    (lambda f: f[:, :8, :8], "too small"),
+])
+def test_bad_captures_are_explained(make, message):
+    frames, _ = _captures(3)
+    with pytest.raises(InputError, match=message):
+        engine.calibrate_noise(make(frames), "TYX")
+
+
+def test_saturated_integer_captures_are_refused():
+    frames, _ = _captures(3)
+    frames = np.clip(frames / 8, 0, 255).astype(np.uint8)
+    frames[:, :20, :20] = 255
+    with pytest.raises(InputError, match="saturated"):
+        engine.calibrate_noise(frames, "TYX")
+
+
+def test_a_calibration_file_round_trips(tmp_path):
+    cal = engine.calibrate_noise(_captures(3)[0], "TYX")
+    path = cal.save(tmp_path / "camera.noise.json")
+    assert engine.NoiseCalibration.load(path) == cal
+    (tmp_path / "other.json").write_text(json.dumps({"a": 1}))
+    with pytest.raises(InputError, match="not a noise calibration"):
+        engine.NoiseCalibration.load(tmp_path / "other.json")
+
+
+def test_the_units_round_trip_through_a_model_file(tmp_path):
+    frames, _ = _captures(3)
+    cal = engine.calibrate_noise(frames, "TYX")
+    model = engine.train(frames[0], "YX", tiny(steps=2, width=8), noise=cal)
+    loaded = engine.load_model(engine.save_model(model, tmp_path / "m.gr2r.pt"))
+    assert loaded.noise_level.source == "calibration"
+    norm = loaded.normalization
+    x = np.linspace(norm.low[0], norm.high[0], 5)
+    xn = (x - norm.low[0]) / norm.scale(0)
+    in_units = loaded.noise_level.variance(xn[None], channel_axis=0)[0] * norm.scale(0) ** 2
+    np.testing.assert_allclose(in_units, cal.variance(x), rtol=1e-4)
+
+
+def test_assess_uses_a_calibration():
+    frames, clean = _captures(4)
+    cal = engine.calibrate_noise(frames[:3], "TYX")
+    report = engine.assess(lambda b: b, frames[3], "YX", noise=cal)
+    # the identity's error is the noise: its estimate is the calibration's variance
+    true = float(np.mean((frames[3] - clean) ** 2))
+    assert abs(report.mse / true - 1) < 0.05
+    with pytest.raises(InputError, match="channel"):
+        engine.assess(lambda b: b, np.stack([frames[3]] * 2), "CYX", noise=cal)
+
+
+def test_level_in_normalised_units_matches():
+    cal = engine.NoiseCalibration.from_camera(GAIN, OFFSET, READ)
+    norm = Normalization([200.0], [1200.0])
+    level = cal.level(norm)
+    x = np.array([300.0, 900.0])
+    got = level.variance((x - 200.0)[None] / 1000.0, channel_axis=0)[0] * 1000.0**2
+    np.testing.assert_allclose(got, _true_variance(x), rtol=1e-6)

@@ -1,0 +1,61 @@
+"""The white-noise refit: the noise variance per intensity bin, to about 1 % on known noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gr2r.engine.data.normalization import Normalization
+from napari_gr2r.engine.noise.level import NoiseLevel
+from napari_gr2r.engine.noise.refit import refit
+from napari_gr2r.engine.quality.risk import variance_map
+from tests.helpers import blobs
+
+
+def _mean_variance(noisy: np.ndarray, seed: int = 0) -> tuple[float, object]:
+    block = noisy[None, None].astype(np.float32)
+    norm = Normalization.fit([block])
+    blocks = [norm.apply(block)]
+    rng = np.random.default_rng(seed)
+    level, curve = refit(NoiseLevel.estimate(blocks, rng), blocks, rng)
+    return float(variance_map(block, level, norm, curve).mean()), curve
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return blobs(192, 24, 11, radius=(3, 12), height=400, base=100, ramp=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gaussian_noise_of_known_variance_is_fitted_within_2_percent(clean, seed):
+    noisy = clean + np.random.default_rng(seed).normal(0, 30, clean.shape)
+    fitted, curve = _mean_variance(noisy, seed)
+    assert abs(fitted / 30**2 - 1) < 0.02, fitted / 30**2
+    assert curve is not None
+    assert 0 < curve.spread[0] < 0.05  # the bootstrap's spread: small, not nothing
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_poisson_gaussian_noise_is_fitted_within_3_percent(clean, seed):
+    rng = np.random.default_rng(seed)
+    photons = clean / 20  # 5..~50 photons
+    noisy = (rng.poisson(photons) + rng.normal(0, 2, clean.shape)) * 20
+    truth = float(np.mean(photons + 4)) * 400
+    fitted, curve = _mean_variance(noisy, seed)
+    assert abs(fitted / truth - 1) < 0.03, fitted / truth
+    # the knots rise with the intensity
+    assert curve.v[0][-1] > 2 * curve.v[0][0]
+
+
+def test_correlated_noise_keeps_its_measured_kernel():
+    level = NoiseLevel([0.0], [0.01], [0.01], [[0.0, 0.5, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    out, curve = refit(level, [np.zeros((1, 1, 64, 64), np.float32)], np.random.default_rng(0))
+    assert out is level
+    assert curve is None
+
+
+def test_data_too_small_keeps_the_level():
+    level = NoiseLevel([0.0], [0.01], [0.01])
+    out, curve = refit(level, [np.zeros((1, 1, 8, 8), np.float32)], np.random.default_rng(0))
+    assert out is level
+    assert curve is None
