@@ -92,6 +92,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--net-dims", default="auto", choices=["auto", "2d", "3d"],
                        help="2D network over Z slices or 3D network; auto picks 3D for deep "
                        "enough Z stacks, except with the fast preset (default: %(default)s)")
+    train.add_argument("--context", type=int, metavar="K",
+                       help="neighbouring planes on each side that the 2D network sees with "
+                       "each plane: along T for a time-lapse, along Z for a Z stack "
+                       "(default: 0, each plane alone)")
     train.add_argument("--noise-sigma", type=float,
                        help="for --method r2r: the Gaussian noise's standard deviation, in the "
                        "image's units (default: none, required by r2r)")
@@ -166,6 +170,8 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
     if args.steps is not None:
         overrides["steps"] = args.steps
     overrides.update(_run_options(args))
+    if args.context is not None:
+        overrides["context"] = args.context
     if args.method == "r2r":
         overrides["noise_sigma"] = args.noise_sigma
         if args.noise_gain:

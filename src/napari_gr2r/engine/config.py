@@ -25,6 +25,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Arithmetic of the network's passes: ``auto`` is fp32 on a CPU (or Apple MPS) and bf16 on a
 CUDA GPU that supports it (else fp32); see :func:`napari_gr2r.engine.devices.resolve_precision`."""
 
+MAX_CONTEXT = 8
+"""The most neighbouring planes on each side (``TrainConfig.context``)."""
+
 # Method defaults for (gamma, lambda_g). "gr2r-paper" is equation 14 of the paper with its
 # best gamma (Table 3); "gr2r" drops the regular term, which pulls straight to identity.
 _METHOD_WEIGHTS = {"gr2r": (1.0, 0.0), "gr2r-paper": (2.0, 1.0), "r2r": (0.0, 0.0),
@@ -63,12 +66,13 @@ class ObjectiveConfig:
 
 @dataclass
 class NetworkConfig:
-    """The U-Net: width, depth, residual learning and 2D or 3D."""
+    """The U-Net: width, depth, residual learning, 2D or 3D, and the planes it sees."""
 
     width: int = 32
     depth: int = 3
     residual: bool = False
     net_dims: str = "auto"
+    context: int = 0
 
 
 @dataclass
@@ -163,6 +167,10 @@ class TrainConfig:
         ``"auto"`` (3D network when the data has a Z axis deep enough, except with the ``fast``
         preset; else 2D), ``"2d"`` or
         ``"3d"``. A 2D network on a Z stack is trained and applied slice by slice.
+    context : int
+        Neighbouring planes on each side that the (2D) network sees with the plane it
+        denoises, stacked as input channels: along T for a time-lapse, along Z for a Z stack
+        (see :mod:`napari_gr2r.engine.data.context`). 0 (default): each plane alone.
     val_fraction : float
         Fraction of the data held out for the validation loss (0 disables validation).
     val_every, event_every : int
@@ -345,6 +353,13 @@ class TrainConfig:
         self.pin_noise = check_bool("pin_noise", self.pin_noise, allow_none=True)
         self.residual = check_bool("residual", self.residual)
         self.augment = check_bool("augment", self.augment)
+        self.context = check_int("context", self.context, 0, MAX_CONTEXT,
+                                 what="neighbouring planes on each side, 0 for none")
+        if self.context and self.net_dims == "3d":
+            raise ConfigError(
+                f"context={self.context} stacks neighbouring planes for a 2D network; use "
+                "net_dims='2d' or 'auto' with it (a 3D network sees its Z neighbours already)."
+            )
         if self.method == "r2r":
             if self.noise_sigma is None:
                 raise ConfigError(

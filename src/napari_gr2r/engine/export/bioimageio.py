@@ -113,11 +113,17 @@ def export_bioimageio(model: GR2RModel, path: str | os.PathLike, name: str | Non
     Raises
     ------
     GR2RError
-        When bioimageio.spec is missing, or the name or path cannot be used.
+        When bioimageio.spec is missing, the name or path cannot be used, or the model
+        sees neighbouring planes (``context``), which a package cannot carry.
     """
     if not isinstance(model, GR2RModel):
         raise InputError(f"export_bioimageio needs a trained model, not {type(model).__name__}; "
                          "train one or read a model file with load_model().")
+    if getattr(model.config, "context", 0):
+        raise InputError(
+            f"This model sees {model.config.context} neighbouring plane(s) on each side "
+            "(context), which a BioImage Model Zoo package cannot carry; export a model "
+            "trained with context 0.")
     path = Path(path)
     if path.suffix.lower() != ".zip":
         raise InputError(f"A BioImage Model Zoo package is a zip file: give a path ending in "

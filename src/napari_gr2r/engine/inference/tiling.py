@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..checks import check_int, check_sizes
+from ..data.context import context_source, stack_normalization
 from ..devices import autocast, resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError, NumericalError
 from ..io.sources import ImageSource
@@ -188,11 +189,13 @@ def dihedral_mean(net: torch.nn.Module, batch: torch.Tensor, views: int = 8) -> 
     """The mean of ``net`` over ``views`` flips and quarter turns of the last two axes
     (test-time augmentation), each output turned back: ``views`` forward passes. Two views
     are the image and its half turn; four add its mirror images; eight are all of them."""
-    total = torch.zeros_like(batch)
+    total: torch.Tensor | None = None
     for flip, k in _VIEWS[:views]:
         x = torch.rot90(batch.flip(-1) if flip else batch, k, dims=(-2, -1))
         y = torch.rot90(net(x), -k, dims=(-2, -1))
-        total += y.flip(-1) if flip else y
+        y = y.flip(-1) if flip else y
+        total = y if total is None else total + y
+    assert total is not None
     return total / views
 
 
@@ -209,11 +212,18 @@ class TilePlan:
     """Tiles of every sample (and every Z slice, for a 2D model), batched through the net.
 
     ``border`` pixels are mirrored on each side of Y and X first (by default
-    :func:`border_px`; out-of-core blocks, which carry their own halo, pass 0).
+    :func:`border_px`; out-of-core blocks, which carry their own halo, pass 0). A model with
+    context reads each plane with its neighbours (:mod:`..data.context`), unless
+    ``gathered``: the source's blocks hold them already.
     """
 
     def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any,
-                 border: int | None = None, tta: bool | int = False) -> None:
+                 border: int | None = None, tta: bool | int = False,
+                 gathered: bool = False) -> None:
+        context = model.config.context
+        if not gathered:
+            source = context_source(source, context, model.dims)
+        self.norm = stack_normalization(model.normalization, context)
         self.model, self.source, self.views = model, source, tta_views(tta)
         tiles, overlaps = default_tiling(model, tile, overlap)
         _, nz, ny, nx = source.czyx
@@ -258,8 +268,8 @@ class TilePlan:
                     image = source.read(sample, slice(z, z + 1))[:, 0]
                 else:
                     image = source.read(sample)
-                image = mirror(model.normalization.apply(image), self.pads)
-                acc = np.zeros_like(image)
+                image = mirror(self.norm.apply(image), self.pads)
+                acc = np.zeros((model.channels, *image.shape[1:]), np.float32)
                 # group tiles of equal shape so they can share a forward pass
                 groups: dict[tuple[int, ...], list[int]] = {}
                 for k, box in enumerate(boxes):

@@ -68,6 +68,10 @@ class UNet(nn.Module):
     residual : bool
         Predict a correction added to the input, ``f(y) = y + g(y)`` (residual learning). It
         starts next to the identity, where the paper's GR2R objective collapses fastest.
+    in_channels : int or None
+        Input channels when they differ from the output's (None: ``channels``): neighbouring
+        planes stacked as channels, the centre plane's in the middle (its channels are the
+        ones a residual network adds back).
 
     Examples
     --------
@@ -77,15 +81,17 @@ class UNet(nn.Module):
     """
 
     def __init__(self, dims: int = 2, channels: int = 1, width: int = 32, depth: int = 3,
-                 residual: bool = False) -> None:
+                 residual: bool = False, in_channels: int | None = None) -> None:
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, not {dims}")
         self.dims, self.channels, self.width, self.depth = dims, channels, width, depth
         self.residual = residual
+        self.in_channels = channels if in_channels is None else int(in_channels)
+        self.centre = (self.in_channels - channels) // 2  # first channel of the centre plane
         widths = [width * min(2**k, 4) for k in range(depth + 1)]
         self.encoders = nn.ModuleList()
-        c = channels
+        c = self.in_channels
         for w in widths:
             self.encoders.append(_Block(dims, c, w))
             c = w
@@ -139,7 +145,7 @@ class UNet(nn.Module):
             h = dec.merge(F.interpolate(h, scale_factor=2.0, mode="nearest"), skips.pop())
         out = self.head(h)
         if self.residual:
-            out = out + x
+            out = out + x.narrow(1, self.centre, self.channels)
         if padded:
             for i in range(len(spatial)):
                 out = out.narrow(2 + i, 0, spatial[i])
@@ -161,9 +167,11 @@ def place(net: nn.Module, device: torch.device | str) -> nn.Module:
 
 
 def build_network(dims: int, channels: int, width: int, depth: int, residual: bool = False,
-                  ) -> UNet:
-    """The network a :class:`~napari_gr2r.engine.config.TrainConfig` describes."""
-    return UNet(dims=dims, channels=channels, width=width, depth=depth, residual=residual)
+                  context: int = 0) -> UNet:
+    """The network a :class:`~napari_gr2r.engine.config.TrainConfig` describes: ``channels``
+    out, and in ``channels`` for each of the ``2 * context + 1`` planes it sees."""
+    return UNet(dims=dims, channels=channels, width=width, depth=depth, residual=residual,
+                in_channels=channels * (2 * context + 1))
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -40,9 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.context import GatheredBlock, centre_copies, centre_of, context_source, with_centre
 from ..data.normalization import Normalization
 from ..errors import InputError
 from ..inference.memory import denoise_in_memory, to_input_layout
+from ..inference.tiling import TilePlan
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.calibration import NoiseCalibration
@@ -123,8 +125,13 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
                                                       device, should_stop)
     rng = np.random.default_rng(seed)
     margin = _margin(net_model)
-    blocks = _select_blocks(source, max_pixels, rng, margin,
-                            margin if net_model is not None and net_model.dims == 3 else 0)
+    # a model with context reads each plane with its neighbours; the centre is assessed
+    context = net_model.config.context if net_model is not None else 0
+    stacks = _select_blocks(
+        context_source(source, context, net_model.dims) if net_model is not None else source,
+        max_pixels, rng, margin, margin if net_model is not None and net_model.dims == 3 else 0)
+    blocks = [(centre_of(b[None], net_model.channels)[0], i) for b, i in stacks] \
+        if net_model is not None and context else stacks
     norm = net_model.normalization if net_model is not None else \
         Normalization.fit([b for b, _ in blocks])
     level, curve = _noise_level(noise, net_model, norm, blocks, rng)
@@ -132,8 +139,9 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
                           spread=_noise_spread(noise, curve))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     sums = _Sums(probes)
-    for block, inner in blocks:
-        sums.add(denoiser, block, inner, level, norm, curve, gen, epsilon, keep_denoised)
+    for (block, inner), (stack, _) in zip(blocks, stacks):
+        sums.add(_around(denoiser, stack, block.shape[0]) if context else denoiser, block,
+                 inner, level, norm, curve, gen, epsilon, keep_denoised)
     denoised = None
     if keep_denoised and all(_whole(i) for _, i in blocks) and \
             len(blocks) == source.n_samples:
@@ -237,8 +245,30 @@ def _denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, til
 
 def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str) -> Denoiser:
     def run(block: np.ndarray) -> np.ndarray:
-        return denoise_in_memory(model, block, axes="CZYX", tile=tile, batch_size=batch_size,
-                                 device=device)
+        if not model.config.context:
+            return denoise_in_memory(model, block, axes="CZYX", tile=tile,
+                                     batch_size=batch_size, device=device)
+        # a block of planes with their neighbours as channels in, the centre planes out
+        plan = TilePlan(model, GatheredBlock(block), tile, None, gathered=True)  # type: ignore[arg-type]
+        out = np.empty((model.channels, *block.shape[1:]), np.float32)
+        for _, z, denoised in plan.run(batch_size, device, None, None):
+            out[:, z] = denoised
+        return out
+
+    return run
+
+
+def _around(denoiser: Denoiser, stack: np.ndarray, channels: int) -> Denoiser:
+    """A denoiser of the centre planes of ``stack`` (``(C', Z, Y, X)``, neighbouring planes
+    as channels): the centre given (a probed copy, say) replaces the stack's centre plane and
+    the slots that are copies of it, the neighbours stay as read."""
+    planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack, 1, 0)))
+    copies = centre_copies(planes, channels)
+
+    def run(centre: np.ndarray) -> np.ndarray:
+        moved = with_centre(planes, torch.from_numpy(np.ascontiguousarray(
+            np.moveaxis(centre, 1, 0))), copies, channels)
+        return denoiser(np.ascontiguousarray(np.moveaxis(moved.numpy(), 0, 1)))
 
     return run
 

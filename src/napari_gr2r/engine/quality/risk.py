@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.context import centre_copies, centre_of, with_centre
 from ..data.normalization import Normalization
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve
@@ -69,17 +70,23 @@ def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLev
     The estimate of :func:`~napari_gr2r.engine.quality.estimate.assess` with the network applied to each
     patch whole (no tiling), with fixed probes (``seed``), so values from one training step to
     the next compare. The ``margin`` pixels along each patch's YX border, where the network lacks
-    the context it has inside an image, are perturbed but not counted.
+    the context it has inside an image, are perturbed but not counted. Patches of a network
+    with context (more channels in than out: neighbouring planes) are assessed on their
+    centre plane, the one the network denoises; only its noise enters Stein's lemma, so only
+    it is perturbed (with the slots that are copies of it).
     """
     gen = torch.Generator().manual_seed(int(seed))
     total, count = 0.0, 0
     with torch.no_grad():
-        for y in batches:
+        for stack in batches:
+            fy = net(stack)
+            channels = fy.shape[1]
+            y = centre_of(stack, channels)
+            copies = None if y is stack else centre_copies(stack, channels)
             device = y.device
             ny, nx = y.shape[-2:]
             my, mx = min(margin, (ny - 1) // 2), min(margin, (nx - 1) // 2)
             inner = (..., slice(my, ny - my), slice(mx, nx - mx))
-            fy = net(y)
             local = box_mean(y.detach().float().cpu())
             if curve is None:
                 var = level.variance(local, channel_axis=1)
@@ -93,7 +100,9 @@ def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLev
             div = 0.0
             for _ in range(probes):
                 c = (correlated_normal(tuple(y.shape), level.kernel, gen) * sd).to(device)
-                div += float((c * (net(y + epsilon * c) - fy))[inner].sum()) / epsilon
+                moved = y + epsilon * c if copies is None else \
+                    with_centre(stack, y + epsilon * c, copies, channels)
+                div += float((c * (net(moved) - fy))[inner].sum()) / epsilon
             total += est + 2 * div / probes
             count += fy[inner].numel()
     return max(total / max(count, 1), 1e-12)

@@ -56,8 +56,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
+from ..data.context import centre_copies, centre_of, with_centre
 from ..data.normalization import Normalization
 from ..noise.level import NoiseLevel
+from .context_noise import model_noise
 
 
 def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator,
@@ -134,33 +136,48 @@ class GR2RLoss(Objective):
     term_names = ("unsupervised", "regular", "pseudo")
 
     def __init__(self, gamma: float, lambda_g: float, noise_level: NoiseLevel | None,
-                 alpha: float = 1.0) -> None:
+                 alpha: float = 1.0, channels: int | None = None,
+                 neighbour_level: NoiseLevel | None = None) -> None:
         self.gamma, self.lambda_g, self.noise_level = gamma, lambda_g, noise_level
         self.alpha = alpha
+        # with context (inputs of more than ``channels`` channels): the noise model the
+        # neighbouring planes' noise is drawn from (see :mod:`.context_noise`)
+        self.channels, self.neighbour_level = channels, neighbour_level
 
     def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
                  generator: torch.Generator) -> StepResult:
+        c = self.channels
+        y0 = y if c is None else centre_of(y, c)
+        context = y0 is not y
         with torch.no_grad():
             fy = net(y)
-            residual = y - fy
-            mask = rademacher(y.shape, generator, y.device)
+            residual = y0 - fy
+            mask = rademacher(y0.shape, generator, y.device)
             if self.noise_level is not None:
                 noise = pinned_noise(residual, mask, fy, self.noise_level)
             else:
                 noise = residual * mask
+            if context:
+                assert c is not None
+                assert self.neighbour_level is not None
+                copies = centre_copies(y, c)
+                around = with_centre(model_noise(y, self.neighbour_level, generator, c),
+                                     noise, copies, c)
         alpha = self.alpha
-        inputs = [y + alpha * noise]
+        inputs = [y + alpha * (around if context else noise)]
         if self.lambda_g > 0:
             inputs.append(y)
         if self.gamma > 0:
-            inputs.append(fy + alpha * noise)
+            pseudo = fy + alpha * noise
+            # the neighbours as in the recorrupted input; only the centre is the estimate
+            inputs.append(with_centre(inputs[0], pseudo, copies, c) if context else pseudo)
         outputs = net(torch.cat(inputs)).split(y.shape[0])
-        l_u = F.mse_loss(outputs[0], y - noise / alpha)
+        l_u = F.mse_loss(outputs[0], y0 - noise / alpha)
         loss = l_u
         terms = {"unsupervised": float(l_u.detach())}
         k = 1
         if self.lambda_g > 0:
-            l_g = F.mse_loss(outputs[k], y)
+            l_g = F.mse_loss(outputs[k], y0)
             loss = loss + self.lambda_g * l_g
             terms["regular"] = float(l_g.detach())
             k += 1
@@ -176,11 +193,16 @@ class R2RLoss(Objective):
 
     term_names = ("unsupervised",)
 
-    def __init__(self, noise_level: NoiseLevel, alpha: float) -> None:
-        self.noise_level, self.alpha = noise_level, alpha
+    def __init__(self, noise_level: NoiseLevel, alpha: float, channels: int | None = None,
+                 ) -> None:
+        self.noise_level, self.alpha, self.channels = noise_level, alpha, channels
 
     def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
                  generator: torch.Generator) -> StepResult:
+        if self.channels is not None and y.shape[1] != self.channels:
+            loss = recorrupted_stack_mse(net, y, self.noise_level, generator, self.alpha,
+                                         self.channels)
+            return StepResult(loss, {"unsupervised": float(loss.detach())}, None)
         sd = self.noise_level.variance(y).sqrt()
         z = _normal(y.shape, generator, y.device) * sd
         loss = F.mse_loss(net(y + self.alpha * z), y - z / self.alpha)
@@ -216,17 +238,34 @@ class RecorruptedValidation(Objective):
 
     term_names = ("validation",)
 
-    def __init__(self, noise_level: NoiseLevel, alpha: float = 1.0) -> None:
-        self.noise_level, self.alpha = noise_level, alpha
+    def __init__(self, noise_level: NoiseLevel, alpha: float = 1.0,
+                 channels: int | None = None) -> None:
+        self.noise_level, self.alpha, self.channels = noise_level, alpha, channels
 
     def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
                  generator: torch.Generator) -> StepResult:
+        if self.channels is not None and y.shape[1] != self.channels:
+            loss = recorrupted_stack_mse(net, y, self.noise_level, generator, self.alpha,
+                                         self.channels)
+            return StepResult(loss, {"validation": float(loss.detach())}, None)
         z = _normal(y.shape, generator, y.device)
         if self.noise_level.kernel is not None:
             z = correlate_yx(z, self.noise_level.kernel)
         n = z * self.noise_level.variance(y).sqrt()
         loss = F.mse_loss(net(y + self.alpha * n), y - n / self.alpha)
         return StepResult(loss, {"validation": float(loss.detach())}, None)
+
+
+def recorrupted_stack_mse(net: nn.Module, y: torch.Tensor, level: NoiseLevel,
+                          generator: torch.Generator, alpha: float, channels: int,
+                          ) -> torch.Tensor:
+    """``||f(y + a n) - (y0 - n0 / a)||^2`` for a stack of planes ``y`` (context): ``n`` drawn
+    from ``level`` for every plane (:func:`~.context_noise.model_noise`), ``y0`` and ``n0`` the
+    centre plane's."""
+    n = model_noise(y, level, generator, channels)
+    n0 = centre_of(n, channels)
+    n = with_centre(n, n0, centre_copies(y, channels), channels)
+    return F.mse_loss(net(y + alpha * n), centre_of(y, channels) - n0 / alpha)
 
 
 def known_noise_level(config: TrainConfig, norm: Normalization) -> NoiseLevel:
@@ -247,15 +286,17 @@ def known_noise_level(config: TrainConfig, norm: Normalization) -> NoiseLevel:
 def build_objective(config: TrainConfig, norm: Normalization,
                     estimated: NoiseLevel) -> Objective:
     """The objective a config asks for."""
+    channels = len(norm.low)
     if config.method in ("gr2r", "gr2r-paper"):
         return GR2RLoss(
             gamma=config.resolved_gamma,
             lambda_g=config.resolved_lambda_g,
             noise_level=estimated if config.resolved_pin_noise else None,
             alpha=config.resolved_alpha,
+            channels=channels, neighbour_level=estimated,
         )
     if config.method == "r2r":
-        return R2RLoss(known_noise_level(config, norm), config.r2r_alpha)
+        return R2RLoss(known_noise_level(config, norm), config.r2r_alpha, channels)
     return N2CLoss()
 
 
@@ -267,5 +308,5 @@ def build_validation(config: TrainConfig, objective: Objective,
     network); GR2R uses :class:`RecorruptedValidation` with the estimated noise.
     """
     if config.method in ("gr2r", "gr2r-paper"):
-        return RecorruptedValidation(estimated, config.resolved_alpha)
+        return RecorruptedValidation(estimated, config.resolved_alpha, len(estimated.a))
     return objective

@@ -18,6 +18,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data.collection import SourceSet, as_image_list
+from ..data.context import context_images, stack_normalization
 from ..data.normalization import Normalization
 from ..data.patches import SamplingPlan, split_regions
 from ..devices import resolve_device, resolve_precision, usable_device
@@ -44,7 +45,7 @@ from .validation import Validator
 N_VAL_PATCHES = 16
 RISK_PATCHES = 50_000
 """Patches the estimated PSNR's noise variance is refitted on (see :mod:`..noise.refit`)."""
-NETWORK_FIELDS = ("width", "depth", "residual")
+NETWORK_FIELDS = ("width", "depth", "residual", "context")
 
 
 def choose_dims(config: TrainConfig, nz: int) -> int:
@@ -60,8 +61,8 @@ def choose_dims(config: TrainConfig, nz: int) -> int:
                 "Use net_dims='2d' or 'auto'."
             )
         return 3
-    if config.preset == "fast":
-        return 2  # slice by slice: the laptop-CPU preset
+    if config.preset == "fast" or config.context:
+        return 2  # slice by slice: the laptop-CPU preset; context stacks planes for a 2D net
     return 3 if nz >= 2 ** (config.depth + 1) else 2
 
 
@@ -84,7 +85,8 @@ def check_arguments(config: TrainConfig | None, model: GR2RModel | None) -> Trai
                                  for f in NETWORK_FIELDS):
         raise ConfigError(
             f"The model's network has width {model.config.width}, depth "
-            f"{model.config.depth} and residual={model.config.residual}; to continue "
+            f"{model.config.depth}, residual={model.config.residual} and context "
+            f"{model.config.context}; to continue "
             "training it, keep them (or train a new model)."
         )
     return config
@@ -167,7 +169,8 @@ def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2R
     dims = choose_dims(config, images.min_z)
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    net = build_network(dims, info.n_channels, config.width, config.depth, config.residual)
+    net = build_network(dims, info.n_channels, config.width, config.depth, config.residual,
+                        config.context)
     return GR2RModel(net=net, config=config, axes=info.axes, channels=info.n_channels,
                      dims=dims, normalization=stats.norm, noise_level=stats.noise_level,
                      data_shape=tuple(int(n) for n in info.shape))
@@ -197,8 +200,10 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
     check_world_fits(training_patches(images, plan), world.size, plan.patch)
     if not world.is_main:
         seed_rank(rng, config.seed, world.rank, model.step)
-    sampler, batches, val_seed = images.samplers(
-        stats.norm, plan, rng, val_seed=state.val_seed if state is not None else None)
+    # with context, the patches carry their neighbouring planes as channels
+    sampler, batches, val_seed = context_images(images, config.context, model.dims).samplers(
+        stack_normalization(stats.norm, config.context), plan, rng,
+        val_seed=state.val_seed if state is not None else None)
     val_batches = [[torch.from_numpy(a) for a in arrays] for arrays in batches]
     if not world.is_main:
         val_batches = []  # rank 0 validates and chooses the best weights

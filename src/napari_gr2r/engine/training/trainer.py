@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
+from ..data.context import centre_of
 from ..devices import autocast
 from ..errors import NumericalError
 from ..model.model import GR2RModel
@@ -360,7 +361,8 @@ class Trainer:
 
     def _residual_energy(self, y: torch.Tensor) -> float:
         with torch.no_grad():
-            return float((y - self.net(y)).square().mean())
+            fy = self.net(y)  # the centre plane's, with context
+            return float((centre_of(y, fy.shape[1]) - fy).square().mean())
 
 
 def _history_row(event: TrainingProgress) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.context import centre_of
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve
 from ..quality.risk import patch_mse
@@ -70,7 +71,8 @@ class Validator:
                 t = arrays[1].to(self.device) if len(arrays) > 1 else None
                 result = self.validation(net, y, t, gen)
                 losses.append(float(result.loss.detach()))
-                energies.append(float((y - net(y)).square().mean()))
+                fy = net(y)  # the centre plane's, with context
+                energies.append(float((centre_of(y, fy.shape[1]) - fy).square().mean()))
             level, curve = self.risk_noise
             mse = patch_mse(net, [a[0].to(self.device) for a in self.batches], level, curve,
                             probes=RISK_PROBES, seed=self.seed)

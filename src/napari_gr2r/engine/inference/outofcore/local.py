@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...data.context import GatheredBlock, context_source, stack_normalization
 from ...devices import resolve_device, usable_device
 from ...io.sources import ImageSource
 from ...model.model import GR2RModel
@@ -30,9 +31,11 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
 
     Returns the block's ``(C, Z, Y, X)`` float32 result in the input's intensity scale.
     """
-    data = grid.read(source, block)
-    plan = TilePlan(model, ImageSource(data, "CZYX"), tile, overlap, border=0)
-    result = np.empty(data.shape, np.float32)
+    data = grid.read(context_source(source, model.config.context, model.dims), block)
+    gathered = bool(model.config.context)
+    plan = TilePlan(model, GatheredBlock(data) if gathered else ImageSource(data, "CZYX"),
+                    tile, overlap, border=0, gathered=gathered)
+    result = np.empty((model.channels, *data.shape[1:]), np.float32)
     for _, z, denoised in plan.run(batch_size, device, None, should_stop):
         result[:, z] = denoised
     return result[(slice(None), *grid.crop(block))]
@@ -57,6 +60,9 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
         return
     net = place(model.net, device).eval()
     norm = model.normalization
+    # with context, each plane's block carries its neighbours (the halo along the context axis)
+    source = context_source(source, model.config.context, model.dims)
+    norm_in = stack_normalization(norm, model.config.context)
     pending: list[tuple[Block, np.ndarray]] = []
 
     def as_images(data: np.ndarray) -> np.ndarray:
@@ -82,7 +88,7 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
 
     for index in indices:
         block = grid[index]
-        data = norm.apply(grid.read(source, block))
+        data = norm_in.apply(grid.read(source, block))
         if pending and pending[0][1].shape[1 if model.dims == 2 else 0:] != \
                 data.shape[1 if model.dims == 2 else 0:]:
             yield from flush()
