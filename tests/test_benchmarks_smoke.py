@@ -213,3 +213,20 @@ def test_realnoise_shows_a_stored_long_run_with_where_it_came_from(tmp_path):
     assert f"shown from the stored runs under `runs/`: gr2r balanced on Confocal_BPAE_B_3 " \
            f"(finished {record['finished']}" in text
     assert "gr2r balanced on Confocal_BPAE_B_3: the network being trained" in text
+
+
+def test_context_benchmark_at_smoke_size():
+    from benchmarks import context
+
+    noisy, clean, data_range = context.moving_timelapse(frames=3, size=40)
+    assert noisy.shape == clean.shape == (3, 40, 40)
+    assert not np.allclose(clean[0], clean[1])  # the cells move
+    records = [context.run_one(dict(dataset="moving", context=k, seed=0, steps=2, noisy=noisy,
+                                    clean=clean, range=data_range, axes="TYX"))
+               for k in (0, 1)]
+    text = context.report(records, "python -m benchmarks.context --smoke",
+                          dict(machine={}, versions={}, steps=2, seed=0, wall_s=1.0))
+    assert "| moving | 1 |" in text
+    thick, _, _ = context.z_stack(4)
+    thin, _, _ = context.z_stack(1)
+    assert thick.shape[0] < thin.shape[0]

@@ -35,6 +35,11 @@ R2R (Pang et al. 2021) with known noise of standard deviation ``s``::
 
 N2C (supervised): ``L = ||f(y) - x||^2`` with the clean image ``x``.
 
+With context (``TrainConfig.context``), ``y`` is a stack of ``2k + 1`` planes and ``f`` gives
+the centre plane: every term above compares ``f``'s output with the centre plane's ``y``,
+``n`` and ``f(y)``, and every plane of the input is recorrupted, the centre with GR2R's noise
+and the neighbours with draws from the fitted noise model (see :mod:`.context_noise`).
+
 Examples
 --------
 The generated noise has zero mean whatever the residual:
