@@ -38,7 +38,7 @@ N2C (supervised): ``L = ||f(y) - x||^2`` with the clean image ``x``.
 With context (``TrainConfig.context``), ``y`` is a stack of ``2k + 1`` planes and ``f`` gives
 the centre plane: every term above compares ``f``'s output with the centre plane's ``y``,
 ``n`` and ``f(y)``, and every plane of the input is recorrupted, the centre with GR2R's noise
-and the neighbours with draws from the fitted noise model (see :mod:`.context_noise`).
+and the neighbours with draws from the fitted noise model (:func:`model_noise`).
 
 Examples
 --------
@@ -61,10 +61,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..data.context import centre_copies, centre_of, with_centre
+from ..data.context import centre_copies, centre_of, planes_of, with_centre
 from ..data.normalization import Normalization
 from ..noise.level import NoiseLevel
-from .context_noise import model_noise
 
 
 def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator,
@@ -113,6 +112,42 @@ def correlate_yx(noise: torch.Tensor, kernel: list[list[float]]) -> torch.Tensor
     return F.conv2d(planes, k[None, None]).reshape(shape)
 
 
+def model_noise(y: torch.Tensor, level: NoiseLevel, generator: torch.Generator,
+                channels: int) -> torch.Tensor:
+    """Noise for every plane of the stack ``y`` from the noise model (variance at each
+    plane's own pixels, correlated like the noise); the same shape as ``y``.
+
+    Networks that see neighbouring planes (``TrainConfig.context``): the input of such a network
+    is a stack of ``2k + 1`` planes, ``C`` channels each, and it denoises the centre plane
+    (:mod:`napari_gr2r.engine.data.context`). A recorrupted-to-recorrupted objective must
+    recorrupt *every* plane the network sees, not only the centre: the network is trained on
+    inputs with ``1 + alpha^2`` times the noise variance, and applied to images with the plain
+    noise in every plane. Left at the plain noise, the neighbours would be the cleaner planes
+    during training and the network would learn to trust them more than it should at inference,
+    where they are as noisy as the centre.
+
+    - The centre plane's noise is GR2R's own: the network's residual with random signs, pinned
+      to the noise level (:func:`pinned_noise`), because only the centre plane has a
+      residual (the network's output is that plane's).
+    - The neighbours' noise is drawn from the noise model fitted before training (Gaussian with
+      the fitted variance ``a * y + b`` of each neighbour's own pixels, correlated with the
+      fitted kernel when the noise is correlated). The variance function being affine in the
+      intensity, evaluating it at the noisy value is unbiased; a residual of a neighbour would
+      take one more forward pass per neighbour, centred on it, for each step.
+    - A slot that holds the centre plane itself (a stack shorter than the window reflects back
+      onto the centre; a single plane is its own context) gets the centre's noise: its base noise
+      *is* the centre's, and independent recorruption would let the network read the target's
+      noise off it.
+    """
+    z = torch.randn(tuple(y.shape), generator=generator, device=generator.device).to(y.device)
+    if level.kernel is not None:
+        z = correlate_yx(z, level.kernel)
+    planes = planes_of(y, channels)
+    flat = planes.reshape(-1, channels, *planes.shape[3:])
+    sd = level.variance(flat).sqrt().reshape(y.shape)
+    return z * sd
+
+
 @dataclass
 class StepResult:
     """What one evaluation of an objective gives."""
@@ -146,7 +181,7 @@ class GR2RLoss(Objective):
         self.gamma, self.lambda_g, self.noise_level = gamma, lambda_g, noise_level
         self.alpha = alpha
         # with context (inputs of more than ``channels`` channels): the noise model the
-        # neighbouring planes' noise is drawn from (see :mod:`.context_noise`)
+        # neighbouring planes' noise is drawn from (see :func:`model_noise`)
         self.channels, self.neighbour_level = channels, neighbour_level
 
     def __call__(self, net: nn.Module, y: torch.Tensor, target: torch.Tensor | None,
@@ -265,7 +300,7 @@ def recorrupted_stack_mse(net: nn.Module, y: torch.Tensor, level: NoiseLevel,
                           generator: torch.Generator, alpha: float, channels: int,
                           ) -> torch.Tensor:
     """``||f(y + a n) - (y0 - n0 / a)||^2`` for a stack of planes ``y`` (context): ``n`` drawn
-    from ``level`` for every plane (:func:`~.context_noise.model_noise`), ``y0`` and ``n0`` the
+    from ``level`` for every plane (:func:`model_noise`), ``y0`` and ``n0`` the
     centre plane's."""
     n = model_noise(y, level, generator, channels)
     n0 = centre_of(n, channels)
