@@ -2,6 +2,8 @@
 
 Everything here is a dataclass of ints, floats, strings and tuples so that it can be stored
 in a checkpoint and loaded with ``torch.load(weights_only=True)``.
+This module is longer than 400 lines because :class:`TrainConfig` documents and checks every
+setting of every section in one place (the keywords users write).
 """
 
 from __future__ import annotations
