@@ -116,7 +116,8 @@ class QualityReport:
                 float(10 * math.log10(rng**2 / low_mse)) if low_mse > 0 else math.inf)
 
     def psnr_text(self, data_range: float | None = None) -> str:
-        """The estimated PSNR with its interval, as ``"<estimate> dB (likely <low>–<high>)"``, two decimals each."""
+        """The estimated PSNR with its interval, as ``"<estimate> dB (likely <low>–<high>)"``,
+        two decimals each."""
         low, high = self.psnr_interval(data_range)
         if math.isnan(low):
             return f"{self.psnr(data_range):.2f} dB"
