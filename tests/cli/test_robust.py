@@ -44,6 +44,7 @@ def test_train_says_which_preset_and_how_long(folder, capsys):
     assert "preset fast (the default on a CPU" in err
     match = re.search(r"estimated time: about ([\d.]+) (s|min|h) for 20 steps", err)
     assert match, err
+    assert "a first guess" in err  # refined by the bar as the run goes, not a promise
     assert engine.load_model(out).config.preset == "fast"
 
 

@@ -232,7 +232,8 @@ def train_with_bar(trainer: Any) -> None:
                     estimated = True
                     total_s = event.elapsed_s / max(done, 1) * bar.total
                     tqdm.write(f"estimated time: about {format_duration(total_s)} for "
-                               f"{bar.total} steps (measured over the first {done})",
+                               f"{bar.total} steps (a first guess from the first {done}; the bar's "
+                               "time left is refined as the run goes)",
                                file=sys.stderr)
             elif isinstance(event, CollapseDetected):
                 tqdm.write(f"warning: {event.message}", file=sys.stderr)
