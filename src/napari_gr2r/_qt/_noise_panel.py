@@ -87,8 +87,8 @@ class NoiseView(QWidget):
         self.verdict.setWordWrap(True)
         self.verdict.setToolTip(
             "PSNR (peak signal-to-noise ratio, dB) compares the image's range with the error "
-            "left. Each 3 dB is half the squared error; the gain over the noisy image says "
-            "more than the figure alone.")
+            "left. Halving the squared error adds about three decibels; the gain over the "
+            "noisy image says more than the figure alone.")
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet(_WARN_STYLE)
