@@ -24,6 +24,15 @@ clean image. The data:
 * ``unrelated``: eight unrelated crops of ``nuclei2d`` stacked as a time-lapse: no redundancy
   between planes, where context can only cost.
 
+``--contexts auto`` trains with ``context="auto"`` (the table shows the planes it chose). The
+data that did not serve to set its steps (``--held-out``):
+
+* ``fmd-<config>`` for the eight configurations other than ``TwoPhoton_BPAE_G``;
+* ``drift-<config>``: the 50-frame ground truth of an FMD configuration, drifting 3 px right
+  and 1 px down per frame over 8 frames, with Poisson-Gaussian noise;
+* ``stains``: the nine FMD ground truths (three microscopes x three stains) as a time-lapse of
+  8, with Poisson-Gaussian noise: planes that share little.
+
 Time per step is the training's wall time (validation included) over its steps; memory is the
 process's peak resident set size and its growth during training and denoising (the process
 holds Python, torch and the data before).
@@ -46,6 +55,8 @@ from .common import NOISES, load_clean, log, machine, markdown_table, psnr, vers
 
 FMD = Path("/work/shared/data/fmd-bpae")
 FMD_CONFIGS = ("TwoPhoton_BPAE_G",)
+ALL_FMD = tuple(f"{m}_BPAE_{s}" for m in ("Confocal", "TwoPhoton", "WideField")
+                for s in ("B", "G", "R"))
 CONTEXTS = (0, 1, 2, 3)
 STEPS = 300
 
@@ -100,8 +111,41 @@ def fmd(config: str, folder: Path, size: int = 128) -> tuple[np.ndarray, np.ndar
     return raw[crop].astype(np.float32), clean.astype(np.float32), 255.0
 
 
+def _fmd_gt01(config: str, folder: Path, size: int) -> np.ndarray:
+    from skimage.io import imread
+
+    gt = imread(folder / "gt" / f"{config}_1.png").astype(np.float32)
+    gt = (gt - gt.min()) / (gt.max() - gt.min())
+    y0, x0 = (gt.shape[0] - size) // 2, (gt.shape[1] - size) // 2
+    return gt[y0:, x0:]
+
+
+def drift(config: str, folder: Path, frames: int = 8, size: int = 96,
+          ) -> tuple[np.ndarray, np.ndarray, float]:
+    gt = _fmd_gt01(config, folder, size + 3 * frames)
+    return _noisy(np.stack([gt[t:t + size, 3 * t:3 * t + size] for t in range(frames)]), 1)
+
+
+def stains(folder: Path, size: int = 96) -> tuple[np.ndarray, np.ndarray, float]:
+    planes = [_fmd_gt01(c, folder, size)[:size, :size] for c in ALL_FMD[:8]]
+    return _noisy(np.stack(planes), 2)
+
+
+def held_out(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray, float, str]]:
+    out: dict[str, tuple[np.ndarray, np.ndarray, float, str]] = {}
+    for config in ALL_FMD:
+        if config not in FMD_CONFIGS:
+            out[f"fmd-{config}"] = (*fmd(config, args.fmd), "TYX")
+    for config in ("Confocal_BPAE_R", "WideField_BPAE_B"):
+        out[f"drift-{config}"] = (*drift(config, args.fmd), "TYX")
+    out["stains"] = (*stains(args.fmd), "TYX")
+    return {k: v for k, v in out.items() if not args.datasets or k in args.datasets}
+
+
 def datasets(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray, float, str]]:
     out: dict[str, tuple[np.ndarray, np.ndarray, float, str]] = {}
+    if args.held_out:
+        return held_out(args)
     if args.smoke:
         noisy, clean, rng = moving_timelapse(frames=4, size=48)
         return {"moving": (noisy, clean, rng, "TYX")}
@@ -147,6 +191,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     denoise_s = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(dataset=task["dataset"], context=task["context"], seed=task["seed"],
+                chosen=int(trainer.model.config.context),
                 psnr=psnr(clean, out, data_range), noisy_psnr=psnr(clean, noisy, data_range),
                 step_ms=1000 * elapsed / task["steps"], denoise_s=denoise_s, peak_mib=peak,
                 growth_mib=peak - before, parameters=sum(p.numel() for p in
@@ -156,7 +201,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
 def report(records: list[dict[str, Any]], command: str, info: dict[str, Any]) -> str:
     by = {(r["dataset"], r["context"]): r for r in records}
     names = list(dict.fromkeys(r["dataset"] for r in records))
-    contexts = sorted({r["context"] for r in records})
+    contexts = list(dict.fromkeys(r["context"] for r in records))
     rows = []
     for name in names:
         base = by.get((name, 0))
@@ -165,7 +210,8 @@ def report(records: list[dict[str, Any]], command: str, info: dict[str, Any]) ->
             if r is None:
                 continue
             gain = r["psnr"] - base["psnr"] if base is not None else float("nan")
-            rows.append([name, k, f"{r['noisy_psnr']:.2f}", f"{r['psnr']:.2f}",
+            label = f"auto ({r['chosen']})" if k == "auto" else k
+            rows.append([name, label, f"{r['noisy_psnr']:.2f}", f"{r['psnr']:.2f}",
                          f"{gain:+.2f}", f"{r['step_ms']:.0f}", f"{r['denoise_s']:.2f}",
                          f"{r['peak_mib']:.0f}", f"{r['growth_mib']:.0f}", r["parameters"]])
     table = markdown_table(["data", "context", "noisy PSNR", "PSNR", "vs context 0",
@@ -181,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--contexts", type=int, nargs="+", default=list(CONTEXTS))
+    parser.add_argument("--contexts", type=lambda t: t if t == "auto" else int(t), nargs="+",
+                        default=list(CONTEXTS))
+    parser.add_argument("--held-out", action="store_true",
+                        help="the data that did not serve to set context='auto' (docstring)")
     parser.add_argument("--datasets", nargs="+")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fmd", type=Path, default=FMD)

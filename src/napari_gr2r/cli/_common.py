@@ -210,8 +210,10 @@ def train_with_bar(trainer: Any) -> None:
     try:
         for event in trainer.iter_fit():
             if isinstance(event, TrainingStarted):
-                print(f"training a {event.net_dims}D network ({event.n_parameters:,} parameters) "
-                      f"on {event.device}, patches {event.patch_shape}, estimated noise SD "
+                seeing = (f" seeing {event.context} neighbouring plane(s) on each side"
+                          if event.context else "")
+                print(f"training a {event.net_dims}D network ({event.n_parameters:,} parameters)"
+                      f"{seeing} on {event.device}, patches {event.patch_shape}, estimated noise SD "
                       f"{event.noise_sd:.3g}{_correlation_text(event)}", file=sys.stderr)
                 start = event.step
                 bar = tqdm(total=event.total_steps - start, unit="step",

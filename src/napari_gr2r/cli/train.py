@@ -92,9 +92,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--net-dims", default="auto", choices=["auto", "2d", "3d"],
                        help="2D network over Z slices or 3D network; auto picks 3D for deep "
                        "enough Z stacks, except with the fast preset (default: %(default)s)")
-    train.add_argument("--context", type=int, metavar="K",
+    train.add_argument("--context", type=_context, metavar="K",
                        help="neighbouring planes on each side that the 2D network sees with "
-                       "each plane: along T for a time-lapse, along Z for a Z stack "
+                       "each plane: along T for a time-lapse, along Z for a Z stack; 'auto' "
+                       "measures how much neighbouring planes share and picks 0-3 "
                        "(default: 0, each plane alone)")
     train.add_argument("--noise-sigma", type=float,
                        help="for --method r2r: the Gaussian noise's standard deviation, in the "
@@ -210,6 +211,17 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
     _say(f"resuming the run in {source.name} at step {model.step} of "
          f"{run_start + config.steps}")
     return model, config
+
+
+def _context(text: str) -> int | str:
+    """``--context``: a whole number of planes, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of planes or 'auto', not {text!r}") from None
 
 
 @contextlib.contextmanager

@@ -74,7 +74,7 @@ class NetworkConfig:
     depth: int = 3
     residual: bool = False
     net_dims: str = "auto"
-    context: int = 0
+    context: int | str = 0
 
 
 @dataclass
@@ -169,10 +169,13 @@ class TrainConfig:
         ``"auto"`` (3D network when the data has a Z axis deep enough, except with the ``fast``
         preset; else 2D), ``"2d"`` or
         ``"3d"``. A 2D network on a Z stack is trained and applied slice by slice.
-    context : int
+    context : int or "auto"
         Neighbouring planes on each side that the (2D) network sees with the plane it
         denoises, stacked as input channels: along T for a time-lapse, along Z for a Z stack
         (see :mod:`napari_gr2r.engine.data.context`). 0 (default): each plane alone.
+        ``"auto"``: chosen from how much neighbouring planes share (0 for unrelated planes, up
+        to 3 for repeated captures of a still field), measured on the data when training
+        starts (:mod:`napari_gr2r.engine.data.redundancy`); the model records the number.
     val_fraction : float
         Fraction of the data held out for the validation loss (0 disables validation).
     val_every, event_every : int
@@ -355,9 +358,11 @@ class TrainConfig:
         self.pin_noise = check_bool("pin_noise", self.pin_noise, allow_none=True)
         self.residual = check_bool("residual", self.residual)
         self.augment = check_bool("augment", self.augment)
-        self.context = check_int("context", self.context, 0, MAX_CONTEXT,
-                                 what="neighbouring planes on each side, 0 for none")
-        if self.context and self.net_dims == "3d":
+        if self.context != "auto":
+            self.context = check_int("context", self.context, 0, MAX_CONTEXT,
+                                     what="neighbouring planes on each side, 0 for none, "
+                                          "or 'auto'")
+        if self.context and self.context != "auto" and self.net_dims == "3d":
             raise ConfigError(
                 f"context={self.context} stacks neighbouring planes for a 2D network; use "
                 "net_dims='2d' or 'auto' with it (a 3D network sees its Z neighbours already)."

@@ -42,6 +42,8 @@ class TrainingStarted(TrainEvent):
     """The process group's backend (``"gloo"``, ``"nccl"``), empty for one process."""
     precision: str = "fp32"
     """The arithmetic of the training passes."""
+    context: int = 0
+    """Neighbouring planes on each side the network sees (``context="auto"`` resolved)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..data.collection import SourceSet, as_image_list
 from ..data.context import context_images, stack_normalization
 from ..data.normalization import Normalization
 from ..data.patches import SamplingPlan, split_regions
+from ..data.redundancy import suggest_context
 from ..devices import resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError
 from ..model.model import GR2RModel
@@ -81,6 +82,8 @@ def check_arguments(config: TrainConfig | None, model: GR2RModel | None) -> Trai
             "TrainConfig(...) or TrainConfig.from_preset('fast', steps=...)."
         )
     config.validate()
+    if model is not None and config.context == "auto":
+        config = config.replace(context=model.config.context)  # the network's own planes
     if model is not None and any(getattr(config, f) != getattr(model.config, f)
                                  for f in NETWORK_FIELDS):
         raise ConfigError(
@@ -90,6 +93,15 @@ def check_arguments(config: TrainConfig | None, model: GR2RModel | None) -> Trai
             "training it, keep them (or train a new model)."
         )
     return config
+
+
+def resolved_context(config: TrainConfig, images: SourceSet) -> TrainConfig:
+    """``config`` with ``context="auto"`` replaced by the planes :func:`suggest_context`
+    measures on ``images`` for the network ``config`` chooses without context."""
+    if config.context != "auto":
+        return config
+    dims = choose_dims(config.replace(context=0), images.min_z)
+    return config.replace(context=suggest_context(images, dims))
 
 
 def training_images(data: Any, axes: str, config: TrainConfig, target: Any) -> SourceSet:
@@ -183,6 +195,7 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
     config = check_arguments(config, model)
     state, run_start = run_to_resume(model, config.steps) if resume else (None, None)
     images = training_images(data, axes, config, target)
+    config = resolved_context(config, images)
     rng = np.random.default_rng(config.seed)
     torch_seed = int(rng.integers(2**31))
     torch_device = resolve_device(device)

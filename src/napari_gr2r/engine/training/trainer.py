@@ -270,6 +270,7 @@ class Trainer:
             noise_correlation=self.noise_level.neighbour_correlation,
             has_validation=bool(self.val_batches), resumed_from_step=loop.start,
             world_size=self.world.size, backend=self.world.backend, precision=self.precision,
+            context=int(self.config.context),
         )
 
     def _step(self, loop: _Loop, step: int) -> tuple[float, torch.Tensor]:
