@@ -24,18 +24,22 @@ clean image. The data:
 * ``unrelated``: eight unrelated crops of ``nuclei2d`` stacked as a time-lapse: no redundancy
   between planes, where context can only cost.
 
-``--contexts auto`` trains with ``context="auto"`` (the table shows the planes it chose). The
-data that did not serve to set its steps (``--held-out``):
+``--contexts auto`` trains with ``context="auto"`` (the table shows the planes it chose). Its
+steps were set on the data above and on ``--more-dev``:
 
 * ``fmd-<config>`` for the eight configurations other than ``TwoPhoton_BPAE_G``;
-* ``drift-<config>``: the 50-frame ground truth of an FMD configuration, drifting 3 px right
-  and 1 px down per frame over 8 frames, with Poisson-Gaussian noise;
-* ``stains``: the nine FMD ground truths (three microscopes x three stains) as a time-lapse of
-  8, with Poisson-Gaussian noise: planes that share little.
+* ``drift-<config>``: the 50-frame ground truth of an FMD configuration drifting 3 px right and
+  1 px down per frame over 8 frames, with Poisson-Gaussian noise (Confocal R, WideField B);
+* ``stains``: eight of the FMD ground truths (microscopes x stains) as a time-lapse, with
+  Poisson-Gaussian noise: planes that share little.
 
-Time per step is the training's wall time (validation included) over its steps; memory is the
-process's peak resident set size and its growth during training and denoising (the process
-holds Python, torch and the data before).
+``--held-out`` is the data scored once, after the steps were fixed:
+
+* ``drift-<config>-<dx>``: as ``drift`` with ``dx`` px per frame to the right (1 px down) for
+  TwoPhoton B (1 px), Confocal G (2 px), TwoPhoton R (3 px) and WideField R (5 px);
+* ``z-mid``: every second slice of ``nuclei3d``;
+* ``crops``: eight crops of the bundled ``fmd_confocal`` reference, each rotated differently,
+  with Poisson-Gaussian noise.
 """
 
 from __future__ import annotations
@@ -120,10 +124,10 @@ def _fmd_gt01(config: str, folder: Path, size: int) -> np.ndarray:
     return gt[y0:, x0:]
 
 
-def drift(config: str, folder: Path, frames: int = 8, size: int = 96,
+def drift(config: str, folder: Path, frames: int = 8, size: int = 96, dx: int = 3,
           ) -> tuple[np.ndarray, np.ndarray, float]:
-    gt = _fmd_gt01(config, folder, size + 3 * frames)
-    return _noisy(np.stack([gt[t:t + size, 3 * t:3 * t + size] for t in range(frames)]), 1)
+    gt = _fmd_gt01(config, folder, size + dx * frames)
+    return _noisy(np.stack([gt[t:t + size, dx * t:dx * t + size] for t in range(frames)]), 1)
 
 
 def stains(folder: Path, size: int = 96) -> tuple[np.ndarray, np.ndarray, float]:
@@ -131,7 +135,31 @@ def stains(folder: Path, size: int = 96) -> tuple[np.ndarray, np.ndarray, float]
     return _noisy(np.stack(planes), 2)
 
 
+def crops(size: int = 96) -> tuple[np.ndarray, np.ndarray, float]:
+    from napari_gr2r.sample_data import load_sample
+
+    _, reference, _ = load_sample("fmd_confocal")
+    ref = reference.astype(np.float32)
+    ref = (ref - ref.min()) / (ref.max() - ref.min())
+    ny, nx = ref.shape[-2:]
+    starts = [(y, x) for y in np.linspace(0, ny - size, 3).astype(int)
+              for x in np.linspace(0, nx - size, 3).astype(int)][:8]
+    planes = [np.rot90(ref[..., y:y + size, x:x + size].reshape(size, size), k)
+              for k, (y, x) in enumerate(starts)]
+    return _noisy(np.stack(planes), 3)
+
+
 def held_out(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray, float, str]]:
+    out: dict[str, tuple[np.ndarray, np.ndarray, float, str]] = {}
+    for config, dx in (("TwoPhoton_BPAE_B", 1), ("Confocal_BPAE_G", 2),
+                       ("TwoPhoton_BPAE_R", 3), ("WideField_BPAE_R", 5)):
+        out[f"drift-{config}-{dx}"] = (*drift(config, args.fmd, dx=dx), "TYX")
+    out["z-mid"] = (*z_stack(2), "ZYX")
+    out["crops"] = (*crops(), "TYX")
+    return {k: v for k, v in out.items() if not args.datasets or k in args.datasets}
+
+
+def more_dev(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray, float, str]]:
     out: dict[str, tuple[np.ndarray, np.ndarray, float, str]] = {}
     for config in ALL_FMD:
         if config not in FMD_CONFIGS:
@@ -146,6 +174,8 @@ def datasets(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray
     out: dict[str, tuple[np.ndarray, np.ndarray, float, str]] = {}
     if args.held_out:
         return held_out(args)
+    if args.more_dev:
+        return more_dev(args)
     if args.smoke:
         noisy, clean, rng = moving_timelapse(frames=4, size=48)
         return {"moving": (noisy, clean, rng, "TYX")}
@@ -229,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--contexts", type=lambda t: t if t == "auto" else int(t), nargs="+",
                         default=list(CONTEXTS))
+    parser.add_argument("--more-dev", action="store_true",
+                        help="more data that set context='auto''s steps (docstring)")
     parser.add_argument("--held-out", action="store_true",
                         help="the data that did not serve to set context='auto' (docstring)")
     parser.add_argument("--datasets", nargs="+")

@@ -6,8 +6,9 @@ stack of unrelated fields not at all (there the extra input only adds noise to l
 :func:`neighbour_similarity` measures it from the noisy data alone, as the correlation of the
 *signal* of neighbouring planes:
 
-* each plane is binned (``BIN`` x ``BIN`` pixel means) so that the structures, not the pixel
-  noise, dominate;
+* each plane is binned (``BIN`` x ``BIN`` pixel means): fine enough that structures which
+  moved by a few pixels between planes no longer match (a small network gains little from
+  such planes and can lose), coarse enough to average some noise;
 * the covariance of two neighbouring binned planes holds only signal (their noise is
   independent);
 * each plane's own signal variance is the covariance of the binned even rows with the binned
@@ -30,10 +31,10 @@ from .context import context_axis
 
 __all__ = ["BIN", "CONTEXT_STEPS", "neighbour_similarity", "suggest_context"]
 
-BIN = 4
+BIN = 2
 """Binning (pixels per side) before the planes are compared."""
 
-CONTEXT_STEPS = ((0.9, 3), (0.6, 2), (0.3, 1))
+CONTEXT_STEPS = ((0.9, 3), (0.7, 2), (0.6, 1))
 """(least similarity, planes on each side), first match wins; below the last: 0."""
 
 _PAIRS = 12
