@@ -204,14 +204,17 @@ class _Sums:
 
 
 def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXELS,
-              ) -> FittedNoise:
-    """The noise model :func:`assess` would fit on ``data``, without a denoiser."""
+              noise: str | NoiseCalibration = "fit") -> FittedNoise:
+    """The noise model :func:`assess` would fit on ``data``, without a denoiser; with a
+    calibration as ``noise``, that calibration over ``data``'s pixels (what
+    ``assess(..., noise=calibration)`` uses)."""
     source = ImageSource(data, axes)
     rng = np.random.default_rng(seed)
     blocks = _select_blocks(source, max_pixels, rng, 0)
     norm = Normalization.fit([b for b, _ in blocks])
-    level, curve = _noise_level("fit", None, norm, blocks, rng)
-    return fitted_noise(level, norm, [b for b, _ in blocks], curve)
+    level, curve = _noise_level(noise, None, norm, blocks, rng)
+    return fitted_noise(level, norm, [b for b, _ in blocks], curve,
+                        spread=_noise_spread(noise, curve))
 
 
 # --------------------------------------------------------------------------------------------
