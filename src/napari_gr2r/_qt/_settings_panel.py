@@ -1,11 +1,22 @@
-"""The settings panel: preset, device, preview interval, and the advanced training settings."""
+"""The settings panel: preset, neighbouring planes, device, preview interval, and the advanced
+training settings (precision and compilation among them)."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QCollapsible
 
 from napari_gr2r import engine
+from napari_gr2r.engine.config import MAX_CONTEXT, PRECISIONS
 
 from ._state import Panel, WidgetState
 
@@ -15,6 +26,20 @@ METHOD_NAMES = {
     "r2r": "R2R, known noise level",
 }
 """The methods the widget offers (not the supervised one), in plain words."""
+
+CONTEXT_AUTO = -1
+"""The context spin box's value for ``context="auto"`` (shown as "auto")."""
+CONTEXT_TEXT = ("Neighbouring planes the network sees on each side (time-lapses, Z stacks "
+                "denoised plane by plane); 0 = off.")
+HINT_STYLE = "color: #a0a0a0;"
+
+PRECISION_NAMES = {
+    "auto": "auto (fp32 on a CPU, bf16 on a GPU that has it)",
+    "fp32": "fp32 (full precision)",
+    "bf16": "bf16 (half the memory; CPUs and recent GPUs)",
+    "fp16": "fp16 (half the memory; CUDA GPUs only)",
+}
+"""The precisions (``engine.config.PRECISIONS``) in plain words."""
 
 
 class SettingsPanel(Panel):
@@ -36,6 +61,7 @@ class SettingsPanel(Panel):
                                "laptop CPU; balanced: a workstation; quality: a GPU.")
         self.preset.currentTextChanged.connect(self._on_preset_changed)
         form.addRow("Preset", self.preset)
+        self._build_context(form)
         self.device = QComboBox()
         self.device.addItem("auto", "auto")
         for device_id, label in engine.available_devices():
@@ -57,6 +83,58 @@ class SettingsPanel(Panel):
         layout.addWidget(self.advanced)
         self._on_preset_changed(self.preset.currentText())
         state.model_loaded.connect(self._on_model_loaded)
+        state.choice_changed.connect(self._update_context)
+        self.net_dims.currentTextChanged.connect(self._update_context)
+        self._update_context()
+
+    def _build_context(self, form: QFormLayout) -> None:
+        """Neighbouring planes as context (``TrainConfig.context``), and a line that says what
+        it does on the chosen layer."""
+        self.context = QSpinBox()
+        self.context.setRange(CONTEXT_AUTO, MAX_CONTEXT)
+        self.context.setSpecialValueText("auto")
+        default = engine.TrainConfig().context
+        self.context.setValue(CONTEXT_AUTO if default == "auto" else int(default))
+        self.context.setSuffix(" each side")
+        self.context.setToolTip(
+            "The network denoises each plane together with this many planes before and after "
+            "it: neighbouring time points of a time-lapse (T), or neighbouring slices of a Z "
+            "stack denoised plane by plane. It helps where neighbouring planes show the same "
+            "structures (repeated captures, thin sections, slow movement) and can cost a "
+            "little where they are unrelated. 0: each plane alone (the default). auto: "
+            "chosen from how much neighbouring planes share, measured when training starts.")
+        form.addRow("Neighbouring planes", self.context)
+        self.context_hint = QLabel(CONTEXT_TEXT)
+        self.context_hint.setWordWrap(True)
+        self.context_hint.setStyleSheet(HINT_STYLE)
+        form.addRow(self.context_hint)
+
+    def context_axis(self) -> str | None:
+        """The axis the chosen layer's neighbouring planes lie along (as the engine picks it:
+        T, else Z for a 2D network), or None when it has none."""
+        axes = self.state.axes if self.state.axes_ok else ""
+        if "T" in axes:
+            return "T"
+        if "Z" in axes and self.net_dims.currentText() != "3d":
+            return "Z"
+        return None
+
+    def _update_context(self) -> None:
+        axis = self.context_axis()
+        self.context.setEnabled(axis is not None)
+        axes = self.state.axes if self.state.axes_ok else ""
+        if axis == "T":
+            where = " Here: neighbouring time points (T)."
+        elif axis == "Z":
+            where = " Here: neighbouring Z slices, with a 2D network."
+        elif "Z" in axes:
+            where = (" Not with a 3D network, which sees its Z neighbours already: set "
+                     "Network (Advanced) to auto or 2d.")
+        elif axes:
+            where = " Not here: this layer has no T or Z axis, a single plane."
+        else:
+            where = ""
+        self.context_hint.setText(CONTEXT_TEXT + where)
 
     def _build_advanced(self) -> QWidget:
         box = QWidget()
@@ -134,7 +212,30 @@ class SettingsPanel(Panel):
         self.seed.setToolTip("The same number gives the same result when training again on the "
                              "same image and computer; 'random' gives a different run each time.")
         form.addRow("Seed", self.seed)
+        self._build_precision(form)
         return box
+
+    def _build_precision(self, form: QFormLayout) -> None:
+        """The arithmetic of the network's passes and torch.compile (``TrainConfig.precision``,
+        ``TrainConfig.compile``)."""
+        self.precision = QComboBox()
+        for name in PRECISIONS:
+            self.precision.addItem(PRECISION_NAMES.get(name, name), name)
+        self.precision.setToolTip(
+            "The arithmetic of the network's passes when training and denoising (the weights "
+            "stay in full precision). auto: fp32 on a CPU, bf16 on a CUDA GPU that supports "
+            "it. bf16 and fp16 use half the memory and are faster on GPUs; fp16 needs a CUDA "
+            "GPU (training refuses it on a CPU or Apple GPU and says what to use instead).")
+        self.precision.setCurrentIndex(self.precision.findData(engine.TrainConfig().precision))
+        form.addRow("Precision", self.precision)
+        self.compile = QCheckBox("Compile the network (torch.compile)")
+        self.compile.setChecked(bool(engine.TrainConfig().compile))
+        self.compile.setToolTip(
+            "Compile the network with torch.compile before training: the first steps take "
+            "longer, the later ones can be faster, mostly on GPUs. Where compiling is not "
+            "possible (no compiler, an unsupported device), training says so in one line and "
+            "runs without it.")
+        form.addRow("", self.compile)
 
     def _on_preset_changed(self, preset: str) -> None:
         cfg = engine.TrainConfig.from_preset(preset)
@@ -149,6 +250,19 @@ class SettingsPanel(Panel):
     def _on_model_loaded(self, model: engine.GR2RModel) -> None:
         self.width.setValue(model.config.width)
         self.depth.setValue(model.config.depth)
+        self.set_context(model.config.context)  # continuing a model keeps its planes
+
+    def set_context(self, context: int | str) -> None:
+        """Show ``context`` (a number of planes, or ``"auto"``)."""
+        self.context.setValue(CONTEXT_AUTO if context == "auto" else int(context))
+
+    def context_value(self) -> int | str:
+        """The neighbouring planes for the engine: a number, ``"auto"``, or 0 where the chosen
+        layer has no planes around its planes."""
+        if self.context_axis() is None:
+            return 0
+        value = self.context.value()
+        return "auto" if value == CONTEXT_AUTO else value
 
     # ------------------------------------------------------------ the state's TrainingSettings
     def config(self) -> engine.TrainConfig:
@@ -171,6 +285,9 @@ class SettingsPanel(Panel):
             val_fraction=self.val_fraction.value(),
             seed=None if self.seed.value() < 0 else self.seed.value(),
             noise_sigma=self.noise_sigma.value() or None,
+            context=self.context_value(),
+            precision=str(self.precision.currentData()),
+            compile=self.compile.isChecked(),
         )
 
     def method_id(self) -> str:
