@@ -7,7 +7,8 @@ autocorrelation of the residual ``y - f(y)``, with a warning when it holds image
 :class:`NoisePanel` runs :func:`napari_gr2r.engine.assess` (or, without a model,
 :func:`~napari_gr2r.engine.fit_noise`) in a thread worker, on a copy of the model: by its
 **Assess** button and after each training; the estimate goes to the shared state, and into the
-metadata of the layer denoised with that model.
+metadata of the layer denoised with that model. Above them, :class:`~._calibration.NoiseSource`
+chooses where the noise comes from: fitted on the image, or a calibration.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from napari_gr2r import engine
 from napari_gr2r.engine.noise.correlation import kernel_autocorrelation
 from napari_gr2r.engine.quality.estimate import STRUCTURE_MESSAGE, FittedNoise, QualityReport
 
+from ._calibration import NoiseSource
 from ._jobs import Job
 from ._layers import LayerChoiceError, check_axes, check_model_fits, layer_array
 from ._results import record_estimate
@@ -179,7 +181,9 @@ def noise_words(noise: FittedNoise) -> str:
            else "about the same at every brightness")
     spread = ("independent from pixel to pixel" if noise.kernel is None
               else "shared between neighbouring pixels")
-    return (f"Noise: standard deviation about {noise.sd:.3g} (image units), {how}, {spread}.")
+    where = " (from the calibration)" if noise.level.source == "calibration" else ""
+    return (f"Noise{where}: standard deviation about {noise.sd:.3g} (image units), {how}, "
+            f"{spread}.")
 
 
 def quality_words(report: QualityReport) -> str:
@@ -221,13 +225,16 @@ def _diverging_lut() -> np.ndarray:
 
 
 def assess_layer(model: engine.GR2RModel | None, data: Any, axes: str, device: str,
-                 should_stop: Any) -> FittedNoise | QualityReport | None:
+                 should_stop: Any, noise: engine.NoiseCalibration | None = None,
+                 ) -> FittedNoise | QualityReport | None:
     """The worker's job: the error estimate of ``model`` on ``data``, or its noise alone;
-    None when stopped."""
+    None when stopped. ``noise``: a calibration to use instead of a fit on ``data``."""
+    chosen = noise if noise is not None else "fit"
     if model is None:
-        return engine.fit_noise(data, axes)
+        return engine.fit_noise(data, axes, noise=chosen)
     try:
-        return engine.assess(model, data, axes, device=device, should_stop=should_stop)
+        return engine.assess(model, data, axes, device=device, should_stop=should_stop,
+                             noise=chosen)
     except InterruptedError:
         return None
 
@@ -250,12 +257,15 @@ class NoisePanel(Panel):
         row.addWidget(self.assess_button)
         row.addWidget(self.after_training)
         row.addStretch()
+        self.noise_source = NoiseSource(state)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.noise_source)
         layout.addLayout(row)
         layout.addWidget(self.view)
         self._pending = False
         state.model_changed.connect(self._on_model_changed)
+        state.noise_changed.connect(self.view.clear)
         state.busy_changed.connect(self._maybe_start_pending)
 
     def _on_model_changed(self) -> None:
@@ -289,7 +299,7 @@ class NoisePanel(Panel):
         self.view.summary.setText(f"Assessing {layer.name!r}…")
         job = Job("assess")
         state.run_job(job, assess_layer, work_model, layer_array(layer), axes,
-                      state.settings.device_id(), job.should_stop,
+                      state.settings.device_id(), job.should_stop, state.noise,
                       returned=partial(self._on_returned, model, layer), errored=self._on_error,
                       refused=self.view.summary.setText,
                       finished=lambda: self.assess_button.setEnabled(True))

@@ -78,6 +78,8 @@ class WidgetState(QObject):
     """Denoise files… was pressed: the widget shows this files panel (in a tab)."""
     quality_changed = Signal()
     """A new error estimate (:attr:`quality`) of the current model on a layer."""
+    noise_changed = Signal()
+    """The noise training and the estimate use changed (:attr:`noise`)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -94,6 +96,11 @@ class WidgetState(QObject):
         self.more_layers: list[Any] = []
         """Further layers to train on with the chosen one (same axes and channels)."""
         self.settings: TrainingSettings = DefaultSettings()
+        self.noise: engine.NoiseCalibration | None = None
+        """The noise from a calibration that training and the estimate use instead of a fit
+        on the image (set by the Noise panel); None: fitted on the image."""
+        self.noise_name = ""
+        """Where :attr:`noise` came from, in words (a file's name, a layer's)."""
         self.closed = False
         """True once :meth:`shutdown` ran: no job starts any more."""
         self.jobs: dict[str, Job] = {}
@@ -201,6 +208,11 @@ class WidgetState(QObject):
         worker = job.start(func, *args, finished=on_finished, **kwargs)
         self.busy_changed.emit()
         return worker
+
+    def set_noise(self, noise: engine.NoiseCalibration | None, name: str = "") -> None:
+        """Use ``noise`` (a calibration) for training and the estimate; None: fit it."""
+        self.noise, self.noise_name = noise, name if noise is not None else ""
+        self.noise_changed.emit()
 
     def set_quality(self, report: engine.QualityReport | None, model: Any, layer_name: str,
                     ) -> None:

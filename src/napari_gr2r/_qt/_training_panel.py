@@ -70,6 +70,7 @@ class TrainingPanel(Panel):
         self._fresh = False
         self._autosave: Path | None = None
         self._relay: ProgressRelay | None = None
+        self._noise_from = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._build_offer())
@@ -231,6 +232,8 @@ class TrainingPanel(Panel):
         self._relay.progressed.connect(self._on_denoise_progress)
         state.progress_busy("preparing…")
         names = ", ".join(repr(each.name) for each in layers)
+        # a continued model keeps the noise it was trained with
+        self._noise_from = state.noise_name if state.noise is not None and model is None else ""
         state.show_message(f"Training on {names} ({axes})…")
         state.model_label.setText(
             f"Continuing the current model from step {model.step}…" if model is not None
@@ -239,8 +242,9 @@ class TrainingPanel(Panel):
         job = TrainingJob()
         state.run_job(job, job.run, data, axes, config, model, state.settings.device_id(),
                       denoise_after=denoise_after, checkpoint_path=self._autosave,
-                      progress=self._relay, yielded=self.on_event, returned=self._on_returned,
-                      errored=self._on_error, finished=self._on_finished,
+                      progress=self._relay, noise=state.noise, yielded=self.on_event,
+                      returned=self._on_returned, errored=self._on_error,
+                      finished=self._on_finished,
                       refused=self._on_refused)
 
     def on_event(self, event: Any) -> None:
@@ -252,12 +256,7 @@ class TrainingPanel(Panel):
             self._net_dims = event.net_dims
             progress.setRange(0, max(event.total_steps, 1))
             progress.setValue(event.step)
-            self.state.show_message(
-                f"Training a {event.net_dims}D network ({event.n_parameters:,} parameters) on "
-                f"{event.device}; estimated noise SD {event.noise_sd:.3g}"
-                + (f", correlated between neighbouring pixels ({event.noise_correlation:.2f})."
-                   if event.noise_correlation else ".")
-            )
+            self.state.show_message(started_text(event, self._noise_from))
         elif isinstance(event, engine.TrainingProgress):
             values = {"loss": event.loss, **event.terms}
             if event.validated and event.val_loss is not None:
@@ -354,3 +353,18 @@ class TrainingPanel(Panel):
             _autosave.discard(self._autosave)  # the run ended: nothing to offer after a crash
             self._autosave = None
         self._relay = None
+
+
+def started_text(event: engine.TrainingStarted, noise_from: str = "") -> str:
+    """What a run that has started trains, where, at which precision, on which noise
+    (``noise_from``: the calibration's name, "" for the noise fitted on the image) and with
+    how many neighbouring planes."""
+    text = (f"Training a {event.net_dims}D network ({event.n_parameters:,} parameters) on "
+            f"{event.device}" + (f" at {event.precision}" if event.precision != "fp32" else ""))
+    text += (f"; noise SD {event.noise_sd:.3g} from {noise_from}" if noise_from
+             else f"; estimated noise SD {event.noise_sd:.3g}")
+    if event.noise_correlation:
+        text += f", correlated between neighbouring pixels ({event.noise_correlation:.2f})"
+    if event.context:
+        text += f"; {event.context} neighbouring plane(s) on each side"
+    return text + "."

@@ -91,7 +91,8 @@ class TrainingJob(Job):
     def run(self, data: Any, axes: str, config: engine.TrainConfig,
             model: engine.GR2RModel | None, device: str, denoise_after: bool = False,
             checkpoint_path: str | os.PathLike | None = None,
-            progress: Callable[[int, int], Any] | None = None) -> Iterator[Any]:
+            progress: Callable[[int, int], Any] | None = None,
+            noise: engine.NoiseCalibration | None = None) -> Iterator[Any]:
         """Build the trainer and train, yielding engine events and preview results.
 
         With ``denoise_after``, the image (the first, for a list) is then denoised with the best
@@ -99,11 +100,12 @@ class TrainingJob(Job):
         ``progress(done, total)`` per tile. ``checkpoint_path``: the trainer's checkpoint file
         (the widget's autosave). Returns ``(model, denoised array)``; the array is None without
         ``denoise_after``, or when :meth:`abort` (or a stop while denoising) ended it.
+        ``noise``: a calibration that a new model's generated noise follows instead of a fit.
         """
         try:
             with capped_threads():
                 trainer = engine.Trainer(data, axes, config, model=model, device=device,
-                                         checkpoint_path=checkpoint_path)
+                                         checkpoint_path=checkpoint_path, noise=noise)
                 with self._lock:
                     self.trainer = trainer
                 yield from self._train(trainer)
