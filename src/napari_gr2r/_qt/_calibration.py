@@ -33,9 +33,9 @@ from ._layers import data_shape, is_image_layer, layer_array
 from ._state import Panel, WidgetState
 
 FILE_FILTER = "Noise calibration (*.json);;All files (*)"
-NO_CALIBRATION = ("No calibration yet: load a file written by 'napari-gr2r calibrate', or choose "
-                  "a layer of repeated captures of a still field and press Calibrate. Until "
-                  "then the noise is fitted on the image.")
+NO_CALIBRATION = ("No calibration yet: load a calibration file (the command line's calibrate "
+                  "command writes one), or choose a layer of repeated captures of a still "
+                  "field and press Calibrate. Until then the noise is fitted on the image.")
 
 
 def captures_axes(layer: Any) -> str:
