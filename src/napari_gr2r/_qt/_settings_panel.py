@@ -34,10 +34,10 @@ CONTEXT_TEXT = ("Neighbouring planes the network sees on each side (time-lapses,
 HINT_STYLE = "color: #a0a0a0;"
 
 PRECISION_NAMES = {
-    "auto": "auto (fp32 on a CPU, bf16 on a GPU that has it)",
-    "fp32": "fp32 (full precision)",
-    "bf16": "bf16 (half the memory; CPUs and recent GPUs)",
-    "fp16": "fp16 (half the memory; CUDA GPUs only)",
+    "auto": "auto",
+    "fp32": "fp32 (full)",
+    "bf16": "bf16 (half memory)",
+    "fp16": "fp16 (half memory, CUDA GPU)",
 }
 """The precisions (``engine.config.PRECISIONS``) in plain words."""
 
@@ -223,9 +223,13 @@ class SettingsPanel(Panel):
             self.precision.addItem(PRECISION_NAMES.get(name, name), name)
         self.precision.setToolTip(
             "The arithmetic of the network's passes when training and denoising (the weights "
-            "stay in full precision). auto: fp32 on a CPU, bf16 on a CUDA GPU that supports "
-            "it. bf16 and fp16 use half the memory and are faster on GPUs; fp16 needs a CUDA "
+            "stay in full precision). auto (the default): fp32 on a CPU, bf16 on a CUDA GPU "
+            "that supports it. bf16 and fp16 use half the memory and are faster on GPUs; fp16 needs a CUDA "
             "GPU (training refuses it on a CPU or Apple GPU and says what to use instead).")
+        # as narrow as the other fields: the longer names show when the list opens
+        self.precision.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.precision.setMinimumContentsLength(6)
         self.precision.setCurrentIndex(self.precision.findData(engine.TrainConfig().precision))
         form.addRow("Precision", self.precision)
         self.compile = QCheckBox("Compile the network (torch.compile)")
