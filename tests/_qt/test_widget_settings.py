@@ -192,3 +192,13 @@ def test_a_layer_of_captures_calibrates_and_moving_ones_are_refused(viewer_widge
         pytest.approx(expected.offset)
     # a mean SD near the noise's: the captures hold Gaussian noise of that SD
     assert np.sqrt(widget.state.noise.variance(100.0)) == pytest.approx(SD, rel=0.1)
+    # without a model, Assess draws the calibration over the chosen image
+    plane = viewer.add_image(_noisy((64, 64), seed=7), name="plane")
+    _choose(widget, plane, "YX")
+    panel = widget.noise_panel
+    panel.assess_button.click()
+    qtbot.waitUntil(lambda: panel.view.noise is not None and not widget.state.assessing,
+                    timeout=30_000)
+    assert panel.view.noise.level.source == "calibration"
+    assert panel.view.noise.gain == pytest.approx(expected.gain)
+    assert "from the calibration" in panel.view.summary.text()

@@ -131,3 +131,16 @@ def test_level_in_normalised_units_matches():
     x = np.array([300.0, 900.0])
     got = level.variance((x - 200.0)[None] / 1000.0, channel_axis=0)[0] * 1000.0**2
     np.testing.assert_allclose(got, _true_variance(x), rtol=1e-6)
+
+
+def test_fit_noise_shows_a_calibration_over_the_image():
+    frames, _ = _captures(4)
+    cal = engine.calibrate_noise(frames[:3], "TYX")
+    shown = engine.fit_noise(frames[3], "YX", noise=cal)
+    assert shown.level.source == "calibration"
+    assert shown.gain == pytest.approx(cal.gain)
+    x = np.array([max(shown.floor[0], cal.black[0]) + 10, 600.0])  # above both floors
+    assert shown.variance(x) == pytest.approx(cal.variance(x), rel=1e-6)
+    assert shown.spread > 0  # the calibration's uncertainty, for the interval
+    fitted = engine.fit_noise(frames[3], "YX")
+    assert fitted.level.source != "calibration"
