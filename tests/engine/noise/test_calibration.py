@@ -120,6 +120,7 @@ def test_assess_uses_a_calibration():
     # the identity's error is the noise: its estimate is the calibration's variance
     true = float(np.mean((frames[3] - clean) ** 2))
     assert abs(report.mse / true - 1) < 0.05
+    assert report.to_dict()["noise"]["source"] == "calibration"  # a result layer records it
     with pytest.raises(InputError, match="channel"):
         engine.assess(lambda b: b, np.stack([frames[3]] * 2), "CYX", noise=cal)
 

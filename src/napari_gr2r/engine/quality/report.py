@@ -60,7 +60,8 @@ class FittedNoise:
     def to_dict(self) -> dict[str, Any]:
         return {"gain": self.gain, "offset": self.offset, "floor": self.floor,
                 "kernel": self.kernel, "sd": self.sd,
-                "neighbour_correlation": self.neighbour_correlation}
+                "neighbour_correlation": self.neighbour_correlation,
+                "source": self.level.source}
 
 
 @dataclass
