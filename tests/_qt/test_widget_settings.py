@@ -175,6 +175,10 @@ def test_a_layer_of_captures_calibrates_and_moving_ones_are_refused(viewer_widge
     assert widget.state.noise is None  # none loaded yet: the noise is fitted
     assert [source.captures.itemText(i) for i in range(source.captures.count())] == \
         ["captures", "moving"]
+    viewer.add_image(still[:2], name="later")  # the list follows the layers when it opens
+    source.captures.showPopup()
+    source.captures.hidePopup()
+    assert source.captures.findText("later") >= 0
     source.captures.setCurrentText("moving")
     source.calibrate_button.click()
     qtbot.waitUntil(lambda: widget.state.job("calibrate") is None, timeout=30_000)

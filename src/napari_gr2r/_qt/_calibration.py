@@ -12,6 +12,7 @@ and **Assess** estimates the error with it, as ``--noise`` does on ``train`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,18 @@ def calibration_words(cal: engine.NoiseCalibration, name: str) -> str:
             + (f", {len(cal.gain)} channels" if len(cal.gain) > 1 else "") + ".")
 
 
+class _RefreshingCombo(QComboBox):
+    """A combo box that calls ``refresh`` before it opens its list (the layers change)."""
+
+    def __init__(self, refresh: Callable[[], Any]) -> None:
+        super().__init__()
+        self._refresh = refresh
+
+    def showPopup(self) -> None:
+        self._refresh()
+        super().showPopup()
+
+
 class NoiseSource(Panel):
     """"Noise from": fitted on the image, or a calibration; sets the state's ``noise``."""
 
@@ -110,12 +123,11 @@ class NoiseSource(Panel):
         files.addWidget(self.save_button)
         box.addLayout(files)
         captures = QHBoxLayout()
-        self.captures = QComboBox()
+        self.captures = _RefreshingCombo(self.refresh_captures)
         self.captures.setToolTip(
             "An image layer of two or more captures of the same still field, stacked along "
             "its first axis (T), in the same units as the image to denoise: nothing may move "
             "or saturate between them.")
-        self.captures.showPopup = self._show_captures  # type: ignore[method-assign]
         self.calibrate_button = QPushButton("Calibrate")
         self.calibrate_button.setToolTip("Measure the noise on the captures layer "
                                          "(engine.calibrate_noise).")
@@ -184,10 +196,6 @@ class NoiseSource(Panel):
             self.save_file(path)
 
     # -------------------------------------------------------------------- from captures
-    def _show_captures(self) -> None:
-        self.refresh_captures()
-        QComboBox.showPopup(self.captures)
-
     def refresh_captures(self) -> None:
         """List the viewer's image layers with more than one plane (keeping the choice)."""
         current = self.captures.currentText()
