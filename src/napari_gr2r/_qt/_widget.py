@@ -7,14 +7,16 @@ It is composed of panels, one module each, over one shared :class:`~._state.Widg
 (the current model, the chosen layer and axes, the running job, the status lines):
 
 - :mod:`._data_panel`: the image layer and its axes;
-- :mod:`._settings_panel`: preset, device, preview interval, advanced settings;
+- :mod:`._settings_panel`: preset, neighbouring planes, device, preview interval, advanced
+  settings (precision and compilation among them);
 - :mod:`._training_panel`: Train and Stop, the loss plot and collapse warning, the preview;
 - :mod:`._denoise_panel`: Denoise (in memory or into zarr), Save and Load model, and
   Denoise files…, which opens :mod:`._files_panel` (files or a folder into a folder) as the
   widget's second tab.
 - :mod:`._export_panel`: Export to BioImage Model Zoo….
-- :mod:`._noise_panel` (the collapsible **Noise** section): the fitted noise model, the current
-  model's estimated error without a clean image, and whether it removes signal.
+- :mod:`._noise_panel` (the collapsible **Noise** section): where the noise comes from (fitted
+  on the image, or a calibration: :mod:`._calibration`), the noise model, the current model's
+  estimated error without a clean image, and whether it removes signal.
 
 A new panel is a module ``_qt/_<name>_panel.py`` with a :class:`~._state.Panel` subclass that
 takes the state, reads and changes it and follows its signals (never another panel's
