@@ -176,7 +176,7 @@ class SourceSet:
         patch, flat_z, batch_size, n_val = plan.patch, plan.flat_z, plan.batch_size, plan.n_val
         if len(self.sources) == 1:
             source, target = self.sources[0], self.target(0)
-            train_region, val_region = split_regions(source.info, plan.val_fraction, patch[1])
+            train_region, val_region = split_regions(source.info, plan.val_fraction, *patch[1:])
             sampler = PatchSampler(source, norm, train_region, patch, rng, flat_z=flat_z,
                                    target=target, augment=plan.augment)
             batches = []
@@ -186,7 +186,7 @@ class SourceSet:
                 for _ in range(max(1, n_val // batch_size)):
                     batches.append(val_sampler.batch(min(batch_size, n_val)))
             return sampler, batches, val_seed or 0
-        regions = [split_regions(s.info, plan.val_fraction, patch[1]) for s in self.sources]
+        regions = [split_regions(s.info, plan.val_fraction, *patch[1:]) for s in self.sources]
         sampler = MultiPatchSampler(self, norm, [r[0] for r in regions], patch, rng, flat_z,
                                     plan.augment)
         held_out = [(i, r[1]) for i, r in enumerate(regions) if r[1] is not None]
@@ -213,7 +213,7 @@ def _common_patch(patch: tuple[int, int, int], sources: list[ImageSource],
     """The largest patch (up to ``patch``) that fits in every region: one shape per batch."""
     pz = 1 if flat_z else min(patch[0], *(s.czyx[1] for s in sources))
     py = min(patch[1], *(r.height for r in regions))
-    px = min(patch[2], *(s.czyx[3] for s in sources))
+    px = min(patch[2], *(r.width for r in regions))
     return pz, py, px
 
 
@@ -259,7 +259,7 @@ class MultiPatchSampler:
                          target=images.target(i), augment=augment, pool_blocks=pool)
             for i, (source, region) in enumerate(zip(images.sources, regions))
         ]
-        weights = np.array([(r.samples[1] - r.samples[0]) * r.height * s.czyx[1] * s.czyx[3]
+        weights = np.array([(r.samples[1] - r.samples[0]) * r.height * s.czyx[1] * r.width
                             for s, r in zip(images.sources, regions)], dtype=float)
         self.weights = weights / weights.sum()
 

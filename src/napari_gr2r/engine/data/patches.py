@@ -34,28 +34,49 @@ class SamplingPlan:
 
 @dataclass(frozen=True)
 class Region:
-    """A part of the image: a range of samples and a range of rows (Y)."""
+    """A part of the image: a range of samples, of rows (Y) and of columns (X)."""
 
     samples: tuple[int, int]
     rows: tuple[int, int]
+    cols: tuple[int, int]
 
     @property
     def height(self) -> int:
         return self.rows[1] - self.rows[0]
 
+    @property
+    def width(self) -> int:
+        return self.cols[1] - self.cols[0]
 
-def split_regions(info: AxesInfo, val_fraction: float, patch_y: int) -> tuple[Region, Region | None]:
-    """Hold out whole samples when there are several, else the last rows of the image."""
-    n, ny = info.n_samples, info.size("Y")
+
+def _held_out(size: int, val_fraction: float, patch: int) -> int:
+    """How many rows (or columns) of ``size`` to hold out; 0 when the rest would be too small."""
+    held = max(round(val_fraction * size), min(patch, size // 4), 8)
+    return held if size - held >= MIN_TRAIN_SIDE else 0
+
+
+def split_regions(info: AxesInfo, val_fraction: float, patch_y: int,
+                  patch_x: int | None = None) -> tuple[Region, Region | None]:
+    """Hold out whole samples when there are several, else the last rows or columns.
+
+    A single image is split along the axis where the held-out part takes the smaller share
+    of it: the longest axis of an elongated image (the columns of a 16x4096 strip, which has
+    too few rows to spare), the rows when both take the same share.
+    """
+    n, ny, nx = info.n_samples, info.size("Y"), info.size("X")
+    everything = Region((0, n), (0, ny), (0, nx))
     if val_fraction <= 0:
-        return Region((0, n), (0, ny)), None
+        return everything, None
     if n >= 4:
         k = max(1, round(val_fraction * n))
-        return Region((0, n - k), (0, ny)), Region((n - k, n), (0, ny))
-    rows = max(round(val_fraction * ny), min(patch_y, ny // 4), 8)
-    if ny - rows < MIN_TRAIN_SIDE:
-        return Region((0, n), (0, ny)), None
-    return Region((0, n), (0, ny - rows)), Region((0, n), (ny - rows, ny))
+        return Region((0, n - k), (0, ny), (0, nx)), Region((n - k, n), (0, ny), (0, nx))
+    rows = _held_out(ny, val_fraction, patch_y)
+    cols = _held_out(nx, val_fraction, patch_y if patch_x is None else patch_x)
+    if rows and (not cols or rows * nx <= cols * ny):
+        return Region((0, n), (0, ny - rows), (0, nx)), Region((0, n), (ny - rows, ny), (0, nx))
+    if cols:
+        return Region((0, n), (0, ny), (0, nx - cols)), Region((0, n), (0, ny), (nx - cols, nx))
+    return everything, None
 
 
 class PatchSampler:
@@ -73,9 +94,9 @@ class PatchSampler:
         self.source, self.norm, self.region, self.rng = source, norm, region, rng
         self.target = target
         self.flat_z, self.augment = flat_z, augment
-        _, nz, _, nx = source.czyx
+        nz = source.czyx[1]
         pz = 1 if flat_z else min(patch[0], nz)
-        self.patch = (pz, min(patch[1], region.height), min(patch[2], nx))
+        self.patch = (pz, min(patch[1], region.height), min(patch[2], region.width))
         self.lazy = not source.in_memory
         self._draws = 0
         self.refresh_every = refresh_every
@@ -83,15 +104,15 @@ class PatchSampler:
             self._pool = [self._load_block() for _ in range(pool_blocks)]
 
     def _load_block(self) -> tuple[np.ndarray, np.ndarray | None]:
-        _, nz, _, nx = self.source.czyx
+        nz = self.source.czyx[1]
         pz, py, px = self.patch
         bz = min(nz, 4 if self.flat_z else pz * 2)
-        by, bx = min(self.region.height, py * 4), min(nx, px * 4)
+        by, bx = min(self.region.height, py * 4), min(self.region.width, px * 4)
         s = int(self.rng.integers(*self.region.samples))
         cz, cy, cx = self.source.chunks or (None, None, None)
         z0 = random_start(self.rng, 0, nz, bz, cz)
         y0 = random_start(self.rng, *self.region.rows, by, cy)
-        x0 = random_start(self.rng, 0, nx, bx, cx)
+        x0 = random_start(self.rng, *self.region.cols, bx, cx)
         sl = (slice(z0, z0 + bz), slice(y0, y0 + by), slice(x0, x0 + bx))
         noisy = self.norm.apply(self.source.read(s, *sl))
         clean = self.norm.apply(self.target.read(s, *sl)) if self.target is not None else None
@@ -119,11 +140,11 @@ class PatchSampler:
                           ((bz, pz), (by, py), (bx, px)))
             patches = self._crop(block, z0, y0, x0)
         else:
-            _, nz, _, nx = self.source.czyx
+            nz = self.source.czyx[1]
             s = int(self.rng.integers(*self.region.samples))
             z0 = int(self.rng.integers(nz - pz + 1))
             y0 = self.region.rows[0] + int(self.rng.integers(self.region.height - py + 1))
-            x0 = int(self.rng.integers(nx - px + 1))
+            x0 = self.region.cols[0] + int(self.rng.integers(self.region.width - px + 1))
             sl = (slice(z0, z0 + pz), slice(y0, y0 + py), slice(x0, x0 + px))
             patches = [self.norm.apply(self.source.read(s, *sl))]
             if self.target is not None:

@@ -260,12 +260,12 @@ def training_patches(images: SourceSet, plan: SamplingPlan) -> int:
     """How many non-overlapping patches the training regions of ``images`` hold."""
     total = 0
     for source in images.sources:
-        region = split_regions(source.info, plan.val_fraction, plan.patch[1])[0]
-        _, nz, _, nx = source.czyx
+        region = split_regions(source.info, plan.val_fraction, *plan.patch[1:])[0]
+        nz = source.czyx[1]
         pz = 1 if plan.flat_z else min(plan.patch[0], nz)
-        py, px = min(plan.patch[1], region.height), min(plan.patch[2], nx)
+        py, px = min(plan.patch[1], region.height), min(plan.patch[2], region.width)
         samples = region.samples[1] - region.samples[0]
-        total += samples * math.prod((nz // pz, region.height // py, nx // px))
+        total += samples * math.prod((nz // pz, region.height // py, region.width // px))
     return total
 
 

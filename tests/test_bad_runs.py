@@ -1,0 +1,38 @@
+"""The bad-input battery, third part: odd shapes and stores in training, data the model never
+saw in Python. (The widget's cases, SIGTERM and warnings under napari, are in
+``tests/_qt/test_bad_runs_widget.py``.) See docs/robustness.md for how the cases are counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_gr2r import engine
+from napari_gr2r.engine.training.events import TrainingFinished, TrainingProgress, TrainingStarted
+from tests.helpers import psnr, tiny
+
+
+def strip(rows: int = 16, cols: int = 4096, sd: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+    """A wide image with few rows (a line-scan strip): its clean version and a noisy one."""
+    x, y = np.arange(cols), np.arange(rows)
+    clean = 400 + 300 * np.sin(x / 40.0)[None, :] * np.cos(y / 5.0)[:, None]
+    noisy = clean + np.random.default_rng(0).normal(0, sd, clean.shape)
+    return clean.astype(np.float32), noisy.astype(np.float32)
+
+
+def test_a_wide_strip_of_few_rows_trains_with_validation():
+    clean, noisy = strip()
+    events: list = []
+    model = engine.train(noisy, "YX", tiny(steps=100), device="cpu", callback=events.append)
+    started = next(e for e in events if isinstance(e, TrainingStarted))
+    assert started.has_validation  # held-out columns: 16 rows have none to spare
+    val_losses = [e.val_loss for e in events if isinstance(e, TrainingProgress) and e.validated]
+    assert len(val_losses) >= 3
+    assert all(np.isfinite(val_losses))
+    finished = next(e for e in events if isinstance(e, TrainingFinished))
+    assert finished.best_val_loss is not None
+    assert finished.best_step > 0
+    out = engine.denoise(model, noisy, "YX", device="cpu")
+    assert out.shape == noisy.shape
+    assert np.isfinite(out).all()
+    assert psnr(out, clean) > psnr(noisy, clean) + 2
