@@ -5,11 +5,17 @@ saw in Python. (The widget's cases, SIGTERM and warnings under napari, are in
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
+import tifffile
 
 from napari_gr2r import engine
+from napari_gr2r.cli import main
+from napari_gr2r.engine.io.provenance import RangeWarning
 from napari_gr2r.engine.training.events import TrainingFinished, TrainingProgress, TrainingStarted
-from tests.helpers import psnr, tiny
+from tests.helpers import psnr, tiny, tiny_model
 
 
 def strip(rows: int = 16, cols: int = 4096, sd: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,3 +42,28 @@ def test_a_wide_strip_of_few_rows_trains_with_validation():
     assert out.shape == noisy.shape
     assert np.isfinite(out).all()
     assert psnr(out, clean) > psnr(noisy, clean) + 2
+
+
+# --------------------------------------------------------------------------------------------
+# data far outside the model's training range, denoised in memory
+
+
+def test_in_memory_denoise_warns_about_data_outside_the_training_range(tmp_path, capsys):
+    model = tiny_model()  # trained range 100..1100
+    far = np.random.default_rng(1).integers(-128, 128, (48, 48), dtype=np.int8)
+    with pytest.warns(RangeWarning, match=r"lie mostly outside the range the model was trained "
+                                          r"on \(100 to 1100\)") as caught:
+        out = engine.denoise(model, far, "YX", device="cpu")
+    assert out.shape == far.shape
+    assert caught[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RangeWarning)  # data in range: no warning
+        engine.denoise(model, np.full((48, 48), 600, np.uint16), "YX", device="cpu")
+    # the command line says it once, naming the file
+    engine.save_model(model, tmp_path / "m.gr2r.pt")
+    tifffile.imwrite(tmp_path / "int8.tif", far)
+    assert main(["denoise", str(tmp_path / "int8.tif"), "--model", str(tmp_path / "m.gr2r.pt"),
+                 "-o", str(tmp_path / "o.tif")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("outside the range the model was trained on") == 1, err
+    assert "int8.tif's values" in err

@@ -16,6 +16,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
+from napari_gr2r.engine.io.provenance import RangeWarning
 
 from ._jobs import Job, ProgressRelay, Refused
 from ._layers import (
@@ -50,6 +51,8 @@ class DenoisePanel(Panel):
         """Output store for large layers; None asks with a save dialog at each Denoise."""
         self._zarr_layer: Any = None
         self._relay: ProgressRelay | None = None
+        self._warning: str | None = None
+        """The engine's warning about the running denoising (data outside the model's range)."""
         buttons = QGridLayout(self)
         buttons.setContentsMargins(0, 0, 0, 0)
         self.save_button = QPushButton("Save model…")
@@ -118,12 +121,13 @@ class DenoisePanel(Panel):
         self._relay = relay
         state.progress_busy("denoising…")
         state.show_message(f"Denoising {layer.name!r}…")
+        self._warning = None
         job = Job("denoise")
         state.run_job(job, denoise_array, state.model, data, axes, state.settings.device_id(),
                       progress=relay, should_stop=job.should_stop,
                       returned=partial(self._on_denoised, layer, state.model),
                       errored=state.report_worker_error, finished=self._on_finished,
-                      refused=self._on_refused)
+                      refused=self._on_refused, warned=self._on_warned)
 
     def _ask_zarr_out(self, layer: Any) -> str | None:
         """The zarr store for a large layer's result: preset, or chosen in a save dialog."""
@@ -145,12 +149,14 @@ class DenoisePanel(Panel):
         self._zarr_layer = None
         state.progress_busy("denoising…")
         state.show_message(f"Denoising {layer.name!r} block by block into {out}…")
+        self._warning = None
         job = Job("denoise")
         state.run_job(job, denoise_into_zarr, state.model, data, axes, out,
                       state.settings.device_id(), should_stop=job.should_stop,
                       yielded=partial(self._on_zarr_progress, layer, out),
                       returned=partial(self._on_zarr_returned, layer, out),
-                      errored=state.report_worker_error, finished=self._on_finished)
+                      errored=state.report_worker_error, finished=self._on_finished,
+                      warned=self._on_warned)
 
     def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
         self._on_progress(step.done, step.total, unit="block")
@@ -182,8 +188,20 @@ class DenoisePanel(Panel):
                                "Denoise into the same store again to resume.")
             return
         state.progress.setFormat("done")
-        state.show_message(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, "
-                           f"stored in {out}.")
+        self._show_done(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, stored in {out}.")
+
+    def _on_warned(self, text: str, category: type) -> None:
+        """The engine's warning about the result (napari shows it as a notification too)."""
+        if issubclass(category, RangeWarning):
+            self._warning = text
+            self.state.show_message(f"Denoising… Warning: {text}", warning=True)
+
+    def _show_done(self, text: str) -> None:
+        """The message at the end of a denoising, with the engine's warning about it."""
+        if self._warning:
+            self.state.show_message(f"{text} Warning: {self._warning}", warning=True)
+        else:
+            self.state.show_message(text)
 
     def _on_refused(self, message: str) -> None:
         self.state.progress_idle()
@@ -203,7 +221,7 @@ class DenoisePanel(Panel):
         if layer not in self.viewer.layers:
             return
         out = add_result_layer(self.viewer, layer, result, model, **self._estimate(layer))
-        self.state.show_message(f"Denoised {layer.name!r} into {out.name!r}.")
+        self._show_done(f"Denoised {layer.name!r} into {out.name!r}.")
         self.state.progress.setFormat("done")
 
     def _estimate(self, layer: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from functools import wraps
 from typing import Any
 
 from napari.qt.threading import create_worker
+from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QObject, Signal
 
 from napari_gr2r.engine.devices import capped_threads
@@ -126,16 +127,22 @@ class Job:
               returned: Callable[[Any], Any] | None = None,
               errored: Callable[[BaseException], Any] | None = None,
               finished: Callable[[], Any] | None = None,
-              refused: Callable[[str], Any] | None = None, **kwargs: Any) -> Any:
+              refused: Callable[[str], Any] | None = None,
+              warned: Callable[[str, type], Any] | None = None, **kwargs: Any) -> Any:
         """Run ``func(*args, **kwargs)`` in a worker; the callbacks run on the main thread.
 
         ``refused`` gets the message of a :class:`Refused` result (a ``GR2RError`` in the
-        worker); without it, ``returned`` gets the :class:`Refused`. Returns the started worker.
+        worker); without it, ``returned`` gets the :class:`Refused`. ``warned`` gets the text
+        and category of each warning the function issues; the project's own warnings are
+        also shown as napari notifications. Returns the started worker.
         """
         worker = create_worker(in_worker(func, on_exit=self._ended.set), *args,
                                _start_thread=False, **kwargs)
         if yielded is not None:
             worker.yielded.connect(yielded)
+        worker.warned.connect(_notify)
+        if warned is not None:
+            worker.warned.connect(lambda shown: warned(str(shown[0]), shown[1]))
 
         def on_returned(result: Any) -> None:
             if isinstance(result, Refused) and refused is not None:
@@ -183,6 +190,17 @@ class Job:
         its last signals on deleted Qt objects.
         """
         return self.worker is None or self._ended.wait(timeout_s)
+
+
+def _notify(shown: tuple) -> None:
+    """Show a warning of the project's (its category is one of the engine's) issued in a
+    worker as a napari notification, once (napari skips one it has shown).
+
+    napari's workers are meant to relay every warning, but in the versions where their
+    notifying mix-in is never initialised nothing reaches the notifications.
+    """
+    if getattr(shown[1], "__module__", "").startswith("napari_gr2r"):
+        notification_manager.receive_warning(*shown)
 
 
 class ProgressRelay(QObject):

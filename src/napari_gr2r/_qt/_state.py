@@ -262,9 +262,10 @@ class WidgetState(QObject):
         self.progress.setFormat(text)
 
     # ---------------------------------------------------------------------------------- messages
-    def show_message(self, text: str, error: bool = False) -> None:
+    def show_message(self, text: str, error: bool = False, warning: bool = False) -> None:
+        """The message line: ``error`` in red, ``warning`` (a result to check) in amber."""
         self.message.setText(text)
-        self.message.setStyleSheet(ERROR_STYLE if error else "")
+        self.message.setStyleSheet(ERROR_STYLE if error else WARN_STYLE if warning else "")
 
     def reject(self, text: str) -> None:
         """A bad choice: say why in the widget and in napari's notifications."""

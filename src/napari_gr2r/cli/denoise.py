@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def _run_one(args: argparse.Namespace) -> int:
     from .. import engine
     from ..engine.io.formats import check_output_suffix, read_image, write_image
     from ..engine.io.outputs import OutputClaim
+    from ..engine.io.provenance import RangeWarning
 
     to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)
@@ -130,7 +132,8 @@ def _run_one(args: argparse.Namespace) -> int:
     else:
         with OutputClaim(str(out)):  # one run at a time writes this file
             _warn_outside_range(model, data, axes, args.input)
-            with count_bar("tile") as progress:
+            with count_bar("tile") as progress, warnings.catch_warnings():
+                warnings.simplefilter("ignore", RangeWarning)  # said above, naming the file
                 result = engine.denoise(model, data, axes=axes, progress=progress,
                                         tile=args.tile, device=args.device, tta=args.tta or False)
             write_image(out, result, axes, meta)
@@ -141,8 +144,6 @@ def _run_one(args: argparse.Namespace) -> int:
 
 def _warn_outside_range(model: Any, data: Any, axes: str, name: str) -> None:
     """A warning when the image's values lie mostly outside the model's training range."""
-    import warnings
-
     from ..engine.io.provenance import RangeWarning, range_message
 
     message = range_message(model.open_source(data, axes), model.normalization.low,

@@ -140,6 +140,12 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
     numpy.ndarray or zarr.Array
         The denoised image in the input's intensity scale, float32, same shape and axes (a
         zarr array when ``out`` is given).
+
+    Warns
+    -----
+    napari_gr2r.engine.io.provenance.RangeWarning
+        When the image's values lie mostly outside the range the model was trained on: the
+        result may then be wrong (train a model on images like this one).
     """
     if out is not None:
         if tta_views(tta) > 1:
@@ -152,4 +158,4 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         raise ConfigError("client= runs the blocks of an out-of-core run: pass out= as well.")
     return denoise_in_memory(model, data, axes, tile=tile, overlap=overlap,
                              batch_size=batch_size, device=device, progress=progress,
-                             should_stop=should_stop, tta=tta)
+                             should_stop=should_stop, tta=tta, check_range=True)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..io.axes import AxesInfo
+from ..io.outputs import store_location
+from ..io.provenance import warn_outside_range
 from ..model.model import GR2RModel
 from .tiling import TilePlan, check_arguments
 
@@ -22,7 +24,8 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
                       batch_size: int = 4, device: str = "auto",
                       progress: Callable[[int, int], Any] | None = None,
                       should_stop: Callable[[], bool] | None = None,
-                      border: int | None = None, tta: bool | int = False) -> np.ndarray:
+                      border: int | None = None, tta: bool | int = False,
+                      check_range: bool = False) -> np.ndarray:
     """Denoise ``data`` with ``model`` into a float32 numpy array of the same shape and axes.
 
     The arguments are those of :func:`napari_gr2r.engine.denoise` without ``out``; the
@@ -31,9 +34,15 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
     network alone, as the BioImage Model Zoo's test of a package runs it). ``tta``: average
     the network over flips and quarter turns of each tile (:func:`~.tiling.dihedral_mean`;
     True: all eight, or the number of views 2, 4 or 8), for as many times the work.
+    ``check_range``: warn (:class:`~napari_gr2r.engine.io.provenance.RangeWarning`, pointing
+    at the caller's caller) when the image's values lie mostly outside the model's training
+    range, as :func:`napari_gr2r.engine.denoise` does.
     """
     batch_size = check_arguments(model, tile, overlap, batch_size, device)
     source = model.open_source(data, axes)
+    if check_range:
+        warn_outside_range(source, model.normalization.low, model.normalization.high,
+                           store_location(data), stacklevel=3)
     plan = TilePlan(model, source, tile, overlap, border, tta)
     result = np.empty((source.n_samples, *source.czyx), np.float32)
     for sample, z, block in plan.run(batch_size, device, progress, should_stop):

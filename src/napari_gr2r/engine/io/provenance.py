@@ -3,11 +3,15 @@
 - :func:`input_fingerprint`: a digest of an image's pixels, recorded in zarr results so that
   a store is only resumed, or reported complete, for the input it is the result of.
 - :func:`range_message`: a warning when an image's values lie mostly outside the range a
-  model was trained on (its normalisation), where the network never learned anything.
+  model was trained on (its normalisation), where the network never learned anything;
+  :func:`warn_outside_range` issues it as a :class:`RangeWarning` (both ways of denoising,
+  in memory and into a zarr store, do).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -90,3 +94,17 @@ def range_message(source: ImageSource, low: list[float], high: list[float],
                     f"the model was trained on ({low[c]:.4g} to {high[c]:.4g}); its result may "
                     "be wrong. Train a model on images like this one (or check the file).")
     return None
+
+
+def warn_outside_range(source: ImageSource, low: list[float], high: list[float],
+                       name: str | None = None, stacklevel: int = 2) -> None:
+    """Warn (:class:`RangeWarning`) when ``source``'s values lie mostly outside ``low..high``.
+
+    ``name``: the image's file or store (its last part is named), else "The image";
+    ``stacklevel`` as the caller would give it to :func:`warnings.warn` (2: the line that
+    called the caller).
+    """
+    label = os.path.basename(os.path.normpath(name)) if name else "The image"
+    message = range_message(source, low, high, label or "The image")
+    if message is not None:
+        warnings.warn(message, RangeWarning, stacklevel=stacklevel + 1)

@@ -8,13 +8,12 @@ yet done in this process (:mod:`.local`) or on a dask cluster (:mod:`.distribute
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...errors import OutputError
 from ...io.outputs import OutputClaim, check_not_input, store_location
-from ...io.provenance import RangeWarning, input_fingerprint, range_message
+from ...io.provenance import input_fingerprint, warn_outside_range
 from ...io.sources import open_lazy
 from ...model.model import GR2RModel
 from ..tiling import check_arguments
@@ -55,10 +54,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     source = model.open_source(data, axes)
     info = source.info
     name = source_path or store_location(data)
-    warning = range_message(source, model.normalization.low, model.normalization.high,
-                            os.path.basename(name) if name else "The image")
-    if warning is not None:
-        warnings.warn(warning, RangeWarning, stacklevel=2)
+    warn_outside_range(source, model.normalization.low, model.normalization.high, name)
 
     if out is data or (hasattr(out, "store") and hasattr(data, "store") and
                        out.store == data.store and getattr(out, "path", None) ==

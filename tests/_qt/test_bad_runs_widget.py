@@ -1,0 +1,54 @@
+"""The bad-input battery in the widget (see tests/test_bad_runs.py): a result the model may get
+wrong is said to be so, and SIGTERM ends a training run as Stop does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.utils.notifications import NotificationSeverity, notification_manager
+from tests.helpers import tiny_model
+
+from napari_gr2r import engine
+
+PLUGIN, WIDGET = "napari-gr2r", "GR2R Denoise"
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    return viewer, widget
+
+
+@pytest.fixture
+def notifications():
+    """The notifications napari shows while the test runs."""
+    shown: list = []
+    notification_manager.notification_ready.connect(shown.append)
+    yield shown
+    notification_manager.notification_ready.disconnect(shown.append)
+
+
+def test_denoising_data_outside_the_models_range_is_warned_about(viewer_widget, qtbot, tmp_path,
+                                                                  notifications):
+    viewer, widget = viewer_widget
+    engine.save_model(tiny_model(), tmp_path / "m.gr2r.pt")  # trained range 100..1100
+    far = np.random.default_rng(0).integers(-128, 128, (48, 48), dtype=np.int8)
+    viewer.add_image(far, name="int8")
+    widget.denoise_panel.load_model(str(tmp_path / "m.gr2r.pt"))
+    widget.denoise_panel.start()
+    qtbot.waitUntil(lambda: "int8 [denoised]" in viewer.layers and not widget.state.denoising,
+                    timeout=30_000)
+    message = widget.state.message.text()
+    assert message.startswith("Denoised 'int8' into 'int8 [denoised]'.")
+    assert "Warning: The image's values (" in message
+    assert "outside the range the model was trained on (100 to 1100)" in message
+    warned = [n for n in notifications if n.severity == NotificationSeverity.WARNING]
+    assert any("outside the range the model was trained on" in n.message for n in warned)
+    # data in the model's range: no warning
+    viewer.add_image(np.full((48, 48), 600, np.uint16), name="fine")
+    widget.data_panel.layer_combo.setCurrentText("fine")
+    widget.denoise_panel.start()
+    qtbot.waitUntil(lambda: "fine [denoised]" in viewer.layers and not widget.state.denoising,
+                    timeout=30_000)
+    assert widget.state.message.text() == "Denoised 'fine' into 'fine [denoised]'."
