@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.axes import AxesInfo
 from ..io.formats import read_image
-from ..io.sources import ImageSource, as_lazy_or_numpy
+from ..io.sources import ImageSource, as_lazy_or_numpy, whole_if_tiny_chunks
 from .normalization import Normalization
 from .patches import (
     MIN_TRAIN_SIDE,
@@ -86,7 +86,7 @@ class SourceSet:
         self.sources = []
         for i, image in enumerate(images):
             try:
-                self.sources.append(ImageSource(image, axes))
+                self.sources.append(ImageSource(whole_if_tiny_chunks(image), axes))
             except InputError as exc:
                 raise type(exc)(self._which(i, len(images)) + str(exc)) from None
         first = self.sources[0].info
@@ -113,7 +113,7 @@ class SourceSet:
                                  "one target per image.")
             self.targets = []
             for i, (target, source) in enumerate(zip(targets, self.sources)):
-                target = as_lazy_or_numpy(target)
+                target = as_lazy_or_numpy(whole_if_tiny_chunks(target))
                 if tuple(target.shape) != tuple(source.info.shape):
                     raise InputError(
                         f"{self._which(i, len(images))}The clean target has shape "
