@@ -3,12 +3,16 @@ wrong is said to be so, and SIGTERM ends a training run as Stop does."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
-from tests.helpers import tiny_model
+from tests.helpers import shrink_widget, tiny_model
 
 from napari_gr2r import engine
+from napari_gr2r._qt import _autosave
 
 PLUGIN, WIDGET = "napari-gr2r", "GR2R Denoise"
 
@@ -52,3 +56,38 @@ def test_denoising_data_outside_the_models_range_is_warned_about(viewer_widget, 
     qtbot.waitUntil(lambda: "fine [denoised]" in viewer.layers and not widget.state.denoising,
                     timeout=30_000)
     assert widget.state.message.text() == "Denoised 'fine' into 'fine [denoised]'."
+
+
+def test_sigterm_while_the_widget_trains_stops_like_stop(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    noisy = np.random.default_rng(1).uniform(100, 1100, (64, 64)).astype(np.float32)
+    viewer.add_image(noisy, name="img")
+    shrink_widget(widget, steps=100_000, width=4, batch=2, net_dims="2d")
+    caught: list[int] = []
+    # stands in for the default (which would end the test process) and must be back after
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+    try:
+        widget.training_panel.start()
+        assert widget.state.training
+        autosave = widget.training_panel._autosave
+        qtbot.waitUntil(lambda: len(widget.training_panel.loss_plot.points("loss")) >= 2,
+                        timeout=60_000)
+        os.kill(os.getpid(), signal.SIGTERM)
+        qtbot.waitUntil(lambda: not widget.state.busy, timeout=30_000)
+        handler_after = signal.getsignal(signal.SIGTERM)
+    finally:
+        fallback = signal.signal(signal.SIGTERM, before)
+    assert caught == []  # the widget's handler took it, not the one before
+    assert handler_after is fallback  # and put the one before back when the run ended
+    model = widget.state.model
+    assert model is not None
+    assert 0 < model.step < 100_000
+    assert "img [denoised]" in viewer.layers  # as after Stop: the best weights denoise it
+    assert "Stopped at step" in widget.state.message.text()
+    assert "Stopped by SIGTERM" in widget.state.message.text()
+    # the best weights are also in the autosave, which the next widget offers back
+    assert autosave is not None
+    assert autosave.exists()
+    saved = engine.load_model(autosave)
+    assert saved.best_step == model.best_step
+    _autosave.discard(autosave)

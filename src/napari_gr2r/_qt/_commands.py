@@ -127,8 +127,11 @@ def train_and_denoise(viewer: Any, config: engine.TrainConfig, device: str = "au
 
     relay.progressed.connect(on_progress)
     show_activity(viewer)
-    return job.start(job.run, layer_array(layer), axes, config, None, device, denoise_after=True,
-                     progress=relay, yielded=on_event, returned=on_returned, finished=on_finished)
+    worker = job.start(job.run, layer_array(layer), axes, config, None, device,
+                       denoise_after=True, progress=relay, yielded=on_event,
+                       returned=on_returned, finished=on_finished)
+    job.stop_on_sigterm()  # SIGTERM ends it as Cancel does: the best weights denoise the image
+    return worker
 
 
 def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:

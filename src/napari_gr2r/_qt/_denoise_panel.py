@@ -123,11 +123,12 @@ class DenoisePanel(Panel):
         state.show_message(f"Denoising {layer.name!r}…")
         self._warning = None
         job = Job("denoise")
-        state.run_job(job, denoise_array, state.model, data, axes, state.settings.device_id(),
-                      progress=relay, should_stop=job.should_stop,
-                      returned=partial(self._on_denoised, layer, state.model),
-                      errored=state.report_worker_error, finished=self._on_finished,
-                      refused=self._on_refused, warned=self._on_warned)
+        if state.run_job(job, denoise_array, state.model, data, axes, state.settings.device_id(),
+                         progress=relay, should_stop=job.should_stop,
+                         returned=partial(self._on_denoised, layer, state.model),
+                         errored=state.report_worker_error, finished=self._on_finished,
+                         refused=self._on_refused, warned=self._on_warned) is not None:
+            job.stop_on_sigterm()  # as Stop: no result, the layers as they were
 
     def _ask_zarr_out(self, layer: Any) -> str | None:
         """The zarr store for a large layer's result: preset, or chosen in a save dialog."""
@@ -151,12 +152,13 @@ class DenoisePanel(Panel):
         state.show_message(f"Denoising {layer.name!r} block by block into {out}…")
         self._warning = None
         job = Job("denoise")
-        state.run_job(job, denoise_into_zarr, state.model, data, axes, out,
-                      state.settings.device_id(), should_stop=job.should_stop,
-                      yielded=partial(self._on_zarr_progress, layer, out),
-                      returned=partial(self._on_zarr_returned, layer, out),
-                      errored=state.report_worker_error, finished=self._on_finished,
-                      warned=self._on_warned)
+        if state.run_job(job, denoise_into_zarr, state.model, data, axes, out,
+                         state.settings.device_id(), should_stop=job.should_stop,
+                         yielded=partial(self._on_zarr_progress, layer, out),
+                         returned=partial(self._on_zarr_returned, layer, out),
+                         errored=state.report_worker_error, finished=self._on_finished,
+                         warned=self._on_warned) is not None:
+            job.stop_on_sigterm()  # as Stop: the blocks written are kept, and resume
 
     def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
         self._on_progress(step.done, step.total, unit="block")

@@ -27,6 +27,8 @@ from qtpy.QtCore import QObject, Signal
 from napari_gr2r.engine.devices import capped_threads
 from napari_gr2r.engine.errors import GR2RError
 
+from ._signals import TermStops
+
 ABANDON_WAIT_S = 5.0
 """How long closing waits for an abandoned job's thread to end (it stops at its next check)."""
 
@@ -103,6 +105,7 @@ class Job:
         self.worker: Any = None
         self.done = False
         """True once the worker has finished (or the job was abandoned)."""
+        self._term: TermStops | None = None
 
     # ---------------------------------------------------------------------------- stopping
     def should_stop(self) -> bool:
@@ -116,6 +119,27 @@ class Job:
     def request_stop(self) -> None:
         """Ask the function to end at its next check; what it has done so far is kept."""
         self._stop.set()
+
+    def stop_from_signal(self) -> None:
+        """:meth:`request_stop` from a signal handler: flags only, no lock, no widget."""
+        self._stop.set()
+
+    def stop_on_sigterm(self, then: Callable[[], Any] | None = None) -> bool:
+        """While the job runs, SIGTERM stops it as Stop does (:meth:`stop_from_signal`), then
+        ``then`` runs on Qt's event loop; the previous handler is back when the job ends (see
+        :mod:`._signals`). False where no handler can be installed (not the main thread)."""
+        if self.done:
+            return False
+        self._term = TermStops(self.stop_from_signal, then)
+        return self._term.install()
+
+    @property
+    def stopped_by_sigterm(self) -> bool:
+        return self._term is not None and self._term.received
+
+    def _restore_sigterm(self) -> None:
+        if self._term is not None:
+            self._term.restore()
 
     # ----------------------------------------------------------------------------- running
     @property
@@ -162,12 +186,14 @@ class Job:
 
     def _on_finished(self) -> None:
         self.done = True
+        self._restore_sigterm()
 
     def abandon(self) -> None:
         """Stop the job and drop whatever it still delivers (its widget or viewer is closing).
 
         A finished job's worker is left alone: Qt may already have deleted its signals.
         """
+        self._restore_sigterm()
         if self.done:
             return
         worker = self.worker

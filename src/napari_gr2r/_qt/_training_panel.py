@@ -69,6 +69,7 @@ class TrainingPanel(Panel):
         self._preview_layer: Any = None
         self._fresh = False
         self._autosave: Path | None = None
+        self._job: TrainingJob | None = None
         self._relay: ProgressRelay | None = None
         self._noise_from = ""
         layout = QVBoxLayout(self)
@@ -240,12 +241,14 @@ class TrainingPanel(Panel):
             else "Training a new model…"
         )
         job = TrainingJob()
-        state.run_job(job, job.run, data, axes, config, model, state.settings.device_id(),
-                      denoise_after=denoise_after, checkpoint_path=self._autosave,
-                      progress=self._relay, noise=state.noise, yielded=self.on_event,
-                      returned=self._on_returned, errored=self._on_error,
-                      finished=self._on_finished,
-                      refused=self._on_refused)
+        self._job = job
+        if state.run_job(job, job.run, data, axes, config, model, state.settings.device_id(),
+                         denoise_after=denoise_after, checkpoint_path=self._autosave,
+                         progress=self._relay, noise=state.noise, yielded=self.on_event,
+                         returned=self._on_returned, errored=self._on_error,
+                         finished=self._on_finished,
+                         refused=self._on_refused) is not None:
+            job.stop_on_sigterm(then=self._on_sigterm)  # as Stop; see _signals
 
     def on_event(self, event: Any) -> None:
         """Draw one event of the training worker (on the main thread)."""
@@ -346,11 +349,22 @@ class TrainingPanel(Panel):
         self.state.show_message(f"{type(exc).__name__}: {exc} The last autosave (step "
                                 f"{model.step}) is the current model.", error=True)
 
+    def _on_sigterm(self) -> None:
+        self.state.show_message("SIGTERM received: stopping after the current step; the best "
+                                "weights are kept (and autosaved)…")
+
     def _on_finished(self) -> None:
         if self.state.progress.maximum() == 0:
             self.state.progress_idle()
+        job, self._job = self._job, None
         if self._autosave is not None:
-            _autosave.discard(self._autosave)  # the run ended: nothing to offer after a crash
+            if job is not None and job.stopped_by_sigterm and self._autosave.exists():
+                # napari may be ending: the autosave is offered back by the next widget
+                self.state.show_message(
+                    f"{self.state.message.text()} Stopped by SIGTERM: the best weights are "
+                    f"also kept in {self._autosave}, offered back if napari ends now.")
+            else:
+                _autosave.discard(self._autosave)  # the run ended: nothing to offer later
             self._autosave = None
         self._relay = None
 

@@ -68,6 +68,16 @@ class TrainingJob(Job):
         if trainer is not None:
             trainer.request_stop()
 
+    def stop_from_signal(self) -> None:
+        """:meth:`request_stop` from a signal handler: flags only, and the trainer read
+        without the lock (a handler must never wait for one: the main thread may hold it)."""
+        if self.denoising:
+            self._abort.set()
+        super().stop_from_signal()
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.request_stop()  # an Event; a trainer built later gets the job's flag
+
     def abort(self) -> None:
         """End training and skip (or end) the denoising of its result."""
         self._abort.set()
