@@ -185,6 +185,16 @@ def test_files_benchmark_smoke(tmp_path):
     assert "files per minute" in (tmp_path / "files.md").read_text()
 
 
+def test_zarr_chunks_benchmark_smoke(tmp_path):
+    from benchmarks import zarr_chunks
+
+    record = zarr_chunks.main(["--smoke", "--out", str(tmp_path)])
+    assert record["chunks_in_store"] == {"tiny": 32 * 32, "rechunked": 1}
+    assert record["chunk_reads"]["tiny"] <= 32 * 32  # each chunk read once
+    assert record["ratio"] > 0
+    assert "1x1 chunks" in (tmp_path / "zarr_chunks.md").read_text()
+
+
 def test_realnoise_suite_smoke(tmp_path):
     """The real-noise benchmark on one vendored FMD capture, a few steps, per image and series."""
     out = tmp_path / "realnoise"

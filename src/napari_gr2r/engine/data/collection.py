@@ -13,6 +13,9 @@ the :class:`~napari_gr2r.engine.training.trainer.Trainer` what one image gives i
 
 With one image everything is exactly what :class:`ImageSource` and :class:`PatchSampler`
 do on their own (the same draws from the same random generator).
+
+An image stored in tiny chunks (1x1, single rows) is read into memory once when it fits
+(:func:`whole_if_tiny_chunks`): training would otherwise open every chunk again and again.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import GR2RError, InputError, one_line
 from ..io.axes import AxesInfo
 from ..io.formats import read_image
-from ..io.sources import ImageSource, as_lazy_or_numpy, whole_if_tiny_chunks
+from ..io.sources import (
+    IN_MEMORY_LIMIT,
+    SMALL_CHUNK,
+    ImageSource,
+    as_lazy_or_numpy,
+)
 from .normalization import Normalization
 from .patches import (
     MIN_TRAIN_SIDE,
@@ -75,6 +83,34 @@ def _open(item: Any) -> Any:
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)[0]
     return item
+
+
+def whole_if_tiny_chunks(data: Any) -> Any:
+    """``data`` read whole into a numpy array when it is stored in tiny chunks (fewer than
+    :data:`SMALL_CHUNK` elements each: 1x1, 8x8, single rows) and fits in memory (at most
+    :data:`IN_MEMORY_LIMIT` elements); else ``data`` itself.
+
+    Training reads the same pixels many times (statistics, a pool of patch blocks refreshed
+    as it goes, validation): from tiny chunks each of those reads opens one chunk every few
+    pixels, over and over. Read once, each chunk is opened one time.
+    """
+    if isinstance(data, np.ndarray) or not hasattr(data, "shape"):
+        return data
+    chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)
+    if not isinstance(chunks, tuple) or not chunks or \
+            not all(isinstance(c, (int, np.integer)) for c in chunks):
+        return data
+    if math.prod(chunks) >= SMALL_CHUNK or math.prod(data.shape) > IN_MEMORY_LIMIT:
+        return data
+    try:
+        return np.asarray(data)
+    except (GR2RError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # codecs, zarr, dask and file systems raise many types
+        raise InputError(
+            f"The image cannot be read ({one_line(exc, False)}): the file or store is damaged "
+            "(a chunk that does not decompress?). Copy it again from the original."
+        ) from None
 
 
 class SourceSet:

@@ -21,7 +21,7 @@ IN_MEMORY_LIMIT = 64 * 2**20  # elements; above this even numpy arrays are sampl
 SMALL_CHUNK = 2**14
 """Zarr chunks of fewer elements are read several at a time (whole rows of 256x256), and
 for training an image stored in them is read into memory when it fits
-(:func:`whole_if_tiny_chunks`)."""
+(:func:`napari_gr2r.engine.data.collection.whole_if_tiny_chunks`)."""
 
 PathLike = str | os.PathLike
 
@@ -80,34 +80,6 @@ def as_lazy_or_numpy(data: Any) -> Any:
         f"Cannot denoise an object of type {type(data).__name__}; pass a numpy, dask or zarr "
         "array (or a path on the command line)."
     )
-
-
-def whole_if_tiny_chunks(data: Any) -> Any:
-    """``data`` read whole into a numpy array when it is stored in tiny chunks (fewer than
-    :data:`SMALL_CHUNK` elements each: 1x1, 8x8, single rows) and fits in memory (at most
-    :data:`IN_MEMORY_LIMIT` elements); else ``data`` itself.
-
-    Training reads the same pixels many times (statistics, a pool of patch blocks refreshed
-    as it goes, validation): from tiny chunks each of those reads opens one chunk every few
-    pixels, over and over. Read once, each chunk is opened one time.
-    """
-    if isinstance(data, np.ndarray) or not hasattr(data, "shape"):
-        return data
-    chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)
-    if not isinstance(chunks, tuple) or not chunks or \
-            not all(isinstance(c, (int, np.integer)) for c in chunks):
-        return data
-    if math.prod(chunks) >= SMALL_CHUNK or math.prod(data.shape) > IN_MEMORY_LIMIT:
-        return data
-    try:
-        return np.asarray(data)
-    except (GR2RError, MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # codecs, zarr, dask and file systems raise many types
-        raise InputError(
-            f"The image cannot be read ({one_line(exc, False)}): the file or store is damaged "
-            "(a chunk that does not decompress?). Copy it again from the original."
-        ) from None
 
 
 def _tensor_as_numpy(tensor: Any) -> np.ndarray:
