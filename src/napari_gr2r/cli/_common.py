@@ -12,10 +12,20 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import ConfigError, GR2RError, InputError, format_duration, one_line
+from ..engine.errors import (
+    ConfigError,
+    GR2RError,
+    InputError,
+    ProcessLostError,
+    format_duration,
+    one_line,
+)
 
 EXIT_SOME_FAILED = 1
 """Several files were given and some of them failed (the others are done)."""
+EXIT_FAILED = 1
+"""The run failed without bad input: another process of a training run on several processes
+ended."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -30,6 +40,7 @@ INTERRUPTED = ("napari-gr2r: interrupted; no result was left half-written: run t
 
 CLI_NAMES = (
     (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+    (re.compile(r"\bresume=True\b"), "--resume"),
     (re.compile(r"\bnet_dims='(\w+)'"), r"--net-dims \1"),
     (re.compile(r"\bmethod='([\w-]+)'"), r"--method \1"),
     (re.compile(r"\b(target|axes|tile|steps|seed)=(?=[\s.,;)]|$)"), r"--\1"),
@@ -77,6 +88,9 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argpars
             warnings.showwarning = _show_warning
             args.exits = exits  # what the command claims is released when it ends
             return run(args)
+    except ProcessLostError as exc:  # not bad input: another process of the run failed
+        print(f"napari-gr2r: error: {cli_words(one_line(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except BAD_INPUT as exc:
         print(f"napari-gr2r: error: {cli_words(one_line(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -36,6 +36,11 @@ class CheckpointError(GR2RError, ValueError):
     """A model file is damaged, foreign, or from an incompatible version."""
 
 
+class ProcessLostError(GR2RError, RuntimeError):
+    """Another process of a training run on several processes ended (killed, out of memory,
+    an error of its own) or stopped answering; what this process had saved stays whole."""
+
+
 class NumericalError(GR2RError, FloatingPointError):
     """A computation gave NaN or infinite values; nothing was returned or written."""
 

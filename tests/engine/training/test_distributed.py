@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -128,6 +130,21 @@ def test_a_world_larger_than_the_data_is_refused():
         check_world_fits(training_patches(images, plan), 2, plan.patch)
 
 
+def test_torchrun_cli_refuses_a_world_larger_than_the_data_in_one_line(tmp_path, crop):
+    tifffile.imwrite(tmp_path / "noisy.tif", crop[0][:64, :64])  # one 48x48 patch
+    result = subprocess.run(
+        _torchrun("-m", "napari_gr2r", "train", str(tmp_path / "noisy.tif"), "--axes", "YX",
+                  "--preset", "fast", "--device", "cpu", "-o", str(tmp_path / "m.gr2r.pt")),
+        capture_output=True, text=True, env=_env(), timeout=240)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("napari-gr2r:")]
+    assert errors
+    assert all(line.startswith("napari-gr2r: error: 2 processes need at least 2 distinct "
+                               "training patches") for line in errors)
+    assert "[rank" not in result.stderr  # no traceback from either process
+    assert not (tmp_path / "m.gr2r.pt").exists()
+
+
 def test_compile_falls_back_in_one_line(crop, monkeypatch):
     def no_compiler(net, *args, **kwargs):
         raise RuntimeError("no C++ compiler found\nmore detail")
@@ -137,3 +154,94 @@ def test_compile_falls_back_in_one_line(crop, monkeypatch):
                                             r"compiler found\); training without it"):
         model = engine.train(crop[0], "YX", tiny(steps=10, compile=True), device="cpu")
     assert model.step == 10
+
+
+KILL_RANK_1 = textwrap.dedent("""
+    # rank 1 of `napari-gr2r train` killed (SIGKILL) once rank 0 has written a checkpoint
+    import os, signal, sys, threading, time
+    from pathlib import Path
+
+    out = Path(sys.argv[sys.argv.index("-o") + 1])
+    if os.environ["RANK"] == "1":
+        def kill():
+            while not out.exists():
+                time.sleep(0.02)
+            (out.parent / "killed").write_text(repr(time.time()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        threading.Thread(target=kill, daemon=True).start()
+    from napari_gr2r.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_a_killed_process_ends_the_run_clearly_and_keeps_the_checkpoint(tmp_path, crop):
+    tifffile.imwrite(tmp_path / "noisy.tif", crop[0])
+    (tmp_path / "kill.py").write_text(KILL_RANK_1)
+    out = tmp_path / "model.gr2r.pt"
+    timeout_s = 30  # of the collectives: the run must end long before, from the lost connection
+    result = subprocess.run(
+        _torchrun(str(tmp_path / "kill.py"), "train", str(tmp_path / "noisy.tif"), "--axes",
+                  "YX", "--preset", "fast", "--steps", "5000", "--checkpoint-every", "2",
+                  "--device", "cpu", "-o", str(out)),
+        capture_output=True, text=True, timeout=240,
+        env=dict(_env(), NAPARI_GR2R_DIST_TIMEOUT=str(timeout_s)))
+    ended = time.time()
+    assert result.returncode != 0
+    assert (tmp_path / "killed").exists(), result.stderr[-3000:]
+    assert ended - float((tmp_path / "killed").read_text()) < timeout_s
+    errors = [line for line in result.stderr.splitlines() if line.startswith("napari-gr2r: error")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert re.match(r"napari-gr2r: error: Another of the 2 training processes ended .*saved the "
+                    rf"best weights \(step \d+\) .*to {re.escape(str(out))} at step \d+; run the "
+                    r"same command with --resume to continue\.$", errors[0]), errors[0]
+    assert "[rank0]" not in result.stderr  # no traceback from the process that survived
+    weights = torch.load(out, weights_only=True)
+    model = engine.load_model(out)
+    assert model.step >= 2
+    assert model.run.unfinished is not None  # resumable
+    assert isinstance(weights, dict)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_process_that_fails_alone_does_not_leave_the_others_waiting(tmp_path, crop):
+    """A process whose run raised leaves without the end-of-run barrier: the other one is
+    told at its next collective (not at the timeout) and keeps what it saved."""
+    np.save(tmp_path / "noisy.npy", crop[0][:64, :64])
+    script = SCRIPT.replace("steps=60", "steps=5000, checkpoint_every=2").replace(
+        "trainer.fit()", textwrap.dedent("""\
+            def fail(event):
+                if trainer.world.rank == 1 and event.step >= 4:
+                    raise RuntimeError("rank 1 fails on its own")
+            try:
+                trainer.fit(fail)
+            except ProcessLostError as exc:
+                (out / "lost.txt").write_text(str(exc))
+                raise SystemExit(3)
+            finally:
+                trainer.world.leave()
+            """)).replace("from napari_gr2r import engine",
+                          "from napari_gr2r import engine\nfrom napari_gr2r.engine.errors "
+                          "import ProcessLostError")
+    (tmp_path / "ddp.py").write_text(script)
+    start = time.time()
+    result = subprocess.run(_torchrun(str(tmp_path / "ddp.py"), str(tmp_path)),
+                            capture_output=True, text=True, timeout=240,
+                            env=dict(_env(), NAPARI_GR2R_DIST_TIMEOUT="60"))
+    assert result.returncode != 0
+    assert time.time() - start < 60
+    assert "rank 1 fails on its own" in result.stderr
+    assert "saved the best weights" in (tmp_path / "lost.txt").read_text()
+    assert engine.load_model(tmp_path / "model.gr2r.pt").run.unfinished is not None
+
+
+def test_the_collectives_timeout_is_read_from_the_environment(monkeypatch):
+    from napari_gr2r.engine.training.distributed import DEFAULT_TIMEOUT_S, TIMEOUT_VARIABLE, timeout
+
+    monkeypatch.delenv(TIMEOUT_VARIABLE, raising=False)
+    assert timeout().total_seconds() == DEFAULT_TIMEOUT_S
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "2.5")
+    assert timeout().total_seconds() == 2.5
+    for bad in ("0", "soon"):
+        monkeypatch.setenv(TIMEOUT_VARIABLE, bad)
+        with pytest.raises(ConfigError, match=r"NAPARI_GR2R_DIST_TIMEOUT.*a number above 0"):
+            timeout()

@@ -17,16 +17,32 @@ on CUDA GPUs (or the group the script already initialised is used).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ProcessLostError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+TIMEOUT_VARIABLE = "NAPARI_GR2R_DIST_TIMEOUT"
+"""Seconds a process waits for the others at a collective before it gives up (and saves)."""
+
+DEFAULT_TIMEOUT_S = 600.0
+"""Long enough for rank 0's noise fit, validation and checkpoint writes while the others wait;
+short enough that a process that stopped answering does not hold the run for PyTorch's
+default half an hour."""
+
+_LOST_MARKERS = ("connection closed", "connection reset", "broken pipe", "timed out",
+                 "timeout", "gloo", "nccl", "socket", "peer")
+"""Words of the errors a collective raises when another process is gone (the gloo and nccl
+backends raise plain RuntimeErrors, not always :class:`torch.distributed.DistError`)."""
 
 
 def _dist() -> Any:
@@ -45,6 +61,7 @@ class World:
     backend: str = ""
     joined_here: bool = False
     """True when this module initialised the process group (and :meth:`leave` ends it)."""
+    _state: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -63,12 +80,38 @@ class World:
         return device
 
     # ------------------------------------------------------------------------- collectives
+    @property
+    def broken(self) -> bool:
+        """Whether a run in this world failed on this process, or lost another process: the
+        processes no longer meet at the same collectives, and :meth:`leave` must not wait."""
+        return self._state.get("broken", False)
+
+    def mark_broken(self) -> None:
+        self._state["broken"] = True
+
+    @contextmanager
+    def collective(self, what: str = "training") -> Iterator[None]:
+        """Turn the error of a collective whose peers are gone (a process killed, out of
+        memory, failed, or silent past the timeout) into a one-line :class:`ProcessLostError`."""
+        try:
+            yield
+        except Exception as exc:
+            if not self.active or isinstance(exc, ProcessLostError) or not peer_lost(exc):
+                raise
+            self.mark_broken()
+            raise ProcessLostError(
+                f"Another of the {self.size} training processes ended or stopped answering "
+                f"during {what} (killed, out of memory, or an error of its own: see its "
+                "message)."
+            ) from exc
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (plain picklable data)."""
         if not self.active:
             return obj
         box = [obj]
-        _dist().broadcast_object_list(box, src=0)
+        with self.collective("the preparation"):
+            _dist().broadcast_object_list(box, src=0)
         return box[0]
 
     def any(self, flag: bool, device: torch.device) -> bool:
@@ -77,29 +120,59 @@ class World:
             return flag
         where = device if self.backend == "nccl" else torch.device("cpu")
         value = torch.tensor([1.0 if flag else 0.0], device=where)
-        _dist().all_reduce(value, op=_dist().ReduceOp.MAX)
+        with self.collective():
+            _dist().all_reduce(value, op=_dist().ReduceOp.MAX)
         return bool(value.item() > 0)
 
     def share_weights(self, net: nn.Module) -> None:
         """Rank 0's weights (parameters and buffers) into ``net`` on every rank."""
         if not self.active:
             return
-        with torch.no_grad():
+        with torch.no_grad(), self.collective("the sharing of the best weights"):
             for tensor in net.state_dict().values():
                 _dist().broadcast(tensor, src=0)
 
     def leave(self) -> None:
         """End the process group if this module started it (at the end of a CLI run), once
-        every rank is there: no rank exits while rank 0 still writes the model file."""
+        every rank is there: no rank exits while rank 0 still writes the model file. After a
+        failure (:attr:`broken`) nobody waits: a process that failed alone ends at once, and
+        the others learn of it from their next collective instead of waiting at a barrier
+        the failed one would meet at another point of the run."""
         dist = _dist()
-        if self.joined_here and dist.is_initialized():
-            try:
-                dist.barrier()
-            finally:
-                dist.destroy_process_group()
+        if not (self.joined_here and dist.is_initialized()):
+            return
+        try:
+            if not self.broken:
+                with self.collective("the end of the run"):
+                    dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 SINGLE = World()
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a collective, says that another process is gone."""
+    if isinstance(exc, _dist().DistError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(word in text for word in _LOST_MARKERS)
+
+
+def timeout() -> timedelta:
+    """How long a collective waits for the other processes: ``NAPARI_GR2R_DIST_TIMEOUT``
+    seconds, else :data:`DEFAULT_TIMEOUT_S`."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    try:
+        seconds = float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{TIMEOUT_VARIABLE}={text!r}: give the seconds a process waits for "
+                          "the others, a number above 0 (default: "
+                          f"{DEFAULT_TIMEOUT_S:g}).")
+    return timedelta(seconds=seconds)
 
 
 def launched_by_torchrun() -> bool:
@@ -136,9 +209,24 @@ def join(distributed: bool | None, device: torch.device) -> World:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, timeout=timeout())
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)),
                  backend, joined_here=True)
+
+
+def lost_process(exc: ProcessLostError, world: World, model: Any, saved: Any
+                 ) -> ProcessLostError:
+    """``exc`` completed with what this process kept of the run (``saved``: the
+    :class:`~.events.CheckpointSaved` of its last write, if any)."""
+    if saved is not None:
+        kept = (f"saved the best weights (step {model.best_step}) and what resuming needs to "
+                f"{saved.path} at step {model.step}")
+    elif world.is_main:
+        kept = f"stopped at step {model.step} (no model file was asked for)"
+    else:
+        kept = "the model file keeps the first process's last checkpoint"
+    return ProcessLostError(f"{exc} This process {kept}; run the same command with "
+                            "resume=True to continue.")
 
 
 def seed_rank(rng: np.random.Generator, seed: int | None, rank: int, step: int) -> None:

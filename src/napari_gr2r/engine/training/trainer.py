@@ -21,11 +21,12 @@ import torch
 from ..config import TrainConfig
 from ..data.context import centre_of
 from ..devices import autocast
-from ..errors import NumericalError
+from ..errors import NumericalError, ProcessLostError
 from ..model.model import GR2RModel
 from ..model.networks import count_parameters
 from ..noise.calibration import NoiseCalibration
 from .averaging import WeightAverage
+from .distributed import lost_process
 from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted
 from .resume import LiveRun, RunRecorder
 from .setup import choose_dims, prepare
@@ -209,9 +210,13 @@ class Trainer:
 
     def fit(self, callback: Callable[[TrainEvent], Any] | None = None) -> GR2RModel:
         """Run :meth:`iter_fit` to the end, passing each event to ``callback``."""
-        for event in self.iter_fit():
-            if callback is not None:
-                callback(event)
+        try:
+            for event in self.iter_fit():
+                if callback is not None:
+                    callback(event)
+        except BaseException:  # a callback's error too: the other processes must not wait
+            self.world.mark_broken()
+            raise
         return self.model
 
     def iter_fit(self) -> Iterator[TrainEvent]:
@@ -226,14 +231,18 @@ class Trainer:
         """
         cfg, loop = self.config, _Loop(self)
         yield self._started(loop)
-        step, completed = loop.done, False
+        step, completed, lost = loop.done, False, None
         self.net.train()
         try:
             for step in range(loop.done + 1, loop.total + 1):
-                if loop.stop(self):
-                    step -= 1
+                try:
+                    if loop.stop(self):
+                        step -= 1
+                        break
+                    lr, y = self._step(loop, step)
+                except ProcessLostError as exc:  # the weights are those of the step before
+                    lost, step = exc, step - 1
                     break
-                lr, y = self._step(loop, step)
                 if self.validator and (step % cfg.val_every == 0 or step == loop.total):
                     loop.score, loop.validated = self.validator.score(loop.ema.net), True
                     self.net.train()
@@ -245,6 +254,9 @@ class Trainer:
                     self.last_checkpoint_step = saved.step
                     yield saved
             completed = True
+        except BaseException:
+            self.world.mark_broken()  # the others learn of it at their next collective
+            raise
         finally:
             self._end(loop, step, completed)
         stopped = self._stop.is_set() or loop.stopped
@@ -253,6 +265,8 @@ class Trainer:
         if saved is not None:
             self.last_checkpoint_step = saved.step
             yield saved
+        if lost is not None:
+            raise lost_process(lost, self.world, self.model_, saved) from lost
         yield TrainingFinished(
             step=self.model_.step, total_steps=loop.run_start + loop.total,
             elapsed_s=time.perf_counter() - loop.t0, stopped=stopped,
@@ -282,10 +296,11 @@ class Trainer:
         arrays = self.sampler.batch(cfg.batch_size)
         y = torch.from_numpy(arrays[0]).to(self.device)
         t = torch.from_numpy(arrays[1]).to(self.device) if len(arrays) > 1 else None
-        with autocast(self.device, self.precision):
-            result = self._train_step(y, t, loop.generator)
         loop.optimizer.zero_grad(set_to_none=True)
-        loop.scaler.scale(result.loss).backward()
+        with self.world.collective():  # DistributedDataParallel averages the gradients here
+            with autocast(self.device, self.precision):
+                result = self._train_step(y, t, loop.generator)
+            loop.scaler.scale(result.loss).backward()
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
         loop.ema.update(self.net)
@@ -354,7 +369,7 @@ class Trainer:
         else:
             self.net.load_state_dict(loop.ema.net.state_dict())
             model.best_step = model.step
-        if self.world.active and completed:  # every rank ends with rank 0's choice
+        if self.world.active and completed and not self.world.broken:  # rank 0's choice
             self.world.share_weights(self.net)
             model.best_step, model.best_val_loss = self.world.broadcast(
                 (model.best_step, model.best_val_loss))
