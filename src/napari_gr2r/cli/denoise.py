@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..engine.config import PRECISIONS
 from ..engine.errors import InputError
 from ._common import (
     BAR_DELAY_S,
@@ -53,6 +54,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="test-time augmentation: average the network over this many flips "
                      "and quarter turns of each tile, for as many times the work (one image "
                      "into a .tif only; default: off)")
+    den.add_argument("--precision", choices=list(PRECISIONS),
+                     help="arithmetic of the network's passes: fp32, bf16 (CPUs and recent "
+                     "GPUs), fp16 (CUDA GPUs only) or auto (bf16 on a GPU that has it, else "
+                     "fp32); the result is float32 either way (default: the model's own, as it "
+                     "was trained, where the device has it, else fp32)")
     den.add_argument("--suffix", default="",
                      help="with an output folder: added to each result's name, e.g. _denoised "
                      "(default: none)")
@@ -135,7 +141,8 @@ def _run_one(args: argparse.Namespace) -> int:
             with count_bar("tile") as progress, warnings.catch_warnings():
                 warnings.simplefilter("ignore", RangeWarning)  # said above, naming the file
                 result = engine.denoise(model, data, axes=axes, progress=progress,
-                                        tile=args.tile, device=args.device, tta=args.tta or False)
+                                        tile=args.tile, device=args.device, tta=args.tta or False,
+                                        precision=args.precision)
             write_image(out, result, axes, meta)
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
           f"{time.perf_counter() - t0:.1f} s -> {out}")
@@ -163,7 +170,7 @@ def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,
         try:
             arr = engine.denoise_to_zarr(model, args.input, axes, str(out), tile=args.tile,
                                          device=args.device, client=client, progress=progress,
-                                         overwrite=args.overwrite)
+                                         overwrite=args.overwrite, precision=args.precision)
         finally:
             if client is not None:
                 client.close()
@@ -194,7 +201,7 @@ def _run_many(args: argparse.Namespace) -> int:
         for event in F.denoise_files(model, args.inputs, out_dir, axes=args.axes,
                                      suffix=args.suffix, out_format=args.format, tile=args.tile,
                                      device=args.device, overwrite=args.overwrite,
-                                     client=client):
+                                     client=client, precision=args.precision):
             if files is None:
                 files = tqdm(total=event.n_files, unit="file", desc="files", file=sys.stderr,
                              dynamic_ncols=True, position=0, delay=BAR_DELAY_S)

@@ -101,7 +101,8 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
             batch_size: int = 4, device: str = "auto",
             progress: Callable[[int, int], Any] | None = None,
             should_stop: Callable[[], bool] | None = None,
-            out: Any = None, client: Any = None, tta: bool | int = False) -> Any:
+            out: Any = None, client: Any = None, tta: bool | int = False,
+            precision: str | None = None) -> Any:
     """Denoise ``data`` with ``model`` and return a float32 array of the same shape.
 
     With ``out`` (a path or a zarr array) the image is denoised block by block into that zarr
@@ -134,6 +135,12 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         Test-time augmentation: average the network over the eight flips and quarter turns
         of each tile (True), or over 2 (the tile and its half turn) or 4 of them, for as many
         times the inference work (in memory only, not with ``out``).
+    precision : str, optional
+        The arithmetic of the network's passes: by default the model's own (its
+        ``config.precision``, where the device has it, else fp32); ``"fp32"``, ``"bf16"``
+        (autocast, CPUs and recent GPUs), ``"fp16"`` (CUDA GPUs only: refused elsewhere) or
+        ``"auto"`` (bf16 on a CUDA GPU that has it, else fp32). The result is float32 either
+        way.
 
     Returns
     -------
@@ -153,9 +160,11 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
                               "it, or tta off.")
         return denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap,
                                batch_size=batch_size, device=device, client=client,
-                               progress=progress, should_stop=should_stop)
+                               progress=progress, should_stop=should_stop,
+                               precision=precision)
     if client is not None:
         raise ConfigError("client= runs the blocks of an out-of-core run: pass out= as well.")
     return denoise_in_memory(model, data, axes, tile=tile, overlap=overlap,
                              batch_size=batch_size, device=device, progress=progress,
-                             should_stop=should_stop, tta=tta, check_range=True)
+                             should_stop=should_stop, tta=tta, check_range=True,
+                             precision=precision)

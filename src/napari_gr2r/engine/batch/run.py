@@ -27,6 +27,7 @@ from ..inference.outofcore.distributed import scatter_model, worker_model
 from ..inference.outofcore.plan import plan_blocks
 from ..inference.outofcore.runner import iter_denoise_to_zarr
 from ..inference.outofcore.store import default_out_chunks, model_fingerprint
+from ..inference.tiling import check_arguments
 from ..io.formats import check_output_suffix, read_image, tag_zarr_result, write_image
 from ..io.outputs import OutputClaim, check_not_input, overlap_message
 from ..io.provenance import input_fingerprint
@@ -52,7 +53,7 @@ PathLike = str | os.PathLike
 def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str | None = None,
                  tile: Any = None, batch_size: int = 4, device: str = "auto",
                  overwrite: bool = False, should_stop: Callable[[], bool] | None = None,
-                 ) -> Iterator[tuple[int, int]]:
+                 precision: str | None = None) -> Iterator[tuple[int, int]]:
     """Denoise one file into ``out`` (TIFF or zarr, by its extension), yielding
     ``(blocks done, blocks in all)``; returns ``(axes, shape)``.
 
@@ -82,7 +83,8 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
                                    fill_value=0.0)
     steps = iter_denoise_to_zarr(model, data, info.axes, target, tile=tile,
                                  batch_size=batch_size, device=device,
-                                 should_stop=should_stop, overwrite=overwrite)
+                                 should_stop=should_stop, overwrite=overwrite,
+                                 precision=precision)
     while True:
         try:
             step = next(steps)
@@ -107,7 +109,8 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
                   *, axes: str | None = None, suffix: str = "", out_format: str | None = None,
                   tile: Any = None, batch_size: int = 4, device: str = "auto",
                   overwrite: bool = False, client: Any = None,
-                  should_stop: Callable[[], bool] | None = None) -> Iterator[FilesEvent]:
+                  should_stop: Callable[[], bool] | None = None,
+                  precision: str | None = None) -> Iterator[FilesEvent]:
     """Denoise every image ``inputs`` names into the folder ``out_dir``, file by file.
 
     Parameters
@@ -123,7 +126,7 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
         The inputs' axes; by default each file's own (from its metadata), else the model's.
     out_format : ``"tif"``, ``"zarr"`` or None
         None: zarr inputs give zarr results, the others TIFFs.
-    tile, batch_size, device
+    tile, batch_size, device, precision
         As for :func:`~napari_gr2r.engine.denoise`.
     overwrite : bool
         Denoise files whose result is already there again (by default they are skipped; a
@@ -140,6 +143,9 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     FileStarted, FileProgress, FileDone, FileSkipped, FileFailed, then one FilesFinished.
     """
     t0 = time.perf_counter()
+    if precision is not None:  # refused once, not once for every file
+        check_arguments(model, tile, None, batch_size, device if client is None else None,
+                        precision)
     paths = expand_inputs(inputs)
     if not paths:
         raise InputError("No image files to denoise (the folders given hold none).")
@@ -150,7 +156,8 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     try:
         plan = _Plan(paths, out_root, suffix, out_format)
         yield from plan.sort(model, overwrite)
-        options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite)
+        options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite,
+                       precision=precision)
         if client is not None:
             runs = _on_cluster(client, model, plan.todo, n, options, should_stop)
         else:

@@ -25,7 +25,8 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
                       progress: Callable[[int, int], Any] | None = None,
                       should_stop: Callable[[], bool] | None = None,
                       border: int | None = None, tta: bool | int = False,
-                      check_range: bool = False) -> np.ndarray:
+                      check_range: bool = False,
+                      precision: str | None = None) -> np.ndarray:
     """Denoise ``data`` with ``model`` into a float32 numpy array of the same shape and axes.
 
     The arguments are those of :func:`napari_gr2r.engine.denoise` without ``out``; the
@@ -37,13 +38,14 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
     ``check_range``: warn (:class:`~napari_gr2r.engine.io.provenance.RangeWarning`, pointing
     at the caller's caller) when the image's values lie mostly outside the model's training
     range, as :func:`napari_gr2r.engine.denoise` does.
+    ``precision``: see :func:`~.tiling.inference_precision`.
     """
-    batch_size = check_arguments(model, tile, overlap, batch_size, device)
+    batch_size = check_arguments(model, tile, overlap, batch_size, device, precision)
     source = model.open_source(data, axes)
     if check_range:
         warn_outside_range(source, model.normalization.low, model.normalization.high,
                            store_location(data), stacklevel=3)
-    plan = TilePlan(model, source, tile, overlap, border, tta)
+    plan = TilePlan(model, source, tile, overlap, border, tta, precision=precision)
     result = np.empty((source.n_samples, *source.czyx), np.float32)
     for sample, z, block in plan.run(batch_size, device, progress, should_stop):
         result[sample, :, z] = block

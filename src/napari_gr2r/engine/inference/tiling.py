@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..checks import check_int, check_sizes
+from ..config import PRECISIONS
 from ..data.context import context_source, stack_normalization
 from ..devices import autocast, resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError, NumericalError
@@ -145,16 +146,21 @@ def default_tiling(model: GR2RModel, tile: int | tuple[int, ...] | None,
 
 
 def check_arguments(model: GR2RModel, tile: Any, overlap: Any, batch_size: Any,
-                    device: Any) -> int:
+                    device: Any, precision: str | None = None) -> int:
     """Check the arguments of a denoising run before anything is read or written; returns
-    ``batch_size`` as an int."""
+    ``batch_size`` as an int. ``device`` None: the run's device is not known here (a dask
+    cluster's workers), and ``precision`` is only checked for its name."""
     if not isinstance(model, GR2RModel):
         raise InputError(
             f"model must be a GR2RModel, not {type(model).__name__}; load one with "
             "engine.load_model(path) or train one with engine.train()."
         )
     default_tiling(model, tile, overlap)
-    resolve_device(device)
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (or None, the "
+                          f"model's own), not {precision!r}.")
+    if device is not None:
+        inference_precision(model, resolve_device(device), precision)
     return check_int("batch_size", batch_size, 1, what="tiles per forward pass, e.g. 4")
 
 
@@ -199,9 +205,17 @@ def dihedral_mean(net: torch.nn.Module, batch: torch.Tensor, views: int = 8) -> 
     return total / views
 
 
-def inference_precision(model: GR2RModel, device: torch.device) -> str:
-    """The precision the model was trained at (``TrainConfig.precision``) where ``device``
-    supports it, else fp32 (a model trained at fp16 on a GPU denoises at fp32 on a CPU)."""
+def inference_precision(model: GR2RModel, device: torch.device,
+                        precision: str | None = None) -> str:
+    """The arithmetic of the network's passes when denoising on ``device``.
+
+    ``precision`` None: the precision the model was trained at (``TrainConfig.precision``)
+    where ``device`` supports it, else fp32 (a model trained at fp16 on a GPU denoises at
+    fp32 on a CPU). A precision asked for is used as it is, or refused with a
+    :class:`ConfigError` where ``device`` lacks it (fp16 on a CPU).
+    """
+    if precision is not None:
+        return resolve_precision(precision, device)
     try:
         return resolve_precision(getattr(model.config, "precision", "auto"), device)
     except ConfigError:
@@ -219,7 +233,8 @@ class TilePlan:
 
     def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any,
                  border: int | None = None, tta: bool | int = False,
-                 gathered: bool = False) -> None:
+                 gathered: bool = False, precision: str | None = None) -> None:
+        self.precision = precision
         context = model.config.context
         if not gathered:
             source = context_source(source, context, model.dims)
@@ -262,7 +277,8 @@ class TilePlan:
         boxes = self._tile_boxes()
         indices = list(np.ndindex(*(len(t.bounds) for t in self.tilings)))
         done = 0
-        with torch.inference_mode(), autocast(dev, inference_precision(model, dev)):
+        with torch.inference_mode(), autocast(dev, inference_precision(model, dev,
+                                                                      self.precision)):
             for sample, z in self.units:
                 if model.dims == 2:
                     image = source.read(sample, slice(z, z + 1))[:, 0]

@@ -69,7 +69,7 @@ def _open_worker_source(spec: tuple[Any, ...]) -> Any:
 
 def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: str, out: Any,
                   grid: BlockGrid, indices: list[int], tile: Any, overlap: Any,
-                  batch_size: int) -> list[int]:
+                  batch_size: int, precision: str | None = None) -> list[int]:
     """Runs on a worker: denoise a few blocks and write them to the shared output."""
     import dask
 
@@ -78,7 +78,8 @@ def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: s
     with dask.config.set(scheduler="synchronous"):  # a dask input is read inside this task
         for block, result in denoise_blocks(model, source, grid, indices, tile=tile,
                                             overlap=overlap, batch_size=batch_size,
-                                            device=resolve_device("auto").type):
+                                            device=resolve_device("auto").type,
+                                            precision=precision):
             out[grid.out_index(block)] = grid.to_output_layout(result)
     return indices
 
@@ -95,7 +96,8 @@ def _check_shared_store(out: Any) -> None:
 def run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | None,
                    axes: str, arr: Any, grid: BlockGrid, state: RunState, todo: list[int], *,
                    tile: Any, overlap: Any, batch_size: int,
-                   should_stop: Callable[[], bool] | None) -> Iterator[ChunkProgress]:
+                   should_stop: Callable[[], bool] | None,
+                   precision: str | None = None) -> Iterator[ChunkProgress]:
     """Denoise the blocks ``todo`` on ``client``'s workers into ``arr``, yielding progress."""
     try:
         from distributed import as_completed
@@ -113,7 +115,7 @@ def run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | 
                                      else 1)) if fits_one_tile(model, grid, tile) else 1
     groups = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
     futures = [client.submit(_cluster_task, payload, source_spec, axes, arr, grid, group, tile,
-                             overlap, batch_size, pure=False)
+                             overlap, batch_size, precision, pure=False)
                for group in groups]
     written = 0
     try:

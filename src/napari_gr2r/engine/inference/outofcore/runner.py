@@ -34,7 +34,8 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                          tile: Any = None, overlap: Any = None, chunks: Any = None,
                          batch_size: int = 4, device: str = "auto", client: Any = None,
                          should_stop: Callable[[], bool] | None = None,
-                         overwrite: bool = False) -> Iterator[ChunkProgress]:
+                         overwrite: bool = False,
+                         precision: str | None = None) -> Iterator[ChunkProgress]:
     """Generator form of :func:`denoise_to_zarr`: yields :class:`ChunkProgress` per block.
 
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
@@ -48,7 +49,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         source_path = os.fspath(data)
         data, file_axes = open_lazy(source_path)
         axes = axes or file_axes
-    batch_size = check_arguments(model, tile, overlap, batch_size, device)
+    # a cluster's workers have their own devices: there, only precision's name is checked
+    batch_size = check_arguments(model, tile, overlap, batch_size,
+                                 device if client is None else None, precision)
     if chunks is not None:
         check_chunks(model, chunks)
     source = model.open_source(data, axes)
@@ -89,11 +92,11 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         if client is None:
             yield from run_local(model, source, arr, grid, state, todo, tile=tile,
                                  overlap=overlap, batch_size=batch_size, device=device,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, precision=precision)
         else:
             yield from run_on_cluster(client, model, data, source_path, axes, arr, grid, state,
                                       todo, tile=tile, overlap=overlap, batch_size=batch_size,
-                                      should_stop=should_stop)
+                                      should_stop=should_stop, precision=precision)
     finally:
         claim.release()
     return arr
@@ -104,7 +107,7 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
                     batch_size: int = 4, device: str = "auto", client: Any = None,
                     progress: Callable[[int, int], Any] | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    overwrite: bool = False) -> Any:
+                    overwrite: bool = False, precision: str | None = None) -> Any:
     """Denoise an image of any size into a zarr array, block by block; resumable.
 
     Parameters
@@ -144,6 +147,8 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
         Start again even if ``out`` holds another result. An output that is, lies inside or
         contains the input is refused whatever ``overwrite`` says, and so is a store another
         run is writing.
+    precision : str, optional
+        As for :func:`~napari_gr2r.engine.denoise` (the model's own by default).
 
     Returns
     -------
@@ -152,7 +157,8 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
     """
     gen = iter_denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap, chunks=chunks,
                                batch_size=batch_size, device=device, client=client,
-                               should_stop=should_stop, overwrite=overwrite)
+                               should_stop=should_stop, overwrite=overwrite,
+                               precision=precision)
     while True:
         try:
             step = next(gen)
