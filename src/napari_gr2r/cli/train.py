@@ -239,8 +239,10 @@ def _ctrl_c_stops(trainer: Any) -> Iterator[None]:
         elif trainer.stop_requested:
             return
         trainer.request_stop()
-        print("\nnapari-gr2r: stopping after this step and saving the best weights"
-              + ("" if shared else " (Ctrl-C again to quit without saving)"), file=sys.stderr)
+        if trainer.world.is_main:  # the one that saves (and each process had the signal)
+            print("\nnapari-gr2r: stopping after this step and saving the best weights"
+                  + ("" if shared else " (Ctrl-C again to quit without saving)"),
+                  file=sys.stderr)
 
     previous = {}
     try:

@@ -219,14 +219,14 @@ def lost_process(exc: ProcessLostError, world: World, model: Any, saved: Any
     """``exc`` completed with what this process kept of the run (``saved``: the
     :class:`~.events.CheckpointSaved` of its last write, if any)."""
     if saved is not None:
-        kept = (f"saved the best weights (step {model.best_step}) and what resuming needs to "
-                f"{saved.path} at step {model.step}")
+        kept = (f"This process saved the best weights (step {model.best_step}) and what "
+                f"resuming needs to {saved.path} at step {model.step}")
     elif world.is_main:
-        kept = f"stopped at step {model.step} (no model file was asked for)"
+        kept = f"This process stopped at step {model.step} (no model file was asked for)"
     else:
-        kept = "the model file keeps the first process's last checkpoint"
-    return ProcessLostError(f"{exc} This process {kept}; run the same command with "
-                            "resume=True to continue.")
+        kept = "The model file keeps the last checkpoint the first process wrote"
+    return ProcessLostError(f"{exc} {kept}; run the same command with resume=True to "
+                            "continue.")
 
 
 def seed_rank(rng: np.random.Generator, seed: int | None, rank: int, step: int) -> None:
