@@ -10,7 +10,8 @@ network on a crop of the bundled nuclei with Gaussian noise (SD 25 of 0..200):
 
 - 1 process x ``--steps`` steps (the reference);
 - 2 processes (``torchrun``, gloo) x ``--steps`` steps: twice the patches; the wall-time ratio
-  to the reference says how well the second process is used;
+  to the reference says how well the second process is used; its learning rate scaled by
+  sqrt(2) (``TrainConfig.lr_scaling``'s default), and once more unscaled (``"none"``);
 - 1 process x ``2 * --steps`` steps: as many patches as the 2-process run, in one process (the
   PSNR the 2-process run should reach);
 - 1 process x ``--steps`` steps at bf16 (autocast) against the fp32 reference.
@@ -59,8 +60,11 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     noisy, clean = _data(args.size)
+    overrides: dict[str, Any] = {"lr_scaling": args.lr_scaling}
+    if args.lr:
+        overrides["lr"] = args.lr
     config = engine.TrainConfig.from_preset("fast", steps=args.steps, precision=args.precision,
-                                            seed=0)
+                                            seed=args.seed, **overrides)
     trainer = engine.Trainer(noisy, "YX", config, device="cpu")
     t0 = time.perf_counter()
     trainer.fit()
@@ -70,6 +74,7 @@ def worker(args: argparse.Namespace) -> None:
         Path(args.result).write_text(json.dumps({
             "processes": trainer.world.size, "backend": trainer.world.backend or "-",
             "precision": trainer.precision, "steps": args.steps,
+            "lr_scaling": args.lr_scaling if trainer.world.active else "-",
             "patches": args.steps * config.batch_size * trainer.world.size,
             "train_s": round(seconds, 2), "noisy_psnr": round(_psnr(noisy, clean), 2),
             "psnr": round(_psnr(denoised, clean), 2)}))
@@ -77,15 +82,16 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _run(name: str, steps: int, size: int, out: Path, processes: int = 1,
-         precision: str = "fp32") -> dict[str, Any]:
+         precision: str = "fp32", lr_scaling: str = "sqrt", seed: int = 0) -> dict[str, Any]:
     result = out / f"distributed-{name}.json"
     command = ["-m", "benchmarks.distributed", "--worker", "--steps", str(steps), "--size",
-               str(size), "--precision", precision, "--result", str(result)]
+               str(size), "--precision", precision, "--lr-scaling", lr_scaling, "--seed",
+               str(seed), "--result", str(result)]
     if processes > 1:
         command = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                    str(processes), *command]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    log(f"{name}: {processes} process(es), {steps} steps, {precision}")
+    log(f"{name}: {processes} process(es), {steps} steps, {precision}, lr {lr_scaling}")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, *command], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--lr", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    parser.add_argument("--lr-scaling", default="sqrt", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
@@ -111,22 +120,26 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
-    one = _run("1x", args.steps, args.size, out)
-    two = _run("2x", args.steps, args.size, out, processes=2)
-    same = _run("1x-double", 2 * args.steps, args.size, out)
-    bf16 = _run("1x-bf16", args.steps, args.size, out, precision="bf16")
-    runs = [one, two, same, bf16]
+    seed = {"seed": args.seed}
+    one = _run("1x", args.steps, args.size, out, **seed)
+    two = _run("2x", args.steps, args.size, out, processes=2, **seed)
+    plain = _run("2x-lr-unscaled", args.steps, args.size, out, processes=2, lr_scaling="none",
+                 **seed)
+    same = _run("1x-double", 2 * args.steps, args.size, out, **seed)
+    bf16 = _run("1x-bf16", args.steps, args.size, out, precision="bf16", **seed)
+    runs = [one, two, plain, same, bf16]
     load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on " \
         f"{os.cpu_count()} cores"
-    command = f"python -m benchmarks.distributed --steps {args.steps} --size {args.size}"
+    command = f"python -m benchmarks.distributed --steps {args.steps} --size {args.size}" + \
+        (f" --seed {args.seed}" if args.seed else "")
     (out / "distributed.json").write_text(json.dumps(
         {"command": command, "machine": machine(), "versions": versions(), "runs": runs},
         indent=1))
     table = markdown_table(
-        ["run", "processes", "backend", "precision", "steps", "patches", "training (s)",
-         "process wall (s)", "PSNR (dB)"],
-        [[r["name"], r["processes"], r["backend"], r["precision"], r["steps"], r["patches"],
-          r["train_s"], r["wall_s"], r["psnr"]] for r in runs])
+        ["run", "processes", "backend", "precision", "lr scaling", "steps", "patches",
+         "training (s)", "process wall (s)", "PSNR (dB)"],
+        [[r["name"], r["processes"], r["backend"], r["precision"], r["lr_scaling"], r["steps"],
+          r["patches"], r["train_s"], r["wall_s"], r["psnr"]] for r in runs])
     lines = [
         "# Training on several processes and at bf16 (CPU)", "",
         f"Command: `{command}` (one torch thread per process; the `fast` network on a "
@@ -137,7 +150,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{two['train_s'] / one['train_s']:.2f}x the training time; PSNR "
         f"{two['psnr'] - same['psnr']:+.2f} dB against one process trained on as many patches "
         f"({2 * args.steps} steps), {two['psnr'] - one['psnr']:+.2f} dB against the 1-process "
-        "run of the same steps.",
+        "run of the same steps (the learning rate scaled by sqrt(2), the default "
+        "lr_scaling).",
+        f"- The same 2 processes with the preset's learning rate unscaled: PSNR "
+        f"{plain['psnr'] - same['psnr']:+.2f} dB against the 1-process run on as many "
+        "patches.",
         f"- bf16 against fp32 (1 process, the same steps): {bf16['psnr'] - one['psnr']:+.2f} "
         f"dB, {one['train_s'] / bf16['train_s']:.2f}x the speed.",
         "- GPU figures (steps per second, fraction of peak, fp32 / bf16 / compiled) are not "

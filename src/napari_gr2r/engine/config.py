@@ -27,6 +27,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Arithmetic of the network's passes: ``auto`` is fp32 on a CPU (or Apple MPS) and bf16 on a
 CUDA GPU that supports it (else fp32); see :func:`napari_gr2r.engine.devices.resolve_precision`."""
 
+LR_SCALINGS = ("sqrt", "linear", "none")
+"""How the learning rate grows with the number of training processes (see
+:func:`napari_gr2r.engine.training.distributed.lr_scale`)."""
+
 MAX_CONTEXT = 8
 """The most neighbouring planes on each side (``TrainConfig.context``)."""
 
@@ -96,6 +100,7 @@ class OptimiserConfig:
     lr_min_factor: float = 0.05
     warmup_steps: int = 50
     ema_decay: float | None = None
+    lr_scaling: str = "sqrt"
 
 
 @dataclass
@@ -152,6 +157,10 @@ class TrainConfig:
     lr, lr_min_factor, warmup_steps : float, float, int
         Peak learning rate of Adam; a linear warm-up over ``warmup_steps`` (at most a tenth of
         the run), then cosine decay to ``lr * lr_min_factor``.
+    lr_scaling : str
+        With N training processes (torchrun), each step averages N batches: the learning
+        rate is ``lr`` times sqrt(N) (``"sqrt"``, default, chosen by measurement, see
+        docs/cluster-training.md), N (``"linear"``) or 1 (``"none"``). One process: ``lr``.
     gamma, lambda_g : float or None
         Weights of the pseudo-supervised and regular terms; None takes the method's default.
     pin_noise : bool or None
@@ -320,6 +329,9 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not "
                               f"{self.precision!r}.")
         self.compile = check_bool("compile", self.compile)
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, not "
+                              f"{self.lr_scaling!r}.")
         if self.noise_model not in NOISE_MODELS:
             raise ConfigError(
                 f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."

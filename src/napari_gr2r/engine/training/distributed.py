@@ -16,6 +16,7 @@ on CUDA GPUs (or the group the script already initialised is used).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -227,6 +228,14 @@ def lost_process(exc: ProcessLostError, world: World, model: Any, saved: Any
         kept = "The model file keeps the last checkpoint the first process wrote"
     return ProcessLostError(f"{exc} {kept}; run the same command with resume=True to "
                             "continue.")
+
+
+def lr_scale(scaling: str, world_size: int) -> float:
+    """The learning rate's factor for ``world_size`` processes (``TrainConfig.lr_scaling``):
+    a step of N processes averages N batches, a less noisy gradient that takes a larger rate."""
+    if world_size <= 1 or scaling == "none":
+        return 1.0
+    return math.sqrt(world_size) if scaling == "sqrt" else float(world_size)
 
 
 def seed_rank(rng: np.random.Generator, seed: int | None, rank: int, step: int) -> None:

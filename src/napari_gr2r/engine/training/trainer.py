@@ -26,7 +26,7 @@ from ..model.model import GR2RModel
 from ..model.networks import count_parameters
 from ..noise.calibration import NoiseCalibration
 from .averaging import WeightAverage
-from .distributed import lost_process
+from .distributed import lost_process, lr_scale
 from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted
 from .resume import LiveRun, RunRecorder
 from .setup import choose_dims, prepare
@@ -290,7 +290,8 @@ class Trainer:
     def _step(self, loop: _Loop, step: int) -> tuple[float, torch.Tensor]:
         """One optimiser step (run step ``step``, from 1); returns its learning rate and batch."""
         cfg = self.config
-        lr = cfg.lr * lr_factor(cfg, step - 1, loop.total)
+        lr = cfg.lr * lr_scale(cfg.lr_scaling, self.world.size) * \
+            lr_factor(cfg, step - 1, loop.total)
         for group in loop.optimizer.param_groups:
             group["lr"] = lr
         arrays = self.sampler.batch(cfg.batch_size)
