@@ -27,7 +27,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Arithmetic of the network's passes: ``auto`` is fp32 on a CPU (or Apple MPS) and bf16 on a
 CUDA GPU that supports it (else fp32); see :func:`napari_gr2r.engine.devices.resolve_precision`."""
 
-LR_SCALINGS = ("sqrt", "linear", "none")
+LR_SCALINGS = ("none", "sqrt", "linear")
 """How the learning rate grows with the number of training processes (see
 :func:`napari_gr2r.engine.training.distributed.lr_scale`)."""
 
@@ -100,7 +100,7 @@ class OptimiserConfig:
     lr_min_factor: float = 0.05
     warmup_steps: int = 50
     ema_decay: float | None = None
-    lr_scaling: str = "sqrt"
+    lr_scaling: str = "none"
 
 
 @dataclass
@@ -159,8 +159,9 @@ class TrainConfig:
         the run), then cosine decay to ``lr * lr_min_factor``.
     lr_scaling : str
         With N training processes (torchrun), each step averages N batches: the learning
-        rate is ``lr`` times sqrt(N) (``"sqrt"``, default, chosen by measurement, see
-        docs/cluster-training.md), N (``"linear"``) or 1 (``"none"``). One process: ``lr``.
+        rate is ``lr`` (``"none"``, the default: scaling did not measure better, see
+        docs/cluster-training.md), ``lr`` times sqrt(N) (``"sqrt"``) or times N
+        (``"linear"``). One process: ``lr``.
     gamma, lambda_g : float or None
         Weights of the pseudo-supervised and regular terms; None takes the method's default.
     pin_noise : bool or None
