@@ -58,6 +58,7 @@ from .report import (
     QualityReport,
     fitted_noise,
     mse_interval,
+    sampling_sd,
 )
 from .risk import EPSILON, probe, variance_map
 
@@ -191,8 +192,10 @@ class _Sums:
         mse_sd = float(np.std(mse_k, ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
         structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
             float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
+        sampling = sampling_sd(mse, noise_variance, float(np.mean(div)),
+                               float(np.mean(prop)), n, fitted.kernel)
         interval = mse_interval(mse, noise_variance, float(np.mean(div)), mse_sd,
-                                fitted.spread)
+                                fitted.spread, sampling)
         return QualityReport(
             mse=max(mse, 0.0), noise=fitted, residual_structure=structure,
             residual_mse=residual_mse, noise_variance=noise_variance,
