@@ -50,6 +50,10 @@ class VarianceCurve:
     spread: list[float] = field(default_factory=list)
     """Per channel, the relative standard deviation of the typical variance, from a bootstrap
     over blocks of the image (what the sampling of the image leaves uncertain)."""
+    disagreement: list[float] = field(default_factory=list)
+    """Per channel, ``|log|`` of the ratio of two fits of the variance where two were made
+    (:func:`~napari_gr2r.engine.noise.global_level.refit_selected`): how far fits that read
+    texture differently disagree on this image, a measure of what neither can see."""
 
     def __call__(self, mean: np.ndarray, channel: int) -> np.ndarray:
         x, v = np.asarray(self.x[channel]), np.asarray(self.v[channel])

@@ -48,8 +48,9 @@ from ..inference.tiling import TilePlan
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.calibration import NoiseCalibration
+from ..noise.global_level import refit_selected
 from ..noise.level import NoiseLevel
-from ..noise.refit import VarianceCurve, refit
+from ..noise.refit import VarianceCurve
 from .report import (
     LAG_RADIUS,
     STRUCTURE_MESSAGE,
@@ -341,7 +342,7 @@ def _noise_level(noise: str | NoiseLevel | NoiseCalibration, model: GR2RModel | 
         raise ValueError("noise must be 'fit', 'model', a NoiseCalibration or a NoiseLevel, "
                          f"not {noise!r}")
     normalised = [norm.apply(b) for b, _ in blocks]
-    return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
+    return refit_selected(NoiseLevel.estimate(normalised, rng), normalised, rng)
 
 
 def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
@@ -354,8 +355,11 @@ def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
         return SYSTEMATIC["model"]
     if curve is None:
         return SYSTEMATIC["correlated"]
+    # where two fits were made, their disagreement on this image when it exceeds what fits
+    # are off by on images of known noise
+    disagreement = float(np.max(curve.disagreement)) if curve.disagreement else 0.0
     return math.hypot(float(np.max(curve.spread)) if curve.spread else 0.0,
-                      SYSTEMATIC["white"])
+                      max(SYSTEMATIC["white"], disagreement))
 
 
 def _autocorrelation(residual: np.ndarray) -> np.ndarray:
