@@ -11,8 +11,9 @@ Jacobian ``J``, Stein's lemma gives ``E[nᵀ f(y)] = tr(Σ J)``, so that ::
 correlated noise). Both noise terms come from the noise model fitted on the image being assessed
 (:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.level.NoiseLevel.estimate>`: the variance function
 from the high-pass residue, refitted by :func:`~napari_gr2r.engine.noise.refit.refit`: white
-noise per intensity bin, correlated noise's autocovariance to lag 6 in windows chosen by the
-flatness of their surroundings):
+noise per intensity bin, or one level where it does not follow the intensity
+(:func:`~napari_gr2r.engine.noise.global_level.refit_selected`); correlated noise's
+autocovariance to lag 6 in windows chosen by the flatness of their surroundings):
 
 - ``tr(Σ)``: the variance function at the local (5x5) mean of ``y``, summed over the pixels;
 - ``tr(Σ J)``: by Monte-Carlo, ``E_c[cᵀ (f(y + ε c) - f(y)) / ε]`` with seeded probes
@@ -77,7 +78,8 @@ bootstrap spread for the interval: what fits of each kind are off by on images o
 the 90th percentile of the error over 1.645 for white noise (``"white"``: the refit; ``"model"``:
 the training's high-pass fit), about the median error for correlated noise, and the spread of
 calibrations from four captures (docs/estimate-accuracy.md gives the figures and commands). A
-noise model given by the caller is taken as exact."""
+noise model given by the caller is taken as exact. Where two fits of white noise were made and
+disagree by more than ``"white"`` on the image, their disagreement takes its place."""
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 """A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
