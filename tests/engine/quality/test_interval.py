@@ -68,3 +68,23 @@ def test_the_interval_widens_with_the_uncertainty():
     # an error that may be near zero: the interval reaches zero, the PSNR's top is infinite
     assert mse_interval(1.0, 100.0, 20.0, 0.1, 0.05)[0] == 0.0
     assert math.isfinite(mse_interval(1.0, 100.0, 20.0, float("nan"), 0.0)[1])
+
+
+def test_the_estimates_own_spread_is_what_the_identity_shows():
+    """The identity's estimate is exactly the noise variance, its true error the noise's mean
+    square: they differ over draws by sigma² sqrt(2 / N), what sampling_sd says."""
+    from napari_gr2r.engine.noise.level import NoiseLevel
+    from napari_gr2r.engine.quality.report import sampling_sd
+
+    sd, n = 0.1, 48 * 48
+    assert sampling_sd(sd**2, sd**2, sd**2, sd**2, n) == pytest.approx(
+        sd**2 * math.sqrt(2 / n), rel=1e-6)
+    errors = []
+    for seed in range(12):
+        noisy = np.random.default_rng(seed).normal(0.5, sd, (48, 48)).astype(np.float32)
+        level = NoiseLevel([0.0], [sd**2], [sd**2])
+        report = assess(lambda b: b, noisy, "YX", noise=level, seed=seed, probes=2)
+        errors.append(report.mse - float(np.mean((noisy - 0.5) ** 2)))
+    # the probes' spread is small beside this one for the identity (its divergence is exact
+    # up to the probes' own norm, whose spread is the same size: hence the loose bound)
+    assert 0.4 < np.std(errors) / (sd**2 * math.sqrt(2 / n)) < 2.5

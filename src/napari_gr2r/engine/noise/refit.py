@@ -50,6 +50,10 @@ class VarianceCurve:
     spread: list[float] = field(default_factory=list)
     """Per channel, the relative standard deviation of the typical variance, from a bootstrap
     over blocks of the image (what the sampling of the image leaves uncertain)."""
+    disagreement: list[float] = field(default_factory=list)
+    """Per channel, ``|log|`` of the ratio of two fits of the variance where two were made
+    (:func:`~napari_gr2r.engine.noise.global_level.refit_selected`): how far fits that read
+    texture differently disagree on this image, a measure of what neither can see."""
 
     def __call__(self, mean: np.ndarray, channel: int) -> np.ndarray:
         x, v = np.asarray(self.x[channel]), np.asarray(self.v[channel])
@@ -90,9 +94,10 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
             ws.append(float(sel.sum()))
             boot.add(energy / bias, where[sel][used], float(sel.sum()))
         spread.append(boot.relative_spread())
-        # inverse-variance weights: a variance is measured to about var * sqrt(2 / count)
-        weights = np.array(ws) / np.maximum(np.array(vs), 1e-12) ** 2
-        a, b = fit_line_nonnegative(np.array(xs), np.array(vs), weights)
+        # weighted by the patches each bin holds, so that the line keeps the image's mean
+        # variance: weights by each knot's precision let a nearly noiseless bin (a dark floor
+        # that rounds to one grey level) pull the whole line down
+        a, b = fit_line_nonnegative(np.array(xs), np.array(vs), np.array(ws))
         a_out.append(a)
         b_out.append(b)
         typical.append(float(np.average(vs, weights=ws)))

@@ -11,8 +11,9 @@ Jacobian ``J``, Stein's lemma gives ``E[nᵀ f(y)] = tr(Σ J)``, so that ::
 correlated noise). Both noise terms come from the noise model fitted on the image being assessed
 (:meth:`NoiseLevel.estimate <napari_gr2r.engine.noise.level.NoiseLevel.estimate>`: the variance function
 from the high-pass residue, refitted by :func:`~napari_gr2r.engine.noise.refit.refit`: white
-noise per intensity bin, correlated noise's autocovariance to lag 6 in windows chosen by the
-flatness of their surroundings):
+noise per intensity bin, or one level where it does not follow the intensity
+(:func:`~napari_gr2r.engine.noise.global_level.refit_selected`); correlated noise's
+autocovariance to lag 6 in windows chosen by the flatness of their surroundings):
 
 - ``tr(Σ)``: the variance function at the local (5x5) mean of ``y``, summed over the pixels;
 - ``tr(Σ J)``: by Monte-Carlo, ``E_c[cᵀ (f(y + ε c) - f(y)) / ε]`` with seeded probes
@@ -48,8 +49,9 @@ from ..inference.tiling import TilePlan
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.calibration import NoiseCalibration
+from ..noise.global_level import refit_selected
 from ..noise.level import NoiseLevel
-from ..noise.refit import VarianceCurve, refit
+from ..noise.refit import VarianceCurve
 from .report import (
     LAG_RADIUS,
     STRUCTURE_MESSAGE,
@@ -58,6 +60,7 @@ from .report import (
     QualityReport,
     fitted_noise,
     mse_interval,
+    sampling_sd,
 )
 from .risk import EPSILON, probe, variance_map
 
@@ -75,7 +78,8 @@ bootstrap spread for the interval: what fits of each kind are off by on images o
 the 90th percentile of the error over 1.645 for white noise (``"white"``: the refit; ``"model"``:
 the training's high-pass fit), about the median error for correlated noise, and the spread of
 calibrations from four captures (docs/estimate-accuracy.md gives the figures and commands). A
-noise model given by the caller is taken as exact."""
+noise model given by the caller is taken as exact. Where two fits of white noise were made and
+disagree by more than ``"white"`` on the image, their disagreement takes its place."""
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 """A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
@@ -191,8 +195,10 @@ class _Sums:
         mse_sd = float(np.std(mse_k, ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
         structure = 0.0 if residual_mse <= 1e-12 * max(noise_variance, 1e-30) else \
             float(np.clip(1 - np.mean(leak) / residual_mse, 0.0, 1.0))
+        sampling = sampling_sd(mse, noise_variance, float(np.mean(div)),
+                               float(np.mean(prop)), n, fitted.kernel)
         interval = mse_interval(mse, noise_variance, float(np.mean(div)), mse_sd,
-                                fitted.spread)
+                                fitted.spread, sampling)
         return QualityReport(
             mse=max(mse, 0.0), noise=fitted, residual_structure=structure,
             residual_mse=residual_mse, noise_variance=noise_variance,
@@ -338,7 +344,7 @@ def _noise_level(noise: str | NoiseLevel | NoiseCalibration, model: GR2RModel | 
         raise ValueError("noise must be 'fit', 'model', a NoiseCalibration or a NoiseLevel, "
                          f"not {noise!r}")
     normalised = [norm.apply(b) for b, _ in blocks]
-    return refit(NoiseLevel.estimate(normalised, rng), normalised, rng)
+    return refit_selected(NoiseLevel.estimate(normalised, rng), normalised, rng)
 
 
 def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
@@ -351,8 +357,11 @@ def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
         return SYSTEMATIC["model"]
     if curve is None:
         return SYSTEMATIC["correlated"]
+    # where two fits were made, their disagreement on this image when it exceeds what fits
+    # are off by on images of known noise
+    disagreement = float(np.max(curve.disagreement)) if curve.disagreement else 0.0
     return math.hypot(float(np.max(curve.spread)) if curve.spread else 0.0,
-                      SYSTEMATIC["white"])
+                      max(SYSTEMATIC["white"], disagreement))
 
 
 def _autocorrelation(residual: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data.normalization import Normalization
+from ..noise.correlation import kernel_autocorrelation
 from ..noise.level import NoiseLevel, mean_and_detail
 from ..noise.refit import VarianceCurve
 
@@ -162,18 +163,40 @@ Z90 = 1.6449
 
 
 def mse_interval(mse: float, noise_variance: float, divergence: float, mse_sd: float,
-                 spread: float) -> tuple[float, float]:
+                 spread: float, sampling_sd: float = 0.0) -> tuple[float, float]:
     """A 90 % interval for an estimated MSE ``residual - noise_variance + 2 divergence``.
 
     Both noise terms are proportional to the fitted noise variance, so a relative error ``δ``
     in it moves the estimate by ``δ (2 divergence - noise_variance)``; with ``spread`` the
-    relative standard deviation of that variance and ``mse_sd`` the probes' standard error,
-    the two add in quadrature (normal approximation).
+    relative standard deviation of that variance, ``mse_sd`` the probes' standard error and
+    ``sampling_sd`` the estimator's own (:func:`sampling_sd`), the three add in quadrature
+    (normal approximation).
     """
     mc = 0.0 if not math.isfinite(mse_sd) else mse_sd
-    sd = math.hypot(abs(2 * divergence - noise_variance) * spread, mc)
+    sd = math.hypot(abs(2 * divergence - noise_variance) * spread, mc, sampling_sd)
     low = mse - Z90 * sd
     return (low if low > 0 else 0.0, max(mse + Z90 * sd, 0.0))
+
+
+def sampling_sd(mse: float, noise_variance: float, divergence: float, propagated: float,
+                pixels: int, kernel: list[list[float]] | None = None) -> float:
+    """The standard deviation of the estimate itself over draws of the noise, given the exact
+    noise model: to first order (``f(y) - x ≈ J n + β``) the estimate less the true error is
+    ``(nᵀ(I - 2J)n - tr Σ(I - 2J) - 2 βᵀn) / N``, whose variance is
+    ``(2 tr((Σ(I - 2J))²) + 4 βᵀΣβ) / N²``; with ``tr(JᵀJ)σ² ≈ tr(JΣJᵀ)`` and ``‖β‖² ≈ MSE -
+    tr(JΣJᵀ)/N`` that is ``(2σ⁴ (1 - 4d + 4p) g + 4σ² (MSE - pσ²)) / N`` for ``d``, ``p`` the
+    divergence and the propagated noise over ``σ²`` and ``g`` the sum of the noise's squared
+    correlations (1 for white noise): small images of strong noise cannot be assessed
+    exactly, however well their noise is known."""
+    var = max(noise_variance, 0.0)
+    if var <= 0 or pixels <= 0:
+        return 0.0
+    d, p = divergence / var, propagated / var
+    g = 1.0
+    if kernel is not None:
+        g = float(np.sum(kernel_autocorrelation(kernel, len(kernel) - 1) ** 2))
+    term = 2 * var * var * max(1 - 4 * d + 4 * p, 0.0) * g + 4 * var * max(mse - propagated, 0.0)
+    return math.sqrt(term / pixels)
 
 
 def fitted_noise(level: NoiseLevel, norm: Normalization,
