@@ -139,6 +139,8 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     norm = net_model.normalization if net_model is not None else \
         Normalization.fit([b for b, _ in blocks])
     level, curve = _noise_level(noise, net_model, norm, blocks, rng)
+    if should_stop is not None and should_stop():  # the fit is long on large images
+        raise InterruptedError("The assessment was stopped.")
     fitted = fitted_noise(level, norm, [b for b, _ in blocks], curve,
                           spread=_noise_spread(noise, curve))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
