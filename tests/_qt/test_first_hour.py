@@ -131,6 +131,8 @@ def test_closing_right_after_training_leaves_no_thread_behind(make_napari_viewer
     from qtpy.QtCore import QThreadPool
     from tests.helpers import shrink_widget
 
+    # threads that earlier tests' closed viewers stopped end first: this test counts its own
+    QThreadPool.globalInstance().waitForDone(60_000)
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     viewer.add_image(np.random.default_rng(0).random((512, 512)).astype(np.float32), name="n")
