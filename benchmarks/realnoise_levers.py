@@ -35,7 +35,24 @@ def _value(text: str) -> object:
         return text
 
 
-def run(config: str, capture: int, overrides: dict, preset: str = "fast") -> dict:
+def _trace_point(trainer, event, raw: np.ndarray, gt: np.ndarray, k: float) -> dict:
+    """PSNR against the ground truth of the run's current weights (runs without ``ema_decay``:
+    the weights each validation scores), beside what the run itself sees (validation loss,
+    estimated PSNR): benchmark code, the engine never looks at the ground truth."""
+    import copy
+
+    from napari_gr2r import engine
+
+    model = copy.deepcopy(trainer.model)
+    model.net.load_state_dict(trainer.net.state_dict())  # the live weights (no ema_decay)
+    out = engine.denoise(model, raw, axes="YX", device="cpu")
+    return dict(step=event.step, val_loss=event.val_loss, estimated_psnr=event.estimated_psnr,
+                loss=event.loss, psnr=round(psnr(gt, out, RANGE), 3),
+                psnr_k=round(psnr(k * gt, out, RANGE), 3))
+
+
+def run(config: str, capture: int, overrides: dict, preset: str = "fast",
+        trace_every: int = 0) -> dict:
     import torch
 
     from napari_gr2r import engine
@@ -47,12 +64,19 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast") -> dic
                                                     "net_dims": "2d", **overrides})
     t0 = time.perf_counter()
     trainer = engine.Trainer(raw, "YX", cfg, device="cpu")
-    for _ in trainer.iter_fit():
-        pass
-    train_s = time.perf_counter() - t0
+    trace, traced_s = [], 0.0
+    for event in trainer.iter_fit():
+        if trace_every and isinstance(event, engine.TrainingProgress) and event.validated \
+                and event.step % trace_every == 0:
+            t2 = time.perf_counter()
+            trace.append(_trace_point(trainer, event, raw, gt, k))
+            traced_s += time.perf_counter() - t2
+    train_s = time.perf_counter() - t0 - traced_s
     model = trainer.model
     row = dict(config=config, capture=capture, overrides=overrides, preset=preset,
                train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4))
+    if trace:
+        row["trace"] = trace
     for views in (1, 2, 4, 8):
         t1 = time.perf_counter()
         out = engine.denoise(model, raw, axes="YX", device="cpu", tta=views)
@@ -73,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="TrainConfig fields, e.g. ema_decay=0.995 lr=3e-3")
+    parser.add_argument("--trace-every", type=int, default=0, metavar="STEPS",
+                        help="denoise and score the current weights at every validation whose "
+                             "step is a multiple of STEPS (0: no trace)")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
     args = parser.parse_args(argv)
@@ -80,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for config in args.configs:
         for capture in args.captures:
-            row = dict(label=args.label, **run(config, capture, overrides, args.preset))
+            row = dict(label=args.label, **run(config, capture, overrides, args.preset,
+                                                 args.trace_every))
             rows.append(row)
             log(json.dumps(row))
             if args.log is not None:
