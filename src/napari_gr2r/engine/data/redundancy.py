@@ -65,26 +65,34 @@ def _pair_similarity(first: np.ndarray, second: np.ndarray) -> float | None:
     return float(np.clip(_cov(a, b) / np.sqrt(sa * sb), 0.0, 1.0))
 
 
+def _spread(n: int, k: int) -> np.ndarray:
+    """Up to ``k`` indices spread evenly over ``range(n)``."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n > 0 else \
+        np.zeros(0, int)
+
+
 def _pairs(source: Any, axis: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Up to ``_PAIRS`` neighbouring planes ``((sample, z), (sample, z))``, evenly spread
-    over all of them (every pair when there are fewer)."""
+    """Up to ``_PAIRS`` neighbouring planes ``((sample, z), (sample, z))``, spread evenly over
+    the image (every pair when there are fewer), without listing them all."""
     info = source.info
     nz = source.czyx[1]
-    pairs = []
     if axis == "T":
         shape = info.sample_shape
         t = info.sample_axes.index("T")
-        for sample in range(source.n_samples):
-            lead = list(np.unravel_index(sample, shape))
-            if lead[t] + 1 < shape[t]:
-                lead[t] += 1
-                nxt = int(np.ravel_multi_index(tuple(lead), shape))
-                pairs += [((sample, z), (nxt, z)) for z in range(nz)]
-    else:
-        pairs = [((s, z), (s, z + 1)) for s in range(source.n_samples) for z in range(nz - 1)]
-    if len(pairs) <= _PAIRS:
+        rest = shape[:t] + (shape[t] - 1,) + shape[t + 1:]  # planes that have a next one
+        pairs = []
+        for i in _spread(int(np.prod(rest)) * nz, _PAIRS):
+            flat, z = divmod(int(i), nz)
+            lead = list(np.unravel_index(flat, rest))
+            first = int(np.ravel_multi_index(tuple(lead), shape))
+            lead[t] += 1
+            pairs.append(((first, z), (int(np.ravel_multi_index(tuple(lead), shape)), z)))
         return pairs
-    return [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, _PAIRS).round()]
+    pairs = []
+    for i in _spread(source.n_samples * max(nz - 1, 0), _PAIRS):
+        s, z = divmod(int(i), nz - 1)
+        pairs.append(((s, z), (s, z + 1)))
+    return pairs
 
 
 def neighbour_similarity(source: Any, axis: str | None) -> float | None:
