@@ -160,6 +160,15 @@ def versions() -> dict[str, str]:
     return out
 
 
+def load() -> dict[str, Any]:
+    """The machine's load averages and ``uptime`` line, to state beside shared-machine timings."""
+    import os
+    import subprocess
+
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "uptime": uptime}
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(),
                             "cores": os.cpu_count()}

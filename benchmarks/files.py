@@ -28,13 +28,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .common import load
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,11 +96,6 @@ def same_results(a: Path, b: Path) -> float:
     for path in sorted(a.iterdir()):
         worst = max(worst, float(np.abs(tifffile.imread(path) - tifffile.imread(b / path.name)).max()))
     return worst
-
-
-def load() -> dict[str, Any]:
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "uptime": uptime}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -25,13 +25,14 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .common import load
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,11 +98,6 @@ def read_whole_seconds(path: Path) -> float:
     t0 = time.perf_counter()
     np.asarray(arr[...])
     return time.perf_counter() - t0
-
-
-def load() -> dict[str, Any]:
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "uptime": uptime}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

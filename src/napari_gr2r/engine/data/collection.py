@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GR2RError, InputError, one_line
+from ..errors import InputError
 from ..io.axes import AxesInfo
 from ..io.formats import read_image
 from ..io.sources import (
@@ -35,6 +35,7 @@ from ..io.sources import (
     SMALL_CHUNK,
     ImageSource,
     as_lazy_or_numpy,
+    read_or_refuse,
 )
 from .normalization import Normalization
 from .patches import (
@@ -102,15 +103,7 @@ def whole_if_tiny_chunks(data: Any) -> Any:
         return data
     if math.prod(chunks) >= SMALL_CHUNK or math.prod(data.shape) > IN_MEMORY_LIMIT:
         return data
-    try:
-        return np.asarray(data)
-    except (GR2RError, MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # codecs, zarr, dask and file systems raise many types
-        raise InputError(
-            f"The image cannot be read ({one_line(exc, False)}): the file or store is damaged "
-            "(a chunk that does not decompress?). Copy it again from the original."
-        ) from None
+    return read_or_refuse(data, ...)
 
 
 class SourceSet:

@@ -192,6 +192,17 @@ def random_start(rng: np.random.Generator, lo: int, hi: int, size: int,
     return int(starts[k]) + int(rng.integers(room[k] + 1))
 
 
+def read_or_refuse(arr: Any, index: Any, what: str = "The image") -> np.ndarray:
+    """``arr[index]`` in memory; a failed read (a damaged chunk) is one :class:`InputError`."""
+    try:
+        return np.asarray(arr[index])
+    except (GR2RError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # codecs, zarr, dask and file systems raise many types
+        raise InputError(f"{what} cannot be read ({one_line(exc, False)}): the file or store is "
+                         "damaged (a chunk that doesn't decompress?). Copy it again.") from None
+
+
 class ImageSource:
     """Read access to an N-D image in the canonical layout (sample, C, Z, Y, X).
 
@@ -237,16 +248,8 @@ class ImageSource:
                     x: slice = slice(None)) -> np.ndarray:
         """Block ``(C, Z, Y, X)`` of one sample in the input's own dtype."""
         lead = np.unravel_index(sample, self.info.sample_shape) if self.info.sample_shape else ()
-        try:
-            return np.asarray(self._arr[(*(int(i) for i in lead), slice(None), z, y, x)])
-        except (GR2RError, MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # codecs, zarr, dask and file systems raise many types
-            raise InputError(
-                f"Part of the image (sample {sample}) cannot be read ({one_line(exc, False)}): "
-                "the file or store is damaged (a chunk that does not decompress?). Copy it "
-                "again from the original."
-            ) from None
+        return read_or_refuse(self._arr, (*(int(i) for i in lead), slice(None), z, y, x),
+                              f"Part of the image (sample {sample})")
 
     def _as_float32(self, block: np.ndarray, where: str = "") -> np.ndarray:
         if not self.in_memory:  # checked once for the whole array when it is in memory
