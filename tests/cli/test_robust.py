@@ -111,3 +111,27 @@ def test_a_real_process_gets_one_line_and_exit_2(folder):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
     assert not (folder / "x.tif").exists()
+
+
+def test_a_stop_signal_during_a_lost_process_report_keeps_the_report(capsys):
+    """torchrun sends SIGTERM to the survivor of a run whose other process ended; arriving
+    while the survivor unwinds its report of the loss, it must not turn it into 'interrupted'."""
+    from napari_gr2r.cli._common import run_reporting_errors
+    from napari_gr2r.engine.errors import ProcessLostError
+
+    def lost_then_terminated(args):
+        try:
+            raise ProcessLostError("Another of the 2 training processes ended. Saved to m.pt; "
+                                   "run the same command with resume=True to continue.")
+        finally:
+            raise KeyboardInterrupt  # the signal, during the process group's teardown
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    assert run_reporting_errors(lost_then_terminated, argparse.Namespace()) == 1
+    assert capsys.readouterr().err.strip() == (
+        "napari-gr2r: error: Another of the 2 training processes ended. Saved to m.pt; run the "
+        "same command with --resume to continue.")
+    assert run_reporting_errors(interrupted, argparse.Namespace()) == 130
+    assert capsys.readouterr().err.startswith("napari-gr2r: interrupted")

@@ -98,9 +98,25 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argpars
         print("napari-gr2r: error: not enough memory; denoise into a .zarr output (block by "
               "block) or pass a smaller --tile", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        lost = _lost_process_behind(exc)
+        if lost is not None:  # torchrun's SIGTERM, sent because the other process ended
+            print(f"napari-gr2r: error: {cli_words(one_line(lost))}", file=sys.stderr)
+            return EXIT_FAILED
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _lost_process_behind(exc: BaseException) -> ProcessLostError | None:
+    """The :class:`ProcessLostError` that was being reported when ``exc`` interrupted it.
+    torchrun ends every process of a run with SIGTERM once one of them has ended; arriving
+    while the survivor unwinds its own report of the loss, the signal must not replace it."""
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, ProcessLostError):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 # ---------------------------------------------------------------------------------- arguments
