@@ -3,18 +3,19 @@
 ::
 
     python -m benchmarks.distributed --out benchmarks/results          # a few minutes
-    python -m benchmarks.distributed --steps 20 --size 128 --out /tmp/d  # seconds
+    python -m benchmarks.distributed --steps 20 --size 128 --seeds 0 --out /tmp/d
 
-Side by side, each run in its own process(es), one torch thread per process, the ``fast``
+At each training seed, side by side, each run in its own process(es), one torch thread per process, the ``fast``
 network on a crop of the bundled nuclei with Gaussian noise (SD 25 of 0..200):
 
 - 1 process x ``--steps`` steps (the reference);
 - 2 processes (``torchrun``, gloo) x ``--steps`` steps: twice the patches; the wall-time ratio
   to the reference says how well the second process is used; with the preset's learning rate
-  (``TrainConfig.lr_scaling="none"``, the default), and once more with it scaled by sqrt(2)
-  (``"sqrt"``);
-- 1 process x ``2 * --steps`` steps: as many patches as the 2-process run, in one process (the
-  PSNR the 2-process run should reach);
+  (``TrainConfig.lr_scaling="none"``, the default);
+- 1 process x ``--steps`` steps of a batch twice the preset's: as many patches in as many
+  optimiser steps as the 2-process run, which averages the gradients of two batches (the PSNR
+  the 2-process run should reach);
+- 1 process x ``2 * --steps`` steps: as many patches in twice the optimiser steps;
 - 1 process x ``--steps`` steps at bf16 (autocast) against the fp32 reference.
 
 Training time is the trainer's own (from its first event to its last, rank 0 for torchrun);
@@ -62,6 +63,8 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     noisy, clean = _data(args.size)
     overrides: dict[str, Any] = {"lr_scaling": args.lr_scaling}
+    if args.batch > 1:  # one process computing the batch of `batch` processes
+        overrides["batch_size"] = args.batch * engine.TrainConfig.from_preset("fast").batch_size
     if args.lr:
         overrides["lr"] = args.lr
     config = engine.TrainConfig.from_preset("fast", steps=args.steps, precision=args.precision,
@@ -76,6 +79,7 @@ def worker(args: argparse.Namespace) -> None:
             "processes": trainer.world.size, "backend": trainer.world.backend or "-",
             "precision": trainer.precision, "steps": args.steps,
             "lr_scaling": args.lr_scaling if trainer.world.active else "-",
+            "batch": config.batch_size * trainer.world.size,
             "patches": args.steps * config.batch_size * trainer.world.size,
             "train_s": round(seconds, 2), "noisy_psnr": round(_psnr(noisy, clean), 2),
             "psnr": round(_psnr(denoised, clean), 2)}))
@@ -83,16 +87,17 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _run(name: str, steps: int, size: int, out: Path, processes: int = 1,
-         precision: str = "fp32", lr_scaling: str = "none", seed: int = 0) -> dict[str, Any]:
+         precision: str = "fp32", lr_scaling: str = "none", seed: int = 0, batch: int = 1
+         ) -> dict[str, Any]:
     result = out / f"distributed-{name}.json"
     command = ["-m", "benchmarks.distributed", "--worker", "--steps", str(steps), "--size",
                str(size), "--precision", precision, "--lr-scaling", lr_scaling, "--seed",
-               str(seed), "--result", str(result)]
+               str(seed), "--batch", str(batch), "--result", str(result)]
     if processes > 1:
         command = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                    str(processes), *command]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    log(f"{name}: {processes} process(es), {steps} steps, {precision}, lr {lr_scaling}")
+    log(f"{name}: {processes} process(es), {steps} steps, batch x{batch}, {precision}")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, *command], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,16 +108,55 @@ def _run(name: str, steps: int, size: int, out: Path, processes: int = 1,
     return record
 
 
+def _seed_rows(args: argparse.Namespace, out: Path, seed: int) -> dict[str, dict[str, Any]]:
+    """The runs compared at one training seed, one after another (pair by pair)."""
+    one = _run(f"1x-s{seed}", args.steps, args.size, out, seed=seed)
+    two = _run(f"2x-s{seed}", args.steps, args.size, out, processes=2, seed=seed)
+    wide = _run(f"1x-batch2-s{seed}", args.steps, args.size, out, batch=2, seed=seed)
+    double = _run(f"1x-double-s{seed}", 2 * args.steps, args.size, out, seed=seed)
+    return {"1x": one, "2x": two, "1x-batch2": wide, "1x-double": double}
+
+
+def _summary(per_seed: list[dict[str, dict[str, Any]]], bf16: dict[str, Any],
+             one0: dict[str, Any], steps: int) -> list[str]:
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values))
+
+    ratio = [s["2x"]["train_s"] / s["1x"]["train_s"] for s in per_seed]
+    same_batch = [s["2x"]["psnr"] - s["1x-batch2"]["psnr"] for s in per_seed]
+    double = [s["2x"]["psnr"] - s["1x-double"]["psnr"] for s in per_seed]
+    one = ", ".join(f"{v:+.2f}" for v in same_batch)
+    two = ", ".join(f"{v:+.2f}" for v in double)
+    return [
+        f"- 2 processes against 1, the same steps (twice the patches): {mean(ratio):.2f}x the "
+        f"training time (per seed {', '.join(f'{r:.2f}' for r in ratio)}).",
+        f"- PSNR of the 2-process model against one process trained on as many patches in as "
+        f"many optimiser steps (a batch twice as large, which is what the 2 processes compute): "
+        f"{mean(same_batch):+.2f} dB on average ({one}).",
+        f"- Against one process trained on as many patches in twice the optimiser steps "
+        f"({2 * steps} steps of the preset's batch): {mean(double):+.2f} dB ({two}); the 2-process "
+        "run makes half as many optimiser steps.",
+        f"- bf16 against fp32 (1 process, the same steps, seed 0): "
+        f"{bf16['psnr'] - one0['psnr']:+.2f} dB, {one0['train_s'] / bf16['train_s']:.2f}x the "
+        "speed.",
+        "- GPU figures (steps per second, fraction of peak, fp32 / bf16 / compiled) are not "
+        "measured: no GPU was available.",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds; every comparison is made at each")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--lr", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--lr-scaling", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -121,44 +165,30 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
-    seed = {"seed": args.seed}
-    one = _run("1x", args.steps, args.size, out, **seed)
-    two = _run("2x", args.steps, args.size, out, processes=2, **seed)
-    scaled = _run("2x-lr-sqrt", args.steps, args.size, out, processes=2, lr_scaling="sqrt",
-                  **seed)
-    same = _run("1x-double", 2 * args.steps, args.size, out, **seed)
-    bf16 = _run("1x-bf16", args.steps, args.size, out, precision="bf16", **seed)
-    runs = [one, two, scaled, same, bf16]
+    per_seed = [_seed_rows(args, out, seed) for seed in args.seeds]
+    bf16 = _run("1x-bf16-s0", args.steps, args.size, out, precision="bf16", seed=args.seeds[0])
+    runs = [r for rows in per_seed for r in rows.values()] + [bf16]
     load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on " \
         f"{os.cpu_count()} cores"
-    command = f"python -m benchmarks.distributed --steps {args.steps} --size {args.size}" + \
-        (f" --seed {args.seed}" if args.seed else "")
+    command = f"python -m benchmarks.distributed --steps {args.steps} --size {args.size} " \
+        f"--seeds {' '.join(map(str, args.seeds))}"
     (out / "distributed.json").write_text(json.dumps(
         {"command": command, "machine": machine(), "versions": versions(), "runs": runs},
         indent=1))
     table = markdown_table(
-        ["run", "processes", "backend", "precision", "lr scaling", "steps", "patches",
+        ["run", "processes", "backend", "precision", "steps", "batch", "patches",
          "training (s)", "process wall (s)", "PSNR (dB)"],
-        [[r["name"], r["processes"], r["backend"], r["precision"], r["lr_scaling"], r["steps"],
+        [[r["name"], r["processes"], r["backend"], r["precision"], r["steps"], r["batch"],
           r["patches"], r["train_s"], r["wall_s"], r["psnr"]] for r in runs])
     lines = [
         "# Training on several processes and at bf16 (CPU)", "",
         f"Command: `{command}` (one torch thread per process; the `fast` network on a "
         f"{args.size}² crop of the bundled nuclei, Gaussian noise SD {NOISE_SD:g} of 0..200, "
-        f"noisy PSNR {one['noisy_psnr']:.2f} dB). The machine is shared with other jobs "
-        f"({load}), so times vary from run to run.", "", table, "",
-        f"- 2 processes against 1, the same steps (twice the patches): "
-        f"{two['train_s'] / one['train_s']:.2f}x the training time; PSNR "
-        f"{two['psnr'] - same['psnr']:+.2f} dB against one process trained on as many patches "
-        f"({2 * args.steps} steps), {two['psnr'] - one['psnr']:+.2f} dB against the 1-process "
-        "run of the same steps.",
-        f"- The same 2 processes with the learning rate scaled by sqrt(2) (lr_scaling='sqrt'):"
-        f" PSNR {scaled['psnr'] - same['psnr']:+.2f} dB against the 1-process run on as many "
-        "patches.",
-        f"- bf16 against fp32 (1 process, the same steps): {bf16['psnr'] - one['psnr']:+.2f} "
-        f"dB, {one['train_s'] / bf16['train_s']:.2f}x the speed.",
-        "- GPU figures (steps per second, fraction of peak, fp32 / bf16 / compiled) are not "
-        "measured: no GPU was available.", ""]
+        f"noisy PSNR {per_seed[0]['1x']['noisy_psnr']:.2f} dB; the preset's learning rate, "
+        f"`lr_scaling='none'`). {load}.", "", table, "",
+        *_summary(per_seed, bf16, per_seed[0]["1x"], args.steps), "",
+        "Scaling the learning rate with the number of processes: see "
+        "[distributed-lr.md](distributed-lr.md).", ""]
     (out / "distributed.md").write_text("\n".join(lines))
     log(f"wrote {out / 'distributed.md'}")
 
