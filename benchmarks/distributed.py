@@ -5,7 +5,8 @@
     python -m benchmarks.distributed --out benchmarks/results          # a few minutes
     python -m benchmarks.distributed --steps 20 --size 128 --seeds 0 --out /tmp/d
 
-At each training seed, side by side, each run in its own process(es), one torch thread per process, the ``fast``
+At each training seed, side by side, each run in its own process(es), one torch thread per
+process, the ``fast``
 network on a crop of the bundled nuclei with Gaussian noise (SD 25 of 0..200):
 
 - 1 process x ``--steps`` steps (the reference);

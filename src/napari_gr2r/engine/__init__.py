@@ -48,6 +48,7 @@ from .training.events import (
     TrainingProgress,
     TrainingStarted,
 )
+from .training.guard import DivergenceWarning
 from .training.trainer import CollapseWarning, Trainer
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "CollapseDetected",
     "CollapseWarning",
     "ConfigError",
+    "DivergenceWarning",
     "FileDone",
     "FileFailed",
     "FileProgress",

@@ -52,6 +52,11 @@ class WeightAverage:
             for avg, cur in zip(self._average.buffers(), net.buffers()):
                 avg.copy_(cur)
 
+    def restart(self, net: torch.nn.Module) -> None:
+        """Average from ``net``'s weights on (a run sent back to earlier weights)."""
+        if self._average is not None:
+            self._average.load_state_dict(net.state_dict())
+
     def state(self) -> dict[str, torch.Tensor] | None:
         """The averaged weights (copies, on the CPU), or None without averaging."""
         if self._average is None:

@@ -7,6 +7,7 @@ asserts on them. None carries a tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -94,3 +95,17 @@ class CheckpointSaved(TrainEvent):
     resumable: bool = True
     """True while the run is unfinished (the file holds what resuming it needs); False for the
     finished run's model."""
+
+
+def history_row(event: TrainingProgress) -> dict[str, Any]:
+    """One row of a model's training history, from a progress event."""
+    row: dict[str, Any] = {"step": event.step, "loss": event.loss, "lr": event.lr,
+                           "elapsed_s": event.elapsed_s}
+    row.update(event.terms)
+    if event.validated:
+        row["val_loss"] = event.val_loss
+        if event.estimated_psnr is not None:
+            row["estimated_psnr"] = event.estimated_psnr
+    if event.residual_energy is not None:
+        row["residual_energy"] = event.residual_energy
+    return row

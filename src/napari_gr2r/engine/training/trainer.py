@@ -1,8 +1,9 @@
 """Training: :class:`Trainer` and its event generator (:func:`napari_gr2r.engine.train` wraps it).
 
-The trainer only loops: what a run needs before its first step is built by :mod:`.setup`, the
-held-out score, best weights and collapse watch live in :mod:`.validation`, and what
-checkpoints hold and how a run resumes in :mod:`.resume`.
+The trainer only loops: what a run needs before its first step is built by :mod:`.setup`, what
+one loop keeps in :mod:`.loop`, the held-out score, best weights and collapse watch live in
+:mod:`.validation`, the recovery from a divergence in :mod:`.guard`, and what checkpoints hold
+and how a run resumes in :mod:`.resume`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,89 +25,13 @@ from ..errors import NumericalError, ProcessLostError
 from ..model.model import GR2RModel
 from ..model.networks import count_parameters
 from ..noise.calibration import NoiseCalibration
-from .averaging import WeightAverage
 from .distributed import lost_process, lr_scale
-from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted
-from .resume import LiveRun, RunRecorder
+from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted, history_row
+from .loop import Loop, lr_factor
 from .setup import choose_dims, prepare
-from .validation import BestWeights, CollapseWarning, CollapseWatch, Score, torch_generator
+from .validation import CollapseWarning
 
 __all__ = ["CollapseWarning", "Trainer", "choose_dims"]
-
-
-def lr_factor(config: TrainConfig, step: int, total: int) -> float:
-    """The learning rate's factor at run step ``step`` (from 0) of ``total``: a linear
-    warm-up, then cosine decay to ``lr_min_factor``."""
-    warm = min(config.warmup_steps, max(total // 10, 1))
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(total - warm, 1)
-    return config.lr_min_factor + (1 - config.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class _Loop:
-    """One call of :meth:`Trainer.iter_fit`: the run's bounds, its optimiser and generators,
-    what it keeps (the weight average, the best weights, the collapse watch) and the losses
-    summed since the last progress event."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        cfg, model = trainer.config, trainer.model_
-        resume, trainer._resume = trainer._resume, None
-        start = model.step
-        # a resumed run goes on where it stopped; a later call trains config.steps more
-        self.run_start = start if trainer._run_start is None else trainer._run_start
-        trainer._run_start = None
-        self.start, self.total = start, cfg.steps
-        self.done = start - self.run_start
-        self.optimizer = torch.optim.Adam(trainer.net.parameters(), lr=cfg.lr)
-        # fp16 gradients underflow without a scaler (a no-op at other precisions)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=trainer.precision == "fp16")
-        if model.optimizer_state is not None:
-            try:
-                self.optimizer.load_state_dict(model.optimizer_state)
-            except (ValueError, KeyError):
-                warnings.warn("The saved optimiser state does not fit; starting Adam afresh.",
-                              RuntimeWarning, stacklevel=3)
-        # each rank its own objective draws (rank 0 those of a run in one process)
-        seed = trainer._torch_gen_seed + start + 104_729 * trainer.world.rank
-        self.generator = torch_generator(trainer.device, seed)
-        if resume is not None and trainer.world.is_main:
-            resume.restore_generator(self.generator)
-        self.recorder = RunRecorder(trainer.checkpoint_path, cfg.checkpoint_every,
-                                    self.run_start, self.total, trainer._rng, trainer._val_seed)
-        self.ema = WeightAverage(trainer.net, cfg.ema_decay, self.done,
-                                 resume.ema_weights if resume is not None else None)
-        best = model.best_val_loss
-        if resume is not None:
-            weights, trainer._resume_best = trainer._resume_best, None
-        else:
-            weights = {k: v.clone() for k, v in trainer.net.state_dict().items()} \
-                if best is not None else None
-        self.best = BestWeights(best, weights, model.best_step)
-        self.watch = CollapseWatch(trainer.noise_level.mean_variance, cfg.collapse_fraction,
-                                   self.total)
-        self.live = LiveRun(model, trainer.net, self.generator, self.optimizer, self.ema,
-                            self.best)
-        self.t0 = self.last_t = time.perf_counter()
-        self.last_step = self.done
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self.score: Score | None = None
-        self.validated = False
-        self.stopped = False
-
-    def stop(self, trainer: Trainer) -> bool:
-        """Whether the run stops before its next step (asked on any rank, agreed by all)."""
-        self.stopped = trainer.world.any(trainer._stop.is_set(), trainer.device)
-        return self.stopped
-
-    def add(self, loss: float, terms: dict[str, float], energy: float | None) -> None:
-        self.sums["loss"] = self.sums.get("loss", 0.0) + loss
-        for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        if energy is not None:
-            self.sums["residual_energy"] = self.sums.get("residual_energy", 0.0) + energy
-        self.count += 1
 
 
 class Trainer:
@@ -229,7 +153,7 @@ class Trainer:
         when it was called before this method); the best weights are kept, and the model
         holds what resuming the run needs (``model.run.unfinished``).
         """
-        cfg, loop = self.config, _Loop(self)
+        cfg, loop = self.config, Loop(self)
         yield self._started(loop)
         step, completed, lost = loop.done, False, None
         self.net.train()
@@ -243,11 +167,12 @@ class Trainer:
                 except ProcessLostError as exc:  # the weights are those of the step before
                     lost, step = exc, step - 1
                     break
-                if self.validator and (step % cfg.val_every == 0 or step == loop.total):
-                    loop.score, loop.validated = self.validator.score(loop.ema.net), True
-                    self.net.train()
-                    loop.best.offer(loop.score.loss, loop.ema.net, loop.run_start + step)
-                if step % cfg.event_every == 0 or step == loop.total:
+                if loop.validates and (step % cfg.val_every == 0 or step == loop.total):
+                    self._validate(loop, step)
+                    if loop.guard.exhausted:
+                        loop.stopped = True
+                        break
+                if loop.count and (step % cfg.event_every == 0 or step == loop.total):
                     yield from self._progress(loop, step, lr, y)
                 saved = loop.recorder.periodic(step, loop.live)
                 if saved is not None:
@@ -275,7 +200,7 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------------------------------
-    def _started(self, loop: _Loop) -> TrainingStarted:
+    def _started(self, loop: Loop) -> TrainingStarted:
         return TrainingStarted(
             step=loop.start, total_steps=loop.run_start + loop.total, elapsed_s=0.0,
             device=str(self.device), net_dims=self.dims,
@@ -287,11 +212,26 @@ class Trainer:
             context=int(self.config.context),
         )
 
-    def _step(self, loop: _Loop, step: int) -> tuple[float, torch.Tensor]:
+    def _validate(self, loop: Loop, step: int) -> None:
+        """Rank 0 scores the weight average on the held-out patches and keeps the best
+        weights; every process goes back to them if the run diverged (see :mod:`.guard`)."""
+        diverged, at, loss = False, loop.run_start + step, None
+        if self.validator:
+            loop.score, loop.validated = self.validator.score(loop.ema.net), True
+            self.net.train()
+            loss = loop.score.loss
+            diverged = loop.guard.diverged(loss, loop.best.val_loss)
+            if not diverged:
+                loop.best.offer(loss, loop.ema.net, at)
+        if self.world.any(diverged, self.device):
+            loop.guard.recover(self, loop, at, f"the validation loss rose to {loss:.3g} from "
+                               f"{loop.best.val_loss:.3g}" if self.validator else "")
+
+    def _step(self, loop: Loop, step: int) -> tuple[float, torch.Tensor]:
         """One optimiser step (run step ``step``, from 1); returns its learning rate and batch."""
         cfg = self.config
         lr = cfg.lr * lr_scale(cfg.lr_scaling, self.world.size) * \
-            lr_factor(cfg, step - 1, loop.total)
+            lr_factor(cfg, step - 1, loop.total) * loop.guard.lr_factor
         for group in loop.optimizer.param_groups:
             group["lr"] = lr
         arrays = self.sampler.batch(cfg.batch_size)
@@ -302,6 +242,9 @@ class Trainer:
             with autocast(self.device, self.precision):
                 result = self._train_step(y, t, loop.generator)
             loop.scaler.scale(result.loss).backward()
+        if self.precision != "fp16" and not loop.guard.step_is_finite(
+                self, loop, loop.run_start + step, lr):
+            return lr, y  # skipped: the weights stay those of the step before
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
         loop.ema.update(self.net)
@@ -314,7 +257,7 @@ class Trainer:
         loop.add(loss, result.terms, result.residual_energy)
         return lr, y
 
-    def _progress(self, loop: _Loop, step: int, lr: float, y: torch.Tensor
+    def _progress(self, loop: Loop, step: int, lr: float, y: torch.Tensor
                   ) -> Iterator[TrainEvent]:
         """The progress event after run step ``step``, and the collapse watch's, if any."""
         now = time.perf_counter()
@@ -341,7 +284,7 @@ class Trainer:
             estimated_psnr=score.psnr if score is not None else None,
             patches_per_s=rate, eta_s=elapsed / (step - loop.done) * (loop.total - step),
         )
-        row = _history_row(event)
+        row = history_row(event)
         if self.world.active:
             row["world_size"] = self.world.size
         self.model_.history.append(row)
@@ -353,7 +296,7 @@ class Trainer:
         if collapse is not None:
             yield collapse
 
-    def _end(self, loop: _Loop, step: int, completed: bool) -> None:
+    def _end(self, loop: Loop, step: int, completed: bool) -> None:
         """The run's bookkeeping when the loop ends (finished, stopped or failed): the model
         takes the best weights, and a stopped run keeps what resuming it needs."""
         model = self.model_
@@ -381,15 +324,3 @@ class Trainer:
             fy = self.net(y)  # the centre plane's, with context
             return float((centre_of(y, fy.shape[1]) - fy).square().mean())
 
-
-def _history_row(event: TrainingProgress) -> dict[str, Any]:
-    row: dict[str, Any] = {"step": event.step, "loss": event.loss, "lr": event.lr,
-                           "elapsed_s": event.elapsed_s}
-    row.update(event.terms)
-    if event.validated:
-        row["val_loss"] = event.val_loss
-        if event.estimated_psnr is not None:
-            row["estimated_psnr"] = event.estimated_psnr
-    if event.residual_energy is not None:
-        row["residual_energy"] = event.residual_energy
-    return row
