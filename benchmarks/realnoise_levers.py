@@ -51,8 +51,17 @@ def _trace_point(trainer, event, raw: np.ndarray, gt: np.ndarray, k: float) -> d
                 psnr_k=round(psnr(k * gt, out, RANGE), 3))
 
 
+def _calibration(config: str):
+    """The noise calibration from the configuration's four captures (repeated captures of one
+    field: ``engine.calibrate_noise``, no ground truth involved)."""
+    from napari_gr2r import engine
+
+    frames = np.stack([load(config, c)[0] for c in (1, 2, 3, 4)])
+    return engine.calibrate_noise(frames, axes="TYX")
+
+
 def run(config: str, capture: int, overrides: dict, preset: str = "fast",
-        trace_every: int = 0) -> dict:
+        trace_every: int = 0, noise: str = "fitted") -> dict:
     import torch
 
     from napari_gr2r import engine
@@ -62,8 +71,9 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
     cfg = engine.TrainConfig.from_preset(preset, **{"method": "gr2r", "seed": 0,
                                                     "net_dims": "2d", **overrides})
+    calibration = _calibration(config) if noise == "calibrated" else None
     t0 = time.perf_counter()
-    trainer = engine.Trainer(raw, "YX", cfg, device="cpu")
+    trainer = engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration)
     trace, traced_s = [], 0.0
     for event in trainer.iter_fit():
         if trace_every and isinstance(event, engine.TrainingProgress) and event.validated \
@@ -74,7 +84,8 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     train_s = time.perf_counter() - t0 - traced_s
     model = trainer.model
     row = dict(config=config, capture=capture, overrides=overrides, preset=preset,
-               train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4))
+               train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4),
+               noise=noise)
     if trace:
         row["trace"] = trace
     for views in (1, 2, 4, 8):
@@ -100,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-every", type=int, default=0, metavar="STEPS",
                         help="denoise and score the current weights at every validation whose "
                              "step is a multiple of STEPS (0: no trace)")
+    parser.add_argument("--noise", choices=["fitted", "calibrated"], default="fitted",
+                        help="the generated noise's level: fitted on the capture (default), or "
+                             "calibrated from the configuration's four captures")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
     args = parser.parse_args(argv)
@@ -108,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for config in args.configs:
         for capture in args.captures:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
-                                                 args.trace_every))
+                                                 args.trace_every, args.noise))
             rows.append(row)
             log(json.dumps(row))
             if args.log is not None:

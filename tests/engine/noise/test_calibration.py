@@ -38,6 +38,23 @@ def test_captures_give_the_cameras_variance_function():
     assert abs(cal.gain[0] / GAIN - 1) < 0.05
 
 
+
+def test_captures_that_flicker_and_jitter_give_the_same_function():
+    """Real repeated captures differ in brightness (a laser's power, bleaching) and, on a
+    scanning microscope, by a fraction of a pixel: neither is noise."""
+    rng = np.random.default_rng(5)
+    clean = blobs(96, rng=5)
+    ky = np.fft.fftfreq(96)[:, None]
+    frames = []
+    for brightness, shift in zip((0.85, 1.0, 1.15, 0.95), (0.3, -0.2, 0.0, 0.4)):
+        moved = np.fft.ifft2(np.fft.fft2(brightness * clean) *
+                             np.exp(-2j * np.pi * ky * shift)).real  # shifted along Y
+        frames.append(GAIN * rng.poisson(np.maximum(moved, 0)) + rng.normal(OFFSET, READ,
+                                                                            clean.shape))
+    cal = engine.calibrate_noise(np.stack(frames).astype(np.float32), "TYX")
+    reference = GAIN * clean + OFFSET
+    assert abs(cal.variance(reference).mean() / _true_variance(reference).mean() - 1) < 0.05
+
 @pytest.mark.parametrize(("axes", "shape"), [("TYX", None), ("YXT", (1, 2, 0)),
                                          ("TCYX", "channels")])
 def test_the_axes_place_the_captures(axes, shape):

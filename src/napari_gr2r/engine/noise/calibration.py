@@ -3,9 +3,15 @@
 Many labs know their camera (gain, offset, read noise) or can take a few captures of a field that
 does not change. Then the noise needs no fitting on the image to denoise: across the captures,
 each pixel's mean is its clean intensity and the spread around it is pure noise, whatever the
-image holds. :func:`calibrate_noise` fits ``variance(x) = gain * max(x, black) + offset`` (input
-units) to the per-pixel means and variances, binned by intensity, and measures the noise's
-correlation between pixels on the deviations from the mean (no signal in them at all).
+image holds. Real repeated captures are not quite repeats: the illumination (a laser's power,
+bleaching) scales each one a little, and a scanning microscope's captures lie a fraction of a
+pixel apart. Each capture is therefore compared with the mean image scaled, offset and shifted
+to fit it (a least-squares fit of ``k * mean + c + dy * d(mean)/dy + dx * d(mean)/dx``: the shift
+to first order), and what it does not explain is the noise; captures more than
+:data:`MAX_SHIFT` pixels apart are refused as moving. :func:`calibrate_noise` fits
+``variance(x) = gain * max(x, black) + offset`` (input units) to the per-pixel means and
+variances of those deviations, binned by intensity, and measures the noise's correlation
+between pixels on the deviations themselves (no signal in them).
 
 The calibration is in the input's own units: :meth:`NoiseCalibration.level` turns it into the
 normalised :class:`~napari_gr2r.engine.noise.level.NoiseLevel` a model or an estimate uses.
@@ -32,9 +38,15 @@ BINS = 32
 SATURATED_SHARE = 0.005
 """Pixels that reach the data's top value in any capture: above this share the captures are
 refused as saturated; below it those pixels are left out of the fit."""
-MOTION = 0.15
-"""Correlation between a capture's deviation and the mean image's gradient above which the
-captures are taken to move."""
+MAX_SHIFT = 1.0
+"""Pixels by which a capture may lie off the mean image: beyond it, a first-order shift no
+longer describes it, and the captures are taken to move."""
+SEARCH = 2
+"""Pixels within which a capture's whole-pixel shift is looked for (a larger move leaves it
+closer to one of these offsets than to none)."""
+MOVED = 0.9
+"""Residual variance, as a share of its value in place, that an offset must reach to count as
+the captures' move."""
 FORMAT = "napari-gr2r noise calibration"
 
 
@@ -159,13 +171,13 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
     """
     captures = _captures(frames, axes)
     data = captures.data
-    _check_still(data, captures.top)
+    _check_saturation(data, captures.top)
     t = data.shape[0]
-    mean = data.mean(axis=0)
-    var = data.var(axis=0, ddof=1)
+    keep = ~_saturated(data, captures.top)
+    mean, deviations = _deviations(data, keep)
+    var = np.sum(deviations * deviations, axis=0) / (t - 1)
     gain, offset, black, spreads = [], [], [], []
     rng = np.random.default_rng(0)
-    keep = ~_saturated(data, captures.top)
     for c in range(data.shape[1]):
         m, v = mean[c][keep[c]], var[c][keep[c]]
         edges = np.unique(np.quantile(m, np.linspace(0, 1, BINS + 1)))
@@ -183,7 +195,7 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
         black.append(float(m.min()))
         # how far the captures' variance strays from the fitted function, block by block
         spreads.append(_bootstrap_spread(var[c] / np.maximum(a * mean[c] + b, 1e-30), rng))
-    deviations = (data - mean) * math.sqrt(t / (t - 1))
+    deviations *= math.sqrt(t / (t - 1))
     return NoiseCalibration(gain, offset, black, _kernel(deviations), frames=t,
                             spread=float(max(spreads)))
 
@@ -233,24 +245,60 @@ def _captures(frames: Any, axes: str) -> _Captures:
     return _Captures(data, top)
 
 
-def _check_still(data: np.ndarray, top: float | None) -> None:
-    """Refuse saturated captures and captures that move."""
+def _check_saturation(data: np.ndarray, top: float | None) -> None:
+    """Refuse saturated captures."""
     at_peak = float(np.mean(_saturated(data, top)))
     if at_peak > SATURATED_SHARE:
         raise InputError(f"{100 * at_peak:.2g} % of the pixels reach the captures' top value "
                          f"{float(data.max()):g}: they are saturated, and saturated pixels have no noise "
                          "to measure. Lower the exposure or gain, or crop them out.")
+
+
+def _deviations(data: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, deviations)``: the mean image, and each capture less the mean scaled, offset
+    and shifted (to first order) to fit it, per channel (``keep``: the pixels fitted on).
+    Refuses captures that lie more than :data:`MAX_SHIFT` pixels off the mean."""
     mean = data.mean(axis=0)
-    gy, gx = np.gradient(mean, axis=(-2, -1))
-    for t in range(len(data)):
-        dev = data[t] - mean
-        for g in (gy, gx):
-            denom = math.sqrt(float(np.sum(dev * dev)) * float(np.sum(g * g)))
-            if denom > 0 and abs(float(np.sum(dev * g))) / denom > MOTION:
+    deviations = np.empty_like(data)
+    for c in range(data.shape[1]):
+        m = mean[c]
+        gy, gx = np.gradient(m, axis=(-2, -1))
+        design = np.stack([m.ravel(), np.ones(m.size), gy.ravel(), gx.ravel()], axis=1)
+        fitted = keep[c].ravel()
+        for t in range(data.shape[0]):
+            coef = np.linalg.lstsq(design[fitted], data[t, c].ravel()[fitted], rcond=None)[0]
+            shift = max(math.hypot(coef[2], coef[3]) / max(abs(float(coef[0])), 1e-12),
+                        _whole_pixel_shift(data[t, c], (mean[c] * len(data) - data[t, c]) / (len(data) - 1)))
+            if not shift <= MAX_SHIFT:
                 raise InputError(
-                    f"Capture {t} differs from the others along the image's edges: the field "
-                    "moves (or focus drifts) between captures. Register them first, or take "
-                    "captures of a still field.")
+                    f"Capture {t} lies {shift:.2g} pixels off the others: the field moves (or "
+                    "focus drifts) between captures. Register them first, or take captures "
+                    "of a still field.")
+            deviations[t, c] = data[t, c] - (design @ coef).reshape(m.shape)
+    return mean, deviations
+
+
+def _whole_pixel_shift(capture: np.ndarray, others: np.ndarray) -> float:
+    """How many whole pixels ``capture`` lies off ``others`` (the mean of the other captures),
+    which a first-order fit cannot see: the offset within :data:`SEARCH` pixels at which
+    ``others``, scaled and offset, explains clearly more of ``capture`` than in place
+    (residual variance below :data:`MOVED` of its value in place); 0 when none does."""
+    def residual(dy: int, dx: int) -> float:
+        m = np.roll(others, (dy, dx), axis=(-2, -1))[..., r:-r, r:-r].ravel()
+        y = capture[..., r:-r, r:-r].ravel()
+        cov = np.cov(m, y)
+        return float(cov[1, 1] - cov[0, 1] ** 2 / max(cov[0, 0], 1e-30))
+
+    r = min(SEARCH, capture.shape[-2] // 4, capture.shape[-1] // 4)
+    if r < 1:
+        return 0.0
+    in_place = residual(0, 0)
+    best, offset = in_place, 0.0
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if (dy or dx) and (value := residual(dy, dx)) < best:
+                best, offset = value, math.hypot(dy, dx)
+    return offset if best < MOVED * in_place else 0.0
 
 
 def _saturated(data: np.ndarray, top: float | None) -> np.ndarray:
