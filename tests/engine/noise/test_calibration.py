@@ -162,3 +162,16 @@ def test_fit_noise_shows_a_calibration_over_the_image():
     assert shown.spread > 0  # the calibration's uncertainty, for the interval
     fitted = engine.fit_noise(frames[3], "YX")
     assert fitted.level.source != "calibration"
+
+
+def test_a_capture_given_twice_is_left_out_with_a_warning():
+    frames, _ = _captures(3)
+    with pytest.warns(RuntimeWarning, match=r"Capture\(s\) 1 \(= capture 0\) repeat an earlier "
+                                            r"one exactly and are left out; calibrating on 3"):
+        twice = engine.calibrate_noise(np.stack([frames[0], frames[0], frames[1], frames[2]]),
+                                       "TYX")
+    once = engine.calibrate_noise(frames, "TYX")
+    assert twice.frames == 3
+    assert twice.gain == once.gain
+    with pytest.raises(InputError, match="all the same image"):
+        engine.calibrate_noise(np.stack([frames[0]] * 3), "TYX")

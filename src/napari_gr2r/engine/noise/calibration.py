@@ -19,9 +19,11 @@ normalised :class:`~napari_gr2r.engine.noise.level.NoiseLevel` a model or an est
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from .level import NoiseLevel
 from .refit import VarianceCurve
 
 BINS = 32
-SATURATED_SHARE = 0.005
+SATURATED_SHARE = 0.02
 """Pixels that reach the data's top value in any capture: above this share the captures are
 refused as saturated; below it those pixels are left out of the fit."""
 MAX_SHIFT = 1.0
@@ -170,7 +172,7 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
         For ``engine.assess(..., noise=cal)`` and ``engine.train(..., noise=cal)``.
     """
     captures = _captures(frames, axes)
-    data = captures.data
+    data = _without_repeats(captures.data)
     _check_saturation(data, captures.top)
     t = data.shape[0]
     keep = ~_saturated(data, captures.top)
@@ -201,12 +203,14 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
 
 
 def _fit_line(x: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    """``v = a x + b`` by weighted least squares (a variance is measured to about
-    ``v sqrt(2 / count)``), ``a >= 0``; ``b`` may be negative: a camera's offset puts the
-    variance's zero below its darkest value."""
+    """``v = a x + b`` by least squares weighted by the bins' pixel counts, ``a >= 0``; ``b``
+    may be negative: a camera's offset puts the variance's zero below its darkest value.
+    Weighted by the counts, the line's mean over the pixels is the captures' mean variance
+    even where a line does not describe the variance exactly (8-bit captures clipped at 0 in
+    the dark); the mean over the pixels is what an estimate of the error depends on most."""
     if x.size < 2 or np.ptp(x) <= 1e-12 * max(float(np.abs(x).max()), 1.0):
         return 0.0, float(np.average(v, weights=counts))
-    sw = np.sqrt(counts) / np.maximum(v, 1e-30)
+    sw = np.sqrt(counts)
     design = np.stack([x, np.ones_like(x)], axis=1) * sw[:, None]
     a, b = np.linalg.lstsq(design, v * sw, rcond=None)[0]
     if a < 0:
@@ -243,6 +247,28 @@ def _captures(frames: Any, axes: str) -> _Captures:
     if not np.all(np.isfinite(data)):
         raise InputError("The captures hold NaN or infinite values.")
     return _Captures(data, top)
+
+
+def _without_repeats(data: np.ndarray) -> np.ndarray:
+    """The captures with exact copies of an earlier one left out (a file given twice has no
+    noise of its own to show: it would halve the spread measured), with a warning."""
+    seen: dict[bytes, int] = {}
+    kept, repeats = [], []
+    for t in range(len(data)):
+        key = hashlib.sha1(data[t].tobytes()).digest()
+        if key in seen:
+            repeats.append(f"{t} (= capture {seen[key]})")
+        else:
+            seen[key] = t
+            kept.append(t)
+    if not repeats:
+        return data
+    if len(kept) < 2:
+        raise InputError("The captures are all the same image: a calibration needs two or more "
+                         "different captures of the same field.")
+    warnings.warn(f"Capture(s) {', '.join(repeats)} repeat an earlier one exactly and are left "
+                  f"out; calibrating on {len(kept)} captures.", RuntimeWarning, stacklevel=3)
+    return data[kept]
 
 
 def _check_saturation(data: np.ndarray, top: float | None) -> None:

@@ -1,0 +1,149 @@
+"""Noise calibrated from repeated captures against noise fitted on the image, on real noise.
+
+For each FMD BPAE configuration (the 256x256 crops in ``benchmarks/data/fmd``): a calibration
+from its four captures (``engine.calibrate_noise``: repeated captures of one field, no ground
+truth involved); then, on one capture, the ``fast`` preset trained twice, with the noise fitted
+on the capture (the default) and with the calibration (``Trainer(..., noise=cal)``), each
+scored against the ground truth; and the error of ``engine.assess``'s estimate for the
+fitted-noise model, with the noise fitted on the capture and with the calibration. The true
+error is measured as in :mod:`benchmarks.estimate` (the 50-capture average matched to the
+capture, its own noise remainder subtracted).
+
+    python -m benchmarks.calibrated --out benchmarks/results        # ~15 min on one thread
+    python -m benchmarks.calibrated --configs Confocal_BPAE_G --steps 20 --out /tmp/c
+
+One torch thread. Nothing is tuned on these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import log, machine, markdown_table, versions
+from .estimate import load_fmd
+from .realnoise import CONFIGS, DATA, RANGE, load
+
+
+def _calibration(config: str) -> tuple[Any, str]:
+    from napari_gr2r import engine
+
+    frames = np.stack([load(config, c)[0] for c in (1, 2, 3, 4)])
+    try:
+        cal = engine.calibrate_noise(frames, axes="TYX")
+    except engine.GR2RError as exc:
+        return None, f"refused: {exc}"
+    return cal, f"gain {cal.gain[0]:.3g}, offset {cal.offset[0]:+.3g}"
+
+
+def _true(out: np.ndarray, case: dict[str, Any]) -> float:
+    return float(np.mean((out.astype(np.float64) - case["reference"]) ** 2)) - case["remainder"]
+
+
+def _db(mse: float) -> float:
+    return 10 * math.log10(RANGE**2 / mse)
+
+
+def run(config: str, capture: int, steps: int) -> dict[str, Any]:
+    from napari_gr2r import engine
+
+    cal, described = _calibration(config)
+    case = load_fmd(f"{config}_{capture}", DATA)
+    noisy = case["noisy"]
+    row: dict[str, Any] = {"config": config, "capture": capture, "calibration": described}
+    models = {}
+    for kind, noise in (("fitted", None), ("calibrated", cal)):
+        if kind == "calibrated" and cal is None:
+            continue
+        config_ = engine.TrainConfig.from_preset("fast", steps=steps, seed=0)
+        t0 = time.perf_counter()
+        models[kind] = engine.train(noisy, "YX", config_, device="cpu", noise=noise)
+        row[f"{kind}_train_s"] = round(time.perf_counter() - t0, 1)
+        out = engine.denoise(models[kind], noisy, "YX", device="cpu")
+        row[f"{kind}_psnr"] = round(_db(_true(out, case)), 3)
+    for kind, noise in (("fitted", "fit"), ("calibrated", cal)):
+        if noise is None:
+            continue
+        report = engine.assess(models["fitted"], noisy, "YX", noise=noise, seed=0,
+                               keep_denoised=True, device="cpu")
+        true = _true(report.denoised, case)
+        row[f"estimate_{kind}_db"] = round(10 * math.log10(report.mse / true), 3)
+        low, high = report.mse_interval
+        row[f"estimate_{kind}_covered"] = bool(low <= true <= high)
+    log(json.dumps(row))
+    return row
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str = "{:.2f}") -> str:
+    return fmt.format(row[key]) if key in row else "-"
+
+
+def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) -> None:
+    table = [[r["config"], r["calibration"][:60], _cell(r, "fitted_psnr"),
+              _cell(r, "calibrated_psnr"),
+              (f"{r['calibrated_psnr'] - r['fitted_psnr']:+.2f}" if "calibrated_psnr" in r
+               else "-"),
+              _cell(r, "estimate_fitted_db", "{:+.2f}"),
+              _cell(r, "estimate_calibrated_db", "{:+.2f}"),
+              f"{r.get('estimate_fitted_covered', '-')} / {r.get('estimate_calibrated_covered', '-')}"]
+             for r in rows]
+    cal = [r for r in rows if "calibrated_psnr" in r]
+    lines = [
+        "# Noise calibrated from four captures against noise fitted on the capture (FMD BPAE)",
+        "", f"Command: `{command}` ({load_avg}). PSNR (dB, range 255) against the 50-capture "
+        "average matched to the capture; estimate error `10·log10(estimated / true MSE)` of "
+        "`engine.assess` on the fitted-noise model, with the noise fitted on the capture and "
+        "with the calibration; `covered`: the true MSE inside the report's 90 % interval.", "",
+        markdown_table(["configuration", "calibration (input units)", "trained, fitted noise",
+                        "trained, calibrated", "difference", "estimate error, fitted noise",
+                        "estimate error, calibrated", "covered (fitted / calibrated)"], table),
+        ""]
+    if cal:
+        diff = [r["calibrated_psnr"] - r["fitted_psnr"] for r in cal]
+        err_fit = [abs(r["estimate_fitted_db"]) for r in cal]
+        err_cal = [abs(r["estimate_calibrated_db"]) for r in cal]
+        lines += [
+            f"- Training with the calibration against the fitted noise: {np.mean(diff):+.2f} dB "
+            f"on average, at least as good on {sum(d >= -0.05 for d in diff)} of {len(diff)} "
+            "(within 0.05 dB counted as as good).",
+            f"- Estimate error (|dB|, the configurations with a calibration): fitted noise "
+            f"median {np.median(err_fit):.2f}, worst {max(err_fit):.2f}; calibrated median "
+            f"{np.median(err_cal):.2f}, worst {max(err_cal):.2f}.", ""]
+    (out / "calibrated.md").write_text("\n".join(lines))
+    (out / "calibrated.json").write_text(json.dumps(
+        {"command": command, "machine": machine(), "versions": versions(), "rows": rows},
+        indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--capture", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    before = os.getloadavg()[0]
+    rows = [run(config, args.capture, args.steps) for config in args.configs]
+    command = "python -m benchmarks.calibrated" + (
+        f" --configs {' '.join(args.configs)}" if args.configs != list(CONFIGS) else "") + (
+        f" --capture {args.capture}" if args.capture != 1 else "") + (
+        f" --steps {args.steps}" if args.steps != 400 else "")
+    write(rows, args.out, command, f"load average {before:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores")
+    log(f"wrote {args.out / 'calibrated.md'}")
+
+
+if __name__ == "__main__":
+    main()
