@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .level import NoiseLevel
-from .refit import PATCH, VarianceCurve, _patches, _texture, refit
+from .refit import PATCH, SUBSPACES, VarianceCurve, _patches, _texture, refit
 
 MAX_PATCHES = 60_000
 ITERATIONS = 3
@@ -54,11 +54,13 @@ GAIN_SIGNIFICANT = 0.5
 
 
 def refit_selected(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
+                   subspaces: tuple[str | float, ...] = SUBSPACES,
                    ) -> tuple[NoiseLevel, VarianceCurve | None]:
-    """:func:`~napari_gr2r.engine.noise.refit.refit`, then, per channel of white noise whose
-    refitted line is flat (no significant gain), Liu et al.'s single level in its place; how
-    far the two disagree is kept (:attr:`VarianceCurve.disagreement`) for the interval."""
-    level, curve = refit(level, blocks, rng)
+    """:func:`~napari_gr2r.engine.noise.refit.refit` (its ``subspaces``), then, per channel of
+    white noise whose refitted line is flat (no significant gain), Liu et al.'s single level in
+    its place; how far the two disagree is kept (:attr:`VarianceCurve.disagreement`) for the
+    interval."""
+    level, curve = refit(level, blocks, rng, subspaces=subspaces)
     if curve is None or level.kernel is not None:
         return level, curve
     curve.disagreement = [0.0] * len(level.a)

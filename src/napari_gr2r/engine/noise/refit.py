@@ -12,11 +12,18 @@ Liu et al. (2013) and Chen et al. (2015):
    a wide range of intensities, since the variance changes along it);
 2. in each bin, the variance of the patch covariance's noise subspace (without each patch's
    mean, which the bin fixes): the mean of its smallest eigenvalues, the largest set whose mean
-   does not exceed its median;
+   does not exceed its median (Chen et al.);
 3. then, three times, the same on the patches that look like pure noise (a gradient energy
    below the 99th percentile of what pure noise of that variance gives: texture is left out),
    and divided by what this procedure gives on as many patches of simulated pure noise of
    unit variance (few patches spread the eigenvalues, and the smallest lie lower).
+
+A second bound, the mean of the smallest tenth of the eigenvalues (:data:`SMALLEST`; the
+bin then keeps the lower of the two, ``subspaces=("chen", SMALLEST)``), reads less of the
+texture the selection lets through, but also reads noise that is only weakly correlated
+between neighbours (as real confocal captures' is) low, since its smallest eigenvalues lie
+below its variance: it is therefore not the default (``benchmarks/noise_fit.py``, estimator
+``refit_min``, and its weakly correlated noise).
 
 The variance function is then the curve through the bins (:class:`VarianceCurve`; a line fitted
 to them for the report). Strongly correlated noise keeps what the fit measured
@@ -37,6 +44,11 @@ PATCH = 6
 BINS = 12
 MAX_PATCHES = 200_000
 MIN_PER_BIN = 2000
+SMALLEST = 0.1
+"""The share of the patch covariance's eigenvalues, the smallest, of the second bound."""
+SUBSPACES: tuple[str | float, ...] = ("chen",)
+"""How each bin's noise subspace is bounded: ``"chen"`` (Chen et al.'s rule) or a share of
+the smallest eigenvalues; the bin keeps the lowest variance they give."""
 
 
 @dataclass
@@ -64,11 +76,13 @@ class VarianceCurve:
 
 
 def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
-          max_patches: int = MAX_PATCHES) -> tuple[NoiseLevel, VarianceCurve | None]:
+          max_patches: int = MAX_PATCHES, subspaces: tuple[str | float, ...] = SUBSPACES,
+          ) -> tuple[NoiseLevel, VarianceCurve | None]:
     """``level`` refitted on normalised ``(C, Z, Y, X)`` blocks, and the variance curve.
 
     Strongly correlated noise (a kernel in ``level``) keeps its measured kernel and variance,
-    and no curve; data too small for the bins keeps ``level`` as it is.
+    and no curve; data too small for the bins keeps ``level`` as it is. ``subspaces``: see
+    :data:`SUBSPACES`.
     """
     if level.kernel is not None:
         return level, None
@@ -87,12 +101,12 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
         xs, vs, ws, boot = [], [], [], Bootstrap(int(where.max()) + 1, rng)
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (means >= lo) & (means <= hi)
-            variance, level_x, energy, used, _ = _select_and_measure(patches[sel], q99)
-            bias = _null_bias(null, int(sel.sum()), q99, rng)
+            variance, level_x, energy, used = _bin_variance(patches[sel], null, q99, rng,
+                                                            subspaces)
             xs.append(level_x)
-            vs.append(variance / bias)
+            vs.append(variance)
             ws.append(float(sel.sum()))
-            boot.add(energy / bias, where[sel][used], float(sel.sum()))
+            boot.add(energy, where[sel][used], float(sel.sum()))
         spread.append(boot.relative_spread())
         # weighted by the patches each bin holds, so that the line keeps the image's mean
         # variance: weights by each knot's precision let a nearly noiseless bin (a dark floor
@@ -186,12 +200,15 @@ def _texture(patches: np.ndarray) -> np.ndarray:
                                                                   axis=(1, 2))
 
 
-def _noise_subspace(cov: np.ndarray) -> np.ndarray:
-    """The eigenvectors of the patch covariance's noise subspace (Chen et al. 2015): the
-    smallest eigenvalues, the largest set whose mean does not exceed its median. Fewer, the
-    smallest alone (Liu et al. 2013), resist texture better on synthetic noise but read weakly
-    correlated real noise low (``benchmarks/noise_fit.py``, docs/estimate-accuracy.md)."""
+def _noise_subspace(cov: np.ndarray, rule: str | float = "chen") -> np.ndarray:
+    """The eigenvectors of the patch covariance's noise subspace: with ``"chen"`` (Chen et
+    al. 2015), the smallest eigenvalues, the largest set whose mean does not exceed its median;
+    with a share, that share of the smallest (at least one). The smallest alone (Liu et al.
+    2013) resists texture better on synthetic noise but reads weakly correlated real noise low
+    (``benchmarks/noise_fit.py``, docs/estimate-accuracy.md)."""
     lam, vec = np.linalg.eigh(cov)
+    if rule != "chen":
+        return vec[:, :max(1, round(float(rule) * len(lam)))]
     lam, vec = lam[::-1], vec[:, ::-1]
     for i in range(len(lam)):
         tail = lam[i:]
@@ -200,7 +217,8 @@ def _noise_subspace(cov: np.ndarray) -> np.ndarray:
     return vec[:, -1:]
 
 
-def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray, int]:
+def _subspace_variance(patches: np.ndarray, rule: str | float = "chen",
+                       ) -> tuple[float, np.ndarray, int]:
     """The noise variance (mean eigenvalue of the noise subspace), each patch's share of it
     (its energy in that subspace per dimension, whose mean is the variance) and how many
     dimensions were left out as signal."""
@@ -208,7 +226,7 @@ def _subspace_variance(patches: np.ndarray) -> tuple[float, np.ndarray, int]:
     # the covariance almost nothing along that direction
     ac = patches @ _ac_basis(patches.shape[1])
     centred = ac - ac.mean(axis=0)
-    basis = _noise_subspace(np.cov(ac.T))
+    basis = _noise_subspace(np.cov(ac.T), rule)
     energy = np.sum((centred @ basis) ** 2, axis=1) / basis.shape[1] * \
         (len(patches) / max(len(patches) - 1, 1))
     return float(np.mean(energy)), energy, ac.shape[1] - basis.shape[1]
@@ -229,27 +247,45 @@ def _ac_basis(n: int) -> np.ndarray:
     return q[:, :n - 1]
 
 
-def _null_bias(null: np.ndarray, count: int, q99: float, rng: np.random.Generator) -> float:
+def _bin_variance(patches: np.ndarray, null: np.ndarray, q99: float,
+                  rng: np.random.Generator, subspaces: tuple[str | float, ...],
+                  ) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """A bin's noise variance, corrected on simulated noise: the lowest that the
+    ``subspaces`` give; with it, the mean intensity of the patches it was measured on, their
+    noise energies (corrected the same way) and which patches they are (a mask)."""
+    best = None
+    for rule in subspaces:
+        variance, level_x, energy, used, _ = _select_and_measure(patches, q99, rule=rule)
+        bias = _null_bias(null, len(patches), q99, rng, rule)
+        if best is None or variance / bias < best[0]:
+            best = (variance / bias, level_x, energy / bias, used)
+    assert best is not None
+    return best
+
+
+def _null_bias(null: np.ndarray, count: int, q99: float, rng: np.random.Generator,
+               rule: str | float = "chen") -> float:
     """What :func:`_select_and_measure` gives on ``count`` patches of pure noise of unit
     variance: the smallest eigenvalues of a sample covariance lie below the variance, the more
     so the fewer the patches, and choosing patches by their texture lowers it further."""
     if count < len(null):
         null = null[rng.choice(len(null), count, replace=False)]
-    return _select_and_measure(null, q99)[0]
+    return _select_and_measure(null, q99, rule=rule)[0]
 
 
 def _select_and_measure(patches: np.ndarray, q99: float, iterations: int = 3,
+                        rule: str | float = "chen",
                         ) -> tuple[float, float, np.ndarray, np.ndarray, int]:
-    """The noise variance of a bin of patches, the mean intensity of the patches it was
-    measured on, their noise energies, which patches they are (a mask) and the dimensions
-    left out as signal."""
+    """The noise variance of a bin of patches (its noise subspace bounded by ``rule``), the
+    mean intensity of the patches it was measured on, their noise energies, which patches they
+    are (a mask) and the dimensions left out as signal."""
     texture = _texture(patches)
     used = np.ones(len(patches), bool)
-    variance, energy, dims = _subspace_variance(patches)  # from above: texture only adds
+    variance, energy, dims = _subspace_variance(patches, rule)  # from above: texture only adds
     for _ in range(iterations):
         sel = texture < variance * q99
         if sel.sum() < 4 * PATCH * PATCH:
             break
         used = sel
-        variance, energy, dims = _subspace_variance(patches[sel])
+        variance, energy, dims = _subspace_variance(patches[sel], rule)
     return variance, float(np.mean(patches[used])), energy, used, dims
