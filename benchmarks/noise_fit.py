@@ -366,13 +366,15 @@ def fmd_calibration(fmd: Path) -> str:
     """Real noise: each FMD BPAE configuration's four captures calibrate the noise
     (:func:`napari_gr2r.engine.calibrate_noise`), against the fit on capture 1 alone; the truth
     is capture 1's mean squared difference from the 50-capture average fitted to it (scale and
-    offset, shift to first order, slow difference), corrected for the capture's share in it."""
+    offset, shift to first order, slow difference), corrected for the capture's share in it. The
+    last two columns: the mean over capture 1's pixels of the variance curve that ``assess`` uses
+    (``refit``) and of ``refit_min``'s."""
     from benchmarks.estimate import gaussian_smooth
     from napari_gr2r import engine
     from napari_gr2r.engine.errors import InputError
 
-    lines = ["| configuration | truth (grey levels²) | calibration (4 captures) | fit (capture 1) |",
-             "| --- | --- | --- | --- |"]
+    lines = ["| configuration | truth (grey levels²) | calibration (4 captures) | fit (capture 1) | "
+             "refit | refit_min |", "| --- | --- | --- | --- | --- | --- |"]
     for micro in ("Confocal", "TwoPhoton", "WideField"):
         for channel in "BGR":
             name = f"{micro}_BPAE_{channel}"
@@ -400,7 +402,10 @@ def fmd_calibration(fmd: Path) -> str:
             except InputError as exc:
                 calibrated = "refused: " + ("saturated" if "saturated" in str(exc) else
                                             "moves" if "moves" in str(exc) else str(exc))
-            lines.append(f"| {name} | {truth:.1f} | {calibrated} | {fitted / truth - 1:+.1%} |")
+            curves = [ESTIMATORS[e](raw[0], np.random.default_rng(0)) / truth - 1
+                      for e in ("refit", "refit_min")]
+            lines.append(f"| {name} | {truth:.1f} | {calibrated} | {fitted / truth - 1:+.1%} | "
+                         f"{curves[0]:+.1%} | {curves[1]:+.1%} |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
