@@ -32,7 +32,7 @@ import numpy as np
 
 from ..data.normalization import Normalization
 from ..errors import InputError
-from .correlation import CORRELATION_THRESHOLD, RADIUS, kernel_from_correlation
+from .correlation import RADIUS, kernel_from_correlation
 from .level import NoiseLevel
 from .refit import VarianceCurve
 
@@ -49,6 +49,11 @@ closer to one of these offsets than to none)."""
 MOVED = 0.9
 """Residual variance, as a share of its value in place, that an offset must reach to count as
 the captures' move."""
+CALIBRATED_CORRELATION = 0.02
+"""Neighbour correlation above which a calibration keeps the noise's kernel. Lower than a fit
+on one image needs (:data:`~.correlation.CORRELATION_THRESHOLD`): the captures' deviations hold
+no texture to mistake for correlation, and a scanning microscope's weak correlation along its
+lines still biases an estimate of the error that takes the noise for white."""
 FORMAT = "napari-gr2r noise calibration"
 
 
@@ -68,6 +73,12 @@ class NoiseCalibration:
     spread: float = 0.0
     """Relative standard deviation of the mean noise variance the calibration gives."""
     source: str = "calibration"
+    knots: list[list[list[float]]] | None = None
+    """Per channel ``[x, v]``: the variance measured at intensities ``x`` (input units) by
+    :func:`calibrate_noise`, which :meth:`measured` follows between them. Real captures stray
+    from a line (8-bit captures clipped at 0 in the dark), and an estimate of the error depends
+    on the variance pixel by pixel: :meth:`curve` (what ``assess`` uses) follows the knots.
+    None (camera numbers): the line everywhere."""
 
     @classmethod
     def from_camera(cls, gain: float, offset: float, read_noise: float,
@@ -84,9 +95,22 @@ class NoiseCalibration:
                    [float(offset)] * channels)
 
     def variance(self, x: Any, channel: int = 0) -> np.ndarray:
-        """Noise variance at clean intensity ``x`` (input units)."""
+        """Noise variance at clean intensity ``x`` (input units): the line (what a model's
+        generated noise follows)."""
         x = np.maximum(np.asarray(x, np.float64), self.black[channel])
         return np.maximum(self.gain[channel] * x + self.offset[channel], 1e-12)
+
+    def measured(self, x: Any, channel: int = 0) -> np.ndarray:
+        """Noise variance at clean intensity ``x`` as the captures measured it: through the
+        :attr:`knots` (the line above the last; the first value below the first), or the
+        line without knots."""
+        if self.knots is None:
+            return self.variance(x, channel)
+        x = np.asarray(x, np.float64)
+        xs, vs = (np.asarray(k, np.float64) for k in self.knots[channel])
+        out = np.interp(x, xs, vs)
+        out = np.where(x > xs[-1], vs[-1] + self.gain[channel] * (x - xs[-1]), out)
+        return np.maximum(out, 1e-12)
 
     def level(self, norm: Normalization, blocks: list[np.ndarray] | None = None) -> NoiseLevel:
         """The calibration in the normalised units of ``norm``; ``typical`` is its mean over
@@ -108,9 +132,10 @@ class NoiseCalibration:
         xs, vs = [], []
         for c in range(len(self.gain)):
             s, low = norm.scale(c), norm.low[c]
-            knots = np.array([self.black[c], self.black[c] + s])
+            knots = np.asarray(self.knots[c][0], np.float64) if self.knots is not None else \
+                np.array([self.black[c], self.black[c] + s])
             xs.append(((knots - low) / s).tolist())
-            vs.append((self.variance(knots, c) / s / s).tolist())
+            vs.append((self.measured(knots, c) / s / s).tolist())
         return VarianceCurve(xs, vs, [g / norm.scale(c) for c, g in enumerate(self.gain)],
                              [self.spread] * len(self.gain))
 
@@ -123,7 +148,7 @@ class NoiseCalibration:
             raise InputError("This is not a noise calibration written by napari-gr2r "
                              "('napari-gr2r calibrate' writes one).")
         fields = {k: data[k] for k in ("gain", "offset", "black", "kernel", "frames", "spread",
-                                       "source") if k in data}
+                                       "source", "knots") if k in data}
         return cls(**fields)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -178,7 +203,7 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
     keep = ~_saturated(data, captures.top)
     mean, deviations = _deviations(data, keep)
     var = np.sum(deviations * deviations, axis=0) / (t - 1)
-    gain, offset, black, spreads = [], [], [], []
+    gain, offset, black, spreads, knots = [], [], [], [], []
     rng = np.random.default_rng(0)
     for c in range(data.shape[1]):
         m, v = mean[c][keep[c]], var[c][keep[c]]
@@ -191,15 +216,19 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
             xs.append(float(m[sel].mean()))
             vs.append(float(v[sel].mean()))
             ws.append(float(sel.sum()))
+        if not xs:  # captures too small for bins of 20 pixels: one bin
+            xs, vs, ws = [float(m.mean())], [float(v.mean())], [float(m.size)]
         a, b = _fit_line(np.array(xs), np.array(vs), np.array(ws))
+        knots.append([xs, vs])
         gain.append(a)
         offset.append(b)
         black.append(float(m.min()))
-        # how far the captures' variance strays from the fitted function, block by block
-        spreads.append(_bootstrap_spread(var[c] / np.maximum(a * mean[c] + b, 1e-30), rng))
+        # how far the captures' variance strays from the measured curve, block by block
+        spreads.append(_bootstrap_spread(
+            var[c] / np.maximum(np.interp(mean[c], xs, vs), 1e-30), rng))
     deviations *= math.sqrt(t / (t - 1))
     return NoiseCalibration(gain, offset, black, _kernel(deviations), frames=t,
-                            spread=float(max(spreads)))
+                            spread=float(max(spreads)), knots=knots)
 
 
 def _fit_line(x: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
@@ -363,6 +392,6 @@ def _kernel(deviations: np.ndarray) -> list[list[float]] | None:
     cy, cx = (ny + r) // 2, (nx + r) // 2
     cov = acov[cy - r:cy + r + 1, cx - r:cx + r + 1]
     rho = cov / max(cov[r, r], 1e-30)
-    if max(rho[r, r + 1], rho[r + 1, r]) < CORRELATION_THRESHOLD:
+    if max(rho[r, r + 1], rho[r + 1, r]) < CALIBRATED_CORRELATION:
         return None
     return kernel_from_correlation((rho + rho[::-1, ::-1]) / 2).tolist()
