@@ -8,6 +8,7 @@ patch samplers and the held-out batches. The trainer then only loops.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ..model.model import GR2RModel
 from ..model.networks import build_network, place
 from ..model.run import RunState
 from ..noise.calibration import NoiseCalibration
+from ..noise.correlation import CORRELATION_THRESHOLD
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve, refit
 from .distributed import (
@@ -118,6 +120,19 @@ def training_images(data: Any, axes: str, config: TrainConfig, target: Any) -> S
     return SourceSet([data] if images is None else images, axes, targets)
 
 
+def _generated(level: NoiseLevel) -> NoiseLevel:
+    """The calibrated noise as training generates it: white where the calibration's
+    correlation between neighbours stays below what a fit on the image would call correlated
+    (a scanning microscope's weak correlation along its lines). The estimate of the error keeps
+    that correlation; generating it made training no better on real captures
+    (``benchmarks/results/calibrated.md``)."""
+    if level.kernel is None:
+        return level
+    k = np.asarray(level.kernel, np.float64)
+    strongest = max(np.sum(k[:, 1:] * k[:, :-1]), np.sum(k[1:, :] * k[:-1, :])) / np.sum(k * k)
+    return level if strongest >= CORRELATION_THRESHOLD else dataclasses.replace(level, kernel=None)
+
+
 @dataclass
 class Statistics:
     """The intensity scaling, the noise level and the estimated PSNR's noise model."""
@@ -133,7 +148,7 @@ class Statistics:
         norm = Normalization.fit(blocks)
         if noise is not None:  # a calibration in the input's units: no fit
             level = noise.level(norm, blocks)
-            return cls(norm, level, (level, noise.curve(norm)))
+            return cls(norm, _generated(level), (level, noise.curve(norm)))
         blocks = [norm.apply(b) for b in blocks]
         noise_level = NoiseLevel.estimate(blocks, rng)
         # the estimated PSNR's noise model (its own generator: training's draws stay put)
