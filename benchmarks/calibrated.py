@@ -76,6 +76,8 @@ def run(config: str, capture: int, steps: int) -> dict[str, Any]:
         row[f"estimate_{kind}_db"] = round(10 * math.log10(report.mse / true), 3)
         low, high = report.mse_interval
         row[f"estimate_{kind}_covered"] = bool(low <= true <= high)
+        row[f"estimate_{kind}_width_db"] = round(10 * math.log10(high / low), 2) if low > 0 \
+            else math.inf
     log(json.dumps(row))
     return row
 
@@ -91,7 +93,8 @@ def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) ->
                else "-"),
               _cell(r, "estimate_fitted_db", "{:+.2f}"),
               _cell(r, "estimate_calibrated_db", "{:+.2f}"),
-              f"{r.get('estimate_fitted_covered', '-')} / {r.get('estimate_calibrated_covered', '-')}"]
+              f"{r.get('estimate_fitted_covered', '-')} / {r.get('estimate_calibrated_covered', '-')}",
+              f"{r.get('estimate_fitted_width_db', '-')} / {r.get('estimate_calibrated_width_db', '-')}"]
              for r in rows]
     cal = [r for r in rows if "calibrated_psnr" in r]
     lines = [
@@ -99,10 +102,12 @@ def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) ->
         "", f"Command: `{command}` ({load_avg}). PSNR (dB, range 255) against the 50-capture "
         "average matched to the capture; estimate error `10·log10(estimated / true MSE)` of "
         "`engine.assess` on the fitted-noise model, with the noise fitted on the capture and "
-        "with the calibration; `covered`: the true MSE inside the report's 90 % interval.", "",
+        "with the calibration; `covered`: the true MSE inside the report's 90 % interval, and "
+        "that interval's width in dB (inf: its lower MSE bound is 0).", "",
         markdown_table(["configuration", "calibration (input units)", "trained, fitted noise",
                         "trained, calibrated", "difference", "estimate error, fitted noise",
-                        "estimate error, calibrated", "covered (fitted / calibrated)"], table),
+                        "estimate error, calibrated", "covered (fitted / calibrated)",
+                        "interval width, dB (fitted / calibrated)"], table),
         ""]
     if cal:
         diff = [r["calibrated_psnr"] - r["fitted_psnr"] for r in cal]
