@@ -191,40 +191,36 @@ def _normalised(noisy: np.ndarray) -> tuple[np.ndarray, Normalization]:
     return block, norm
 
 
-def est_refit(noisy: np.ndarray, rng: np.random.Generator) -> float:
+def _refitted(noisy: np.ndarray, rng: np.random.Generator, fit=refit_selected,
+              **options) -> float:
+    """The mean variance of ``fit`` (``refit_selected``, what ``assess`` uses, or ``refit``,
+    the variance per intensity bin alone) started from the highpass level."""
     block, norm = _normalised(noisy)
     blocks = [norm.apply(block)]
-    level, curve = refit_selected(NoiseLevel.estimate(blocks, rng), blocks, rng)
-    return float(variance_map(block, level, norm, curve).mean())
-
-
-def est_bins(noisy: np.ndarray, rng: np.random.Generator) -> float:
-    """The refit's variance per intensity bin alone (``refit`` before the selection)."""
-    block, norm = _normalised(noisy)
-    blocks = [norm.apply(block)]
-    level, curve = refit(NoiseLevel.estimate(blocks, rng), blocks, rng)
+    level, curve = fit(NoiseLevel.estimate(blocks, rng), blocks, rng, **options)
     return float(variance_map(block, level, norm, curve).mean())
 
 
 MIN_SUBSPACES = ("chen", refit_module.SMALLEST)
 
 
+def est_refit(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    return _refitted(noisy, rng)
+
+
+def est_bins(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    """The refit's variance per intensity bin alone (``refit`` before the selection)."""
+    return _refitted(noisy, rng, refit)
+
+
 def est_refit_min(noisy: np.ndarray, rng: np.random.Generator) -> float:
     """``refit`` with each bin's variance the lower of two bounds of the noise subspace."""
-    block, norm = _normalised(noisy)
-    blocks = [norm.apply(block)]
-    level, curve = refit_selected(NoiseLevel.estimate(blocks, rng), blocks, rng,
-                                  subspaces=MIN_SUBSPACES)
-    return float(variance_map(block, level, norm, curve).mean())
+    return _refitted(noisy, rng, subspaces=MIN_SUBSPACES)
 
 
 def est_bins_min(noisy: np.ndarray, rng: np.random.Generator) -> float:
     """``bins`` with each bin's variance the lower of two bounds of the noise subspace."""
-    block, norm = _normalised(noisy)
-    blocks = [norm.apply(block)]
-    level, curve = refit(NoiseLevel.estimate(blocks, rng), blocks, rng,
-                         subspaces=MIN_SUBSPACES)
-    return float(variance_map(block, level, norm, curve).mean())
+    return _refitted(noisy, rng, refit, subspaces=MIN_SUBSPACES)
 
 
 def est_highpass(noisy: np.ndarray, rng: np.random.Generator) -> float:
