@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from napari_gr2r import engine
+from napari_gr2r.engine.training import guard
 from napari_gr2r.engine.training.guard import MAX_RECOVERIES, MAX_SKIPPED
 from tests.helpers import psnr, tiny
 
@@ -29,11 +30,18 @@ def _train_wrecking(trainer: engine.Trainer, at: set[int] | None = None, every_f
     return events
 
 
-def test_a_diverged_run_goes_on_from_its_best_weights(clean2d, gaussian2d):
+@pytest.mark.parametrize("rule", ["loss spike", "validation loss"])
+def test_a_diverged_run_goes_on_from_its_best_weights(clean2d, gaussian2d, monkeypatch, rule):
+    """The wrecked weights' training losses are spikes: the run goes back within a few steps.
+    Without that rule, the next validation sends it back."""
+    if rule == "validation loss":
+        monkeypatch.setattr(guard, "SPIKE", math.inf)
+    why = (r"3[1-9]: the loss stayed above 20 times its recent median for 5 steps"
+           if rule == "loss spike" else r"40: the validation loss rose to .* from .*")
     trainer = engine.Trainer(gaussian2d, "YX", tiny(steps=80, val_every=10), device="cpu")
-    with pytest.warns(engine.DivergenceWarning, match=r"diverged at step 40: the validation "
-                      r"loss rose to .* from .*; back to the best weights \(step [1-3]0\), it "
-                      r"goes on from them at 0.5 times the learning rate"):
+    with pytest.warns(engine.DivergenceWarning, match=rf"diverged at step {why}; back to the "
+                      r"best weights \(step [1-3]0\), it goes on from them at 0.5 times the "
+                      r"learning rate"):
         events = _train_wrecking(trainer, at={30})
     lrs = {e.step: e.lr for e in events if isinstance(e, engine.TrainingProgress)}
     history = {row["step"]: row for row in trainer.model.history}
@@ -74,3 +82,24 @@ def test_non_finite_gradients_skip_the_step_and_a_run_of_them_fails(gaussian2d):
         list(events)  # skipped steps, recoveries, then the error
     after = trainer.net.state_dict()  # the best weights, not NaN from the skipped steps
     assert all(torch.isfinite(v).all() for v in after.values())
+
+
+def test_an_outlier_batch_is_skipped_and_the_run_goes_on(clean2d, gaussian2d):
+    """One batch fifty times as bright as the image (a loss thousands of times the usual one)
+    must not update the weights; the steps around it do."""
+    trainer = engine.Trainer(gaussian2d, "YX", tiny(steps=60, val_every=20), device="cpu")
+    sample, calls, weights = trainer.sampler.batch, [0], {}
+
+    def batch(n):
+        calls[0] += 1
+        weights[calls[0]] = [p.detach().clone() for p in trainer.net.parameters()]
+        arrays = sample(n)
+        return [a * 50 for a in arrays] if calls[0] == 40 else arrays
+
+    trainer.sampler.batch = batch
+    list(trainer.iter_fit())
+    unchanged = {k: all(torch.equal(a, b) for a, b in zip(weights[k], weights[k + 1]))
+                 for k in (39, 40)}
+    assert unchanged == {39: False, 40: True}
+    assert psnr(engine.denoise(trainer.model, gaussian2d, "YX"), clean2d) > \
+        psnr(gaussian2d, clean2d) + 3

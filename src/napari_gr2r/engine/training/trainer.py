@@ -242,13 +242,13 @@ class Trainer:
             with autocast(self.device, self.precision):
                 result = self._train_step(y, t, loop.generator)
             loop.scaler.scale(result.loss).backward()
-        if self.precision != "fp16" and not loop.guard.step_is_finite(
-                self, loop, loop.run_start + step, lr):
+        loss = float(result.loss.detach())
+        if not loop.guard.step_is_sound(self, loop, loop.run_start + step, lr, loss,
+                                        check_gradients=self.precision != "fp16"):
             return lr, y  # skipped: the weights stay those of the step before
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
         loop.ema.update(self.net)
-        loss = float(result.loss.detach())
         if not math.isfinite(loss):
             raise NumericalError(
                 f"The loss became {loss} at step {loop.run_start + step}: training diverged. "
