@@ -72,8 +72,6 @@ class DivergenceGuard:
         self.lr_factor = 1.0
         self.recoveries = 0
         self.skipped = 0
-        self.spikes = 0
-        """Steps skipped as loss spikes so far."""
         self.recent: deque[float] = deque(maxlen=SPIKE_WINDOW)
         self.exhausted = False
         """True once :data:`MAX_RECOVERIES` recoveries were made: the run should stop."""
@@ -96,7 +94,6 @@ class DivergenceGuard:
             self.recent.append(loss)
             return True
         self.skipped += 1
-        self.spikes += int(spike)
         if self.skipped < MAX_SKIPPED:
             return False
         self.skipped = 0
