@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
@@ -28,6 +29,7 @@ LABELS = {
 
 
 _PSNR_COLOUR = (255, 210, 80)
+_WHOLE_COLOUR = (255, 140, 0)
 
 
 class LossPlot(QWidget):
@@ -91,7 +93,26 @@ class LossPlot(QWidget):
         self.legend.addItem(self.psnr_curve, "estimated PSNR, held-out patches (right)")
         self.psnr_curve.setVisible(False)
         self._psnr: tuple[list[int], list[float]] = ([], [])
+        # the whole image's estimate (Assess after training) with its 90 % interval
+        zero = np.zeros(1)
+        self.whole_bar = pg.ErrorBarItem(x=zero, y=zero, top=zero, bottom=zero, beam=0.0,
+                                         pen=pg.mkPen(_WHOLE_COLOUR, width=2))
+        self.whole_point = pg.PlotDataItem([], [], pen=None, symbol="star", symbolSize=12,
+                                           symbolBrush=_WHOLE_COLOUR)
+        self.psnr_view.addItem(self.whole_bar)
+        self.psnr_view.addItem(self.whole_point)
+        self.legend.addItem(self.whole_point, "estimated PSNR, whole image, 90 % interval (right)")
+        self._whole: tuple[int, float, float, float] | None = None
+        self._show_whole(False)
         item.vb.sigResized.connect(self._sync_psnr_view)
+
+    def _show_whole(self, visible: bool) -> None:
+        self.whole_bar.setVisible(visible)
+        self.whole_point.setVisible(visible)
+        for sample, label in self.legend.items:
+            if sample.item is self.whole_point:
+                sample.setVisible(visible)
+                label.setVisible(visible)
 
     def _sync_psnr_view(self) -> None:
         self.psnr_view.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
@@ -107,6 +128,21 @@ class LossPlot(QWidget):
         self.psnr_curve.setData(xs, ys)
         self.psnr_curve.setVisible(True)
 
+    def show_whole_image(self, step: int, psnr: float, low: float, high: float) -> None:
+        """The whole image's estimated PSNR (dB) at ``step`` with its 90 % interval
+        ``(low, high)`` as a bar; an interval with no upper end (the error may be near zero)
+        is drawn up to the estimate and marked with an arrow up. Replaces the previous one."""
+        if not (math.isfinite(psnr) and math.isfinite(low)):
+            return
+        open_top = not math.isfinite(high)
+        self.whole_bar.setData(x=np.array([float(step)]), y=np.array([psnr]),
+                               bottom=np.array([max(psnr - low, 0.0)]),
+                               top=np.array([0.0 if open_top else max(high - psnr, 0.0)]),
+                               beam=0.0)
+        self.whole_point.setData([step], [psnr], symbol="t1" if open_top else "star")
+        self._whole = (step, psnr, low, high)
+        self._show_whole(True)
+
     # ------------------------------------------------------------------------------------
     def clear(self) -> None:
         """Forget every curve (a new model starts from step 0)."""
@@ -118,6 +154,8 @@ class LossPlot(QWidget):
         self._psnr = ([], [])
         self.psnr_curve.setData([], [])
         self.psnr_curve.setVisible(False)
+        self._whole = None
+        self._show_whole(False)
 
     def add_point(self, step: int, values: dict[str, float]) -> None:
         """Append one value per named curve at ``step`` (non-finite values are skipped)."""
@@ -134,9 +172,11 @@ class LossPlot(QWidget):
 
     def points(self, name: str) -> list[tuple[int, float]]:
         """The raw points of one curve (for tests and export); ``"estimated_psnr"`` is the
-        right-hand axis's curve."""
+        right-hand axis's curve, ``"whole_image"`` its one ``(step, psnr, low, high)``."""
         if name == "estimated_psnr":
             return list(zip(*self._psnr))
+        if name == "whole_image":
+            return [self._whole] if self._whole is not None else []
         series = self._series.get(name)
         return list(zip(series["x"], series["y"])) if series else []
 

@@ -108,6 +108,7 @@ class TrainingPanel(Panel):
         for signal in (state.model_changed, state.choice_changed, state.busy_changed):
             signal.connect(self._update_buttons)
         state.model_loaded.connect(self._on_model_loaded)
+        state.quality_changed.connect(self._on_quality)
         self._update_buttons()
         self._offer_next_leftover()
 
@@ -182,6 +183,16 @@ class TrainingPanel(Panel):
         self.resume.setEnabled(state.model is not None and not state.busy)
         if state.model is None:
             self.resume.setChecked(False)
+
+    def _on_quality(self) -> None:
+        """The whole image's estimate of the model on the curve, at its last step."""
+        state = self.state
+        report, model = state.quality, state.quality_model
+        if report is None or model is None or model is not state.model or not model.history:
+            return
+        low, high = report.psnr_interval()
+        self.loss_plot.show_whole_image(int(model.history[-1]["step"]), report.psnr(), low,
+                                        high)
 
     def _on_model_loaded(self, model: engine.GR2RModel) -> None:
         """Draw the loaded model's losses, and offer to continue training it."""

@@ -117,13 +117,17 @@ class QualityReport:
         return (float(10 * math.log10(rng**2 / max(high_mse, 1e-30))),
                 float(10 * math.log10(rng**2 / low_mse)) if low_mse > 0 else math.inf)
 
-    def psnr_text(self, data_range: float | None = None) -> str:
+    def psnr_text(self, data_range: float | None = None, decimals: int = 2) -> str:
         """The estimated PSNR with its interval, as ``"<estimate> dB (likely <low>–<high>)"``,
-        two decimals each."""
+        or ``"(likely <low> or better)"`` where the interval has no upper end (the error may be
+        near zero)."""
         low, high = self.psnr_interval(data_range)
+        point = f"{self.psnr(data_range):.{decimals}f} dB"
         if math.isnan(low):
-            return f"{self.psnr(data_range):.2f} dB"
-        return f"{self.psnr(data_range):.2f} dB (likely {low:.2f}–{high:.2f})"
+            return point
+        if not math.isfinite(high):
+            return f"{point} (likely {low:.{decimals}f} or better)"
+        return f"{point} (likely {low:.{decimals}f}–{high:.{decimals}f})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers (for a layer's metadata or JSON)."""
