@@ -175,3 +175,21 @@ def test_a_capture_given_twice_is_left_out_with_a_warning():
     assert twice.gain == once.gain
     with pytest.raises(InputError, match="all the same image"):
         engine.calibrate_noise(np.stack([frames[0]] * 3), "TYX")
+
+
+@pytest.mark.parametrize(("base", "height"), [(0.2, 10.0), (0.5, 4.0)])
+def test_dim_captures_give_the_estimate_their_mean_variance_within_1_percent(base, height):
+    """At a few photons per pixel each pixel's mean over four captures still holds much of
+    the noise; the variance must be measured against what the estimate looks it up with (a
+    local mean of one capture), or the estimate's noise reads a few per cent low."""
+    read = 2 * GAIN  # two photons' worth of read noise
+    errors = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        photons = blobs(128, rng=seed, base=base, height=height, ramp=0.01)
+        frames = np.stack([GAIN * rng.poisson(photons) + rng.normal(OFFSET, read, photons.shape)
+                           for _ in range(4)]).astype(np.float32)
+        cal = engine.calibrate_noise(frames, "TYX")
+        report = engine.assess(lambda b: b, frames[0], "YX", noise=cal)
+        errors.append(report.noise_variance / float(np.mean(GAIN**2 * photons + read**2)) - 1)
+    assert abs(np.mean(errors)) < 0.01, errors

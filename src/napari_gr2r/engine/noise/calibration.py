@@ -203,10 +203,11 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
     keep = ~_saturated(data, captures.top)
     mean, deviations = _deviations(data, keep)
     var = np.sum(deviations * deviations, axis=0) / (t - 1)
+    local = _local_mean(mean)
     gain, offset, black, spreads, knots = [], [], [], [], []
     rng = np.random.default_rng(0)
     for c in range(data.shape[1]):
-        m, v = mean[c][keep[c]], var[c][keep[c]]
+        m, v = local[c][keep[c]], var[c][keep[c]]
         edges = np.unique(np.quantile(m, np.linspace(0, 1, BINS + 1)))
         xs, vs, ws = [], [], []
         for lo, hi in zip(edges[:-1], edges[1:]):
@@ -222,13 +223,30 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
         knots.append([xs, vs])
         gain.append(a)
         offset.append(b)
-        black.append(float(m.min()))
+        black.append(float(mean[c][keep[c]].min()))
         # how far the captures' variance strays from the measured curve, block by block
         spreads.append(_bootstrap_spread(
-            var[c] / np.maximum(np.interp(mean[c], xs, vs), 1e-30), rng))
+            var[c] / np.maximum(np.interp(local[c], xs, vs), 1e-30), rng))
     deviations *= math.sqrt(t / (t - 1))
     return NoiseCalibration(gain, offset, black, _kernel(deviations), frames=t,
                             spread=float(max(spreads)), knots=knots)
+
+
+def _local_mean(mean: np.ndarray) -> np.ndarray:
+    """``(C, Z, Y, X)``: the mean image's local mean, as the estimate and the training take
+    it from the image they work on (:func:`~napari_gr2r.engine.quality.risk.box_mean`).
+
+    The variance is binned by this, not by each pixel's own mean over the captures: that mean
+    still holds a share of the noise, so binning by it mixes intensities (a bright bin gathers
+    pixels whose noise happened to be high) and flattens the measured curve; evaluated where
+    the estimate looks it up, at a local mean of one capture, such a curve misses the mean
+    variance of dim captures by a few per cent. Binned by the local mean, the curve is the
+    variance expected at what the estimate will look it up with."""
+    import torch
+
+    from ..quality.risk import box_mean
+
+    return box_mean(torch.from_numpy(np.ascontiguousarray(mean, np.float32))).numpy()
 
 
 def _fit_line(x: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
