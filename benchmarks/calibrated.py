@@ -50,7 +50,7 @@ def _db(mse: float) -> float:
     return 10 * math.log10(RANGE**2 / mse)
 
 
-def run(config: str, capture: int, steps: int) -> dict[str, Any]:
+def run(config: str, capture: int, steps: int, seeds: int = 1) -> dict[str, Any]:
     from napari_gr2r import engine
 
     cal, described = _calibration(config)
@@ -58,15 +58,21 @@ def run(config: str, capture: int, steps: int) -> dict[str, Any]:
     noisy = case["noisy"]
     row: dict[str, Any] = {"config": config, "capture": capture, "calibration": described}
     models = {}
-    for kind, noise in (("fitted", None), ("calibrated", cal)):
-        if kind == "calibrated" and cal is None:
-            continue
-        config_ = engine.TrainConfig.from_preset("fast", steps=steps, seed=0)
-        t0 = time.perf_counter()
-        models[kind] = engine.train(noisy, "YX", config_, device="cpu", noise=noise)
-        row[f"{kind}_train_s"] = round(time.perf_counter() - t0, 1)
-        out = engine.denoise(models[kind], noisy, "YX", device="cpu")
-        row[f"{kind}_psnr"] = round(_db(_true(out, case)), 3)
+    for seed in range(seeds):
+        for kind, noise in (("fitted", None), ("calibrated", cal)):
+            if kind == "calibrated" and cal is None:
+                continue
+            config_ = engine.TrainConfig.from_preset("fast", steps=steps, seed=seed)
+            t0 = time.perf_counter()
+            model = engine.train(noisy, "YX", config_, device="cpu", noise=noise)
+            if seed == 0:  # the estimate is judged on the first seed's model
+                models[kind] = model
+                row[f"{kind}_train_s"] = round(time.perf_counter() - t0, 1)
+            out = engine.denoise(model, noisy, "YX", device="cpu")
+            row.setdefault(f"{kind}_psnr_seeds", []).append(round(_db(_true(out, case)), 3))
+    for kind in ("fitted", "calibrated"):
+        if f"{kind}_psnr_seeds" in row:  # the mean over seeds (one seed: that seed's)
+            row[f"{kind}_psnr"] = round(float(np.mean(row[f"{kind}_psnr_seeds"])), 3)
     for kind, noise in (("fitted", "fit"), ("calibrated", cal)):
         if noise is None:
             continue
@@ -82,6 +88,14 @@ def run(config: str, capture: int, steps: int) -> dict[str, Any]:
     return row
 
 
+def _per_seed(row: dict[str, Any]) -> str:
+    """The calibrated - fitted difference of each seed (paired: the same seed trains both)."""
+    fitted, calibrated = row.get("fitted_psnr_seeds", []), row.get("calibrated_psnr_seeds", [])
+    if len(calibrated) < 2:
+        return "-"
+    return " / ".join(f"{c - f:+.2f}" for f, c in zip(fitted, calibrated))
+
+
 def _cell(row: dict[str, Any], key: str, fmt: str = "{:.2f}") -> str:
     return fmt.format(row[key]) if key in row else "-"
 
@@ -91,6 +105,7 @@ def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) ->
               _cell(r, "calibrated_psnr"),
               (f"{r['calibrated_psnr'] - r['fitted_psnr']:+.2f}" if "calibrated_psnr" in r
                else "-"),
+              _per_seed(r),
               _cell(r, "estimate_fitted_db", "{:+.2f}"),
               _cell(r, "estimate_calibrated_db", "{:+.2f}"),
               f"{r.get('estimate_fitted_covered', '-')} / {r.get('estimate_calibrated_covered', '-')}",
@@ -100,12 +115,13 @@ def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) ->
     lines = [
         "# Noise calibrated from four captures against noise fitted on the capture (FMD BPAE)",
         "", f"Command: `{command}` ({load_avg}). PSNR (dB, range 255) against the 50-capture "
-        "average matched to the capture; estimate error `10·log10(estimated / true MSE)` of "
+        "average matched to the capture (the mean over the seeds where there are several, "
+        "each seed training both); estimate error `10·log10(estimated / true MSE)` of "
         "`engine.assess` on the fitted-noise model, with the noise fitted on the capture and "
         "with the calibration; `covered`: the true MSE inside the report's 90 % interval, and "
         "that interval's width in dB (inf: its lower MSE bound is 0).", "",
         markdown_table(["configuration", "calibration (input units)", "trained, fitted noise",
-                        "trained, calibrated", "difference", "estimate error, fitted noise",
+                        "trained, calibrated", "difference", "difference per seed", "estimate error, fitted noise",
                         "estimate error, calibrated", "covered (fitted / calibrated)",
                         "interval width, dB (fitted / calibrated)"], table),
         ""]
@@ -122,7 +138,8 @@ def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) ->
             f"{np.median(err_cal):.2f}, worst {max(err_cal):.2f}.", ""]
     (out / "calibrated.md").write_text("\n".join(lines))
     (out / "calibrated.json").write_text(json.dumps(
-        {"command": command, "machine": machine(), "versions": versions(), "rows": rows},
+        {"command": command, "load": load_avg, "machine": machine(), "versions": versions(),
+         "rows": rows},
         indent=1))
 
 
@@ -135,16 +152,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--capture", type=int, default=1)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train both with seeds 0..N-1 (the estimate: seed 0's model)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="only merge calibrated.json files of runs over parts of the "
+                             "configurations into --out")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        runs = [json.loads(p.read_text()) for p in args.merge]
+        rows = [r for run_ in runs for r in run_["rows"]]
+        rows.sort(key=lambda r: list(CONFIGS).index(r["config"]))
+        write(rows, args.out, " + ".join(r["command"] for r in runs),
+              "; ".join(r.get("load", "") for r in runs))
+        return
+    torch.set_num_threads(1)
     before = os.getloadavg()[0]
-    rows = [run(config, args.capture, args.steps) for config in args.configs]
+    rows = [run(config, args.capture, args.steps, args.seeds) for config in args.configs]
     command = "python -m benchmarks.calibrated" + (
         f" --configs {' '.join(args.configs)}" if args.configs != list(CONFIGS) else "") + (
         f" --capture {args.capture}" if args.capture != 1 else "") + (
-        f" --steps {args.steps}" if args.steps != 400 else "")
+        f" --steps {args.steps}" if args.steps != 400 else "") + (
+        f" --seeds {args.seeds}" if args.seeds != 1 else "")
     write(rows, args.out, command, f"load average {before:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores")
     log(f"wrote {args.out / 'calibrated.md'}")

@@ -59,9 +59,28 @@ def _reference(clean: np.ndarray, kind: str, level: float, rng: np.random.Genera
     return draws.mean(axis=0), float(np.var(draws, axis=0, ddof=1).mean()) / len(draws)
 
 
+CAPTURES = 4
+"""Captures of one field a calibration is made from (the assessed image and three more)."""
+
+
+def _calibration(noisy: np.ndarray, clean: np.ndarray, kind: str, level: float, seed: int,
+                 ) -> tuple[object | None, str]:
+    """A calibration from ``CAPTURES`` repeated captures of the case's field (its noisy image
+    and fresh draws of the same noise), or None and why it was refused."""
+    rng = np.random.default_rng([seed, list(LEVELS).index(kind), int(level * 1000), 11])
+    frames = [noisy] + [add_noise(clean, kind, level, rng)[0].astype(np.float32)
+                        for _ in range(CAPTURES - 1)]
+    try:
+        return engine.calibrate_noise(np.stack(frames), axes="TYX"), ""
+    except engine.GR2RError as exc:
+        return None, str(exc)
+
+
 def case_rows(name: str, clean: np.ndarray, kind: str, level: float, seeds: int, steps: int,
-              ) -> list[dict]:
-    """Train once on seed 0's noisy image; assess the network and the blur on every seed."""
+              sources: tuple[str, ...] = ("fitted",)) -> list[dict]:
+    """Train once on seed 0's noisy image; assess the network and the blur on every seed,
+    with each of the noise ``sources``: ``fitted`` on the image (the default), ``calibrated``
+    from repeated captures (:data:`CAPTURES`)."""
     rows = []
     model = None
     for seed in range(seeds):
@@ -72,30 +91,50 @@ def case_rows(name: str, clean: np.ndarray, kind: str, level: float, seeds: int,
         if model is None:
             config = engine.TrainConfig.from_preset("fast", steps=steps, seed=0)
             model = engine.train(noisy, "YX", config, device="cpu")
-        for denoiser_name, denoiser in (("fast", model), ("blur", blur)):
-            t0 = time.perf_counter()
-            report = assess(denoiser, noisy, "YX", seed=seed, keep_denoised=True, device="cpu")
-            out = report.denoised.astype(np.float64).reshape(clean.shape)
-            true_mse = float(np.mean((out - reference) ** 2)) - own
-            low, high = report.psnr_interval(RANGE)
-            true_psnr = 10 * math.log10(RANGE**2 / true_mse)
-            rows.append({
-                "image": name, "noise": kind, "level": level, "seed": seed,
-                "denoiser": denoiser_name, "trained_on_this": seed == 0,
-                "true_mse": true_mse, "true_psnr": true_psnr, "psnr": report.psnr(RANGE),
-                "low": low, "high": high, "inside": bool(low <= true_psnr <= high),
-                "width": high - low, "error_db": report.psnr(RANGE) - true_psnr,
-                "mse": report.mse, "residual_mse": report.residual_mse,
-                "noise_variance": report.noise_variance, "divergence": report.divergence,
-                "mse_sd": report.mse_sd, "spread": report.noise.spread,
-                "propagated": report.propagated_noise, "pixels": report.pixels,
-                "true_variance": truth, "variance_error": report.noise_variance / truth - 1,
-                "correlation": report.noise.neighbour_correlation,
-                "assess_s": time.perf_counter() - t0})
-            r = rows[-1]
-            print(f"{name:22s} {kind:16s} {level:<5g} {seed} {denoiser_name:5s} true "
-                  f"{true_psnr:6.2f} est {r['psnr']:6.2f} [{low:6.2f}, {high:6.2f}] "
-                  f"{'in ' if r['inside'] else 'OUT'} var {r['variance_error']:+.3f}", flush=True)
+        for source in sources:
+            noise, refused = "fit", ""
+            if source == "calibrated":
+                noise, refused = _calibration(noisy, clean, kind, level, seed)
+                if noise is None:
+                    print(f"{name:22s} {kind:16s} {level:<5g} {seed} calibration refused: "
+                          f"{refused}", flush=True)
+                    rows.append({"image": name, "noise": kind, "level": level, "seed": seed,
+                                 "source": source, "refused": refused})
+                    continue
+            rows += _assessed(name, kind, level, seed, source, noise, model, noisy, clean,
+                              reference, own, truth)
+    return rows
+
+
+def _assessed(name: str, kind: str, level: float, seed: int, source: str, noise: object,
+              model: object, noisy: np.ndarray, clean: np.ndarray, reference: np.ndarray,
+              own: float, truth: float) -> list[dict]:
+    rows = []
+    for denoiser_name, denoiser in (("fast", model), ("blur", blur)):
+        t0 = time.perf_counter()
+        report = assess(denoiser, noisy, "YX", seed=seed, keep_denoised=True, device="cpu",
+                        noise=noise)
+        out = report.denoised.astype(np.float64).reshape(clean.shape)
+        true_mse = float(np.mean((out - reference) ** 2)) - own
+        low, high = report.psnr_interval(RANGE)
+        true_psnr = 10 * math.log10(RANGE**2 / true_mse)
+        rows.append({
+            "image": name, "noise": kind, "level": level, "seed": seed,
+            "source": source, "denoiser": denoiser_name, "trained_on_this": seed == 0,
+            "true_mse": true_mse, "true_psnr": true_psnr, "psnr": report.psnr(RANGE),
+            "low": low, "high": high, "inside": bool(low <= true_psnr <= high),
+            "width": high - low, "error_db": report.psnr(RANGE) - true_psnr,
+            "mse": report.mse, "residual_mse": report.residual_mse,
+            "noise_variance": report.noise_variance, "divergence": report.divergence,
+            "mse_sd": report.mse_sd, "spread": report.noise.spread,
+            "propagated": report.propagated_noise, "pixels": report.pixels,
+            "true_variance": truth, "variance_error": report.noise_variance / truth - 1,
+            "correlation": report.noise.neighbour_correlation,
+            "assess_s": time.perf_counter() - t0})
+        r = rows[-1]
+        print(f"{name:22s} {kind:16s} {level:<5g} {seed} {source[:3]} {denoiser_name:5s} true "
+              f"{true_psnr:6.2f} est {r['psnr']:6.2f} [{low:6.2f}, {high:6.2f}] "
+              f"{'in ' if r['inside'] else 'OUT'} var {r['variance_error']:+.3f}", flush=True)
     return rows
 
 
@@ -105,7 +144,23 @@ def _q(values: list[float], q: float) -> float:
 
 
 def summary(rows: list[dict]) -> str:
-    """Per noise (and all): coverage, width and point error as median / 90th / worst."""
+    """Per noise source, noise (and all): coverage, width and point error as median / 90th /
+    worst, and the calibrations refused."""
+    lines = []
+    for source in ("fitted", "calibrated"):
+        of_source = [r for r in rows if r.get("source", "fitted") == source]
+        if of_source:
+            lines += ["", f"Noise {source}:", "", _summary(of_source)]
+        refused = [r for r in of_source if "refused" in r]
+        if refused:
+            lines += ["", f"Calibrations refused: {len(refused)} "
+                      f"({', '.join(sorted({r['noise'] for r in refused}))}): "
+                      f"{refused[0]['refused']}"]
+    return "\n".join(lines[1:])
+
+
+def _summary(rows: list[dict]) -> str:
+    rows = [r for r in rows if "refused" not in r]
     lines = ["| noise | denoiser | cases | coverage | width median | width 90th | "
              "\\|point error\\| median | 90th | worst | variance error median | 90th abs |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -230,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", default=",".join(IMAGES))
     parser.add_argument("--noises", default=",".join(LEVELS))
     parser.add_argument("--fmd", type=Path, default=FMD)
+    parser.add_argument("--sources", default="fitted",
+                        help="the noise the estimate uses: fitted, calibrated or fitted,calibrated")
     parser.add_argument("--tables", type=Path, help="only the tables of an interval.json")
     parser.add_argument("--rules", action="store_true",
                         help="with --tables: score interval rules on those cases")
@@ -249,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         clean = images[name][0]
         for kind in args.noises.split(","):
             for i in levels:
-                rows += case_rows(name, clean, kind, LEVELS[kind][i], args.seeds, args.steps)
+                rows += case_rows(name, clean, kind, LEVELS[kind][i], args.seeds, args.steps,
+                                  tuple(args.sources.split(",")))
                 if args.out:  # kept as it goes: a long run stopped early keeps its cases
                     args.out.mkdir(parents=True, exist_ok=True)
                     (args.out / "interval.partial.json").write_text(json.dumps(rows))
