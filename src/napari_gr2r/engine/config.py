@@ -63,6 +63,7 @@ class ObjectiveConfig:
     lambda_g: float | None = None
     pin_noise: bool | None = None
     alpha: float | None = None
+    noise_scale: float = 1.0
     noise_model: str = "gaussian"
     noise_sigma: float | None = None
     noise_gain: float | None = None
@@ -171,6 +172,12 @@ class TrainConfig:
         target ``y - n / alpha`` (None: the paper's 1, :data:`GR2R_ALPHA`). Smaller values
         train the network at a noise level closer to the real one (``1 + alpha^2`` times it)
         with noisier targets.
+    noise_scale : float
+        GR2R's generated noise (pinned to the noise level: ``pin_noise``) at this many times
+        the noise model's variance (default 1). Below 1 the recorrupted target keeps a share
+        of the input's noise, so the network smooths less than R2R's pair of twice the noise
+        variance makes it; for measuring (``python -m benchmarks.realnoise_levers --set
+        noise_scale=0.9``), not a tuned default.
     width, depth : int
         U-Net channels at the first level and number of down-samplings.
     residual : bool
@@ -366,6 +373,8 @@ class TrainConfig:
                 setattr(self, name, check_float(name, getattr(self, name), **limits))
         self.r2r_alpha = check_float("r2r_alpha", self.r2r_alpha, 0, 1, low_open=True,
                                      high_open=True)
+        self.noise_scale = check_float("noise_scale", self.noise_scale, 0, 2, low_open=True,
+                                       what="the generated noise's variance over the model's")
         self.collapse_fraction = check_float("collapse_fraction", self.collapse_fraction, 0)
         self.noise_offset = check_float("noise_offset", self.noise_offset)
         self.pin_noise = check_bool("pin_noise", self.pin_noise, allow_none=True)

@@ -136,3 +136,19 @@ def test_alpha_defaults_to_the_papers_pair_and_is_checked():
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="alpha"):
             TrainConfig(alpha=bad)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_noise_scale_sets_the_generated_noise_of_the_near_identity(scale):
+    """``noise_scale`` is the generated noise's variance over the noise model's: the
+    near-identity's unsupervised term is about ``||2n||²``, four times that variance."""
+    from napari_gr2r.engine import TrainConfig
+    from napari_gr2r.engine.data.normalization import Normalization
+    from napari_gr2r.engine.training.losses import build_objective
+
+    y, g = _batch()
+    level = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01])
+    config = TrainConfig.from_preset("fast", noise_scale=scale, gamma=0.0)
+    objective = build_objective(config, Normalization([0.0], [1.0]), level)
+    result = objective(lambda t: t * (1 - 1e-4), y, None, g)
+    assert result.terms["unsupervised"] == pytest.approx(4 * 0.01 * scale, rel=0.1)

@@ -7,6 +7,7 @@ the biases of that measurement with simulated noise.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,11 @@ class NoiseLevel:
         b = _like(signal, self.b).reshape(shape)
         return a * signal.clamp(min=0) + b if hasattr(signal, "clamp") else \
             a * np.maximum(signal, 0) + b
+
+    def scaled(self, k: float) -> NoiseLevel:
+        """The same noise with ``k`` times its variance."""
+        return dataclasses.replace(self, a=[v * k for v in self.a], b=[v * k for v in self.b],
+                                   typical=[v * k for v in self.typical])
 
     @property
     def mean_variance(self) -> float:

@@ -328,12 +328,14 @@ def build_objective(config: TrainConfig, norm: Normalization,
     """The objective a config asks for."""
     channels = len(norm.low)
     if config.method in ("gr2r", "gr2r-paper"):
+        generated = estimated if config.noise_scale == 1 else \
+            estimated.scaled(config.noise_scale)
         return GR2RLoss(
             gamma=config.resolved_gamma,
             lambda_g=config.resolved_lambda_g,
-            noise_level=estimated if config.resolved_pin_noise else None,
+            noise_level=generated if config.resolved_pin_noise else None,
             alpha=config.resolved_alpha,
-            channels=channels, neighbour_level=estimated,
+            channels=channels, neighbour_level=generated,
         )
     if config.method == "r2r":
         return R2RLoss(known_noise_level(config, norm), config.r2r_alpha, channels)
