@@ -15,6 +15,9 @@ between pixels on the deviations themselves (no signal in them).
 
 The calibration is in the input's own units: :meth:`NoiseCalibration.level` turns it into the
 normalised :class:`~napari_gr2r.engine.noise.level.NoiseLevel` a model or an estimate uses.
+
+The module is longer than 400 lines because the calibration (its units, its file) and its
+measurement from captures, with the checks real captures need, are one piece.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..data.normalization import Normalization
 from ..errors import InputError
 from .correlation import RADIUS, kernel_from_correlation
 from .level import NoiseLevel
+from .local import box_mean
 from .refit import VarianceCurve
 
 BINS = 32
@@ -233,19 +238,11 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
 
 
 def _local_mean(mean: np.ndarray) -> np.ndarray:
-    """``(C, Z, Y, X)``: the mean image's local mean, as the estimate and the training take
-    it from the image they work on (:func:`~napari_gr2r.engine.quality.risk.box_mean`).
-
-    The variance is binned by this, not by each pixel's own mean over the captures: that mean
-    still holds a share of the noise, so binning by it mixes intensities (a bright bin gathers
-    pixels whose noise happened to be high) and flattens the measured curve; evaluated where
-    the estimate looks it up, at a local mean of one capture, such a curve misses the mean
-    variance of dim captures by a few per cent. Binned by the local mean, the curve is the
-    variance expected at what the estimate will look it up with."""
-    import torch
-
-    from ..quality.risk import box_mean
-
+    """``(C, Z, Y, X)``: the mean image's local mean, what the estimate looks the variance up
+    with (:func:`~napari_gr2r.engine.noise.local.box_mean`). Binned by each pixel's own mean
+    over the captures instead, which still holds a share of the noise, a bright bin gathers
+    pixels whose noise happened to be high: the curve comes out flattened, and dim captures'
+    mean variance reads a few per cent low where the estimate looks it up."""
     return box_mean(torch.from_numpy(np.ascontiguousarray(mean, np.float32))).numpy()
 
 

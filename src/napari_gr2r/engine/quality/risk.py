@@ -15,17 +15,11 @@ import torch.nn.functional as F
 from ..data.context import centre_copies, centre_of, with_centre
 from ..data.normalization import Normalization
 from ..noise.level import NoiseLevel
+from ..noise.local import box_mean
 from ..noise.refit import VarianceCurve
 
 EPSILON = 0.01
 """Probe step as a fraction of the noise's standard deviation."""
-
-
-def box_mean(x: torch.Tensor, radius: int = 2) -> torch.Tensor:
-    planes = x.reshape(-1, 1, *x.shape[-2:])
-    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
-    padded = F.pad(planes, (radius,) * 4, mode=mode)
-    return F.avg_pool2d(padded, 2 * radius + 1, stride=1).reshape(x.shape)
 
 
 def variance_map(block: np.ndarray, level: NoiseLevel, norm: Normalization,
