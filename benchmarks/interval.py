@@ -294,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables:
         rows = json.loads(args.tables.read_text())["rows"]
         print(summary(rows))
-        if args.rules:
-            print("\n" + rules(rows, clean_images(args.size, args.fmd)))
+        if args.rules:  # the rules are about the fitted noise's interval
+            fitted = [r for r in rows if r.get("source", "fitted") == "fitted"]
+            print("\n" + rules(fitted, clean_images(args.size, args.fmd)))
         return 0
     torch.set_num_threads(1)
     images = clean_images(args.size, args.fmd)
