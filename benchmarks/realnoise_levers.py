@@ -60,20 +60,29 @@ def _calibration(config: str):
     return engine.calibrate_noise(frames, axes="TYX")
 
 
-def run(config: str, capture: int, overrides: dict, preset: str = "fast",
-        trace_every: int = 0, noise: str = "fitted") -> dict:
+def trainer_for(config: str, capture: int, overrides: dict, preset: str = "fast",
+                noise: str = "fitted"):
+    """``(trainer, raw, gt)``: the lever runs' trainer (``gr2r``, seed 0, a 2D network, one
+    torch thread, ``preset`` with ``overrides``) on one capture, not yet run."""
     import torch
 
     from napari_gr2r import engine
 
     torch.set_num_threads(1)
     raw, gt = load(config, capture)
-    k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
     cfg = engine.TrainConfig.from_preset(preset, **{"method": "gr2r", "seed": 0,
                                                     "net_dims": "2d", **overrides})
     calibration = _calibration(config) if noise == "calibrated" else None
+    return engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration), raw, gt
+
+
+def run(config: str, capture: int, overrides: dict, preset: str = "fast",
+        trace_every: int = 0, noise: str = "fitted") -> dict:
+    from napari_gr2r import engine
+
     t0 = time.perf_counter()
-    trainer = engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration)
+    trainer, raw, gt = trainer_for(config, capture, overrides, preset, noise)
+    k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
     trace, traced_s = [], 0.0
     for event in trainer.iter_fit():
         if trace_every and isinstance(event, engine.TrainingProgress) and event.validated \

@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("skimage")
 
-from benchmarks import baselines, quality, realnoise, speed
+from benchmarks import baselines, mc_inference, quality, realnoise, speed
 from benchmarks.common import NOISES, correlate_periodic, gaussian_kernel, psnr
 
 # --------------------------------------------------------------------------------------------
@@ -207,6 +207,15 @@ def test_realnoise_suite_smoke(tmp_path):
     assert set(scores) == {("image", "noisy"), ("image", "gr2r"), ("image", "n2c"),
                            ("series", "gr2r"), ("series", "n2c")}
     assert "mean PSNR per microscope" in (out / "realnoise.md").read_text()
+
+
+def test_mc_inference_plain_pass_reproduces_the_engine():
+    """The Monte-Carlo inference benchmark's single pass is the engine's own result, so its
+    differences are the averaging's alone."""
+    row = mc_inference.measure("Confocal_BPAE_G", 1, steps=3)
+    assert row["plain"] == pytest.approx(row["engine"], abs=0.05)
+    assert {"res_s1.0_k16", "gauss_s0.5_k1", "blend_res_s1.0"} <= set(row)
+    assert "| `res_s1.0_k16` |" in mc_inference.summary([row])
 
 
 def test_realnoise_shows_a_stored_long_run_with_where_it_came_from(tmp_path):
