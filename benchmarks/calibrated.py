@@ -134,7 +134,8 @@ def write(rows: list[dict[str, Any]], out: Path, command: str, load_avg: str) ->
         "with the calibration; `covered`: the true MSE inside the report's 90 % interval, and "
         "that interval's width in dB (inf: its lower MSE bound is 0).", "",
         markdown_table(["configuration", "calibration (input units)", "trained, fitted noise",
-                        "trained, calibrated", "difference", "difference per seed", "estimate error, fitted noise",
+                        "trained, calibrated", "difference", "difference per seed",
+                        "estimate error, fitted noise",
                         "estimate error, calibrated", "covered (fitted / calibrated)",
                         "interval width, dB (fitted / calibrated)"], table),
         ""]

@@ -107,6 +107,36 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     return row
 
 
+def compare(logs: list[Path], baseline: str) -> str:
+    """A markdown table of every label in ``logs`` against the runs labelled ``baseline``, on
+    the captures both ran (distinct images only: a capture whose raw image repeats an earlier
+    one, as ``WideField_BPAE_B_2`` repeats ``_1``, is counted once). ``plain`` PSNR."""
+    rows = [json.loads(line) for path in logs for line in path.read_text().splitlines()
+            if line.strip()]
+    base = {(r["config"], r["capture"]): r for r in rows if r["label"] == baseline}
+    if not base:
+        raise SystemExit(f"no runs labelled {baseline!r} in {', '.join(map(str, logs))}")
+    seen: dict = {}
+    for config, capture in sorted(base):
+        seen.setdefault(load(config, capture)[0].tobytes(), (config, capture))
+    distinct = set(seen.values())
+    lines = ["| runs | captures | mean vs baseline (dB) | higher on | lowest (capture) | highest | "
+             "median training s (baseline) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label in dict.fromkeys(r["label"] for r in rows if r["label"] != baseline):
+        pairs = [(r, base[key]) for r in rows if r["label"] == label
+                 and (key := (r["config"], r["capture"])) in distinct]
+        if not pairs:
+            continue
+        d = np.array([r["plain_psnr"] - b["plain_psnr"] for r, b in pairs])
+        low = pairs[int(d.argmin())][0]
+        lines.append(
+            f"| `{label}` | {len(d)} | {d.mean():+.3f} | {int((d > 0).sum())} | {d.min():+.2f} "
+            f"({low['config']}_{low['capture']}) | {d.max():+.2f} | "
+            f"{np.median([r['train_s'] for r, _ in pairs]):.1f} "
+            f"({np.median([b['train_s'] for _, b in pairs]):.1f}) |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.realnoise_levers",
                                      description=__doc__,
@@ -125,7 +155,15 @@ def main(argv: list[str] | None = None) -> int:
                              "calibrated from the configuration's four captures")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",
+                        help="train nothing: print every label in these logs against the runs "
+                             "labelled --baseline")
+    parser.add_argument("--baseline", default="noise_scale=1.0",
+                        help="the label --compare measures against")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare, args.baseline))
+        return 0
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
     for config in args.configs:

@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("skimage")
 
-from benchmarks import baselines, mc_inference, quality, realnoise, speed
+from benchmarks import baselines, mc_inference, quality, realnoise, realnoise_levers, speed
 from benchmarks.common import NOISES, correlate_periodic, gaussian_kernel, psnr
 
 # --------------------------------------------------------------------------------------------
@@ -216,6 +216,22 @@ def test_mc_inference_plain_pass_reproduces_the_engine():
     assert row["plain"] == pytest.approx(row["engine"], abs=0.05)
     assert {"res_s1.0_k16", "gauss_s0.5_k1", "blend_res_s1.0"} <= set(row)
     assert "| `res_s1.0_k16` |" in mc_inference.summary([row])
+
+
+def test_lever_comparison_pairs_captures_and_counts_a_repeated_image_once(tmp_path):
+    def row(label, config, capture, value):
+        return json.dumps(dict(label=label, config=config, capture=capture, train_s=1.0,
+                               plain_psnr=value))
+
+    log = tmp_path / "levers.jsonl"
+    log.write_text("\n".join([
+        row("base", "WideField_BPAE_B", 1, 30.0), row("base", "WideField_BPAE_B", 2, 30.0),
+        row("base", "Confocal_BPAE_G", 1, 30.0),
+        row("lever", "WideField_BPAE_B", 1, 29.0), row("lever", "WideField_BPAE_B", 2, 29.0),
+        row("lever", "Confocal_BPAE_G", 1, 31.0)]))
+    table = realnoise_levers.compare([log], "base")
+    # captures 1 and 2 of WideField_BPAE_B are the same image: two captures, not three
+    assert "| `lever` | 2 | +0.000 | 1 | -1.00 (WideField_BPAE_B_1) | +1.00 |" in table
 
 
 def test_realnoise_shows_a_stored_long_run_with_where_it_came_from(tmp_path):
