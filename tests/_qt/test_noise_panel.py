@@ -63,7 +63,8 @@ def test_training_plots_the_estimated_psnr_then_the_panel_draws_the_model(state,
     assert "likely" in noise.view.summary.text()  # with its 90 % interval
     # the curve shows the whole image's estimate and its interval at the model's last step
     [(step, psnr, low, high)] = training.loss_plot.points("whole_image")
-    assert step == 40 and psnr == pytest.approx(report.psnr())
+    assert step == 40
+    assert psnr == pytest.approx(report.psnr())
     assert (low, high) == pytest.approx(report.psnr_interval())
     assert training.loss_plot.whole_point.isVisible()
     # and the result layer records the estimate and the model it came from
