@@ -34,7 +34,7 @@ import numpy as np
 
 from .common import log, psnr
 from .realnoise import CONFIGS, RANGE
-from .realnoise_levers import trainer_for
+from .realnoise_levers import distinct_captures, trainer_for
 
 SAMPLES = (1, 4, 16)
 
@@ -88,7 +88,10 @@ def measure(config: str, capture: int, preset: str = "fast", steps: int | None =
 
 
 def summary(rows: list[dict]) -> str:
-    """A markdown table: each variant's difference to ``plain`` over the captures."""
+    """A markdown table: each variant's difference to ``plain`` over the captures (a capture
+    whose raw image repeats another's counted once)."""
+    keep = distinct_captures((r["config"], r["capture"]) for r in rows)
+    rows = [r for r in rows if (r["config"], r["capture"]) in keep]
     keys = [k for k in rows[0] if k.startswith(("res_", "gauss_", "blend_"))]
     lines = ["| inference | mean vs plain (dB) | higher on | lowest | highest |",
              "| --- | --- | --- | --- | --- |"]
@@ -108,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--log", type=Path)
+    parser.add_argument("--tables", type=Path, metavar="LOG",
+                        help="train nothing: the summary of the runs in this log")
     args = parser.parse_args(argv)
+    if args.tables:
+        print(summary([json.loads(line) for line in args.tables.read_text().splitlines()
+                       if line.strip()]))
+        return 0
     rows = []
     for config in args.configs:
         for capture in args.captures:

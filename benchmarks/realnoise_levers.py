@@ -107,6 +107,15 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     return row
 
 
+def distinct_captures(keys) -> set[tuple[str, int]]:
+    """The ``(config, capture)`` keys whose raw images differ: of captures with the same image
+    (``WideField_BPAE_B_2`` repeats ``_1`` in the dataset), the first in sorted order."""
+    seen: dict = {}
+    for config, capture in sorted(keys):
+        seen.setdefault(load(config, capture)[0].tobytes(), (config, capture))
+    return set(seen.values())
+
+
 def compare(logs: list[Path], baseline: str) -> str:
     """A markdown table of every label in ``logs`` against the runs labelled ``baseline``, on
     the captures both ran (distinct images only: a capture whose raw image repeats an earlier
@@ -116,10 +125,7 @@ def compare(logs: list[Path], baseline: str) -> str:
     base = {(r["config"], r["capture"]): r for r in rows if r["label"] == baseline}
     if not base:
         raise SystemExit(f"no runs labelled {baseline!r} in {', '.join(map(str, logs))}")
-    seen: dict = {}
-    for config, capture in sorted(base):
-        seen.setdefault(load(config, capture)[0].tobytes(), (config, capture))
-    distinct = set(seen.values())
+    distinct = distinct_captures(base)
     lines = ["| runs | captures | mean vs baseline (dB) | higher on | lowest (capture) | highest | "
              "median training s (baseline) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for label in dict.fromkeys(r["label"] for r in rows if r["label"] != baseline):
