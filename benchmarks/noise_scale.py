@@ -8,11 +8,15 @@ with each ``--scales`` value (seed 0, one torch thread), PSNR (range 1000) again
 image. A line of JSON per run goes to ``--log``.
 
     python -m benchmarks.noise_scale --scales 1.0 0.8 --log OUT.jsonl
+    python -m benchmarks.noise_scale --variants "" gamma=0.0,steps=620 --log OUT.jsonl
+
+``--variants`` measures any other settings of the preset the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 from pathlib import Path
@@ -26,6 +30,12 @@ IMAGES = ["camera", "coins", "cell", "fmd_Confocal_BPAE_G", "fmd_TwoPhoton_BPAE_
 NOISES = [("gaussian", 0.05), ("gaussian", 0.10), ("poisson-gaussian", 30)]
 
 
+def _settings(text: str) -> dict:
+    """``"gamma=0.0,steps=620"`` -> ``{"gamma": 0.0, "steps": 620}`` (``""``: the preset)."""
+    return {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in text.split(",")
+                                               if item)}
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -33,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 0.8])
+    parser.add_argument("--variants", nargs="+", default=None, metavar="FIELD=VALUE,...",
+                        help="instead of --scales: TrainConfig settings per run, comma-separated "
+                             "(\"\" for the preset as it is), e.g. \"\" gamma=0.0,steps=620")
     parser.add_argument("--images", nargs="+", default=IMAGES)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--log", type=Path, required=True)
@@ -45,12 +58,15 @@ def main(argv: list[str] | None = None) -> None:
             rng = np.random.default_rng([0, list(LEVELS).index(kind), int(level * 1000)])
             noisy, _ = add_noise(clean, kind, level, rng)
             reference = clean + (100 * 1000 / level if kind == "poisson-gaussian" else 0)
-            for scale in args.scales:
-                config = engine.TrainConfig.from_preset("fast", noise_scale=scale, seed=0)
+            runs = ([({"noise_scale": scale}, {"scale": scale}) for scale in args.scales]
+                    if args.variants is None else
+                    [(_settings(v), {"variant": v or "preset"}) for v in args.variants])
+            for settings, tag in runs:
+                config = engine.TrainConfig.from_preset("fast", **{"seed": 0, **settings})
                 model = engine.train(noisy.astype(np.float32), "YX", config, device="cpu")
                 out = engine.denoise(model, noisy.astype(np.float32), "YX", device="cpu")
                 mse = float(np.mean((out.astype(np.float64) - reference) ** 2)) - own
-                row = {"image": name, "noise": kind, "level": level, "scale": scale,
+                row = {"image": name, "noise": kind, "level": level, **tag,
                        "psnr": round(10 * math.log10(1000.0**2 / mse), 3)}
                 log(json.dumps(row))
                 with args.log.open("a") as f:

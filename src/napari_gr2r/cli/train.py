@@ -41,7 +41,7 @@ from ._common import (
 )
 
 PRESET_TEXT = {
-    "fast": "U-Net width 16, depth 2, a 2D network over Z slices, 400 steps: a laptop CPU",
+    "fast": "U-Net width 16, depth 2, a 2D network over Z slices, 620 steps: a laptop CPU",
     "balanced": "width 32, depth 3, 2000 steps: a workstation or a GPU",
     "quality": "width 48, depth 4, larger patches, 20,000 steps: a long run on a GPU",
 }

@@ -44,7 +44,7 @@ GR2R_ALPHA = 1.0
 why it stays at 1: docs/method-notes.md)."""
 
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
-    "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=400,
+    "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620,
                  lr=2e-3),
     "balanced": dict(width=32, depth=3, patch_size=64, patch_size_z=16, batch_size=8, steps=2000,
                      lr=1e-3),
@@ -52,6 +52,12 @@ _PRESET_VALUES: dict[str, dict[str, Any]] = {
                     lr=3e-4),
 }
 # short runs need a larger step size than the paper's 3e-4 (docs/method-notes.md)
+
+_PRESET_GR2R_GAMMA: dict[str, float] = {"fast": 0.0}
+"""``gamma`` of the ``gr2r`` method per preset where it differs from the method's default.
+``fast`` trains without the pseudo-supervised term: a step is then two network passes instead of
+three, and in ``fast``'s time the run makes 620 steps instead of 400, which denoised better than
+the term did (docs/method-notes.md, "The γ term")."""
 
 
 @dataclass
@@ -164,7 +170,8 @@ class TrainConfig:
         docs/cluster-training.md), ``lr`` times sqrt(N) (``"sqrt"``) or times N
         (``"linear"``). One process: ``lr``.
     gamma, lambda_g : float or None
-        Weights of the pseudo-supervised and regular terms; None takes the method's default.
+        Weights of the pseudo-supervised and regular terms; None takes the method's default
+        (for ``gr2r``: gamma 1, but 0 with the ``fast`` preset, see :meth:`from_preset`).
     pin_noise : bool or None
         Rescale the generated noise to the estimated noise level (None: True for ``gr2r``).
     alpha : float or None
@@ -282,20 +289,23 @@ class TrainConfig:
         """Build a config from a preset and override single fields.
 
         ``"fast"``: a laptop CPU. U-Net width 16, depth 2 (118k parameters), 48 x 48 patches
-        (16 slices deep for a 3D network), 8 per step, 400 steps at a learning rate of 2e-3;
-        a Z stack trains a 2D network over its slices.
+        (16 slices deep for a 3D network), 8 per step, 620 steps at a learning rate of 2e-3;
+        a Z stack trains a 2D network over its slices. With the ``gr2r`` method it leaves out
+        the pseudo-supervised term (``gamma=0``) unless ``gamma`` is given: each step costs
+        two network passes instead of three, so the 620 steps take the time 400 would.
 
         ``"balanced"`` (the default): a workstation. Width 32, depth 3 (1.2M parameters as a
         2D network, 3.6M as 3D), 64 x 64 patches (x 16 slices), 8 per step, 2000 steps at 1e-3;
-        a stack of at least 16 slices trains a 3D network. Per step 9x the ``fast`` preset's
-        work as a 2D network (the run: 46x) and 250x as a 3D one (the run: about 1300x; a GPU).
+        a stack of at least 16 slices trains a 3D network. Per step 16x the ``fast`` preset's
+        work as a 2D network (the run: 52x) and 444x as a 3D one (the run: about 1400x; a GPU).
 
         ``"quality"``: a GPU. Width 48, depth 4 (4.4M parameters as 2D, 13M as 3D), 96 x 96
-        patches (x 32 slices), 10 per step, 20,000 steps at the paper's 3e-4. Per step 61x the
-        ``fast`` preset's work as 2D (the run: 3000x) and 3200x as 3D.
+        patches (x 32 slices), 10 per step, 20,000 steps at the paper's 3e-4. Per step 107x the
+        ``fast`` preset's work as 2D (the run: 3500x) and 5700x as 3D.
 
-        The work ratios are counted operations of the network's forward and backward pass
-        (``python -m benchmarks.preset_cost``, checked by the tests); time on one device
+        The work ratios are counted operations of a ``gr2r`` training step, every network pass
+        its loss makes, forward and backward (``python -m benchmarks.preset_cost``, checked by
+        the tests); time on one device
         scales with them, and the times measured are in docs/method-notes.md.
 
         Parameters
@@ -323,6 +333,9 @@ class TrainConfig:
         values = {k: v for k, v in _PRESET_VALUES[preset].items()
                   if SECTION_OF[k] not in overrides}
         values.update(overrides)
+        if (values.get("gamma") is None and values.get("method", "gr2r") == "gr2r"
+                and "objective" not in overrides):
+            values["gamma"] = _PRESET_GR2R_GAMMA.get(preset)
         return cls(preset, **values)
 
     def validate(self) -> None:

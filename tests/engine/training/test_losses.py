@@ -152,3 +152,33 @@ def test_noise_scale_sets_the_generated_noise_of_the_near_identity(scale):
     objective = build_objective(config, Normalization([0.0], [1.0]), level)
     result = objective(lambda t: t * (1 - 1e-4), y, None, g)
     assert result.terms["unsupervised"] == pytest.approx(4 * 0.01 * scale, rel=0.1)
+
+
+def test_fast_preset_trains_gr2r_without_the_pseudo_term_in_two_passes():
+    """``fast`` leaves out GR2R's pseudo-supervised term (so its 620 steps cost what 400 with
+    it would); another method, another preset or a gamma given keep theirs."""
+    from napari_gr2r.engine import TrainConfig
+    from napari_gr2r.engine.data.normalization import Normalization
+    from napari_gr2r.engine.training.losses import build_objective
+
+    y, g = _batch()
+    level = NoiseLevel(a=[0.0], b=[0.01], typical=[0.01])
+    seen: list[int] = []
+
+    def net(t):
+        seen.append(t.shape[0])
+        return t * 0.5
+
+    def passes(config):
+        seen.clear()
+        result = build_objective(config, Normalization([0.0], [1.0]), level)(net, y, None, g)
+        return seen[1] // y.shape[0], set(result.terms)  # seen[0]: f(y) without gradient
+
+    fast = TrainConfig.from_preset("fast")
+    assert (fast.steps, fast.resolved_gamma) == (620, 0.0)
+    assert passes(fast) == (1, {"unsupervised"})
+    assert passes(TrainConfig.from_preset("balanced"))[0] == 2  # unsupervised + pseudo
+    assert TrainConfig.from_preset("fast", gamma=1.0).resolved_gamma == 1.0
+    assert TrainConfig.from_preset("fast", gamma=None).resolved_gamma == 0.0  # 'default'
+    assert TrainConfig.from_preset("fast", method="gr2r-paper").resolved_gamma == 2.0
+    assert TrainConfig.from_preset("balanced").resolved_gamma == 1.0

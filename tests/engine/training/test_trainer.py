@@ -45,7 +45,7 @@ def test_other_methods_improve_gaussian_noise(method, gaussian2d, clean2d):
 
 
 def test_events_are_typed_and_complete(gaussian2d):
-    trainer = engine.Trainer(gaussian2d, "YX", tiny(steps=30))
+    trainer = engine.Trainer(gaussian2d, "YX", tiny(steps=30, gamma=1.0))  # with every term
     events = list(trainer.iter_fit())
     assert isinstance(events[0], engine.TrainingStarted)
     assert isinstance(events[-1], engine.TrainingFinished)
