@@ -18,7 +18,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo.add_argument("--sample", default="all",
                       choices=["all", "nuclei2d", "nuclei3d", "fmd_confocal"],
                       help="which bundled sample to train on (default: %(default)s)")
-    demo.add_argument("--steps", type=int, help="training steps per sample (default: 300)")
+    demo.add_argument("--steps", type=int, help="training steps per sample (default: 460)")
     demo.add_argument("--method", default="gr2r", choices=["gr2r", "gr2r-paper"],
                       help="training objective, see 'train --help' (default: %(default)s)")
     demo.add_argument("--output-dir", help="also save the denoised images and models here "
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         noisy, clean, info = load_sample(name)
         axes = info["axes"]
-        steps = args.steps or 300
+        steps = args.steps or 460
         config = engine.TrainConfig.from_preset("fast", steps=steps, method=args.method, seed=0)
         print(f"\n{name}: {info['description']}\n  shape {noisy.shape} ({axes}), {noisy.dtype}, "
               f"{steps} steps")
