@@ -305,8 +305,8 @@ class TrainConfig:
 
         The work ratios are counted operations of a ``gr2r`` training step, every network pass
         its loss makes, forward and backward (``python -m benchmarks.preset_cost``, checked by
-        the tests); time on one device
-        scales with them, and the times measured are in docs/method-notes.md.
+        the tests); time on one device scales with them, and the times measured are in
+        docs/method-notes.md.
 
         Parameters
         ----------
