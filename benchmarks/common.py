@@ -250,3 +250,12 @@ class Timer:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def log_row(row: dict, path: Any = None, shown: dict | None = None) -> None:
+    """Print a run's row as JSON (``shown`` instead where given) and append it as one line of
+    JSON to ``path`` (a :class:`~pathlib.Path`; None: print only)."""
+    log(json.dumps(row if shown is None else shown))
+    if path is not None:
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")

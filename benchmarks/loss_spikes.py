@@ -17,13 +17,12 @@ thread; a line of JSON per run goes to ``--log`` with every step.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .common import log
+from .common import log_row
 from .realnoise import CONFIGS, load
 from .realnoise_levers import _value
 
@@ -88,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for config in args.configs:
         for capture in args.captures:
             row = run(config, capture, args.preset, overrides, args.until)
-            log(json.dumps({k: v for k, v in row.items() if k != "per_step"}))
-            if args.log is not None:
-                with args.log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+            log_row(row, args.log, {k: v for k, v in row.items() if k != "per_step"})
     return 0
 
 

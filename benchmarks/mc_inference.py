@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import log, psnr
+from .common import log_row, psnr
 from .realnoise import CONFIGS, RANGE
 from .realnoise_levers import distinct_captures, trainer_for
 
@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for capture in args.captures:
             row = measure(config, capture, args.preset, args.steps)
             rows.append(row)
-            log(json.dumps(row))
-            if args.log is not None:
-                with args.log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+            log_row(row, args.log)
     print(summary(rows))
     return 0
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from .common import log
+from .common import log_row
 from .noise_fit import FMD, LEVELS, add_noise, clean_images
 
 IMAGES = ["camera", "coins", "cell", "fmd_Confocal_BPAE_G", "fmd_TwoPhoton_BPAE_B"]
@@ -68,9 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                 mse = float(np.mean((out.astype(np.float64) - reference) ** 2)) - own
                 row = {"image": name, "noise": kind, "level": level, **tag,
                        "psnr": round(10 * math.log10(1000.0**2 / mse), 3)}
-                log(json.dumps(row))
-                with args.log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                log_row(row, args.log)
 
 
 if __name__ == "__main__":

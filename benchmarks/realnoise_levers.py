@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import log, psnr
+from .common import log, log_row, psnr
 from .realnoise import CONFIGS, RANGE, load
 
 
@@ -60,10 +60,9 @@ def _calibration(config: str):
     return engine.calibrate_noise(frames, axes="TYX")
 
 
-def trainer_for(config: str, capture: int, overrides: dict, preset: str = "fast",
-                noise: str = "fitted"):
-    """``(trainer, raw, gt)``: the lever runs' trainer (``gr2r``, seed 0, a 2D network, one
-    torch thread, ``preset`` with ``overrides``) on one capture, not yet run."""
+def _inputs(config: str, capture: int, overrides: dict, preset: str, noise: str):
+    """``(raw, gt, train config, calibration or None)`` of one lever run (``gr2r``, seed 0, a
+    2D network, ``preset`` with ``overrides``); one torch thread."""
     import torch
 
     from napari_gr2r import engine
@@ -72,7 +71,15 @@ def trainer_for(config: str, capture: int, overrides: dict, preset: str = "fast"
     raw, gt = load(config, capture)
     cfg = engine.TrainConfig.from_preset(preset, **{"method": "gr2r", "seed": 0,
                                                     "net_dims": "2d", **overrides})
-    calibration = _calibration(config) if noise == "calibrated" else None
+    return raw, gt, cfg, (_calibration(config) if noise == "calibrated" else None)
+
+
+def trainer_for(config: str, capture: int, overrides: dict, preset: str = "fast",
+                noise: str = "fitted"):
+    """``(trainer, raw, gt)``: the lever runs' trainer on one capture, not yet run."""
+    from napari_gr2r import engine
+
+    raw, gt, cfg, calibration = _inputs(config, capture, overrides, preset, noise)
     return engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration), raw, gt
 
 
@@ -80,8 +87,9 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
         trace_every: int = 0, noise: str = "fitted") -> dict:
     from napari_gr2r import engine
 
-    t0 = time.perf_counter()
-    trainer, raw, gt = trainer_for(config, capture, overrides, preset, noise)
+    raw, gt, cfg, calibration = _inputs(config, capture, overrides, preset, noise)
+    t0 = time.perf_counter()  # the trainer's setup (noise fit) and run, as the engine's user waits
+    trainer = engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration)
     k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
     trace, traced_s = [], 0.0
     for event in trainer.iter_fit():
@@ -177,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise))
             rows.append(row)
-            log(json.dumps(row))
-            if args.log is not None:
-                with args.log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+            log_row(row, args.log)
     for tag in ("plain", "tta2", "tta4", "tta8"):
         log(f"{args.label} mean {tag}: PSNR {np.mean([r[f'{tag}_psnr'] for r in rows]):.3f}, "
             f"at the capture's brightness {np.mean([r[f'{tag}_psnr_k'] for r in rows]):.3f}")
