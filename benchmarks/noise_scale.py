@@ -10,7 +10,9 @@ image. A line of JSON per run goes to ``--log``.
     python -m benchmarks.noise_scale --scales 1.0 0.8 --log OUT.jsonl
     python -m benchmarks.noise_scale --variants "" gamma=0.0,steps=620 --log OUT.jsonl
 
-``--variants`` measures any other settings of the preset the same way.
+``--variants`` measures any other settings of the preset the same way; ``--noises`` replaces the
+three noises (``KIND:LEVEL``, the kinds and levels of :mod:`benchmarks.noise_fit`, e.g.
+``correlated:0.05``: Gaussian noise filtered along X).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def _settings(text: str) -> dict:
                                                if item)}
 
 
+def _noise(text: str) -> tuple[str, float]:
+    """``"correlated:0.05"`` -> ``("correlated", 0.05)``."""
+    kind, _, level = text.partition(":")
+    if kind not in LEVELS or not level:
+        raise SystemExit(f"--noises takes KIND:LEVEL with KIND one of {', '.join(LEVELS)}")
+    return kind, float(level)
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -45,15 +55,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=None, metavar="FIELD=VALUE,...",
                         help="instead of --scales: TrainConfig settings per run, comma-separated "
                              "(\"\" for the preset as it is), e.g. \"\" gamma=0.0,steps=620")
+    parser.add_argument("--noises", nargs="+", default=None, metavar="KIND:LEVEL",
+                        help="instead of the three default noises, e.g. correlated:0.05")
     parser.add_argument("--images", nargs="+", default=IMAGES)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--log", type=Path, required=True)
     args = parser.parse_args(argv)
+    noises = NOISES if args.noises is None else [_noise(text) for text in args.noises]
     torch.set_num_threads(1)
     images = clean_images(args.size, FMD)
     for name in args.images:
         clean, own = images[name]
-        for kind, level in NOISES:
+        for kind, level in noises:
             rng = np.random.default_rng([0, list(LEVELS).index(kind), int(level * 1000)])
             noisy, _ = add_noise(clean, kind, level, rng)
             reference = clean + (100 * 1000 / level if kind == "poisson-gaussian" else 0)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import realnoise
 from .common import log, log_row, psnr
 from .realnoise import CONFIGS, RANGE, load
 
@@ -83,13 +84,42 @@ def trainer_for(config: str, capture: int, overrides: dict, preset: str = "fast"
     return engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration), raw, gt
 
 
+def unshuffle(image: np.ndarray, s: int) -> list[np.ndarray]:
+    """Pixel-shuffle downsampling (AP-BSN's PD): the ``s * s`` sub-images of every ``s``-th
+    pixel, in which noise correlated between neighbours is correlated only at ``s`` times the
+    distance. Rows and columns beyond a multiple of ``s`` are left out."""
+    h, w = (n // s * s for n in image.shape)
+    return [image[i:h:s, j:w:s] for i in range(s) for j in range(s)]
+
+
+def reshuffle(parts: list[np.ndarray], s: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The image :func:`unshuffle` took apart (pixels it left out stay 0)."""
+    out = np.zeros(shape, np.float32)
+    for k, part in enumerate(parts):
+        i, j = divmod(k, s)
+        out[i::s, j::s][:part.shape[0], :part.shape[1]] = part
+    return out
+
+
+def _denoise(model, raw: np.ndarray, views: int, shuffle: int) -> np.ndarray:
+    from napari_gr2r import engine
+
+    if shuffle <= 1:
+        return engine.denoise(model, raw, axes="YX", device="cpu", tta=views)
+    return reshuffle([engine.denoise(model, part, axes="YX", device="cpu", tta=views)
+                      for part in unshuffle(raw, shuffle)], shuffle, raw.shape)
+
+
 def run(config: str, capture: int, overrides: dict, preset: str = "fast",
-        trace_every: int = 0, noise: str = "fitted") -> dict:
+        trace_every: int = 0, noise: str = "fitted", shuffle: int = 1) -> dict:
+    """One lever run; ``shuffle`` > 1 trains on the capture's pixel-shuffled sub-images
+    (:func:`unshuffle`) and denoises each of them before putting the image back together."""
     from napari_gr2r import engine
 
     raw, gt, cfg, calibration = _inputs(config, capture, overrides, preset, noise)
     t0 = time.perf_counter()  # the trainer's setup (noise fit) and run, as the engine's user waits
-    trainer = engine.Trainer(raw, "YX", cfg, device="cpu", noise=calibration)
+    data = raw if shuffle <= 1 else unshuffle(raw, shuffle)
+    trainer = engine.Trainer(data, "YX", cfg, device="cpu", noise=calibration)
     k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
     trace, traced_s = [], 0.0
     for event in trainer.iter_fit():
@@ -102,12 +132,12 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     model = trainer.model
     row = dict(config=config, capture=capture, overrides=overrides, preset=preset,
                train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4),
-               noise=noise)
+               noise=noise, **({"pixel_shuffle": shuffle} if shuffle > 1 else {}))
     if trace:
         row["trace"] = trace
     for views in (1, 2, 4, 8):
         t1 = time.perf_counter()
-        out = engine.denoise(model, raw, axes="YX", device="cpu", tta=views)
+        out = _denoise(model, raw, views, shuffle)
         tag = "plain" if views == 1 else f"tta{views}"
         row[f"{tag}_s"] = round(time.perf_counter() - t1, 2)
         row[f"{tag}_psnr"] = round(psnr(gt, out, RANGE), 3)
@@ -167,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", choices=["fitted", "calibrated"], default="fitted",
                         help="the generated noise's level: fitted on the capture (default), or "
                              "calibrated from the configuration's four captures")
+    parser.add_argument("--pixel-shuffle", type=int, default=1, metavar="S",
+                        help="train on the capture's S*S pixel-shuffled sub-images and denoise "
+                             "each (AP-BSN's downsampling against correlated noise; 1: off)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="a folder with raw/ and gt/ FMD PNGs instead of the vendored "
+                             "256x256 crops (e.g. the full 512x512 captures)")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
     parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",
@@ -178,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print(compare(args.compare, args.baseline))
         return 0
+    if args.pixel_shuffle > 1 and args.trace_every:
+        parser.error("--trace-every scores the whole capture: not with --pixel-shuffle")
+    if args.data is not None:
+        realnoise.DATA = args.data
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
     for config in args.configs:
         for capture in args.captures:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
-                                                 args.trace_every, args.noise))
+                                                 args.trace_every, args.noise,
+                                                 args.pixel_shuffle))
             rows.append(row)
             log_row(row, args.log)
     for tag in ("plain", "tta2", "tta4", "tta8"):

@@ -234,6 +234,17 @@ def test_lever_comparison_pairs_captures_and_counts_a_repeated_image_once(tmp_pa
     assert "| `lever` | 2 | +0.000 | 1 | -1.00 (WideField_BPAE_B_1) | +1.00 |" in table
 
 
+def test_pixel_shuffle_takes_an_odd_sized_image_apart_and_back_without_moving_a_pixel():
+    image = np.arange(7 * 9, dtype=np.float32).reshape(7, 9) + 1
+    parts = realnoise_levers.unshuffle(image, 2)
+    assert [p.shape for p in parts] == [(3, 4)] * 4
+    assert parts[1][0, 0] == image[0, 1]  # every second pixel, from the part's offset
+    back = realnoise_levers.reshuffle(parts, 2, image.shape)
+    assert np.array_equal(back[:6, :8], image[:6, :8])
+    assert not back[6].any()  # the row and column left out stay empty
+    assert not back[:, 8].any()
+
+
 def test_realnoise_shows_a_stored_long_run_with_where_it_came_from(tmp_path):
     out = tmp_path / "realnoise"
     args = ["--smoke", "--out", str(out), "--jobs", "1", "--series-methods"]
