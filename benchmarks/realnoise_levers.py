@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         for capture in args.captures:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise,
-                                                 args.pixel_shuffle))
+                                                 args.pixel_shuffle),
+                       **({"data": str(args.data)} if args.data is not None else {}))
             rows.append(row)
             log_row(row, args.log)
     for tag in ("plain", "tta2", "tta4", "tta8"):
