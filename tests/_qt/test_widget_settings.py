@@ -119,6 +119,23 @@ def test_precision_and_compile_reach_the_engine_and_fp16_on_a_cpu_is_refused(vie
     assert any(" at bf16" in text for text in shown)
 
 
+def test_an_ensemble_is_trained_and_shown_from_the_widget(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    settings = widget.settings_panel
+    assert settings.members.value() == engine.TrainConfig().members == 1
+    assert "average" in settings.members.toolTip()
+    layer = viewer.add_image(_noisy((64, 64)), name="plane")
+    _choose(widget, layer, "YX")
+    shrink_widget(widget, steps=4)
+    settings.members.setValue(3)
+    model, shown = _train(widget, qtbot)
+    assert model.config.members == 3
+    assert len(model.net.members) == 3
+    assert any("an ensemble of 3 2D networks" in text for text in shown)
+    settings.preset.setCurrentText("quality")  # a preset sets one network again
+    assert settings.members.value() == 1
+
+
 def _calibration(tmp_path) -> tuple[engine.NoiseCalibration, str]:
     cal = engine.calibrate_noise(_noisy((4, 64, 64), seed=5), "TYX")
     path = tmp_path / "camera.noise.json"

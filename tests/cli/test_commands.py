@@ -150,3 +150,21 @@ def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path, ca
     assert "--tta denoises one image in memory" in err
     assert "Traceback" not in err
     assert not (tmp_path / "tta.zarr").exists()
+
+
+def test_train_members_saves_an_ensemble_and_refuses_too_many_in_one_line(noisy_tif, tmp_path,
+                                                                          capsys):
+    out = tmp_path / "ensemble.gr2r.pt"
+    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "20",
+                 "--members", "2", "-o", str(out)]) == 0
+    model = engine.load_model(out)
+    assert model.config.members == 2
+    assert len(model.net.members) == 2
+    assert "training an ensemble of 2 2D networks" in capsys.readouterr().err
+    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--members", "40",
+                 "-o", str(tmp_path / "no.gr2r.pt")]) != 0
+    err = capsys.readouterr().err
+    assert "members" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "no.gr2r.pt").exists()

@@ -90,6 +90,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        "supervised (--target) (default: %(default)s)")
     train.add_argument("--steps", type=int, help="optimiser steps (default: the preset's); "
                        "with --resume, the step the run ends at (default: the run's own)")
+    train.add_argument("--members", type=int, metavar="K",
+                       help="train K networks side by side, each on its own patches, and "
+                       "denoise with their mean: K times the training time, and an error at "
+                       "most the networks' average (default: 1)")
     train.add_argument("--net-dims", default="auto", choices=["auto", "2d", "3d"],
                        help="2D network over Z slices or 3D network; auto picks 3D for deep "
                        "enough Z stacks, except with the fast preset (default: %(default)s)")
@@ -174,6 +178,8 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
     overrides.update(_run_options(args))
     if args.context is not None:
         overrides["context"] = args.context
+    if args.members is not None:
+        overrides["members"] = args.members
     if args.method == "r2r":
         overrides["noise_sigma"] = args.noise_sigma
         if args.noise_gain:

@@ -31,6 +31,9 @@ LR_SCALINGS = ("none", "sqrt", "linear")
 """How the learning rate grows with the number of training processes (see
 :func:`napari_gr2r.engine.training.distributed.lr_scale`)."""
 
+MAX_MEMBERS = 16
+"""The most networks of an ensemble (``TrainConfig.members``)."""
+
 MAX_CONTEXT = 8
 """The most neighbouring planes on each side (``TrainConfig.context``)."""
 
@@ -86,6 +89,7 @@ class NetworkConfig:
     residual: bool = False
     net_dims: str = "auto"
     context: int | str = 0
+    members: int = 1
 
 
 @dataclass
@@ -193,6 +197,12 @@ class TrainConfig:
         ``"auto"`` (3D network when the data has a Z axis deep enough, except with the ``fast``
         preset; else 2D), ``"2d"`` or
         ``"3d"``. A 2D network on a Z stack is trained and applied slice by slice.
+    members : int
+        Networks trained side by side, each from its own random weights on its own patches
+        (``batch_size`` each), the denoiser being their mean
+        (:class:`~napari_gr2r.engine.model.networks.Ensemble`): a step costs ``members`` times
+        as much, and the mean's squared error is at most the members' average. 1 (default):
+        one network.
     context : int or "auto"
         Neighbouring planes on each side that the (2D) network sees with the plane it
         denoises, stacked as input channels: along T for a time-lapse, along Z for a Z stack
@@ -359,7 +369,8 @@ class TrainConfig:
             )
         ints = {"steps": (1, None), "batch_size": (1, None), "patch_size": (8, None),
                 "patch_size_z": (1, None), "width": (1, None), "depth": (1, 6),
-                "val_every": (1, None), "event_every": (1, None), "warmup_steps": (0, None)}
+                "val_every": (1, None), "event_every": (1, None), "warmup_steps": (0, None),
+                "members": (1, MAX_MEMBERS)}
         for name, (low, high) in ints.items():
             setattr(self, name, check_int(name, getattr(self, name), low, high))
         if self.seed is not None:

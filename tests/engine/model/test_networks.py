@@ -51,3 +51,37 @@ def test_torchscript_compiles_it_and_agrees_at_any_size(dims, shape, residual):
         x = torch.randn(2, 2, *size)
         with torch.no_grad():
             torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=0)
+
+
+def test_an_ensemble_trains_each_member_on_its_own_samples_and_denoises_with_their_mean():
+    from napari_gr2r.engine.model.networks import Ensemble, build_network
+
+    torch.manual_seed(0)
+    net = build_network(2, 1, 8, 2, members=3)
+    assert isinstance(net, Ensemble)
+    assert len(net.members) == 3
+    x = torch.randn(6, 1, 21, 30)
+    with torch.no_grad():
+        routed = net.train()(x)
+        # sample i goes to member i % 3 alone
+        for i in range(6):
+            assert torch.allclose(routed[i], net.members[i % 3](x[i:i + 1])[0], atol=1e-6)
+        mean = net.eval()(x[:2])
+        expected = sum(m(x[:2]) for m in net.members) / 3
+        assert torch.allclose(mean, expected, atol=1e-6)
+        # a training batch that does not split evenly goes to every member, like evaluation
+        assert torch.allclose(net.train()(x[:2]), expected, atol=1e-6)
+    assert not torch.allclose(net.members[0].head.weight, net.members[1].head.weight)
+    assert net.multiple == 4
+    assert net.receptive_radius == UNet(dims=2, channels=1, width=8, depth=2).receptive_radius
+
+
+def test_torchscript_compiles_an_ensemble_and_agrees():
+    from napari_gr2r.engine.model.networks import Ensemble
+
+    torch.manual_seed(1)
+    net = Ensemble(members=2, dims=2, channels=2, width=4, depth=2).eval()
+    x = torch.randn(1, 2, 19, 26)
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), net(x), atol=1e-5)

@@ -187,7 +187,8 @@ def _default_description(model: GR2RModel) -> str:
 
 def _write_files(model: GR2RModel, folder: Path, cover: Any, test_input: Any) -> dict[str, Any]:
     net = networks.build_network(model.dims, model.channels, model.config.width,
-                                 model.config.depth, model.config.residual)
+                                 model.config.depth, model.config.residual,
+                                 members=model.config.members)
     net.load_state_dict({k: v.detach().cpu().float() for k, v in model.net.state_dict().items()})
     net.eval()
     # a copy on the CPU: the caller's network stays where it is (it may be training meanwhile)
@@ -321,11 +322,15 @@ def _description(v0_5: Any, model: GR2RModel, name: str, authors: list[str], des
     torch_version = v0_5.Version(torch.__version__.split("+")[0])
     kwargs = dict(dims=model.dims, channels=model.channels, width=model.config.width,
                   depth=model.config.depth, residual=bool(model.config.residual))
+    if model.config.members > 1:
+        kwargs["members"] = int(model.config.members)
     weights = v0_5.WeightsDescr(
         pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
             source=files["weights"], pytorch_version=torch_version,
             architecture=v0_5.ArchitectureFromFileDescr(
-                source=files["architecture"], callable=v0_5.Identifier("UNet"), kwargs=kwargs)),
+                source=files["architecture"],
+                callable=v0_5.Identifier("Ensemble" if model.config.members > 1 else "UNet"),
+                kwargs=kwargs)),
         torchscript=v0_5.TorchscriptWeightsDescr(
             source=files["torchscript"], pytorch_version=torch_version,
             parent="pytorch_state_dict"),
@@ -335,7 +340,8 @@ def _description(v0_5: Any, model: GR2RModel, name: str, authors: list[str], des
                         "axes": model.axes, "dims": model.dims, "channels": model.channels,
                         "method": model.config.method, "steps": model.step},
         "bioimageio": {
-            "architecture_type": "U-Net",
+            "architecture_type": "U-Net" if model.config.members == 1 else
+                                 f"mean of {model.config.members} U-Nets",
             "model_parameter_count": int(networks.count_parameters(model.net)),
             "training": {"training_batch_size": float(model.config.batch_size),
                          "initial_learning_rate": float(model.config.lr),

@@ -237,7 +237,7 @@ def model_from_dict(payload: Any, source: str = "the model") -> GR2RModel:
     try:
         config = TrainConfig.from_dict(payload["config"])
         net = build_network(payload["dims"], payload["channels"], config.width, config.depth,
-                            config.residual, config.context)
+                            config.residual, config.context, config.members)
         net.load_state_dict(payload["state_dict"])
         net.eval()
         model = GR2RModel(

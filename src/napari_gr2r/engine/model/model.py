@@ -144,4 +144,5 @@ class GR2RModel:
     def __repr__(self) -> str:
         return (f"GR2RModel(method={self.config.method!r}, axes={self.axes!r}, dims={self.dims}, "
                 f"channels={self.channels}, width={self.config.width}, depth={self.config.depth}, "
-                f"step={self.step})")
+                + (f"members={self.config.members}, " if self.config.members > 1 else "")
+                + f"step={self.step})")

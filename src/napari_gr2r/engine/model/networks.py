@@ -152,6 +152,59 @@ class UNet(nn.Module):
         return out
 
 
+class Ensemble(nn.Module):
+    """Several U-Nets of one shape trained side by side; the denoiser is their mean.
+
+    Each member starts from its own random weights and, in training, sees its own patches and
+    its own draws of the generated noise, so their errors differ in part and their mean has a
+    lower squared error than a member on average (the mean of squares bounds the square of a
+    mean). In training mode a batch holds the members' samples interleaved: sample ``i`` goes
+    to member ``i % members`` (a batch whose size is not a multiple of ``members`` goes to all
+    of them, as in evaluation); in evaluation mode every member denoises the whole batch and
+    the outputs are averaged. Keyword arguments are :class:`UNet`'s.
+
+    Examples
+    --------
+    >>> net = Ensemble(members=2, dims=2, channels=1, width=8, depth=2).eval()
+    >>> net(torch.zeros(1, 1, 37, 50)).shape
+    torch.Size([1, 1, 37, 50])
+    """
+
+    def __init__(self, members: int = 2, dims: int = 2, channels: int = 1, width: int = 32,
+                 depth: int = 3, residual: bool = False, in_channels: int | None = None) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"members must be at least 1, not {members}")
+        self.dims, self.channels, self.depth = dims, channels, depth
+        self.members = nn.ModuleList([UNet(dims, channels, width, depth, residual, in_channels)
+                                      for _ in range(members)])
+
+    __jit_unused_properties__ = ["multiple", "receptive_radius"]  # noqa: RUF012
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes are padded to a multiple of this inside :meth:`forward`."""
+        return 2**self.depth
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context each output pixel depends on, on each side (an upper bound)."""
+        return self.members[0].receptive_radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = len(self.members)
+        if self.training and x.shape[0] % k == 0:
+            parts: list[torch.Tensor] = []
+            for i, member in enumerate(self.members):
+                parts.append(member(x[i::k]))
+            return torch.stack(parts, 1).flatten(0, 1)
+        total = torch.zeros(0)
+        for i, member in enumerate(self.members):
+            out = member(x)
+            total = out if i == 0 else total + out
+        return total / k
+
+
 def place(net: nn.Module, device: torch.device | str) -> nn.Module:
     """Move ``net`` to ``device`` in the memory layout that runs fastest there.
 
@@ -167,11 +220,15 @@ def place(net: nn.Module, device: torch.device | str) -> nn.Module:
 
 
 def build_network(dims: int, channels: int, width: int, depth: int, residual: bool = False,
-                  context: int = 0) -> UNet:
+                  context: int = 0, members: int = 1) -> nn.Module:
     """The network a :class:`~napari_gr2r.engine.config.TrainConfig` describes: ``channels``
-    out, and in ``channels`` for each of the ``2 * context + 1`` planes it sees."""
-    return UNet(dims=dims, channels=channels, width=width, depth=depth, residual=residual,
-                in_channels=channels * (2 * context + 1))
+    out, and in ``channels`` for each of the ``2 * context + 1`` planes it sees; a
+    :class:`UNet`, or an :class:`Ensemble` of ``members`` of them."""
+    kwargs = dict(dims=dims, channels=channels, width=width, depth=depth, residual=residual,
+                  in_channels=channels * (2 * context + 1))
+    if members == 1:
+        return UNet(**kwargs)
+    return Ensemble(members=members, **kwargs)
 
 
 def count_parameters(net: nn.Module) -> int:

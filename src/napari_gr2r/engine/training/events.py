@@ -45,6 +45,8 @@ class TrainingStarted(TrainEvent):
     """The arithmetic of the training passes."""
     context: int = 0
     """Neighbouring planes on each side the network sees (``context="auto"`` resolved)."""
+    members: int = 1
+    """Networks trained side by side (an ensemble; ``n_parameters`` counts them all)."""
 
 
 @dataclass

@@ -197,7 +197,7 @@ def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2R
     if config.seed is not None:
         torch.manual_seed(config.seed)
     net = build_network(dims, info.n_channels, config.width, config.depth, config.residual,
-                        config.context)
+                        config.context, config.members)
     return GR2RModel(net=net, config=config, axes=info.axes, channels=info.n_channels,
                      dims=dims, normalization=stats.norm, noise_level=stats.noise_level,
                      data_shape=tuple(int(n) for n in info.shape))

@@ -209,7 +209,7 @@ class Trainer:
             noise_correlation=self.noise_level.neighbour_correlation,
             has_validation=bool(self.val_batches), resumed_from_step=loop.start,
             world_size=self.world.size, backend=self.world.backend, precision=self.precision,
-            context=int(self.config.context),
+            context=int(self.config.context), members=self.config.members,
         )
 
     def _validate(self, loop: Loop, step: int) -> None:
@@ -234,7 +234,8 @@ class Trainer:
             lr_factor(cfg, step - 1, loop.total) * loop.guard.lr_factor
         for group in loop.optimizer.param_groups:
             group["lr"] = lr
-        arrays = self.sampler.batch(cfg.batch_size)
+        # an ensemble's members each take ``batch_size`` of the patches (interleaved)
+        arrays = self.sampler.batch(cfg.batch_size * cfg.members)
         y = torch.from_numpy(arrays[0]).to(self.device)
         t = torch.from_numpy(arrays[1]).to(self.device) if len(arrays) > 1 else None
         loop.optimizer.zero_grad(set_to_none=True)
@@ -261,8 +262,8 @@ class Trainer:
                   ) -> Iterator[TrainEvent]:
         """The progress event after run step ``step``, and the collapse watch's, if any."""
         now = time.perf_counter()
-        rate = self.config.batch_size * self.world.size * (step - loop.last_step) / \
-            max(now - loop.last_t, 1e-9)
+        rate = self.config.batch_size * self.config.members * self.world.size * \
+            (step - loop.last_step) / max(now - loop.last_t, 1e-9)
         elapsed = now - loop.t0
         # residual energy: on the held-out patches when just validated, else the training
         # batches' average (or one extra pass for r2r and n2c)
