@@ -175,7 +175,7 @@ class Ensemble(nn.Module):
         super().__init__()
         if members < 1:
             raise ValueError(f"members must be at least 1, not {members}")
-        self.dims, self.channels, self.depth = dims, channels, depth
+        self.dims, self.channels = dims, channels
         self.members = nn.ModuleList([UNet(dims, channels, width, depth, residual, in_channels)
                                       for _ in range(members)])
 
@@ -183,12 +183,12 @@ class Ensemble(nn.Module):
 
     @property
     def multiple(self) -> int:
-        """Spatial sizes are padded to a multiple of this inside :meth:`forward`."""
-        return 2**self.depth
+        """The members' :attr:`UNet.multiple` (they share one shape)."""
+        return self.members[0].multiple
 
     @property
     def receptive_radius(self) -> int:
-        """Pixels of context each output pixel depends on, on each side (an upper bound)."""
+        """The members' :attr:`UNet.receptive_radius`."""
         return self.members[0].receptive_radius
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
