@@ -384,9 +384,7 @@ def started_text(event: engine.TrainingStarted, noise_from: str = "") -> str:
     """What a run that has started trains, where, at which precision, on which noise
     (``noise_from``: the calibration's name, "" for the noise fitted on the image) and with
     how many neighbouring planes."""
-    nets = (f"an ensemble of {event.members} {event.net_dims}D networks" if event.members > 1
-            else f"a {event.net_dims}D network")
-    text = (f"Training {nets} ({event.n_parameters:,} parameters) on "
+    text = (f"Training {event.networks} ({event.n_parameters:,} parameters) on "
             f"{event.device}" + (f" at {event.precision}" if event.precision != "fp32" else ""))
     text += (f"; noise SD {event.noise_sd:.3g} from {noise_from}" if noise_from
              else f"; estimated noise SD {event.noise_sd:.3g}")

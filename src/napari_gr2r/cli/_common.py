@@ -242,9 +242,7 @@ def train_with_bar(trainer: Any) -> None:
             if isinstance(event, TrainingStarted):
                 seeing = (f" seeing {event.context} neighbouring plane(s) on each side"
                           if event.context else "")
-                nets = (f"an ensemble of {event.members} {event.net_dims}D networks"
-                        if event.members > 1 else f"a {event.net_dims}D network")
-                print(f"training {nets} ({event.n_parameters:,} parameters)"
+                print(f"training {event.networks} ({event.n_parameters:,} parameters)"
                       f"{seeing} on {event.device}, patches {event.patch_shape}, estimated noise SD "
                       f"{event.noise_sd:.3g}{_correlation_text(event)}", file=sys.stderr)
                 start = event.step

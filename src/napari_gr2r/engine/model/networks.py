@@ -156,9 +156,9 @@ class Ensemble(nn.Module):
     """Several U-Nets of one shape trained side by side; the denoiser is their mean.
 
     Each member starts from its own random weights and, in training, sees its own patches and
-    its own draws of the generated noise, so their errors differ in part and their mean has a
-    lower squared error than a member on average (the mean of squares bounds the square of a
-    mean). In training mode a batch holds the members' samples interleaved: sample ``i`` goes
+    its own draws of the generated noise, so their errors differ in part, and their mean's
+    squared error is at most the members' average (the mean of squares bounds the square of
+    the mean). In training mode a batch holds the members' samples interleaved: sample ``i`` goes
     to member ``i % members`` (a batch whose size is not a multiple of ``members`` goes to all
     of them, as in evaluation); in evaluation mode every member denoises the whole batch and
     the outputs are averaged. Keyword arguments are :class:`UNet`'s.

@@ -48,6 +48,13 @@ class TrainingStarted(TrainEvent):
     members: int = 1
     """Networks trained side by side (an ensemble; ``n_parameters`` counts them all)."""
 
+    @property
+    def networks(self) -> str:
+        """What trains, in words: "a 2D network" or "an ensemble of 4 2D networks"."""
+        if self.members > 1:
+            return f"an ensemble of {self.members} {self.net_dims}D networks"
+        return f"a {self.net_dims}D network"
+
 
 @dataclass
 class TrainingProgress(TrainEvent):
