@@ -168,3 +168,16 @@ def test_train_members_saves_an_ensemble_and_refuses_too_many_in_one_line(noisy_
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "no.gr2r.pt").exists()
+
+
+def test_resume_refuses_another_ensemble_or_context_in_one_line(model_file, noisy_tif, tmp_path,
+                                                                 capsys):
+    for flag in (["--members", "3"], ["--context", "1"]):
+        out = tmp_path / "more.gr2r.pt"
+        assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "110",
+                     *flag, "--resume", str(model_file), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert flag[0] in err
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+        assert not out.exists()

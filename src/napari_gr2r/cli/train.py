@@ -206,6 +206,13 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
         _say(f"no run to resume in {out}; starting a new one")
         return None, None
     model = engine.load_model(source)
+    for flag, name, value in (("--members", "members", args.members),
+                              ("--context", "context", args.context)):
+        # "auto" is what the run resolved to a number of planes when it started
+        if value not in (None, "auto") and value != getattr(model.config, name):
+            raise InputError(f"The run in {source} trains with {name}={getattr(model.config, name)}"
+                             f"; a resumed run keeps its networks, so leave out {flag} {value} "
+                             "or train a new model.")
     changes = _run_options(args)
     if args.steps is not None:
         changes["steps"] = args.steps
