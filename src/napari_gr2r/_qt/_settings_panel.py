@@ -180,17 +180,7 @@ class SettingsPanel(Panel):
             "How much the result is pulled towards the noisy image (the 'stay close to the "
             "input' curve; λ_g in the paper). 'default': the method's.")
         form.addRow("Stay-close weight", self.lambda_g)
-        self.width = _int_spin(2, 256, 4)
-        form.addRow("Network width", self.width)
-        self.depth = _int_spin(1, 6, 1)
-        form.addRow("Network depth", self.depth)
-        self.members = _int_spin(1, MAX_MEMBERS, 1)
-        self.members.setToolTip(
-            "Networks trained side by side, each on its own patches; the result is their "
-            "average. Training takes this many times as long; the average is at least as "
-            "good as the networks are on average, and one unlucky run no longer decides the "
-            "result. 1: one network.")
-        form.addRow("Networks (ensemble)", self.members)
+        self._build_network(form)
         self.noise_sigma = QDoubleSpinBox()
         self.noise_sigma.setDecimals(3)
         self.noise_sigma.setRange(0.0, 1e9)
@@ -222,6 +212,20 @@ class SettingsPanel(Panel):
         form.addRow("Seed", self.seed)
         self._build_precision(form)
         return box
+
+    def _build_network(self, form: QFormLayout) -> None:
+        """The network's width and depth, and how many networks (``TrainConfig.members``)."""
+        self.width = _int_spin(2, 256, 4)
+        form.addRow("Network width", self.width)
+        self.depth = _int_spin(1, 6, 1)
+        form.addRow("Network depth", self.depth)
+        self.members = _int_spin(1, MAX_MEMBERS, 1)
+        self.members.setToolTip(
+            "Networks trained side by side, each on its own patches; the result is their "
+            "average. Training takes this many times as long; the average is at least as "
+            "good as the networks are on average, and one unlucky run no longer decides the "
+            "result. 1: one network.")
+        form.addRow("Networks (ensemble)", self.members)
 
     def _build_precision(self, form: QFormLayout) -> None:
         """The arithmetic of the network's passes and torch.compile (``TrainConfig.precision``,
