@@ -211,7 +211,7 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
         # "auto" is what the run resolved to a number of planes when it started
         if value not in (None, "auto") and value != getattr(model.config, name):
             raise InputError(f"The run in {source} trains with {name}={getattr(model.config, name)}"
-                             f"; a resumed run keeps its networks, so leave out {flag} {value} "
+                             f"; a resumed run keeps its own, so leave out {flag} {value} "
                              "or train a new model.")
     changes = _run_options(args)
     if args.steps is not None:
