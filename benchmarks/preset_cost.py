@@ -3,9 +3,9 @@
 For each preset and network dimensionality: the parameters, and the floating-point operations
 of one forward and backward pass of the network over a batch of patches
 (``torch.utils.flop_counter`` on PyTorch's meta device: nothing is computed, so the count is
-the same on any machine and takes a second). A training step makes a few such passes, the same
-few for every preset, so the ratios to the ``fast`` preset (whose 400 steps take about 35 s on
-one CPU thread, README.md) say what a run of each preset costs on the same device. The figures
+the same on any machine and takes a second). A training step makes a few such passes (two
+without the γ term, three with it), so the ratios to the ``fast`` preset say what a run of each
+preset costs on the same device (``fast``'s own time: README.md). The figures
 in ``TrainConfig.from_preset``'s docstring come from it.
 
 ``--checkpoint-writes`` also times writing a training checkpoint of each preset's 2D network
@@ -33,13 +33,15 @@ def step_cost(preset: str, dims: int) -> tuple[int, float, int]:
     A step is what :class:`~napari_gr2r.engine.training.losses.GR2RLoss` computes: a forward
     pass of the batch without gradient (``f(y)``), then a forward and backward pass of one
     copy of the batch per term of the loss (the recorrupted input, and the pseudo-supervised
-    input where ``gamma > 0``)."""
+    input where ``gamma > 0``). An ensemble's step is every member's, on ``batch_size``
+    patches each."""
     cfg = engine.TrainConfig.from_preset(preset)
     copies = 1 + (cfg.resolved_gamma > 0) + (cfg.resolved_lambda_g > 0)
     with torch.device("meta"):
-        net = build_network(dims, 1, cfg.width, cfg.depth, cfg.residual)
+        net = build_network(dims, 1, cfg.width, cfg.depth, cfg.residual, members=cfg.members)
         depth = (cfg.patch_size_z,) if dims == 3 else ()
-        batch = torch.randn(cfg.batch_size, 1, *depth, cfg.patch_size, cfg.patch_size)
+        batch = torch.randn(cfg.batch_size * cfg.members, 1, *depth, cfg.patch_size,
+                            cfg.patch_size)
         with FlopCounterMode(display=False) as counter:
             with torch.no_grad():
                 net(batch)
@@ -51,8 +53,7 @@ def table() -> list[str]:
     _, base, base_steps = step_cost("fast", 2)
     rows = ["| preset | network | parameters | GFLOP per step | per step vs fast | run vs fast |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for preset, dims in (("fast", 2), ("balanced", 2), ("balanced", 3), ("quality", 2),
-                         ("quality", 3)):
+    for preset, dims in (("fast", 2), ("balanced", 2), ("quality", 2), ("quality", 3)):
         params, flops, steps = step_cost(preset, dims)
         rows.append(f"| {preset} | {dims}D | {params:,} | {flops / 1e9:.1f} | "
                     f"{flops / base:.1f}x | {flops * steps / (base * base_steps):.0f}x |")

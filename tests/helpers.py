@@ -61,7 +61,7 @@ def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1
     torch.manual_seed(seed)
     return GR2RModel(
         net=build_network(dims, channels, width, depth).eval(),
-        config=TrainConfig(width=width, depth=depth),
+        config=TrainConfig(width=width, depth=depth, members=1),
         axes=axes, channels=channels, dims=dims,
         normalization=Normalization([100.0] * channels, [1100.0] * channels),
         noise_level=NoiseLevel([0.0] * channels, [1e-3] * channels, [1e-3] * channels),

@@ -122,8 +122,11 @@ def test_precision_and_compile_reach_the_engine_and_fp16_on_a_cpu_is_refused(vie
 def test_an_ensemble_is_trained_and_shown_from_the_widget(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     settings = widget.settings_panel
-    assert settings.members.value() == engine.TrainConfig().members == 1
+    assert settings.preset.currentText() == "fast"
+    assert settings.members.value() == engine.TrainConfig.from_preset("fast").members == 1
     assert "average" in settings.members.toolTip()
+    settings.preset.setCurrentText("balanced")  # four of fast's networks
+    assert (settings.members.value(), settings.width.value()) == (4, 16)
     layer = viewer.add_image(_noisy((64, 64)), name="plane")
     _choose(widget, layer, "YX")
     shrink_widget(widget, steps=4)

@@ -210,7 +210,7 @@ def verdict(report: QualityReport) -> str:
                 "Look at fine details to be sure nothing was smoothed away.")
     if gain >= 2:
         return ("Is this good? Better than the noisy image; training longer (more steps, "
-                "or the balanced preset) may improve it.")
+                "or the balanced preset's four networks) may improve it.")
     return ("Is this good? Hardly better than the noisy image: train longer, or check the "
             "axes and that the image is really noisy.")
 

@@ -58,7 +58,8 @@ class SettingsPanel(Panel):
         self.preset = QComboBox()
         self.preset.addItems(list(engine.PRESETS))
         self.preset.setToolTip("How long and how large a training run is. fast: minutes on a "
-                               "laptop CPU; balanced: a workstation; quality: a GPU.")
+                               "laptop CPU; balanced: four fast networks averaged, four times "
+                               "as long; quality: a GPU.")
         self.preset.currentTextChanged.connect(self._on_preset_changed)
         form.addRow("Preset", self.preset)
         self._build_context(form)
@@ -173,7 +174,7 @@ class SettingsPanel(Panel):
         self.gamma.setToolTip(
             "How much the network is asked to give the same result when its own output gets "
             "fresh noise (the 'consistency' curve; γ in the paper). 'default': the method's "
-            "(GR2R: 1, but 0 with the fast preset, whose steps are then cheaper).")
+            "(GR2R: 1, but 0 with the fast and balanced presets, whose steps are then cheaper).")
         form.addRow("Consistency weight", self.gamma)
         self.lambda_g = _weight_spin()
         self.lambda_g.setToolTip(

@@ -49,18 +49,22 @@ why it stays at 1: docs/method-notes.md)."""
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
     "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620,
                  lr=2e-3),
-    "balanced": dict(width=32, depth=3, patch_size=64, patch_size_z=16, batch_size=8, steps=2000,
-                     lr=1e-3),
+    "balanced": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620,
+                     lr=2e-3, members=4),
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
 # short runs need a larger step size than the paper's 3e-4 (docs/method-notes.md)
 
-_PRESET_GR2R_GAMMA: dict[str, float] = {"fast": 0.0}
+_PRESET_GR2R_GAMMA: dict[str, float] = {"fast": 0.0, "balanced": 0.0}
 """``gamma`` of the ``gr2r`` method per preset where it differs from the method's default.
 ``fast`` trains without the pseudo-supervised term: a step is then two network passes instead of
 three, and in ``fast``'s time the run makes 620 steps instead of 400, which denoised better than
-the term did (docs/method-notes.md, "The γ term")."""
+the term did (docs/method-notes.md, "The γ term"); ``balanced`` is four of ``fast``'s networks."""
+
+SLICE_PRESETS = ("fast", "balanced")
+"""Presets whose ``net_dims="auto"`` trains a 2D network over a Z stack's slices: their small
+network was developed and measured in 2D (``net_dims="3d"`` still trains a 3D one)."""
 
 
 @dataclass
@@ -84,12 +88,12 @@ class ObjectiveConfig:
 class NetworkConfig:
     """The U-Net: width, depth, residual learning, 2D or 3D, and the planes it sees."""
 
-    width: int = 32
-    depth: int = 3
+    width: int = 16
+    depth: int = 2
     residual: bool = False
     net_dims: str = "auto"
     context: int | str = 0
-    members: int = 1
+    members: int = 1  # one network: what model files written before ensembles hold
 
 
 @dataclass
@@ -97,7 +101,7 @@ class PatchConfig:
     """The patches each step trains on, and the share of the data held out for validation."""
 
     batch_size: int = 8
-    patch_size: int = 64
+    patch_size: int = 48
     patch_size_z: int = 16
     augment: bool = True
     val_fraction: float = 0.1
@@ -107,7 +111,7 @@ class PatchConfig:
 class OptimiserConfig:
     """Adam's learning-rate schedule and the optional moving average of the weights."""
 
-    lr: float = 1e-3
+    lr: float = 2e-3
     lr_min_factor: float = 0.05
     warmup_steps: int = 50
     ema_decay: float | None = None
@@ -118,7 +122,7 @@ class OptimiserConfig:
 class RunConfig:
     """The run: its length, seed, how often it validates, reports and checkpoints."""
 
-    steps: int = 2000
+    steps: int = 620
     seed: int | None = 0
     val_every: int = 50
     event_every: int = 10
@@ -141,8 +145,11 @@ SECTION_OF: dict[str, str] = {f.name: name for name, kind in SECTIONS.items()
 class TrainConfig:
     """How to train a denoiser.
 
-    The defaults are the stable GR2R preset (``method="gr2r"``, ``preset="balanced"``).
-    Use :meth:`from_preset` to start from another preset and override single fields.
+    ``TrainConfig(preset, **settings)`` is the preset's values (``"balanced"`` unless given,
+    see :meth:`from_preset`) with the settings given changed: ``TrainConfig()`` is the
+    ``balanced`` preset of the ``gr2r`` method, ``TrainConfig("fast", steps=1000)`` the same
+    as ``TrainConfig.from_preset("fast", steps=1000)``. A whole section given (``network=``)
+    replaces the preset's values in it.
 
     The settings come in sections, plain dataclasses: ``objective`` (:class:`ObjectiveConfig`),
     ``network`` (:class:`NetworkConfig`), ``patches`` (:class:`PatchConfig`), ``optimiser``
@@ -262,6 +269,9 @@ class TrainConfig:
         object.__setattr__(self, "preset", preset)
         given = {"objective": objective, "network": network, "patches": patches,
                  "optimiser": optimiser, "run": run}
+        preset_values = self._preset_settings(preset, given, settings)
+        settings = {**preset_values, **{k: v for k, v in settings.items()
+                                        if not (k == "gamma" and v is None)}}
         for name, kind in SECTIONS.items():
             section = given[name]
             if section is None:
@@ -273,6 +283,18 @@ class TrainConfig:
         for key, value in settings.items():
             setattr(self, key, value)
         self.validate()
+
+    @staticmethod
+    def _preset_settings(preset: str, given: dict[str, Any], settings: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """The preset's values for the sections not given whole, and its ``gamma`` for the
+        ``gr2r`` method where ``gamma`` is None and the objective is not given."""
+        values = {k: v for k, v in _PRESET_VALUES.get(preset, {}).items()
+                  if given[SECTION_OF[k]] is None}
+        if (given["objective"] is None and settings.get("gamma") is None
+                and settings.get("method", "gr2r") == "gr2r"):
+            values["gamma"] = _PRESET_GR2R_GAMMA.get(preset)
+        return values
 
     def __getattr__(self, name: str) -> Any:
         section = SECTION_OF.get(name)
@@ -304,10 +326,11 @@ class TrainConfig:
         the pseudo-supervised term (``gamma=0``) unless ``gamma`` is given: each step costs
         two network passes instead of three, so the 620 steps take the time 400 would.
 
-        ``"balanced"`` (the default): a workstation. Width 32, depth 3 (1.2M parameters as a
-        2D network, 3.6M as 3D), 64 x 64 patches (x 16 slices), 8 per step, 2000 steps at 1e-3;
-        a stack of at least 16 slices trains a 3D network. Per step 16x the ``fast`` preset's
-        work as a 2D network (the run: 52x) and 444x as a 3D one (the run: about 1400x; a GPU).
+        ``"balanced"`` (the default): a workstation, or a few minutes of a laptop. An ensemble
+        of four ``fast`` networks (``members=4``, 472k parameters in all), each on its own 8
+        patches per step, the ``fast`` preset's steps, learning rate and objective; it denoises
+        with their mean, and a Z stack trains 2D networks over its slices. Per step and per run
+        4x the ``fast`` preset's work.
 
         ``"quality"``: a GPU. Width 48, depth 4 (4.4M parameters as 2D, 13M as 3D), 96 x 96
         patches (x 32 slices), 10 per step, 20,000 steps at the paper's 3e-4. Per step 107x the
@@ -339,14 +362,7 @@ class TrainConfig:
                 f"Unknown setting(s) {', '.join(unknown)}; the settings of TrainConfig are "
                 f"{', '.join(sorted(['preset', *SECTION_OF]))}."
             )
-        # a whole section given replaces the preset's values in it
-        values = {k: v for k, v in _PRESET_VALUES[preset].items()
-                  if SECTION_OF[k] not in overrides}
-        values.update(overrides)
-        if (values.get("gamma") is None and values.get("method", "gr2r") == "gr2r"
-                and "objective" not in overrides):
-            values["gamma"] = _PRESET_GR2R_GAMMA.get(preset)
-        return cls(preset, **values)
+        return cls(preset, **overrides)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a helpful message when a field is out of range."""
@@ -456,11 +472,11 @@ class TrainConfig:
         sections hold (a setting by its own name wins over its section's entry); keys a newer
         version may have added are ignored."""
         kwargs: dict[str, Any] = {}
-        for name, kind in SECTIONS.items():
-            part = values.get(name)
-            if isinstance(part, dict):
-                known = {f.name for f in dataclasses.fields(kind)}
-                kwargs[name] = kind(**{k: v for k, v in part.items() if k in known})
+        for name, kind in SECTIONS.items():  # every section given: a file's values, never a
+            part = values.get(name)           # preset's (a setting it lacks takes the section's
+            part = part if isinstance(part, dict) else {}  # default: members=1, gamma=None)
+            known = {f.name for f in dataclasses.fields(kind)}
+            kwargs[name] = kind(**{k: v for k, v in part.items() if k in known})
         kwargs.update({k: v for k, v in values.items() if k in SECTION_OF})
         if "preset" in values:
             kwargs["preset"] = values["preset"]

@@ -18,7 +18,7 @@ def _model(dims=2, channels=1, axes="YX", width=8, depth=2, seed=0):
     torch.manual_seed(seed)
     net = UNet(dims, channels, width, depth).eval()
     return GR2RModel(
-        net=net, config=engine.TrainConfig(width=width, depth=depth), axes=axes,
+        net=net, config=engine.TrainConfig(width=width, depth=depth, members=1), axes=axes,
         channels=channels, dims=dims,
         normalization=Normalization([10.0] * channels, [200.0] * channels),
         noise_level=NoiseLevel([0.0] * channels, [0.01] * channels, [0.01] * channels),

@@ -159,7 +159,7 @@ def rss_mb(key):
         return next(int(line.split()[1]) for line in fh if line.startswith(key)) / 1024
 
 
-model = GR2RModel(net=Smoother().eval(), config=TrainConfig(width=4, depth=2), axes="YX",
+model = GR2RModel(net=Smoother().eval(), config=TrainConfig(width=4, depth=2, members=1), axes="YX",
                   channels=1, dims=2, normalization=Normalization([100.0], [1100.0]),
                   noise_level=NoiseLevel([0.0], [1e-3], [1e-3]))
 small, big, out = sys.argv[1:4]
@@ -373,7 +373,7 @@ class CountingStore(zarr.storage.WrapperStore):
         return await self._store.get(key, prototype, byte_range)
 
 
-TRAIN_CFG = dict(steps=2, batch_size=2, patch_size=32, width=4, depth=2, val_every=2,
+TRAIN_CFG = dict(steps=2, batch_size=2, patch_size=32, width=4, depth=2, members=1, val_every=2,
                  event_every=1, seed=0)
 # statistics: 24 blocks; training and validation pools: 16 blocks each (no refresh in 2 steps)
 BLOCK_READS = 24 + 16 + 16

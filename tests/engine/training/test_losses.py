@@ -155,8 +155,9 @@ def test_noise_scale_sets_the_generated_noise_of_the_near_identity(scale):
 
 
 def test_fast_preset_trains_gr2r_without_the_pseudo_term_in_two_passes():
-    """``fast`` leaves out GR2R's pseudo-supervised term (so its 620 steps cost what 400 with
-    it would); another method, another preset or a gamma given keep theirs."""
+    """``fast`` and ``balanced`` (four of ``fast``'s networks) leave out GR2R's
+    pseudo-supervised term (so 620 steps cost what 400 with it would); another method,
+    ``quality`` or a gamma given keep theirs."""
     from napari_gr2r.engine import TrainConfig
     from napari_gr2r.engine.data.normalization import Normalization
     from napari_gr2r.engine.training.losses import build_objective
@@ -177,8 +178,10 @@ def test_fast_preset_trains_gr2r_without_the_pseudo_term_in_two_passes():
     fast = TrainConfig.from_preset("fast")
     assert (fast.steps, fast.resolved_gamma) == (620, 0.0)
     assert passes(fast) == (1, {"unsupervised"})
-    assert passes(TrainConfig.from_preset("balanced"))[0] == 2  # unsupervised + pseudo
+    assert passes(TrainConfig.from_preset("quality"))[0] == 2  # unsupervised + pseudo
     assert TrainConfig.from_preset("fast", gamma=1.0).resolved_gamma == 1.0
     assert TrainConfig.from_preset("fast", gamma=None).resolved_gamma == 0.0  # 'default'
     assert TrainConfig.from_preset("fast", method="gr2r-paper").resolved_gamma == 2.0
-    assert TrainConfig.from_preset("balanced").resolved_gamma == 1.0
+    assert TrainConfig.from_preset("quality").resolved_gamma == 1.0
+    assert TrainConfig().resolved_gamma == TrainConfig.from_preset("balanced").resolved_gamma == 0
+    assert TrainConfig("quality", gamma=None).resolved_gamma == 1.0

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import TrainConfig
+from ..config import SLICE_PRESETS, TrainConfig
 from ..data.collection import SourceSet, as_image_list
 from ..data.context import context_images, stack_normalization
 from ..data.normalization import Normalization
@@ -53,8 +53,8 @@ NETWORK_FIELDS = ("width", "depth", "residual", "context")
 
 def choose_dims(config: TrainConfig, nz: int) -> int:
     """2 or 3. In ``auto``, a 3D network when Z has at least ``2 ** (depth + 1)`` slices,
-    except with the ``fast`` preset, which trains a 2D network over slices (far cheaper on a CPU).
-    """
+    except with the presets of :data:`~napari_gr2r.engine.config.SLICE_PRESETS` (``fast``'s
+    network), which train a 2D network over slices (far cheaper on a CPU)."""
     if config.net_dims == "2d":
         return 2
     if config.net_dims == "3d":
@@ -64,8 +64,8 @@ def choose_dims(config: TrainConfig, nz: int) -> int:
                 "Use net_dims='2d' or 'auto'."
             )
         return 3
-    if config.preset == "fast" or config.context:
-        return 2  # slice by slice: the laptop-CPU preset; context stacks planes for a 2D net
+    if config.preset in SLICE_PRESETS or config.context:
+        return 2  # slice by slice: fast's network; context stacks planes for a 2D network
     return 3 if nz >= 2 ** (config.depth + 1) else 2
 
 
