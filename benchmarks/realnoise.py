@@ -22,8 +22,8 @@ Two ways to train, as two users would:
 * ``series``: one network per configuration, trained on all four captures (axes ``SYX``), then
   applied to each; scored on the same held-out captures.
 
-``gr2r-paper``, Neighbor2Neighbor and the training on the series (``--series-methods``, default ``gr2r`` and ``n2c``; add ``n2v``) run on
-``--extra-configs`` only (default: the F-actin configuration of each microscope), so that the
+``gr2r-paper``, Neighbor2Neighbor and the training on the series (``--series-methods``,
+default ``gr2r`` and ``n2c``; add ``n2v``) run on ``--extra-configs`` only (default: the F-actin configuration of each microscope), so that the
 default run fits in 30 minutes on two cores; ``--extra-configs`` with all nine names runs
 everything everywhere.
 
