@@ -23,9 +23,9 @@ Two ways to train, as two users would:
   applied to each; scored on the same held-out captures.
 
 ``gr2r-paper``, Neighbor2Neighbor and the training on the series (``--series-methods``,
-default ``gr2r`` and ``n2c``; add ``n2v``) run on ``--extra-configs`` only (default: the F-actin configuration of each microscope), so that the
-default run fits in 30 minutes on two cores; ``--extra-configs`` with all nine names runs
-everything everywhere.
+default ``gr2r`` and ``n2c``; add ``n2v``) run on ``--extra-configs`` only (default: the F-actin
+configuration of each microscope), so that the default run fits in 30 minutes on two cores;
+``--extra-configs`` with all nine names runs everything everywhere.
 
 Every network method uses the engine's ``fast`` preset (its own step budget) unless its name
 says otherwise; N2V (CAREamics, its default network) gets the same wall time as ``gr2r`` on the
