@@ -3,7 +3,7 @@
 Importable without napari or Qt.
 
 >>> from napari_gr2r import engine
->>> cfg = engine.TrainConfig(steps=2000, seed=0)                   # doctest: +SKIP
+>>> cfg = engine.TrainConfig("fast", seed=0)                      # doctest: +SKIP
 >>> model = engine.train(noisy, axes="ZYX", config=cfg)            # doctest: +SKIP
 >>> out = engine.denoise(model, noisy, axes="ZYX")                 # doctest: +SKIP
 >>> engine.save_model(model, "nuclei.gr2r.pt")                     # doctest: +SKIP
