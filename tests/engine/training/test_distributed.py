@@ -79,15 +79,20 @@ def test_two_processes_train_one_model_that_denoises(tmp_path, crop):
 
 
 def test_torchrun_cli_says_how_it_trains(tmp_path, crop):
+    """An ensemble too: each process trains every member on its own patches."""
     tifffile.imwrite(tmp_path / "noisy.tif", crop[0])
     out = tmp_path / "model.gr2r.pt"
     result = subprocess.run(
         _torchrun("-m", "napari_gr2r", "train", str(tmp_path / "noisy.tif"), "--axes", "YX",
-                  "--preset", "fast", "--steps", "20", "--device", "cpu", "-o", str(out)),
+                  "--preset", "fast", "--steps", "20", "--members", "2", "--device", "cpu",
+                  "-o", str(out)),
         capture_output=True, text=True, env=_env(), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("training on 2 processes (gloo)") == 1
-    assert engine.load_model(out).history[-1]["world_size"] == 2
+    assert result.stderr.count("an ensemble of 2 2D networks") == 1
+    model = engine.load_model(out)
+    assert model.history[-1]["world_size"] == 2
+    assert len(model.net.members) == 2
 
 
 def test_bf16_trains_on_the_cpu(crop):
