@@ -269,9 +269,9 @@ class TrainConfig:
         object.__setattr__(self, "preset", preset)
         given = {"objective": objective, "network": network, "patches": patches,
                  "optimiser": optimiser, "run": run}
-        preset_values = self._preset_settings(preset, given, settings)
-        settings = {**preset_values, **{k: v for k, v in settings.items()
-                                        if not (k == "gamma" and v is None)}}
+        if settings.get("gamma", 0) is None:
+            del settings["gamma"]  # None: the preset's (or the method's) gamma
+        settings = {**self._preset_settings(preset, given, settings), **settings}
         for name, kind in SECTIONS.items():
             section = given[name]
             if section is None:
@@ -472,9 +472,11 @@ class TrainConfig:
         sections hold (a setting by its own name wins over its section's entry); keys a newer
         version may have added are ignored."""
         kwargs: dict[str, Any] = {}
-        for name, kind in SECTIONS.items():  # every section given: a file's values, never a
-            part = values.get(name)           # preset's (a setting it lacks takes the section's
-            part = part if isinstance(part, dict) else {}  # default: members=1, gamma=None)
+        # every section is given, so a file keeps its own values and none of its preset's: a
+        # setting it lacks takes the section's default (members=1, gamma=None)
+        for name, kind in SECTIONS.items():
+            part = values.get(name)
+            part = part if isinstance(part, dict) else {}
             known = {f.name for f in dataclasses.fields(kind)}
             kwargs[name] = kind(**{k: v for k, v in part.items() if k in known})
         kwargs.update({k: v for k, v in values.items() if k in SECTION_OF})
