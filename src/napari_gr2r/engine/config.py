@@ -46,11 +46,10 @@ GR2R_ALPHA = 1.0
 """The default ``alpha`` of both GR2R methods: the paper's pair ``y +- n`` (see :class:`TrainConfig`;
 why it stays at 1: docs/method-notes.md)."""
 
+_FAST = dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620, lr=2e-3)
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
-    "fast": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620,
-                 lr=2e-3),
-    "balanced": dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620,
-                     lr=2e-3, members=4),
+    "fast": _FAST,
+    "balanced": dict(_FAST, members=4),  # four of fast's networks
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
