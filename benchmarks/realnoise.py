@@ -208,8 +208,9 @@ def run_task(task: Task, seconds_budget: float | None = None) -> tuple[dict[str,
                          noise=dict(a=level.a[0] * scale, b=level.b[0] * scale**2,
                                     low=model.normalization.low[0],
                                     rho=level.neighbour_correlation))
-    scores = {str(c): dict(psnr=psnr(g, o, RANGE), ssim=ssim(g, o, RANGE))
-              for c, g, o in zip(captures, gts, out)}
+    scores = {str(c): dict(psnr=psnr(g, o, RANGE), ssim=ssim(g, o, RANGE),
+                           **_gain_matched(r, g, o))
+              for c, r, g, o in zip(captures, raws, gts, out)}
     record = dict(asdict(task), seconds=round(timer.seconds, 2), scores=scores,
                   finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   commit=_commit(), **notes)
@@ -323,14 +324,21 @@ def _scores(records: list[dict[str, Any]], captures: list[int]) -> dict[tuple, d
     return out
 
 
-def add_gain_matched(records: list[dict[str, Any]], out: Path) -> None:
-    """Add ``psnr_k`` to every score: PSNR against the ground truth rescaled to the capture's
-    own brightness (``k gt``, ``k`` the least-squares fit of the capture on ``gt``).
+def _gain_matched(raw: np.ndarray, gt: np.ndarray, est: np.ndarray) -> dict[str, float]:
+    """``psnr_k``: PSNR against the ground truth rescaled to the capture's own brightness
+    (``k gt``, ``k`` the least-squares fit of the capture on ``gt``), and ``k``.
 
     The captures' brightness differs from the 50-frame average by a few per cent (up to
     15 %: excitation and detector drift); a denoiser can only estimate the capture's own
     expected value, so this is the part of the error that denoising can remove.
     """
+    k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
+    return dict(psnr_k=psnr(k * gt, est, RANGE), k=k)
+
+
+def add_gain_matched(records: list[dict[str, Any]], out: Path) -> None:
+    """Add :func:`_gain_matched`'s scores to the records made before runs scored them, from
+    their stored denoised images where those are kept (the repository keeps only the JSON)."""
     store = Store(out / "runs")
     for r in records:
         if not r.get("scores"):
@@ -341,9 +349,7 @@ def add_gain_matched(records: list[dict[str, Any]], out: Path) -> None:
             continue
         captures = [r["capture"]] if r["mode"] == "image" else [1, 2, 3, 4]
         for c, est in zip(captures, estimate.reshape(-1, *estimate.shape[-2:])):
-            raw, gt = load(r["config"], c)
-            k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
-            r["scores"][str(c)].update(psnr_k=psnr(k * gt, est, RANGE), k=k)
+            r["scores"][str(c)].update(_gain_matched(*load(r["config"], c), est))
 
 
 def _mean(values: list[float]) -> float | None:
@@ -448,6 +454,12 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
             continue
         shown = [m for m in methods if any(f"{m}/psnr" in r for r in summary[mode].values())]
         for metric, digits in (("psnr", 2), ("ssim", 3), ("psnr_k", 2)):
+            # psnr_k: only the methods whose runs scored it (runs stored before that carry
+            # neither it nor their images)
+            columns = [m for m in shown if metric != "psnr_k"
+                       or any(f"{m}/psnr_k" in r for r in summary[mode].values())]
+            if not columns:
+                continue
             if metric == "psnr_k":
                 text.append(f"## {title}: mean PSNR against the ground truth at the capture's "
                             "brightness (diagnostic)\n")
@@ -464,9 +476,9 @@ def write_report(records: list[dict[str, Any]], captures: list[int], methods: li
             for g in (*MICROSCOPES, "all"):
                 r = summary[mode].get(g, {})
                 rows.append([f"**{g}**" if g == "all" else g,
-                             *[_fmt(r.get(f"{m}/{metric}"), digits) for m in shown]])
+                             *[_fmt(r.get(f"{m}/{metric}"), digits) for m in columns]])
             text.append(markdown_table(["microscope", *[LABELS[m] + _only(summary[mode], m)
-                                                        for m in shown]], rows))
+                                                        for m in columns]], rows))
         partial = [m for m in shown if any(f"{m}/n" in r for r in summary[mode].values())
                    and summary[mode]["all"].get(f"{m}/n", 0) < summary[mode]["all"].get(
                        f"{shown[0]}/n", 0)]
