@@ -101,6 +101,39 @@ def reshuffle(parts: list[np.ndarray], s: int, shape: tuple[int, ...]) -> np.nda
     return out
 
 
+def vst_line(raw: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of the noise variance ``a * signal + b`` fitted on the capture itself in its
+    own units (:meth:`NoiseLevel.estimate`, the engine's training fit), for :func:`vst`."""
+    from napari_gr2r.engine.noise.level import NoiseLevel
+
+    level = NoiseLevel.estimate([raw.astype(np.float32)[None, None]], np.random.default_rng(0))
+    return float(level.a[0]), float(level.b[0])
+
+
+def vst(image: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The generalised Anscombe transform of noise of variance ``a * x + b``: the noise of the
+    result has unit variance whatever the signal (``a = 0``: a division by the noise's SD)."""
+    if a <= 0:
+        return (image / np.sqrt(max(b, 1e-12))).astype(np.float32)
+    return (2 / a * np.sqrt(np.maximum(a * image + 3 / 8 * a * a + b, 0))).astype(np.float32)
+
+
+def inverse_vst(z: np.ndarray, a: float, b: float, kind: str = "unbiased") -> np.ndarray:
+    """Back from :func:`vst`: ``algebraic`` inverts the transform; ``unbiased`` inverts the
+    transform's expected value (Makitalo & Foi 2011's closed form), which is what a denoiser
+    of the transformed image estimates."""
+    if a <= 0:
+        return (z * np.sqrt(max(b, 1e-12))).astype(np.float32)
+    if kind == "algebraic":
+        d = z
+        x = d * d / 4 - 3 / 8
+    else:
+        d = np.maximum(z, 0.8)
+        x = (d * d / 4 + np.sqrt(1.5) / 4 / d - 11 / 8 / d ** 2 + 5 * np.sqrt(1.5) / 8 / d ** 3
+             - 1 / 8)
+    return (a * x - b / a).astype(np.float32)
+
+
 def _denoise(model, raw: np.ndarray, views: int, shuffle: int) -> np.ndarray:
     from napari_gr2r import engine
 
@@ -111,14 +144,23 @@ def _denoise(model, raw: np.ndarray, views: int, shuffle: int) -> np.ndarray:
 
 
 def run(config: str, capture: int, overrides: dict, preset: str = "fast",
-        trace_every: int = 0, noise: str = "fitted", shuffle: int = 1) -> dict:
+        trace_every: int = 0, noise: str = "fitted", shuffle: int = 1,
+        vst_inverse: str | None = None) -> dict:
     """One lever run; ``shuffle`` > 1 trains on the capture's pixel-shuffled sub-images
-    (:func:`unshuffle`) and denoises each of them before putting the image back together."""
+    (:func:`unshuffle`) and denoises each of them before putting the image back together;
+    ``vst_inverse`` trains on the capture's variance-stabilised image (:func:`vst`) and brings
+    the denoised image back with that inverse (:func:`inverse_vst`)."""
     from napari_gr2r import engine
 
     raw, gt, cfg, calibration = _inputs(config, capture, overrides, preset, noise)
     t0 = time.perf_counter()  # the trainer's setup (noise fit) and run, as the engine's user waits
-    data = raw if shuffle <= 1 else unshuffle(raw, shuffle)
+    line = None
+    if vst_inverse:
+        line = vst_line(raw)
+        source = vst(raw, *line)
+    else:
+        source = raw
+    data = source if shuffle <= 1 else unshuffle(source, shuffle)
     trainer = engine.Trainer(data, "YX", cfg, device="cpu", noise=calibration)
     k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
     trace, traced_s = [], 0.0
@@ -132,12 +174,16 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     model = trainer.model
     row = dict(config=config, capture=capture, overrides=overrides, preset=preset,
                train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4),
-               noise=noise, **({"pixel_shuffle": shuffle} if shuffle > 1 else {}))
+               noise=noise, **({"pixel_shuffle": shuffle} if shuffle > 1 else {}),
+               **({"vst": vst_inverse, "vst_line": [round(v, 5) for v in line]}
+                  if line else {}))
     if trace:
         row["trace"] = trace
     for views in (1, 2, 4, 8):
         t1 = time.perf_counter()
-        out = _denoise(model, raw, views, shuffle)
+        out = _denoise(model, source, views, shuffle)
+        if line:
+            out = inverse_vst(out, *line, kind=vst_inverse)
         tag = "plain" if views == 1 else f"tta{views}"
         row[f"{tag}_s"] = round(time.perf_counter() - t1, 2)
         row[f"{tag}_psnr"] = round(psnr(gt, out, RANGE), 3)
@@ -200,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pixel-shuffle", type=int, default=1, metavar="S",
                         help="train on the capture's S*S pixel-shuffled sub-images and denoise "
                              "each (AP-BSN's downsampling against correlated noise; 1: off)")
+    parser.add_argument("--vst", choices=["unbiased", "algebraic"], default=None,
+                        metavar="INVERSE",
+                        help="train on the capture's generalised Anscombe transform (the noise "
+                             "line fitted on it) and invert with this inverse (default: off)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="a folder with raw/ and gt/ FMD PNGs instead of the vendored "
                              "256x256 crops (e.g. the full 512x512 captures)")
@@ -224,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         for capture in args.captures:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise,
-                                                 args.pixel_shuffle),
+                                                 args.pixel_shuffle, args.vst),
                        **({"data": str(args.data)} if args.data is not None else {}))
             rows.append(row)
             log_row(row, args.log)

@@ -207,6 +207,10 @@ def test_realnoise_suite_smoke(tmp_path):
     assert set(scores) == {("image", "noisy"), ("image", "gr2r"), ("image", "n2c"),
                            ("series", "gr2r"), ("series", "n2c")}
     assert "mean PSNR per microscope" in (out / "realnoise.md").read_text()
+    # the score at the capture's brightness is kept with the run (the repository keeps no images)
+    stored = json.loads(next((out / "runs").glob("real-image-*-gr2r-smoke.json")).read_text())
+    assert 0.8 < stored["scores"]["3"]["k"] < 1.2 and "psnr_k" in stored["scores"]["3"]
+    assert "at the capture's brightness (diagnostic)" in (out / "realnoise.md").read_text()
 
 
 def test_mc_inference_plain_pass_reproduces_the_engine():
@@ -243,6 +247,22 @@ def test_pixel_shuffle_takes_an_odd_sized_image_apart_and_back_without_moving_a_
     assert np.array_equal(back[:6, :8], image[:6, :8])
     assert not back[6].any()  # the row and column left out stay empty
     assert not back[:, 8].any()
+
+
+def test_the_variance_stabilising_lever_makes_the_noise_unit_and_inverts_its_mean():
+    """Poisson-Gaussian noise of variance ``a x + b`` has unit variance after ``vst``, and the
+    unbiased inverse of the transform's mean gives back the signal, which the algebraic one
+    misses at a few counts."""
+    rng = np.random.default_rng(0)
+    a, b = 3.0, 20.0
+    for x in (15.0, 150.0):  # 5 and 50 counts
+        y = a * rng.poisson(x / a, 200_000) + rng.normal(0, np.sqrt(b), 200_000)
+        z = realnoise_levers.vst(y.astype(np.float32), a, b)
+        assert z.var() == pytest.approx(1.0, abs=0.06)
+        mean = np.array([z.mean()], np.float32)
+        assert realnoise_levers.inverse_vst(mean, a, b)[0] == pytest.approx(x, rel=0.03)
+        algebraic = realnoise_levers.inverse_vst(mean, a, b, kind="algebraic")[0]
+        assert abs(algebraic - x) > abs(realnoise_levers.inverse_vst(mean, a, b)[0] - x)
 
 
 def test_realnoise_shows_a_stored_long_run_with_where_it_came_from(tmp_path):
