@@ -276,7 +276,7 @@ def plan(configs: list[str], captures: list[int], methods: list[str], series: li
 def run_all(tasks: list[Task], out: Path, jobs: int) -> list[dict[str, Any]]:
     """Every task, ``jobs`` processes at a time; N2V after the ``gr2r`` it is timed against."""
     records: dict[Task, dict[str, Any]] = {}
-    cost = {"gr2r-balanced": 4, "gr2r-paper": 5, "n2n": 4, "n2c": 2}
+    cost = {"gr2r-balanced": 8, "gr2r-paper": 5, "n2n": 4, "n2c": 2}
 
     def go(batch: list[Task], budgets: dict[Task, float | None]) -> None:
         if jobs <= 1:

@@ -125,8 +125,8 @@ def test_an_ensemble_is_trained_and_shown_from_the_widget(viewer_widget, qtbot):
     assert settings.preset.currentText() == "fast"
     assert settings.members.value() == engine.TrainConfig.from_preset("fast").members == 1
     assert "average" in settings.members.toolTip()
-    settings.preset.setCurrentText("balanced")  # four of fast's networks
-    assert (settings.members.value(), settings.width.value()) == (4, 16)
+    settings.preset.setCurrentText("balanced")  # eight of fast's networks
+    assert (settings.members.value(), settings.width.value()) == (8, 16)
     layer = viewer.add_image(_noisy((64, 64)), name="plane")
     _choose(widget, layer, "YX")
     shrink_widget(widget, steps=4)
