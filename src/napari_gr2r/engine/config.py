@@ -87,8 +87,8 @@ class ObjectiveConfig:
 class NetworkConfig:
     """The U-Net: width, depth, residual learning, 2D or 3D, and the planes it sees."""
 
-    width: int = 16
-    depth: int = 2
+    width: int = _FAST["width"]  # a section given whole: fast's values
+    depth: int = _FAST["depth"]
     residual: bool = False
     net_dims: str = "auto"
     context: int | str = 0
@@ -99,9 +99,9 @@ class NetworkConfig:
 class PatchConfig:
     """The patches each step trains on, and the share of the data held out for validation."""
 
-    batch_size: int = 8
-    patch_size: int = 48
-    patch_size_z: int = 16
+    batch_size: int = _FAST["batch_size"]  # a section given whole: fast's values
+    patch_size: int = _FAST["patch_size"]
+    patch_size_z: int = _FAST["patch_size_z"]
     augment: bool = True
     val_fraction: float = 0.1
 
@@ -110,7 +110,7 @@ class PatchConfig:
 class OptimiserConfig:
     """Adam's learning-rate schedule and the optional moving average of the weights."""
 
-    lr: float = 2e-3
+    lr: float = _FAST["lr"]  # a section given whole: fast's value
     lr_min_factor: float = 0.05
     warmup_steps: int = 50
     ema_decay: float | None = None
@@ -121,7 +121,7 @@ class OptimiserConfig:
 class RunConfig:
     """The run: its length, seed, how often it validates, reports and checkpoints."""
 
-    steps: int = 620
+    steps: int = _FAST["steps"]  # a section given whole: fast's value
     seed: int | None = 0
     val_every: int = 50
     event_every: int = 10
