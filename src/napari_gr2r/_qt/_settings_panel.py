@@ -58,7 +58,7 @@ class SettingsPanel(Panel):
         self.preset = QComboBox()
         self.preset.addItems(list(engine.PRESETS))
         self.preset.setToolTip("How long and how large a training run is. fast: minutes on a "
-                               "laptop CPU; balanced: eight fast networks averaged, eight times "
+                               "laptop CPU; balanced: eight fast networks averaged, about six times "
                                "as long; quality: a GPU.")
         self.preset.currentTextChanged.connect(self._on_preset_changed)
         form.addRow("Preset", self.preset)
