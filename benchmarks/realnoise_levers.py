@@ -128,7 +128,7 @@ def inverse_vst(z: np.ndarray, a: float, b: float, kind: str = "unbiased") -> np
         d = z
         x = d * d / 4 - 3 / 8
     else:
-        d = np.maximum(z, 0.8)
+        d = np.maximum(z, 0.8)  # the closed form's powers of 1/d diverge towards 0
         x = (d * d / 4 + np.sqrt(1.5) / 4 / d - 11 / 8 / d ** 2 + 5 * np.sqrt(1.5) / 8 / d ** 3
              - 1 / 8)
     return (a * x - b / a).astype(np.float32)
@@ -264,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print(compare(args.compare, args.baseline))
         return 0
-    if args.pixel_shuffle > 1 and args.trace_every:
-        parser.error("--trace-every scores the whole capture: not with --pixel-shuffle")
+    if (args.pixel_shuffle > 1 or args.vst) and args.trace_every:
+        parser.error("--trace-every scores the network on the capture as it is: not with "
+                     "--pixel-shuffle or --vst")
     if args.data is not None:
         realnoise.DATA = args.data
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
