@@ -59,7 +59,7 @@ def _scaled(cal: Any, k: float) -> Any:
         knots=None if cal.knots is None else [[x, [v * k for v in vs]] for x, vs in cal.knots])
 
 
-def run(config: str, capture: int, steps: int, seeds: int = 1,
+def run(config: str, capture: int, steps: int | None = None, seeds: int = 1,
         train_scale: float = 1.0) -> dict[str, Any]:
     from napari_gr2r import engine
 
@@ -75,7 +75,8 @@ def run(config: str, capture: int, steps: int, seeds: int = 1,
         for kind, noise in (("fitted", None), ("calibrated", train_cal)):
             if kind == "calibrated" and cal is None:
                 continue
-            config_ = engine.TrainConfig.from_preset("fast", steps=steps, seed=seed)
+            config_ = engine.TrainConfig.from_preset(
+                "fast", seed=seed, **({"steps": steps} if steps is not None else {}))
             t0 = time.perf_counter()
             model = engine.train(noisy, "YX", config_, device="cpu", noise=noise)
             if seed == 0:  # the estimate is judged on the first seed's model
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--capture", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: the fast preset's)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train both with seeds 0..N-1 (the estimate: seed 0's model)")
     parser.add_argument("--train-scale", type=float, default=1.0,
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.calibrated" + (
         f" --configs {' '.join(args.configs)}" if args.configs != list(CONFIGS) else "") + (
         f" --capture {args.capture}" if args.capture != 1 else "") + (
-        f" --steps {args.steps}" if args.steps != 400 else "") + (
+        f" --steps {args.steps}" if args.steps is not None else "") + (
         f" --seeds {args.seeds}" if args.seeds != 1 else "") + (
         f" --train-scale {args.train_scale:g}" if args.train_scale != 1 else "")
     write(rows, args.out, command, f"load average {before:.2f} before, "
