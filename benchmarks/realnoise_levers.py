@@ -112,7 +112,9 @@ def vst_line(raw: np.ndarray) -> tuple[float, float]:
 
 def vst(image: np.ndarray, a: float, b: float) -> np.ndarray:
     """The generalised Anscombe transform of noise of variance ``a * x + b``: the noise of the
-    result has unit variance whatever the signal (``a = 0``: a division by the noise's SD)."""
+    result has unit variance whatever the signal (``a = 0``: a division by the noise's SD).
+    :func:`benchmarks.baselines.anscombe` in this parametrisation, written out as the lever's
+    runs were made (a network's training follows its input to the last bit)."""
     if a <= 0:
         return (image / np.sqrt(max(b, 1e-12))).astype(np.float32)
     return (2 / a * np.sqrt(np.maximum(a * image + 3 / 8 * a * a + b, 0))).astype(np.float32)
