@@ -324,6 +324,11 @@ def _scores(records: list[dict[str, Any]], captures: list[int]) -> dict[tuple, d
     return out
 
 
+def brightness(raw: np.ndarray, gt: np.ndarray) -> float:
+    """``k``: the least-squares factor of the capture ``raw`` on its ground truth ``gt``."""
+    return float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
+
+
 def _gain_matched(raw: np.ndarray, gt: np.ndarray, est: np.ndarray) -> dict[str, float]:
     """``psnr_k``: PSNR against the ground truth rescaled to the capture's own brightness
     (``k gt``, ``k`` the least-squares fit of the capture on ``gt``), and ``k``.
@@ -332,7 +337,7 @@ def _gain_matched(raw: np.ndarray, gt: np.ndarray, est: np.ndarray) -> dict[str,
     15 %: excitation and detector drift); a denoiser can only estimate the capture's own
     expected value, so this is the part of the error that denoising can remove.
     """
-    k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
+    k = brightness(raw, gt)
     return dict(psnr_k=psnr(k * gt, est, RANGE), k=k)
 
 

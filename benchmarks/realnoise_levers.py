@@ -26,7 +26,7 @@ import numpy as np
 
 from . import realnoise
 from .common import log, log_row, psnr
-from .realnoise import CONFIGS, RANGE, load
+from .realnoise import CONFIGS, RANGE, brightness, load
 
 
 def _value(text: str) -> object:
@@ -164,7 +164,7 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
         source = raw
     data = source if shuffle <= 1 else unshuffle(source, shuffle)
     trainer = engine.Trainer(data, "YX", cfg, device="cpu", noise=calibration)
-    k = float(np.sum(raw.astype(np.float64) * gt) / np.sum(gt.astype(np.float64) ** 2))
+    k = brightness(raw, gt)
     trace, traced_s = [], 0.0
     for event in trainer.iter_fit():
         if trace_every and isinstance(event, engine.TrainingProgress) and event.validated \
