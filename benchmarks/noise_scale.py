@@ -18,7 +18,6 @@ three noises (``KIND:LEVEL``, the kinds and levels of :mod:`benchmarks.noise_fit
 from __future__ import annotations
 
 import argparse
-import ast
 import math
 from pathlib import Path
 
@@ -26,15 +25,16 @@ import numpy as np
 
 from .common import log_row
 from .noise_fit import FMD, LEVELS, add_noise, clean_images
+from .realnoise_levers import _value
 
 IMAGES = ["camera", "coins", "cell", "fmd_Confocal_BPAE_G", "fmd_TwoPhoton_BPAE_B"]
 NOISES = [("gaussian", 0.05), ("gaussian", 0.10), ("poisson-gaussian", 30)]
 
 
 def _settings(text: str) -> dict:
-    """``"gamma=0.0,steps=620"`` -> ``{"gamma": 0.0, "steps": 620}`` (``""``: the preset)."""
-    return {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in text.split(",")
-                                               if item)}
+    """``"gamma=0.0,steps=620"`` -> ``{"gamma": 0.0, "steps": 620}`` (``""``: the preset); a
+    value that is no Python literal stays text (``generated_noise=model``)."""
+    return {k: _value(v) for k, v in (item.split("=", 1) for item in text.split(",") if item)}
 
 
 def _noise(text: str) -> tuple[str, float]:

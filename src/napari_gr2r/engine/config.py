@@ -22,6 +22,7 @@ PRESETS = ("fast", "balanced", "quality")
 """Network and budget presets: a laptop CPU (``fast``), a workstation, a GPU (``quality``)."""
 
 NOISE_MODELS = ("gaussian", "poisson-gaussian")
+GENERATED_NOISES = ("residual", "model")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Arithmetic of the network's passes: ``auto`` is fp32 on a CPU (or Apple MPS) and bf16 on a
@@ -76,6 +77,7 @@ class ObjectiveConfig:
     pin_noise: bool | None = None
     alpha: float | None = None
     noise_scale: float = 1.0
+    generated_noise: str = "residual"
     noise_model: str = "gaussian"
     noise_sigma: float | None = None
     noise_gain: float | None = None
@@ -195,6 +197,12 @@ class TrainConfig:
         of the input's noise, so the network smooths less than R2R's pair of twice the noise
         variance makes it; for measuring (``python -m benchmarks.realnoise_levers --set
         noise_scale=0.9``), not a tuned default.
+    generated_noise : {"residual", "model"}
+        What GR2R's generated noise ``n`` is drawn from: ``"residual"`` (the default, GR2R's
+        own) the network's residual ``y - f(y)`` with random signs, pinned to the noise level,
+        which keeps the real noise's shape; ``"model"`` Gaussian noise of the fitted (or
+        calibrated) noise level at each pixel, correlated like it, as R2R with an estimated
+        noise model would draw it (docs/method-notes.md, `generated_noise`).
     width, depth : int
         U-Net channels at the first level and number of down-samplings.
     residual : bool
@@ -378,6 +386,9 @@ class TrainConfig:
         if self.lr_scaling not in LR_SCALINGS:
             raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, not "
                               f"{self.lr_scaling!r}.")
+        if self.generated_noise not in GENERATED_NOISES:
+            raise ConfigError(f"generated_noise must be one of {', '.join(GENERATED_NOISES)}, "
+                              f"not {self.generated_noise!r}.")
         if self.noise_model not in NOISE_MODELS:
             raise ConfigError(
                 f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."

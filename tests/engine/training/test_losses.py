@@ -154,6 +154,42 @@ def test_noise_scale_sets_the_generated_noise_of_the_near_identity(scale):
     assert result.terms["unsupervised"] == pytest.approx(4 * 0.01 * scale, rel=0.1)
 
 
+def test_generated_noise_from_the_model_follows_the_noise_level_not_the_residual():
+    """``generated_noise="model"`` draws GR2R's generated noise from the noise level
+    (variance ``a y + b`` at each pixel); the default draws it from the network's residual.
+    A network that halves its input has no residual on a dark half of zeros: the residual's
+    noise is zero there, the model's has the level's variance on each half."""
+    from napari_gr2r.engine import ConfigError, TrainConfig
+    from napari_gr2r.engine.data.normalization import Normalization
+    from napari_gr2r.engine.training.losses import build_objective
+
+    y = torch.zeros(4, 1, 64, 64)
+    y[..., 32:] = 0.5
+    level = NoiseLevel(a=[0.02], b=[0.01], typical=[0.015])
+    seen: list[torch.Tensor] = []
+
+    def halves(t):
+        seen.append(t)
+        return t * 0.5
+
+    def generated(**settings):
+        seen.clear()
+        config = TrainConfig.from_preset("fast", **settings)
+        objective = build_objective(config, Normalization([0.0], [1.0]), level)
+        objective(halves, y, None, torch.Generator().manual_seed(1))
+        noise = seen[1] - y  # the recorrupted input y + n (alpha 1)
+        return float(noise[..., :32].square().mean()), float(noise[..., 32:].square().mean())
+
+    dark, bright = generated(generated_noise="model")
+    assert dark == pytest.approx(0.01, rel=0.05)
+    assert bright == pytest.approx(0.01 + 0.02 * 0.5, rel=0.05)
+    dark, bright = generated()
+    assert dark == 0.0
+    assert bright > 0.01
+    with pytest.raises(ConfigError, match="generated_noise"):
+        TrainConfig(generated_noise="gaussian")
+
+
 def test_fast_preset_trains_gr2r_without_the_pseudo_term_in_two_passes():
     """``fast`` and ``balanced`` (eight of ``fast``'s networks) leave out GR2R's
     pseudo-supervised term (so 620 steps cost what 400 with it would); another method,

@@ -19,7 +19,11 @@ per patch and channel, ``n`` is rescaled so that its mean square equals the mean
 (``n`` stays at the noise level whatever ``f`` does), and ``lambda_g`` defaults to 0.
 When the noise is spatially correlated (measured before training in the flattest windows of
 the data), the sign-flipped residual is filtered with a kernel of that correlation, so the
-generated noise is correlated like the real noise instead of white.
+generated noise is correlated like the real noise instead of white. With
+``TrainConfig.generated_noise="model"`` ``n`` is instead drawn from the noise level itself
+(Gaussian, the fitted variance at each pixel, correlated with the same kernel), as R2R with an
+estimated noise model would draw it: an option, since on real captures the residual's noise
+trains as well or better (docs/method-notes.md).
 
 Both can split the generated noise unevenly, as R2R does (``TrainConfig.alpha``, default 1,
 the paper's pair)::
@@ -177,9 +181,12 @@ class GR2RLoss(Objective):
 
     def __init__(self, gamma: float, lambda_g: float, noise_level: NoiseLevel | None,
                  alpha: float = 1.0, channels: int | None = None,
-                 neighbour_level: NoiseLevel | None = None) -> None:
+                 neighbour_level: NoiseLevel | None = None, from_model: bool = False) -> None:
         self.gamma, self.lambda_g, self.noise_level = gamma, lambda_g, noise_level
         self.alpha = alpha
+        # the generated noise drawn from the noise model instead of the residual
+        # (``TrainConfig.generated_noise="model"``; needs ``noise_level``)
+        self.from_model = from_model
         # with context (inputs of more than ``channels`` channels): the noise model the
         # neighbouring planes' noise is drawn from (see :func:`model_noise`)
         self.channels, self.neighbour_level = channels, neighbour_level
@@ -193,7 +200,10 @@ class GR2RLoss(Objective):
             fy = net(y)
             residual = y0 - fy
             mask = rademacher(y0.shape, generator, y.device)
-            if self.noise_level is not None:
+            if self.from_model:
+                assert self.noise_level is not None
+                noise = model_noise(y0, self.noise_level, generator, y0.shape[1])
+            elif self.noise_level is not None:
                 noise = pinned_noise(residual, mask, fy, self.noise_level)
             else:
                 noise = residual * mask
@@ -333,9 +343,11 @@ def build_objective(config: TrainConfig, norm: Normalization,
         return GR2RLoss(
             gamma=config.resolved_gamma,
             lambda_g=config.resolved_lambda_g,
-            noise_level=generated if config.resolved_pin_noise else None,
+            noise_level=generated if config.resolved_pin_noise or
+            config.generated_noise == "model" else None,
             alpha=config.resolved_alpha,
             channels=channels, neighbour_level=generated,
+            from_model=config.generated_noise == "model",
         )
     if config.method == "r2r":
         return R2RLoss(known_noise_level(config, norm), config.r2r_alpha, channels)
