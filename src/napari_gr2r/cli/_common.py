@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import signal
 import sys
@@ -224,11 +225,14 @@ def _correlation_text(event: Any) -> str:
     return f", correlated between neighbouring pixels ({event.noise_correlation:.2f})"
 
 
-def train_with_bar(trainer: Any) -> None:
+def train_with_bar(trainer: Any, data_range: float | None = None) -> None:
     """Run ``trainer.iter_fit()`` to the end with a step bar, its losses and warnings on stderr.
 
     After the first progress event (``event_every`` steps) the time of the whole run is
     estimated from the steps measured so far and printed; the bar ends in one 100% line.
+    The bar's estimated PSNR is for the data's normalised range (what the final estimate of
+    ``train`` reports), or for ``data_range`` where given (the demo's reference range), so
+    that it reads on the same scale as the PSNR printed after training.
     """
     from tqdm import tqdm
 
@@ -237,6 +241,9 @@ def train_with_bar(trainer: Any) -> None:
     bar = None
     start = 0
     estimated = False
+    # training estimates its PSNR for a range of 1 in normalised units, norm.scale(0) here
+    shift = 0.0 if data_range is None else \
+        20 * math.log10(float(data_range) / trainer.norm.scale(0))
     try:
         for event in trainer.iter_fit():
             if isinstance(event, TrainingStarted):
@@ -253,7 +260,7 @@ def train_with_bar(trainer: Any) -> None:
                 if event.val_loss is not None:
                     postfix["val"] = f"{event.val_loss:.4g}"
                 if event.estimated_psnr is not None:
-                    postfix["est. PSNR"] = f"{event.estimated_psnr:.1f} dB"
+                    postfix["est. PSNR"] = f"{event.estimated_psnr + shift:.1f} dB"
                 bar.set_postfix(postfix, refresh=False)
                 done = event.step - start
                 if done >= bar.total:

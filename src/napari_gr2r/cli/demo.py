@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
         config = engine.TrainConfig.from_preset("fast", steps=steps, method=args.method, seed=0)
         print(f"\n{name}: {info['description']}\n  shape {noisy.shape} ({axes}), {noisy.dtype}, "
               f"{steps} steps")
+        peak = info.get("data_range") or float(np.max(clean)) - float(np.min(clean))
         t0 = time.perf_counter()
         trainer = engine.Trainer(noisy, axes, config, device=args.device)
-        train_with_bar(trainer)
+        train_with_bar(trainer, data_range=peak)  # its estimate at the peak printed below
         t_train = time.perf_counter() - t0
         t0 = time.perf_counter()
         denoised = engine.denoise(trainer.model, noisy, axes=axes, device=args.device)
         t_infer = time.perf_counter() - t0
-        peak = info.get("data_range") or float(np.max(clean)) - float(np.min(clean))
         before, after = psnr(noisy, clean, peak), psnr(denoised, clean, peak)
         report = engine.assess(trainer.model, noisy, axes, device=args.device)
         shown = _what_the_reference_shows(denoised, noisy, clean, axes, info, peak)
