@@ -122,3 +122,15 @@ def test_denoise_panel_denoises_into_a_layer_and_saves_and_loads(state, qtbot, t
     assert state.model.step == model.step == 3
     assert loaded == [state.model]
     assert state.message.text() == f"Loaded {path}."
+
+
+def test_the_started_line_suggests_a_calibration_only_for_fitted_correlated_noise():
+    from napari_gr2r._qt._training_panel import started_text
+
+    def started(correlation):
+        return engine.TrainingStarted(step=0, total_steps=10, elapsed_s=0.0, noise_sd=3.0,
+                                      noise_correlation=correlation, n_parameters=10)
+
+    assert "repeated captures of a still field" in started_text(started(0.6))
+    assert "repeated captures" not in started_text(started(0.6), noise_from="camera.noise.json")
+    assert "repeated captures" not in started_text(started(0.0))

@@ -63,3 +63,33 @@ def test_bad_calibration_input_is_one_line(tmp_path, capsys):
     assert main(["assess", str(frames), "--model", str(tmp_path / "x.pt"), "--noise",
                  str(tmp_path / "bad.json")]) == 2
     assert "not a noise calibration" in capsys.readouterr().err
+
+
+def _correlated_frames(n: int) -> np.ndarray:
+    """Captures of one field with camera noise correlated between neighbouring pixels."""
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(0)
+    clean = blobs(96, 6, 2)
+    return np.stack([clean + 3 * uniform_filter(rng.normal(0, 10, clean.shape), 3)
+                     for _ in range(n)]).astype(np.float32)
+
+
+def test_train_on_fitted_correlated_noise_suggests_a_calibration(tmp_path, capsys):
+    """The correlation fitted on one image can take fine structure for noise: training on it
+    says that a calibration measures it exactly; with one, it does not."""
+    frames = _correlated_frames(4)
+    image, stack = tmp_path / "image.tif", tmp_path / "frames.tif"
+    tifffile.imwrite(image, frames[0])
+    tifffile.imwrite(stack, frames, photometric="minisblack")
+    args = ["train", str(image), "-o", str(tmp_path / "m.gr2r.pt"), "--steps", "2"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "correlated between neighbouring pixels" in err
+    assert "tip: the noise's correlation was fitted on the image" in err
+    cal = tmp_path / "camera.noise.json"
+    assert main(["calibrate", str(stack), "-o", str(cal)]) == 0
+    assert main([*args[:-3], str(tmp_path / "c.gr2r.pt"), "--steps", "2", "--noise", str(cal)]) == 0
+    err = capsys.readouterr().err
+    assert "correlated between neighbouring pixels" in err
+    assert "tip:" not in err

@@ -219,6 +219,15 @@ def count_bar(unit: str, desc: str = "denoising") -> Iterator[Callable[[int, int
             bar.close()
 
 
+CORRELATION_TIP = (
+    "tip: the noise's correlation was fitted on the image, where fine structure can pass for "
+    "it; repeated captures of a still field measure it exactly: 'napari-gr2r calibrate "
+    "frames.tif -o camera.noise.json', then train with --noise camera.noise.json")
+"""Printed when training on correlated noise fitted on the image: a calibration trains a
+better model where the image's texture biases the fitted correlation
+(docs/estimate-accuracy.md, "Noise from a calibration")."""
+
+
 def _correlation_text(event: Any) -> str:
     if not event.noise_correlation:
         return ""
@@ -252,6 +261,8 @@ def train_with_bar(trainer: Any, data_range: float | None = None) -> None:
                 print(f"training {event.networks} ({event.n_parameters:,} parameters)"
                       f"{seeing} on {event.device}, patches {event.patch_shape}, estimated noise SD "
                       f"{event.noise_sd:.3g}{_correlation_text(event)}", file=sys.stderr)
+                if event.noise_correlation and trainer.noise_level.source == "fit":
+                    print(CORRELATION_TIP, file=sys.stderr)
                 start = event.step
                 bar = tqdm(total=event.total_steps - start, unit="step",
                            file=sys.stderr, dynamic_ncols=True)
