@@ -127,10 +127,14 @@ def test_denoise_panel_denoises_into_a_layer_and_saves_and_loads(state, qtbot, t
 def test_the_started_line_suggests_a_calibration_only_for_fitted_correlated_noise():
     from napari_gr2r._qt._training_panel import started_text
 
-    def started(correlation):
+    def started(correlation, source="fit"):
         return engine.TrainingStarted(step=0, total_steps=10, elapsed_s=0.0, noise_sd=3.0,
-                                      noise_correlation=correlation, n_parameters=10)
+                                      noise_correlation=correlation, n_parameters=10,
+                                      noise_source=source)
 
     assert "repeated captures of a still field" in started_text(started(0.6))
-    assert "repeated captures" not in started_text(started(0.6), noise_from="camera.noise.json")
+    # a calibration chosen now, or the one a model being continued was trained with
+    calibrated = started(0.6, "calibration")
+    assert "repeated captures" not in started_text(calibrated, noise_from="camera.noise.json")
+    assert "repeated captures" not in started_text(calibrated)
     assert "repeated captures" not in started_text(started(0.0))

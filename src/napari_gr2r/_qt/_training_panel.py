@@ -390,7 +390,7 @@ def started_text(event: engine.TrainingStarted, noise_from: str = "") -> str:
              else f"; estimated noise SD {event.noise_sd:.3g}")
     if event.noise_correlation:
         text += f", correlated between neighbouring pixels ({event.noise_correlation:.2f})"
-        if not noise_from:  # fine texture can pass for correlation in a fit on the image
+        if event.noise_source == "fit":  # fine texture can pass for correlation in a fit
             text += (" as fitted on the image; repeated captures of a still field measure it "
                      "exactly (Noise and quality: Noise from a calibration)")
     if event.context:

@@ -261,7 +261,7 @@ def train_with_bar(trainer: Any, data_range: float | None = None) -> None:
                 print(f"training {event.networks} ({event.n_parameters:,} parameters)"
                       f"{seeing} on {event.device}, patches {event.patch_shape}, estimated noise SD "
                       f"{event.noise_sd:.3g}{_correlation_text(event)}", file=sys.stderr)
-                if event.noise_correlation and trainer.noise_level.source == "fit":
+                if event.noise_correlation and event.noise_source == "fit":
                     print(CORRELATION_TIP, file=sys.stderr)
                 start = event.step
                 bar = tqdm(total=event.total_steps - start, unit="step",

@@ -35,6 +35,8 @@ class TrainingStarted(TrainEvent):
     """Estimated noise standard deviation, in the input's intensity units (first channel)."""
     noise_correlation: float = 0.0
     """Measured correlation of the noise between neighbouring pixels (0: white noise)."""
+    noise_source: str = "fit"
+    """Where the noise level comes from: ``"fit"`` (fitted on the data) or ``"calibration"``."""
     has_validation: bool = False
     resumed_from_step: int = 0
     world_size: int = 1

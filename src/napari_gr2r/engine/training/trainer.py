@@ -207,6 +207,7 @@ class Trainer:
             n_parameters=count_parameters(self.net), patch_shape=self.sampler.patch,
             noise_sd=math.sqrt(self.noise_level.typical[0]) * self.norm.scale(0),
             noise_correlation=self.noise_level.neighbour_correlation,
+            noise_source=self.noise_level.source,
             has_validation=bool(self.val_batches), resumed_from_step=loop.start,
             world_size=self.world.size, backend=self.world.backend, precision=self.precision,
             context=int(self.config.context), members=self.config.members,
