@@ -18,6 +18,7 @@ three noises (``KIND:LEVEL``, the kinds and levels of :mod:`benchmarks.noise_fit
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -45,6 +46,29 @@ def _noise(text: str) -> tuple[str, float]:
     return kind, float(level)
 
 
+def compare(logs: list[Path], baseline: str) -> str:
+    """A markdown table of every variant in ``logs`` against the runs of variant ``baseline``
+    on the same image, noise and level (PSNR dB)."""
+    rows = [json.loads(line) for path in logs for line in path.read_text().splitlines()
+            if line.strip()]
+    key = lambda r: (r["image"], r["noise"], r["level"])  # noqa: E731
+    base = {key(r): r["psnr"] for r in rows if r.get("variant") == baseline}
+    if not base:
+        raise SystemExit(f"no runs of variant {baseline!r} in {', '.join(map(str, logs))}")
+    lines = ["| variant | cases | mean vs baseline (dB) | median | higher on | lowest (case) | "
+             "highest |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for variant in dict.fromkeys(r.get("variant") for r in rows if r.get("variant") != baseline):
+        pairs = [(r, base[key(r)]) for r in rows if r.get("variant") == variant and key(r) in base]
+        if not pairs:
+            continue
+        d = np.array([r["psnr"] - b for r, b in pairs])
+        low = pairs[int(d.argmin())][0]
+        lines.append(f"| `{variant}` | {len(d)} | {d.mean():+.3f} | {np.median(d):+.2f} | "
+                     f"{int((d > 0).sum())} | {d.min():+.2f} ({low['image']}, {low['noise']} "
+                     f"{low['level']:g}) | {d.max():+.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -59,8 +83,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead of the three default noises, e.g. correlated:0.05")
     parser.add_argument("--images", nargs="+", default=IMAGES)
     parser.add_argument("--size", type=int, default=192)
-    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--log", type=Path, help="a line of JSON per run goes here")
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",
+                        help="train nothing: print every variant in these logs against "
+                             "--baseline")
+    parser.add_argument("--baseline", default="preset",
+                        help="the variant --compare measures against")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare, args.baseline))
+        return
+    if args.log is None:
+        parser.error("--log is required to train")
     noises = NOISES if args.noises is None else [_noise(text) for text in args.noises]
     torch.set_num_threads(1)
     images = clean_images(args.size, FMD)

@@ -202,13 +202,15 @@ def distinct_captures(keys) -> set[tuple[str, int]]:
     return set(seen.values())
 
 
-def compare(logs: list[Path], baseline: str) -> str:
+def compare(logs: list[Path], baseline: str, configs: list[str] | None = None) -> str:
     """A markdown table of every label in ``logs`` against the runs labelled ``baseline``, on
     the captures both ran (distinct images only: a capture whose raw image repeats an earlier
-    one, as ``WideField_BPAE_B_2`` repeats ``_1``, is counted once). ``plain`` PSNR."""
+    one, as ``WideField_BPAE_B_2`` repeats ``_1``, is counted once; only ``configs`` where
+    given). ``plain`` PSNR."""
     rows = [json.loads(line) for path in logs for line in path.read_text().splitlines()
             if line.strip()]
-    base = {(r["config"], r["capture"]): r for r in rows if r["label"] == baseline}
+    base = {(r["config"], r["capture"]): r for r in rows if r["label"] == baseline
+            and (configs is None or r["config"] in configs)}
     if not base:
         raise SystemExit(f"no runs labelled {baseline!r} in {', '.join(map(str, logs))}")
     distinct = distinct_captures(base)
@@ -233,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.realnoise_levers",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["Confocal_BPAE_G"],
-                        choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS),
+                        help="the configurations to run (default Confocal_BPAE_G); with "
+                             "--compare, the ones to compare on (default: all in the logs)")
     parser.add_argument("--captures", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the label --compare measures against")
     args = parser.parse_args(argv)
     if args.compare:
-        print(compare(args.compare, args.baseline))
+        print(compare(args.compare, args.baseline, args.configs))
         return 0
     if (args.pixel_shuffle > 1 or args.vst) and args.trace_every:
         parser.error("--trace-every scores the network on the capture as it is: not with "
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         realnoise.DATA = args.data
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
-    for config in args.configs:
+    for config in args.configs or ["Confocal_BPAE_G"]:
         for capture in args.captures:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise,

@@ -237,6 +237,25 @@ def test_lever_comparison_pairs_captures_and_counts_a_repeated_image_once(tmp_pa
     table = realnoise_levers.compare([log], "base")
     # captures 1 and 2 of WideField_BPAE_B are the same image: two captures, not three
     assert "| `lever` | 2 | +0.000 | 1 | -1.00 (WideField_BPAE_B_1) | +1.00 |" in table
+    # only the configurations asked for
+    table = realnoise_levers.compare([log], "base", ["Confocal_BPAE_G"])
+    assert "| `lever` | 1 | +1.000 | 1 | +1.00 (Confocal_BPAE_G_1) | +1.00 |" in table
+
+
+def test_synthetic_lever_comparison_pairs_image_noise_and_level(tmp_path):
+    from benchmarks import noise_scale
+
+    def row(variant, image, level, value):
+        return json.dumps(dict(image=image, noise="gaussian", level=level, variant=variant,
+                               psnr=value))
+
+    log = tmp_path / "synthetic.jsonl"
+    log.write_text("\n".join([
+        row("preset", "cell", 0.05, 30.0), row("preset", "cell", 0.1, 25.0),
+        row("alpha=0.7", "cell", 0.05, 30.5), row("alpha=0.7", "cell", 0.1, 24.0),
+        row("alpha=0.7", "coins", 0.1, 40.0)]))  # no baseline run: left out
+    table = noise_scale.compare([log], "preset")
+    assert "| `alpha=0.7` | 2 | -0.250 | -0.25 | 1 | -1.00 (cell, gaussian 0.1) | +0.50 |" in table
 
 
 def test_pixel_shuffle_takes_an_odd_sized_image_apart_and_back_without_moving_a_pixel():
