@@ -199,14 +199,13 @@ class GR2RLoss(Objective):
         with torch.no_grad():
             fy = net(y)
             residual = y0 - fy
-            mask = rademacher(y0.shape, generator, y.device)
             if self.from_model:
                 assert self.noise_level is not None
                 noise = model_noise(y0, self.noise_level, generator, y0.shape[1])
-            elif self.noise_level is not None:
-                noise = pinned_noise(residual, mask, fy, self.noise_level)
             else:
-                noise = residual * mask
+                mask = rademacher(y0.shape, generator, y.device)
+                noise = residual * mask if self.noise_level is None else \
+                    pinned_noise(residual, mask, fy, self.noise_level)
             if context:
                 assert c is not None
                 assert self.neighbour_level is not None
