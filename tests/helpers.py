@@ -20,11 +20,13 @@ def psnr(image: np.ndarray, clean: np.ndarray) -> float:
 
 
 def tiny(**overrides):
-    """A network and budget small enough for a test on two CPU cores."""
+    """A network and budget small enough for a test on two CPU cores, from random weights
+    (``start="scratch"``: what these tests measure is training; tests/engine/model/test_prior.py
+    tests the fast preset's pretrained start)."""
     from napari_gr2r.engine import TrainConfig
 
     values = dict(width=16, depth=2, patch_size=32, batch_size=8, steps=150, event_every=10,
-                  val_every=25, seed=0)
+                  val_every=25, seed=0, start="scratch")
     values.update(overrides)
     return TrainConfig.from_preset("fast", **values)
 
@@ -38,6 +40,7 @@ def shrink_widget(widget, steps: int, width: int = 8, batch: int = 4, lr: float 
     widget.settings_panel.patch.setValue(32)
     widget.settings_panel.batch.setValue(batch)
     widget.settings_panel.steps.setValue(steps)
+    widget.settings_panel.start_prior.setChecked(False)  # the prior fits width 16 only
     if lr is not None:
         widget.settings_panel.lr.setValue(lr)
     if net_dims is not None:

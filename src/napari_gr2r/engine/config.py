@@ -28,6 +28,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Arithmetic of the network's passes: ``auto`` is fp32 on a CPU (or Apple MPS) and bf16 on a
 CUDA GPU that supports it (else fp32); see :func:`napari_gr2r.engine.devices.resolve_precision`."""
 
+STARTS = ("scratch", "prior")
+"""Where a new network's weights start: random (``scratch``) or the pretrained prior of the
+``fast`` network (``prior``; :mod:`napari_gr2r.engine.model.prior`)."""
+
 LR_SCALINGS = ("none", "sqrt", "linear")
 """How the learning rate grows with the number of training processes (see
 :func:`napari_gr2r.engine.training.distributed.lr_scale`)."""
@@ -47,10 +51,11 @@ GR2R_ALPHA = 1.0
 """The default ``alpha`` of both GR2R methods: the paper's pair ``y +- n`` (see :class:`TrainConfig`;
 why it stays at 1: docs/method-notes.md)."""
 
-_FAST = dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620, lr=2e-3)
+_FAST = dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620, lr=2e-3,
+             prior_lr=2e-4)
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
-    "fast": _FAST,
-    "balanced": dict(_FAST, members=8),  # eight of fast's networks
+    "fast": dict(_FAST, start="prior"),
+    "balanced": dict(_FAST, members=8),  # eight of fast's networks, each from scratch
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
@@ -95,6 +100,7 @@ class NetworkConfig:
     net_dims: str = "auto"
     context: int | str = 0
     members: int = 1  # one network: what model files written before ensembles hold
+    start: str = "scratch"  # random weights: what model files written before the prior hold
 
 
 @dataclass
@@ -113,6 +119,7 @@ class OptimiserConfig:
     """Adam's learning-rate schedule and the optional moving average of the weights."""
 
     lr: float = _FAST["lr"]  # a section given whole: fast's value
+    prior_lr: float = _FAST["prior_lr"]
     lr_min_factor: float = 0.05
     warmup_steps: int = 50
     ema_decay: float | None = None
@@ -176,6 +183,9 @@ class TrainConfig:
     lr, lr_min_factor, warmup_steps : float, float, int
         Peak learning rate of Adam; a linear warm-up over ``warmup_steps`` (at most a tenth of
         the run), then cosine decay to ``lr * lr_min_factor``.
+    prior_lr : float
+        The peak learning rate of a run whose network starts from the prior (``start``):
+        adapting pretrained weights wants smaller steps than learning from random ones.
     lr_scaling : str
         With N training processes (torchrun), each step averages N batches: the learning
         rate is ``lr`` (``"none"``, the default: scaling did not measure better, see
@@ -211,6 +221,14 @@ class TrainConfig:
         ``"auto"`` (3D network when the data has a Z axis deep enough, except with the ``fast``
         preset; else 2D), ``"2d"`` or
         ``"3d"``. A 2D network on a Z stack is trained and applied slice by slice.
+    start : {"scratch", "prior"}
+        Where a new network's weights start: random (``"scratch"``, the default of the
+        ``balanced`` and ``quality`` presets) or the ``fast`` network pretrained on generated
+        fluorescence-like images with known noise (``"prior"``, the ``fast`` preset's default:
+        :mod:`napari_gr2r.engine.model.prior`), which training then adapts to the image with
+        its own objective at ``prior_lr``. The prior fits a 2D network of ``fast``'s width and
+        depth on one channel without ``context`` or ``residual``; any other network starts
+        from scratch at ``lr`` (the model's config then says ``"scratch"``).
     members : int
         Networks trained side by side, each from its own random weights on its own patches
         (``batch_size`` each), the denoiser being their mean
@@ -329,7 +347,9 @@ class TrainConfig:
 
         ``"fast"``: a laptop CPU. U-Net width 16, depth 2 (118k parameters), 48 x 48 patches
         (16 slices deep for a 3D network), 8 per step, 620 steps at a learning rate of 2e-3;
-        a Z stack trains a 2D network over its slices. With the ``gr2r`` method it leaves out
+        a Z stack trains a 2D network over its slices. The network starts from a prior
+        pretrained on generated images (``start="prior"``) and adapts to the image at a
+        learning rate of 2e-4 (``prior_lr``). With the ``gr2r`` method it leaves out
         the pseudo-supervised term (``gamma=0``) unless ``gamma`` is given: each step costs
         two network passes instead of three, so the 620 steps take the time 400 would.
 
@@ -389,6 +409,8 @@ class TrainConfig:
         if self.generated_noise not in GENERATED_NOISES:
             raise ConfigError(f"generated_noise must be one of {', '.join(GENERATED_NOISES)}, "
                               f"not {self.generated_noise!r}.")
+        if self.start not in STARTS:
+            raise ConfigError(f"start must be one of {', '.join(STARTS)}, not {self.start!r}.")
         if self.noise_model not in NOISE_MODELS:
             raise ConfigError(
                 f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."
@@ -402,7 +424,8 @@ class TrainConfig:
         if self.seed is not None:
             self.seed = check_int("seed", self.seed, 0, 2**63 - 1,
                                   what="None, or a whole number from 0")
-        self.lr = check_float("lr", self.lr, 0, 1, low_open=True, high_open=True)
+        self.lr, self.prior_lr = (check_float(name, getattr(self, name), 0, 1, low_open=True,
+                                              high_open=True) for name in ("lr", "prior_lr"))
         self.lr_min_factor = check_float("lr_min_factor", self.lr_min_factor, 0, 1)
         self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 0.5,
                                         high_open=True)
@@ -464,6 +487,11 @@ class TrainConfig:
     @property
     def resolved_pin_noise(self) -> bool:
         return self.pin_noise if self.pin_noise is not None else self.method == "gr2r"
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate a run peaks at: ``prior_lr`` from the prior, else ``lr``."""
+        return self.prior_lr if self.start == "prior" else self.lr
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings (or whole sections) changed, validated."""

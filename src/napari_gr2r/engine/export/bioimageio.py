@@ -344,7 +344,7 @@ def _description(v0_5: Any, model: GR2RModel, name: str, authors: list[str], des
                                  f"mean of {model.config.members} U-Nets",
             "model_parameter_count": int(networks.count_parameters(model.net)),
             "training": {"training_batch_size": float(model.config.batch_size),
-                         "initial_learning_rate": float(model.config.lr),
+                         "initial_learning_rate": float(model.config.peak_lr),
                          "loss_function": f"GR2R ({model.config.method})",
                          "optimizer": "Adam"},
         },

@@ -31,10 +31,13 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
         "",
         "A U-Net denoiser trained self-supervised, from the noisy images alone, with GR2R "
         f"(generative recorrupted-to-recorrupted; method `{cfg.method}`) in napari-gr2r "
-        f"{__version__}: no clean images were used. The network is {model.dims}D "
+        f"{__version__}: no clean images of the data were used" + (
+            " (the network started from napari-gr2r's prior, trained on generated images "
+            "with known noise, and adapted to the data)" if cfg.start == "prior" else "")
+        + f". The network is {model.dims}D "
         f"(width {cfg.width}, depth {cfg.depth}, residual {bool(cfg.residual)}) and was trained "
         f"for {model.step} steps of {cfg.batch_size} patches of {cfg.patch_size} pixels "
-        f"(Adam, peak learning rate {cfg.lr:g}, preset `{cfg.preset}`, seed {cfg.seed})." + best,
+        f"(Adam, peak learning rate {cfg.peak_lr:g}, preset `{cfg.preset}`, seed {cfg.seed})." + best,
         "",
         "## Training data",
         "",

@@ -49,13 +49,19 @@ class TrainingStarted(TrainEvent):
     """Neighbouring planes on each side the network sees (``context="auto"`` resolved)."""
     members: int = 1
     """Networks trained side by side (an ensemble; ``n_parameters`` counts them all)."""
+    start: str = "scratch"
+    """Where the network's weights started: ``"scratch"`` or ``"prior"`` (``TrainConfig.start``),
+    or ``"model"`` (a model trained further or resumed: its own weights)."""
 
     @property
     def networks(self) -> str:
-        """What trains, in words: "a 2D network" or "an ensemble of 4 2D networks"."""
+        """What trains, in words: "a 2D network", "a 2D network from the pretrained prior" or
+        "an ensemble of 4 2D networks"."""
         if self.members > 1:
-            return f"an ensemble of {self.members} {self.net_dims}D networks"
-        return f"a {self.net_dims}D network"
+            text = f"an ensemble of {self.members} {self.net_dims}D networks"
+        else:
+            text = f"a {self.net_dims}D network"
+        return text + (" from the pretrained prior" if self.start == "prior" else "")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from ..devices import resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError
 from ..model.model import GR2RModel
 from ..model.networks import build_network, place
+from ..model.prior import load_prior
 from ..model.run import RunState
 from ..noise.calibration import NoiseCalibration
 from ..noise.correlation import CORRELATION_THRESHOLD
@@ -198,6 +199,8 @@ def new_model(images: SourceSet, config: TrainConfig, stats: Statistics) -> GR2R
         torch.manual_seed(config.seed)
     net = build_network(dims, info.n_channels, config.width, config.depth, config.residual,
                         config.context, config.members)
+    if config.start == "prior" and not load_prior(net):
+        config = config.replace(start="scratch")  # the model says how its network started
     return GR2RModel(net=net, config=config, axes=info.axes, channels=info.n_channels,
                      dims=dims, normalization=stats.norm, noise_level=stats.noise_level,
                      data_shape=tuple(int(n) for n in info.shape))
@@ -219,6 +222,7 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
     torch_device = world.device(torch_device)
     model, stats, resume_best = _model_and_statistics(images, config, model, state, rng, world,
                                                       noise)
+    config = model.config  # a new network's start resolved (the prior, or scratch)
     torch_device = usable_device(model.net, torch_device, model.dims, images.info.n_channels)
     place(model.net, torch_device)
     plan = SamplingPlan((config.patch_size_z, config.patch_size, config.patch_size),

@@ -211,6 +211,7 @@ class Trainer:
             has_validation=bool(self.val_batches), resumed_from_step=loop.start,
             world_size=self.world.size, backend=self.world.backend, precision=self.precision,
             context=int(self.config.context), members=self.config.members,
+            start=self.config.start if loop.start == 0 else "model",
         )
 
     def _validate(self, loop: Loop, step: int) -> None:
@@ -231,7 +232,7 @@ class Trainer:
     def _step(self, loop: Loop, step: int) -> tuple[float, torch.Tensor]:
         """One optimiser step (run step ``step``, from 1); returns its learning rate and batch."""
         cfg = self.config
-        lr = cfg.lr * lr_scale(cfg.lr_scaling, self.world.size) * \
+        lr = cfg.peak_lr * lr_scale(cfg.lr_scaling, self.world.size) * \
             lr_factor(cfg, step - 1, loop.total) * loop.guard.lr_factor
         for group in loop.optimizer.param_groups:
             group["lr"] = lr
@@ -254,7 +255,8 @@ class Trainer:
         if not math.isfinite(loss):
             raise NumericalError(
                 f"The loss became {loss} at step {loop.run_start + step}: training diverged. "
-                f"Lower the learning rate (lr={cfg.lr:g} now); the best weights so far are kept."
+                f"Lower the learning rate ({'prior_lr' if cfg.start == 'prior' else 'lr'}="
+                f"{cfg.peak_lr:g} now); the best weights so far are kept."
             )
         loop.add(loss, result.terms, result.residual_energy)
         return lr, y

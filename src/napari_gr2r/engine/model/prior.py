@@ -1,0 +1,51 @@
+"""The pretrained start of the ``fast`` network (``TrainConfig(start="prior")``).
+
+A network trained on one image for a few hundred steps learns its denoising from nothing; on
+low-light captures that budget falls short of what a classical denoiser knows beforehand. The
+prior is the ``fast`` U-Net (2D, width 16, depth 2, one channel) trained with clean targets on
+generated fluorescence-like images (filaments, textured nuclei, puncta) and crops of generic
+clean images, under Poisson-Gaussian noise over a wide range of levels, white and correlated,
+8-bit clipped or not, each image scaled as the engine scales one for training
+(``scripts/make_prior.py`` builds it; no image of the real-noise benchmark is among them).
+Training then adapts it to the user's image with the self-supervised objective alone, at
+``TrainConfig.prior_lr``; the image's own noise decides what it becomes.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .networks import Ensemble, UNet
+
+PRIOR_PATH = Path(__file__).with_name("prior_fast.pt")
+"""The prior's weights (a ``state_dict`` of :class:`~.networks.UNet`), shipped with the package."""
+
+PRIOR_SHAPE = dict(dims=2, channels=1, in_channels=1, width=16, depth=2, residual=False)
+"""The network the prior was trained as."""
+
+
+@functools.lru_cache(maxsize=1)
+def prior_weights() -> dict[str, torch.Tensor]:
+    """The prior's tensors, loaded once (``weights_only``: plain tensors, nothing executed)."""
+    return torch.load(PRIOR_PATH, map_location="cpu", weights_only=True)
+
+
+def fits(net: nn.Module) -> bool:
+    """Whether ``net`` (a U-Net, or an ensemble of them) has the prior's shape."""
+    members = list(net.members) if isinstance(net, Ensemble) else [net]
+    return all(isinstance(m, UNet) and all(getattr(m, k) == v for k, v in PRIOR_SHAPE.items())
+               for m in members)
+
+
+def load_prior(net: nn.Module) -> bool:
+    """Copy the prior into ``net`` (each member of an ensemble) where it fits; whether it did."""
+    if not fits(net):
+        return False
+    weights = prior_weights()
+    for member in (net.members if isinstance(net, Ensemble) else [net]):
+        member.load_state_dict(weights)
+    return True
