@@ -125,8 +125,17 @@ def test_an_ensemble_is_trained_and_shown_from_the_widget(viewer_widget, qtbot):
     assert settings.preset.currentText() == "fast"
     assert settings.members.value() == engine.TrainConfig.from_preset("fast").members == 1
     assert "average" in settings.members.toolTip()
-    settings.preset.setCurrentText("balanced")  # eight of fast's networks
+    # fast starts from the prior, and the learning rate field shows the prior's rate
+    assert settings.start_prior.isChecked()
+    assert settings.lr.value() == pytest.approx(2e-4)
+    config = settings.config()
+    assert (config.start, config.peak_lr) == ("prior", pytest.approx(2e-4))
+    settings.start_prior.setChecked(False)
+    assert settings.lr.value() == pytest.approx(2e-3)
+    assert (settings.config().start, settings.config().peak_lr) == ("scratch", pytest.approx(2e-3))
+    settings.preset.setCurrentText("balanced")  # eight of fast's networks, from scratch
     assert (settings.members.value(), settings.width.value()) == (8, 16)
+    assert not settings.start_prior.isChecked()
     layer = viewer.add_image(_noisy((64, 64)), name="plane")
     _choose(widget, layer, "YX")
     shrink_widget(widget, steps=4)

@@ -178,6 +178,16 @@ def test_train_members_saves_an_ensemble_and_refuses_too_many_in_one_line(noisy_
     assert not (tmp_path / "no.gr2r.pt").exists()
 
 
+def test_train_starts_fast_from_the_prior_unless_told_and_says_so(noisy_tif, tmp_path, capsys):
+    for flags, start in (([], "prior"), (["--start", "scratch"], "scratch")):
+        out = tmp_path / f"{start}.gr2r.pt"
+        assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "5",
+                     *flags, "-o", str(out)]) == 0
+        assert engine.load_model(out).config.start == start
+        said = "training a 2D network from the pretrained prior" in capsys.readouterr().err
+        assert said == (start == "prior")
+
+
 def test_resume_refuses_another_ensemble_or_context_in_one_line(model_file, noisy_tif, tmp_path,
                                                                  capsys):
     for flag in (["--members", "3"], ["--context", "1"]):

@@ -227,6 +227,19 @@ class SettingsPanel(Panel):
             "good as the networks are on average, and one unlucky run no longer decides the "
             "result. 1: one network.")
         form.addRow("Networks (ensemble)", self.members)
+        self.start_prior = QCheckBox("Start from the pretrained prior")
+        self.start_prior.setToolTip(
+            "Start the network from napari-gr2r's prior (trained beforehand on generated "
+            "images with known noise) and adapt it to this image, at a smaller learning rate; "
+            "off: start from random weights. The fast preset's default; it fits one-channel "
+            "2D networks of width 16 and depth 2 only, any other starts from random weights.")
+        self.start_prior.toggled.connect(self._on_start_changed)
+        form.addRow("", self.start_prior)
+
+    def _on_start_changed(self, prior: bool) -> None:
+        """The learning rate field shows the rate of the chosen start (the preset's)."""
+        cfg = engine.TrainConfig.from_preset(self.preset.currentText())
+        self.lr.setValue(cfg.prior_lr if prior else cfg.lr)
 
     def _build_precision(self, form: QFormLayout) -> None:
         """The arithmetic of the network's passes and torch.compile (``TrainConfig.precision``,
@@ -260,10 +273,11 @@ class SettingsPanel(Panel):
         self.batch.setValue(cfg.batch_size)
         self.patch.setValue(cfg.patch_size)
         self.patch_z.setValue(cfg.patch_size_z)
-        self.lr.setValue(cfg.lr)
         self.width.setValue(cfg.width)
         self.depth.setValue(cfg.depth)
         self.members.setValue(cfg.members)
+        self.start_prior.setChecked(cfg.start == "prior")
+        self.lr.setValue(cfg.peak_lr)
 
     def _on_model_loaded(self, model: engine.GR2RModel) -> None:
         self.width.setValue(model.config.width)
@@ -288,6 +302,7 @@ class SettingsPanel(Panel):
         """The training configuration the widgets describe (raises ConfigError)."""
         gamma = self.gamma.value()
         lambda_g = self.lambda_g.value()
+        prior = self.start_prior.isChecked()
         return engine.TrainConfig.from_preset(
             self.preset.currentText(),
             method=self.method_id(),
@@ -295,7 +310,8 @@ class SettingsPanel(Panel):
             batch_size=self.batch.value(),
             patch_size=self.patch.value(),
             patch_size_z=self.patch_z.value(),
-            lr=self.lr.value(),
+            start="prior" if prior else "scratch",
+            **{"prior_lr" if prior else "lr": self.lr.value()},
             gamma=None if gamma < 0 else gamma,
             lambda_g=None if lambda_g < 0 else lambda_g,
             width=self.width.value(),

@@ -94,6 +94,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="train K networks side by side, each on its own patches, and "
                        "denoise with their mean: K times the training time, and an error at "
                        "most the networks' average (default: 1)")
+    train.add_argument("--start", choices=["prior", "scratch"],
+                       help="where the network's weights start: the pretrained prior (the "
+                       "fast preset's default; a 2D one-channel fast network only) or random "
+                       "weights (the other presets' default)")
     train.add_argument("--net-dims", default="auto", choices=["auto", "2d", "3d"],
                        help="2D network over Z slices or 3D network; auto picks 3D for deep "
                        "enough Z stacks, except with the fast preset (default: %(default)s)")
@@ -180,6 +184,8 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
         overrides["context"] = args.context
     if args.members is not None:
         overrides["members"] = args.members
+    if args.start is not None:
+        overrides["start"] = args.start
     if args.method == "r2r":
         overrides["noise_sigma"] = args.noise_sigma
         if args.noise_gain:
@@ -207,7 +213,8 @@ def _run_to_resume(args: argparse.Namespace, out: Path, engine: Any) -> tuple[An
         return None, None
     model = engine.load_model(source)
     for flag, name, value in (("--members", "members", args.members),
-                              ("--context", "context", args.context)):
+                              ("--context", "context", args.context),
+                              ("--start", "start", args.start)):
         # "auto" is what the run resolved to a number of planes when it started
         if value not in (None, "auto") and value != getattr(model.config, name):
             raise InputError(f"The run in {source} trains with {name}={getattr(model.config, name)}"
