@@ -188,9 +188,9 @@ def test_train_starts_fast_from_the_prior_unless_told_and_says_so(noisy_tif, tmp
         assert said == (start == "prior")
 
 
-def test_resume_refuses_another_ensemble_or_context_in_one_line(model_file, noisy_tif, tmp_path,
-                                                                 capsys):
-    for flag in (["--members", "3"], ["--context", "1"]):
+def test_resume_refuses_another_ensemble_context_or_start_in_one_line(model_file, noisy_tif,
+                                                                      tmp_path, capsys):
+    for flag in (["--members", "3"], ["--context", "1"], ["--start", "scratch"]):
         out = tmp_path / "more.gr2r.pt"
         assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "110",
                      *flag, "--resume", str(model_file), "-o", str(out)]) == 2

@@ -16,8 +16,8 @@ def _same_as_prior(net: torch.nn.Module) -> bool:
 
 
 def test_the_prior_alone_denoises_a_sample_it_never_saw():
-    # the nuclei2d sample's clean image is among the prior's crops, its noisy copy is not;
-    # before a single step the fast model is the prior, scaled to this image
+    # the prior was trained on generated scenes only; before a single step the fast model is
+    # the prior, scaled to this image
     noisy, clean, _ = load_sample("nuclei2d")
     trainer = engine.Trainer(noisy, "YX", engine.TrainConfig("fast", steps=1), device="cpu")
     assert trainer.config.start == "prior"

@@ -3,10 +3,10 @@
 A network trained on one image for a few hundred steps learns its denoising from nothing; on
 low-light captures that budget falls short of what a classical denoiser knows beforehand. The
 prior is the ``fast`` U-Net (2D, width 16, depth 2, one channel) trained with clean targets on
-generated fluorescence-like images (filaments, textured nuclei, puncta) and crops of generic
-clean images, under Poisson-Gaussian noise over a wide range of levels, white and correlated,
-8-bit clipped or not, each image scaled as the engine scales one for training
-(``scripts/make_prior.py`` builds it; no image of the real-noise benchmark is among them).
+generated fluorescence-like images (filaments, textured nuclei, puncta) under Poisson-Gaussian
+noise over a wide range of levels, white and correlated, 8-bit clipped or not, each image scaled
+as the engine scales one for training (``scripts/make_prior.py`` builds it; no existing image is
+among them, so no benchmark or test image has been seen by it).
 Training then adapts it to the user's image with the self-supervised objective alone, at
 ``TrainConfig.prior_lr``; the image's own noise decides what it becomes.
 """
