@@ -144,13 +144,17 @@ def run_case(label: str, case: dict[str, Any], steps: int, seed: int, probes: in
         out = report.denoised.astype(np.float64)
         true = float(np.mean((out - case["reference"]) ** 2)) - case["remainder"]
         row = {"denoiser": name, "true_mse": true, "estimated_mse": report.mse,
-               "error_db": 10 * math.log10(report.mse / true), "mse_sd": report.mse_sd,
+               # an estimate of zero (the unbiased estimate fell below zero and was clipped)
+               # is an error of minus infinity
+               "error_db": 10 * math.log10(report.mse / true) if report.mse > 0 else -math.inf,
+               "mse_sd": report.mse_sd,
                "residual_structure": report.residual_structure, "assess_s": seconds,
                "true_psnr": 10 * math.log10(case["data_range"] ** 2 / true),
                "estimated_psnr": report.psnr(case["data_range"])}
         if "gt" in case:
             plain = float(np.mean((out - case["gt"]) ** 2)) - case["gt_remainder"]
-            row["error_db_plain_gt"] = 10 * math.log10(report.mse / plain)
+            row["error_db_plain_gt"] = (10 * math.log10(report.mse / plain) if report.mse > 0
+                                        else -math.inf)
         results.append(row)
         log(f"{label:32s} {name:10s} true {true:9.3f} est {report.mse:9.3f} "
             f"{row['error_db']:+.2f} dB  structure {report.residual_structure:.2f}")

@@ -88,3 +88,23 @@ def test_the_estimates_own_spread_is_what_the_identity_shows():
     # the probes' spread is small beside this one for the identity (its divergence is exact
     # up to the probes' own norm, whose spread is the same size: hence the loose bound)
     assert 0.4 < np.std(errors) / (sd**2 * math.sqrt(2 / n)) < 2.5
+
+
+def test_an_estimate_that_falls_to_zero_reports_only_its_conservative_end():
+    """Given a noise level far above the image's (an SD of 0.7 of its range), the unbiased
+    estimate of a blur's error comes out negative and is clipped at zero: the report then gives
+    the interval's low PSNR, says the error is too small to resolve, and never the infinite PSNR
+    of a zero error."""
+    from napari_gr2r.engine.noise.level import NoiseLevel
+
+    sd = 0.05
+    noisy = np.random.default_rng(0).normal(0.5, sd, (64, 64)).astype(np.float32)
+    level = NoiseLevel([0.0], [0.5], [0.5])  # variance in the normalised units (range 1)
+    report = assess(_blur, noisy, "YX", noise=level, probes=2)
+    assert report.unresolved
+    assert report.mse == 0.0
+    low, _ = report.psnr_interval(1.0)
+    assert math.isfinite(low)
+    assert report.psnr(1.0) == low
+    assert report.psnr_text(1.0).endswith("or better (the error is too small for the estimate to "
+                                          "resolve)")

@@ -104,9 +104,22 @@ class QualityReport:
         """True when the residual holds enough signal to warn about."""
         return self.residual_structure > STRUCTURE_WARNING
 
+    @property
+    def unresolved(self) -> bool:
+        """True when the estimate fell to zero: the error is smaller than the estimate can tell
+        from zero (its unbiased value came out negative), so only the interval's conservative
+        end says something."""
+        return self.mse <= 0
+
     def psnr(self, data_range: float | None = None) -> float:
-        """The estimated error as a PSNR in dB for ``data_range`` (default: the data's)."""
+        """The estimated error as a PSNR in dB for ``data_range`` (default: the data's); where
+        the estimate is :attr:`unresolved`, the low end of :meth:`psnr_interval` (a conservative
+        figure, never the infinite PSNR of a zero error)."""
         rng = self.data_range if data_range is None else float(data_range)
+        if self.unresolved:
+            low = self.psnr_interval(data_range)[0]
+            if math.isfinite(low) and self.mse_interval[1] > 0:
+                return low
         return float(10 * math.log10(rng**2 / max(self.mse, 1e-30)))
 
     def psnr_interval(self, data_range: float | None = None) -> tuple[float, float]:
@@ -123,6 +136,8 @@ class QualityReport:
         near zero)."""
         low, high = self.psnr_interval(data_range)
         point = f"{self.psnr(data_range):.{decimals}f} dB"
+        if self.unresolved:
+            return f"{point} or better (the error is too small for the estimate to resolve)"
         if math.isnan(low):
             return point
         if not math.isfinite(high):
