@@ -190,7 +190,7 @@ def quality_words(report: QualityReport) -> str:
     """The error estimate in words, with the noisy image's figure to compare with."""
     text = (f"Estimated PSNR of the denoised image: {report.psnr_text(decimals=1)}, a 90 % "
             "interval (higher is better; no clean image needed).")
-    if report.noise_variance > 0 and report.data_range > 0:
+    if report.noise_variance > 0 and report.data_range > 0 and not np.isnan(report.psnr()):
         noisy = 10 * np.log10(report.data_range**2 / report.noise_variance)
         text += (f" The noisy image: about {noisy:.1f} dB, so denoising gained "
                  f"{report.psnr() - noisy:+.1f} dB.")

@@ -92,9 +92,11 @@ def test_the_estimates_own_spread_is_what_the_identity_shows():
 
 def test_an_estimate_that_falls_to_zero_reports_only_its_conservative_end():
     """Given a noise level far above the image's (an SD of 0.7 of its range), the unbiased
-    estimate of a blur's error comes out negative and is clipped at zero: the report then gives
-    the interval's low PSNR, says the error is too small to resolve, and never the infinite PSNR
-    of a zero error."""
+    estimate of a blur's error comes out negative and is clipped at zero: the report then says
+    the error is too small to resolve and gives at most the interval's low PSNR, never the
+    infinite PSNR of a zero error."""
+    import dataclasses
+
     from napari_gr2r.engine.noise.level import NoiseLevel
 
     sd = 0.05
@@ -103,8 +105,12 @@ def test_an_estimate_that_falls_to_zero_reports_only_its_conservative_end():
     report = assess(_blur, noisy, "YX", noise=level, probes=2)
     assert report.unresolved
     assert report.mse == 0.0
-    low, _ = report.psnr_interval(1.0)
-    assert math.isfinite(low)
-    assert report.psnr(1.0) == low
-    assert report.psnr_text(1.0).endswith("or better (the error is too small for the estimate to "
-                                          "resolve)")
+    why = "(the error is too small for the estimate to resolve)"
+    # here the interval reaches zero too: no figure at all
+    assert report.mse_interval[1] == 0.0
+    assert math.isnan(report.psnr(1.0))
+    assert report.psnr_text(1.0) == f"unresolved {why}"
+    # where the interval's upper error is above zero, its PSNR is the conservative figure
+    wider = dataclasses.replace(report, mse_interval=(0.0, 1e-4))
+    assert wider.psnr(1.0) == pytest.approx(40.0)
+    assert wider.psnr_text(1.0) == f"40.00 dB or better {why}"

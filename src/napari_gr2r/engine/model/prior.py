@@ -34,18 +34,21 @@ def prior_weights() -> dict[str, torch.Tensor]:
     return torch.load(PRIOR_PATH, map_location="cpu", weights_only=True)
 
 
+def _unets(net: nn.Module) -> list[nn.Module]:
+    return list(net.members) if isinstance(net, Ensemble) else [net]
+
+
 def fits(net: nn.Module) -> bool:
     """Whether ``net`` (a U-Net, or an ensemble of them) has the prior's shape."""
-    members = list(net.members) if isinstance(net, Ensemble) else [net]
     return all(isinstance(m, UNet) and all(getattr(m, k) == v for k, v in PRIOR_SHAPE.items())
-               for m in members)
+               for m in _unets(net))
 
 
 def load_prior(net: nn.Module) -> bool:
-    """Copy the prior into ``net`` (each member of an ensemble) where it fits; whether it did."""
+    """Copy the prior into ``net`` (each member of an ensemble: they start alike and part by
+    their own patches and noise draws) where it fits; whether it did."""
     if not fits(net):
         return False
-    weights = prior_weights()
-    for member in (net.members if isinstance(net, Ensemble) else [net]):
-        member.load_state_dict(weights)
+    for member in _unets(net):
+        member.load_state_dict(prior_weights())
     return True

@@ -114,13 +114,12 @@ class QualityReport:
     def psnr(self, data_range: float | None = None) -> float:
         """The estimated error as a PSNR in dB for ``data_range`` (default: the data's); where
         the estimate is :attr:`unresolved`, the low end of :meth:`psnr_interval` (a conservative
-        figure, never the infinite PSNR of a zero error)."""
+        figure; NaN where the interval too reaches zero), never the infinite PSNR of a zero
+        error."""
         rng = self.data_range if data_range is None else float(data_range)
         if self.unresolved:
-            low = self.psnr_interval(data_range)[0]
-            if math.isfinite(low) and self.mse_interval[1] > 0:
-                return low
-        return float(10 * math.log10(rng**2 / max(self.mse, 1e-30)))
+            return self.psnr_interval(data_range)[0] if self.mse_interval[1] > 0 else math.nan
+        return float(10 * math.log10(rng**2 / self.mse))
 
     def psnr_interval(self, data_range: float | None = None) -> tuple[float, float]:
         """The 90 % interval of the estimated PSNR in dB, ``(low, high)``, from
@@ -137,7 +136,9 @@ class QualityReport:
         low, high = self.psnr_interval(data_range)
         point = f"{self.psnr(data_range):.{decimals}f} dB"
         if self.unresolved:
-            return f"{point} or better (the error is too small for the estimate to resolve)"
+            why = "the error is too small for the estimate to resolve"
+            return f"unresolved ({why})" if math.isnan(self.psnr(data_range)) else \
+                f"{point} or better ({why})"
         if math.isnan(low):
             return point
         if not math.isfinite(high):
