@@ -134,11 +134,11 @@ class QualityReport:
         or ``"(likely <low> or better)"`` where the interval has no upper end (the error may be
         near zero)."""
         low, high = self.psnr_interval(data_range)
-        point = f"{self.psnr(data_range):.{decimals}f} dB"
+        value = self.psnr(data_range)
+        point = f"{value:.{decimals}f} dB"
         if self.unresolved:
             why = "the error is too small for the estimate to resolve"
-            return f"unresolved ({why})" if math.isnan(self.psnr(data_range)) else \
-                f"{point} or better ({why})"
+            return f"unresolved ({why})" if math.isnan(value) else f"{point} or better ({why})"
         if math.isnan(low):
             return point
         if not math.isfinite(high):
