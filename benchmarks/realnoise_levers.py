@@ -258,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="a folder with raw/ and gt/ FMD PNGs instead of the vendored "
                              "256x256 crops (e.g. the full 512x512 captures)")
+    parser.add_argument("--prior", type=Path, default=None, metavar="PT",
+                        help="start networks that take the prior from these weights instead of "
+                             "the shipped prior_fast.pt (to measure a candidate prior built by "
+                             "scripts/make_prior.py)")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
     parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",
@@ -274,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                      "--pixel-shuffle or --vst")
     if args.data is not None:
         realnoise.DATA = args.data
+    if args.prior is not None:
+        from napari_gr2r.engine.model import prior
+
+        prior.PRIOR_PATH = args.prior
+        prior.prior_weights.cache_clear()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
     for config in args.configs or ["Confocal_BPAE_G"]:
@@ -281,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise,
                                                  args.pixel_shuffle, args.vst),
-                       **({"data": str(args.data)} if args.data is not None else {}))
+                       **({"data": str(args.data)} if args.data is not None else {}),
+                       **({"prior": str(args.prior)} if args.prior is not None else {}))
             rows.append(row)
             log_row(row, args.log)
     for tag in ("plain", "tta2", "tta4", "tta8"):

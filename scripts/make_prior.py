@@ -4,6 +4,14 @@
 
     python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast.pt   # about 8 min, 2 cores
 
+and the three more priors an ensemble's members start from (``model/prior.py``,
+``MEMBER_PRIORS``; each about 8 min, the second 22)::
+
+    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_2.pt \
+        --steps 24000 --pairs 3000 --val-every 500
+    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_3.pt --seed 1
+    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_4.pt --seed 2 --val-every 500
+
 The ``fast`` U-Net (width 16, depth 2, one channel) trained with ``method="n2c"`` on 1000
 generated 128 x 128 noisy/clean pairs: fluorescence-like scenes drawn here (filaments, textured
 nuclei, puncta, a smooth background, blurred by a point spread function), each with Poisson noise
@@ -17,7 +25,7 @@ measures an image the prior has seen.
 Training starts from these weights (``TrainConfig(start="prior")``, the ``fast`` preset's
 default) and adapts them to the image with the self-supervised objective; why, and what it
 changes, is in docs/method-notes.md ("A pretrained start"). Seeded: the same machine and torch
-build give the same weights.
+build give the same weights; ``--seed`` draws other scenes and another start of the network.
 """
 
 from __future__ import annotations
@@ -117,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="the .pt file to write (the network's state_dict)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--pairs", type=int, default=PAIRS)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="draws another set of scenes and another start of the network "
+                             "(0: the shipped prior_fast.pt)")
+    parser.add_argument("--val-every", type=int, default=50,
+                        help="steps between validations (each scores all held-out pairs)")
     args = parser.parse_args(argv)
 
     import torch
@@ -124,14 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     from napari_gr2r import engine
 
     torch.set_num_threads(2)
-    rng = np.random.default_rng(123)
+    rng = np.random.default_rng(123 if args.seed == 0 else [123, args.seed])
     noisy, clean = [], []
     for _ in range(args.pairs):
         n, c = noisy_pair(rng, scene(rng))
         noisy.append(n)
         clean.append(c)
-    config = engine.TrainConfig.from_preset("fast", method="n2c", seed=0, net_dims="2d",
-                                            start="scratch", steps=args.steps)
+    config = engine.TrainConfig.from_preset("fast", method="n2c", seed=args.seed, net_dims="2d",
+                                            start="scratch", steps=args.steps,
+                                            val_every=args.val_every)
     trainer = engine.Trainer(noisy, "YX", config, target=clean, device="cpu")
     t0 = time.perf_counter()
     for event in trainer.iter_fit():
