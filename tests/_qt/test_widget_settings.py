@@ -133,9 +133,9 @@ def test_an_ensemble_is_trained_and_shown_from_the_widget(viewer_widget, qtbot):
     settings.start_prior.setChecked(False)
     assert settings.lr.value() == pytest.approx(2e-3)
     assert (settings.config().start, settings.config().peak_lr) == ("scratch", pytest.approx(2e-3))
-    settings.preset.setCurrentText("balanced")  # eight of fast's networks, from scratch
-    assert (settings.members.value(), settings.width.value()) == (8, 16)
-    assert not settings.start_prior.isChecked()
+    settings.preset.setCurrentText("balanced")  # four of fast's networks, from their priors
+    assert (settings.members.value(), settings.width.value()) == (4, 16)
+    assert settings.start_prior.isChecked()
     layer = viewer.add_image(_noisy((64, 64)), name="plane")
     _choose(widget, layer, "YX")
     shrink_widget(widget, steps=4)

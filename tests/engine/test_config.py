@@ -10,7 +10,7 @@ def test_a_config_is_its_presets_values_with_the_settings_given():
     assert TrainConfig().flat() == TrainConfig.from_preset("balanced").flat()
     assert TrainConfig("quality").flat() == TrainConfig.from_preset("quality").flat()
     balanced = TrainConfig()
-    assert (balanced.width, balanced.depth, balanced.members, balanced.steps) == (16, 2, 8, 620)
+    assert (balanced.width, balanced.depth, balanced.members, balanced.steps) == (16, 2, 4, 620)
     assert balanced.resolved_gamma == 0.0
     fast = TrainConfig("fast", steps=1000)
     assert (fast.width, fast.steps, fast.members, fast.resolved_gamma) == (16, 1000, 1, 0.0)

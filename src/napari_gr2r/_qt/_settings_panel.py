@@ -58,7 +58,7 @@ class SettingsPanel(Panel):
         self.preset = QComboBox()
         self.preset.addItems(list(engine.PRESETS))
         self.preset.setToolTip("How long and how large a training run is. fast: minutes on a "
-                               "laptop CPU; balanced: eight fast networks averaged, about six times "
+                               "laptop CPU; balanced: four fast networks averaged, about four times "
                                "as long; quality: a GPU.")
         self.preset.currentTextChanged.connect(self._on_preset_changed)
         form.addRow("Preset", self.preset)
@@ -231,8 +231,9 @@ class SettingsPanel(Panel):
         self.start_prior.setToolTip(
             "Start the network from napari-gr2r's prior (trained beforehand on generated "
             "images with known noise) and adapt it to this image, at a smaller learning rate; "
-            "off: start from random weights. The fast preset's default; it fits one-channel "
-            "2D networks of width 16 and depth 2 only, any other starts from random weights.")
+            "off: start from random weights. An ensemble's networks start from four different "
+            "priors. The fast and balanced presets' default; it fits one-channel 2D networks "
+            "of width 16 and depth 2 only, any other starts from random weights.")
         self.start_prior.toggled.connect(self._on_start_changed)
         form.addRow("", self.start_prior)
 

@@ -55,7 +55,8 @@ _FAST = dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, st
              prior_lr=2e-4)
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
     "fast": dict(_FAST, start="prior"),
-    "balanced": dict(_FAST, members=8),  # eight of fast's networks, each from scratch
+    # four of fast's networks, each from its own pretrained prior (model/prior.py)
+    "balanced": dict(_FAST, members=4, start="prior"),
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
@@ -65,7 +66,7 @@ _PRESET_GR2R_GAMMA: dict[str, float] = {"fast": 0.0, "balanced": 0.0}
 """``gamma`` of the ``gr2r`` method per preset where it differs from the method's default.
 ``fast`` trains without the pseudo-supervised term: a step is then two network passes instead of
 three, and in ``fast``'s time the run makes 620 steps instead of 400, which denoised better than
-the term did (docs/method-notes.md, "The γ term"); ``balanced`` is eight of ``fast``'s networks."""
+the term did (docs/method-notes.md, "The γ term"); ``balanced`` is four of ``fast``'s networks."""
 
 SLICE_PRESETS = ("fast", "balanced")
 """Presets whose ``net_dims="auto"`` trains a 2D network over a Z stack's slices: their small
@@ -354,10 +355,12 @@ class TrainConfig:
         two network passes instead of three, so the 620 steps take the time 400 would.
 
         ``"balanced"`` (the default): a workstation, or a few minutes of a laptop. An ensemble
-        of eight ``fast`` networks (``members=8``, 944k parameters in all), each on its own 8
-        patches per step, the ``fast`` preset's steps, learning rate and objective; it denoises
-        with their mean, and a Z stack trains 2D networks over its slices. Per step and per run
-        8x the ``fast`` preset's work.
+        of four ``fast`` networks (``members=4``, 472k parameters in all), each starting from
+        its own pretrained prior (four priors trained alike on different generated scenes, so
+        that the members' errors differ) and trained on its own 8 patches per step, with the
+        ``fast`` preset's steps, learning rate and objective; it denoises with their mean, and
+        a Z stack trains 2D networks over its slices. Per step and per run 4x the ``fast``
+        preset's work.
 
         ``"quality"``: a GPU. Width 48, depth 4 (4.4M parameters as 2D, 13M as 3D), 96 x 96
         patches (x 32 slices), 10 per step, 20,000 steps at the paper's 3e-4. Per step 107x the

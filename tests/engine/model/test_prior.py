@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from napari_gr2r import engine
-from napari_gr2r.engine.model.prior import PRIOR_PATH, prior_weights
+from napari_gr2r.engine.model.prior import MEMBER_PRIORS, PRIOR_PATH, prior_weights
 from napari_gr2r.sample_data import load_sample
 from tests.helpers import psnr
 
 
-def _same_as_prior(net: torch.nn.Module) -> bool:
-    prior = prior_weights()
+def _same_as_prior(net: torch.nn.Module, index: int = 0) -> bool:
+    prior = prior_weights(index)
     return all(torch.equal(prior[k], v) for k, v in net.state_dict().items())
 
 
@@ -62,7 +62,7 @@ def test_a_network_the_prior_does_not_fit_starts_from_scratch_at_lr(data, axes, 
 def test_start_is_checked_kept_in_the_model_file_and_chosen_by_preset(tmp_path):
     with pytest.raises(engine.ConfigError, match="start must be one of scratch, prior"):
         engine.TrainConfig("fast", start="pretrained")
-    assert engine.TrainConfig("balanced").start == "scratch"
+    assert engine.TrainConfig("balanced").start == "prior"
     assert engine.TrainConfig("quality").start == "scratch"
     assert engine.TrainConfig("fast", start="scratch").peak_lr == 2e-3
     image = np.random.default_rng(2).normal(0, 1, (48, 48)).astype(np.float32)
@@ -84,3 +84,18 @@ def test_make_prior_writes_a_prior_the_fast_network_takes(tmp_path):
         0, 1, (48, 48)).astype(np.float32), "YX", engine.TrainConfig("fast", steps=1),
         device="cpu").net
     net.load_state_dict(weights)  # same keys and shapes
+
+
+def test_an_ensemble_s_members_start_from_different_priors():
+    # members from one prior stay alike; each of four starts from its own (MEMBER_PRIORS)
+    image = np.random.default_rng(4).normal(0, 1, (48, 48)).astype(np.float32)
+    trainer = engine.Trainer(image, "YX", engine.TrainConfig("fast", steps=1, members=6),
+                             device="cpu")
+    members = trainer.net.members
+    assert len(MEMBER_PRIORS) == 4
+    assert all(path.is_file() for path in MEMBER_PRIORS)
+    for i, member in enumerate(members):
+        assert _same_as_prior(member, i % 4)
+    assert not _same_as_prior(members[1], 0)
+    weights = [prior_weights(k)["head.weight"] for k in range(4)]
+    assert all(not torch.equal(weights[i], weights[j]) for i in range(4) for j in range(i))

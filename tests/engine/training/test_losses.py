@@ -191,7 +191,7 @@ def test_generated_noise_from_the_model_follows_the_noise_level_not_the_residual
 
 
 def test_fast_preset_trains_gr2r_without_the_pseudo_term_in_two_passes():
-    """``fast`` and ``balanced`` (eight of ``fast``'s networks) leave out GR2R's
+    """``fast`` and ``balanced`` (four of ``fast``'s networks) leave out GR2R's
     pseudo-supervised term (so 620 steps cost what 400 with it would); another method,
     ``quality`` or a gamma given keep theirs."""
     from napari_gr2r.engine import TrainConfig

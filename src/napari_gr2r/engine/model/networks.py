@@ -155,7 +155,8 @@ class UNet(nn.Module):
 class Ensemble(nn.Module):
     """Several U-Nets of one shape trained side by side; the denoiser is their mean.
 
-    Each member starts from its own random weights and, in training, sees its own patches and
+    Each member starts from its own weights (random, or one of several pretrained priors:
+    :func:`~.prior.load_prior`) and, in training, sees its own patches and
     its own draws of the generated noise, so their errors differ in part, and their mean's
     squared error is at most the members' average (the mean of squares bounds the square of
     the mean). In training mode a batch holds the members' samples interleaved: sample ``i`` goes

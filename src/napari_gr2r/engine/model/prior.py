@@ -24,14 +24,24 @@ from .networks import Ensemble, UNet
 PRIOR_PATH = Path(__file__).with_name("prior_fast.pt")
 """The prior's weights (a ``state_dict`` of :class:`~.networks.UNet`), shipped with the package."""
 
+MEMBER_PRIORS: tuple[Path, ...] = (PRIOR_PATH,) + tuple(
+    Path(__file__).with_name(f"prior_fast_{k}.pt") for k in (2, 3, 4))
+"""The priors an ensemble's members start from, member ``i`` from ``MEMBER_PRIORS[i % 4]``: the
+prior and three more of the same network, each trained on its own drawn scenes from its own
+random start (``scripts/make_prior.py --seed``). Members that start from one prior stay alike
+through a short adaptation and their mean is no better than one of them; members from different
+priors make different errors, which their mean averages out."""
+
 PRIOR_SHAPE = dict(dims=2, channels=1, in_channels=1, width=16, depth=2, residual=False)
-"""The network the prior was trained as."""
+"""The network the priors were trained as."""
 
 
-@functools.lru_cache(maxsize=1)
-def prior_weights() -> dict[str, torch.Tensor]:
-    """The prior's tensors, loaded once (``weights_only``: plain tensors, nothing executed)."""
-    return torch.load(PRIOR_PATH, map_location="cpu", weights_only=True)
+@functools.cache
+def prior_weights(index: int = 0) -> dict[str, torch.Tensor]:
+    """Prior ``index`` of :data:`MEMBER_PRIORS` (0: the prior itself), loaded once
+    (``weights_only``: plain tensors, nothing executed)."""
+    path = PRIOR_PATH if index == 0 else MEMBER_PRIORS[index]
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unets(net: nn.Module) -> list[nn.Module]:
@@ -45,10 +55,10 @@ def fits(net: nn.Module) -> bool:
 
 
 def load_prior(net: nn.Module) -> bool:
-    """Copy the prior into ``net`` (each member of an ensemble: they start alike and part by
-    their own patches and noise draws) where it fits; whether it did."""
+    """Copy the prior into ``net`` where it fits: a single network takes the prior, member ``i``
+    of an ensemble prior ``i % 4`` of :data:`MEMBER_PRIORS`; whether it did."""
     if not fits(net):
         return False
-    for member in _unets(net):
-        member.load_state_dict(prior_weights())
+    for i, member in enumerate(_unets(net)):
+        member.load_state_dict(prior_weights(i % len(MEMBER_PRIORS)))
     return True
