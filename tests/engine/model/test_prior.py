@@ -99,3 +99,5 @@ def test_an_ensemble_s_members_start_from_different_priors():
     assert not _same_as_prior(members[1], 0)
     weights = [prior_weights(k)["head.weight"] for k in range(4)]
     assert all(not torch.equal(weights[i], weights[j]) for i in range(4) for j in range(i))
+    started = next(iter(trainer.iter_fit()))
+    assert started.networks == "an ensemble of 6 2D networks from pretrained priors"

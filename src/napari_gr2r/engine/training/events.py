@@ -55,13 +55,16 @@ class TrainingStarted(TrainEvent):
 
     @property
     def networks(self) -> str:
-        """What trains, in words: "a 2D network", "a 2D network from the pretrained prior" or
-        "an ensemble of 4 2D networks"."""
+        """What trains, in words: "a 2D network", "a 2D network from the pretrained prior",
+        "an ensemble of 4 2D networks" or "an ensemble of 4 2D networks from pretrained priors"
+        (each member from its own)."""
         if self.members > 1:
             text = f"an ensemble of {self.members} {self.net_dims}D networks"
+            prior = " from pretrained priors"
         else:
             text = f"a {self.net_dims}D network"
-        return text + (" from the pretrained prior" if self.start == "prior" else "")
+            prior = " from the pretrained prior"
+        return text + (prior if self.start == "prior" else "")
 
 
 @dataclass
