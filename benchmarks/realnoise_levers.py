@@ -260,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                              "256x256 crops (e.g. the full 512x512 captures)")
     parser.add_argument("--prior", type=Path, default=None, metavar="PT",
                         help="start networks that take the prior from these weights instead of "
-                             "the shipped prior_fast.pt (to measure a candidate prior built by "
-                             "scripts/make_prior.py)")
+                             "the shipped prior_fast.pt (an ensemble: its first member; the "
+                             "others keep theirs), to measure a candidate prior built by "
+                             "scripts/make_prior.py")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
     parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",

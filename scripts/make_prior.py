@@ -5,7 +5,7 @@
     python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast.pt   # about 8 min, 2 cores
 
 and the three more priors an ensemble's members start from (``model/prior.py``,
-``MEMBER_PRIORS``; each about 8 min, the second 22)::
+``MEMBER_PRIORS``; 4 to 22 min each, the longest the second)::
 
     python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_2.pt \
         --steps 24000 --pairs 3000 --val-every 500

@@ -356,11 +356,11 @@ class TrainConfig:
 
         ``"balanced"`` (the default): a workstation, or a few minutes of a laptop. An ensemble
         of four ``fast`` networks (``members=4``, 472k parameters in all), each starting from
-        its own pretrained prior (four priors trained alike on different generated scenes, so
-        that the members' errors differ) and trained on its own 8 patches per step, with the
-        ``fast`` preset's steps, learning rate and objective; it denoises with their mean, and
-        a Z stack trains 2D networks over its slices. Per step and per run 4x the ``fast``
-        preset's work.
+        its own pretrained prior (four priors of the same network, each trained on its own
+        generated scenes, so that the members' errors differ) and trained on its own 8
+        patches per step, with the ``fast`` preset's steps, learning rate and objective; it
+        denoises with their mean, and a Z stack trains 2D networks over its slices. Per step and
+        per run 4x the ``fast`` preset's work.
 
         ``"quality"``: a GPU. Width 48, depth 4 (4.4M parameters as 2D, 13M as 3D), 96 x 96
         patches (x 32 slices), 10 per step, 20,000 steps at the paper's 3e-4. Per step 107x the

@@ -27,8 +27,9 @@ PRIOR_PATH = Path(__file__).with_name("prior_fast.pt")
 MEMBER_PRIORS: tuple[Path, ...] = (PRIOR_PATH,) + tuple(
     Path(__file__).with_name(f"prior_fast_{k}.pt") for k in (2, 3, 4))
 """The priors an ensemble's members start from, member ``i`` from ``MEMBER_PRIORS[i % 4]``: the
-prior and three more of the same network, each trained on its own drawn scenes from its own
-random start (``scripts/make_prior.py --seed``). Members that start from one prior stay alike
+prior; one trained three times as long on three times the scenes; and two of the prior's recipe
+on other drawn scenes from another random start (``scripts/make_prior.py --seed 1`` and ``2``;
+the docstring there has the four commands). Members that start from one prior stay alike
 through a short adaptation and their mean is no better than one of them; members from different
 priors make different errors, which their mean averages out."""
 
