@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prior is not None:
         from napari_gr2r.engine.model import prior
 
-        prior.PRIOR_PATH = args.prior
+        prior.MEMBER_PRIORS = (args.prior, *prior.MEMBER_PRIORS[1:])
         prior.prior_weights.cache_clear()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []

@@ -41,8 +41,7 @@ PRIOR_SHAPE = dict(dims=2, channels=1, in_channels=1, width=16, depth=2, residua
 def prior_weights(index: int = 0) -> dict[str, torch.Tensor]:
     """Prior ``index`` of :data:`MEMBER_PRIORS` (0: the prior itself), loaded once
     (``weights_only``: plain tensors, nothing executed)."""
-    path = PRIOR_PATH if index == 0 else MEMBER_PRIORS[index]
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(MEMBER_PRIORS[index], map_location="cpu", weights_only=True)
 
 
 def _unets(net: nn.Module) -> list[nn.Module]:
