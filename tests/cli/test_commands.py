@@ -23,7 +23,7 @@ def noisy_tif(tmp_path_factory, gaussian2d):
 @pytest.fixture(scope="module")
 def model_file(noisy_tif):
     out = noisy_tif.parent / "model.gr2r.pt"
-    result = run_cli("train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "100",
+    result = run_cli("train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "40",
                   "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "saved" in result.stdout
@@ -50,10 +50,10 @@ def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clea
 def test_resume_training(model_file, noisy_tif, tmp_path):
     """--resume MODEL continues that (finished) run up to --steps, into the output file."""
     out = tmp_path / "more.gr2r.pt"
-    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "110",
+    assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "50",
                  "--resume", str(model_file), "-o", str(out)]) == 0
-    assert engine.load_model(out).step == 110
-    assert engine.load_model(model_file).step == 100  # the model it started from is kept
+    assert engine.load_model(out).step == 50
+    assert engine.load_model(model_file).step == 40  # the model it started from is kept
 
 
 @pytest.mark.parametrize(
@@ -112,12 +112,12 @@ def test_demo_prints_psnr_before_and_after():
 
 
 def test_demo_real_noise_sample_scores_at_the_8_bit_range():
-    result = run_cli("demo", "--sample", "fmd_confocal", "--steps", "100")
+    result = run_cli("demo", "--sample", "fmd_confocal", "--steps", "40")
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("summary"))
     before, after = (float(v.split()[0]) for v in line.split("fmd_confocal ")[1].split(" -> "))
     assert before == 28.36  # the real capture against the 50-frame average, peak 255
-    assert after > before + 1  # 30.03 dB when measured
+    assert after > before + 1  # 32.46 dB when measured (from the prior)
     # the bar's running estimate reads at the same peak as the estimate printed after
     # training (at the normalised range it would lie some 4 dB under it)
     shown = re.findall(r"est\. PSNR=([0-9.]+) dB", result.stderr)
@@ -192,7 +192,7 @@ def test_resume_refuses_another_ensemble_context_or_start_in_one_line(model_file
                                                                       tmp_path, capsys):
     for flag in (["--members", "3"], ["--context", "1"], ["--start", "scratch"]):
         out = tmp_path / "more.gr2r.pt"
-        assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "110",
+        assert main(["train", str(noisy_tif), "--axes", "YX", "--preset", "fast", "--steps", "50",
                      *flag, "--resume", str(model_file), "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert flag[0] in err

@@ -32,7 +32,8 @@ def test_every_method_improves_poisson_gaussian_noise(method, poisson2d):
         extra = dict(noise_model="poisson-gaussian", noise_gain=1.0, noise_sigma=1.0,
                      noise_offset=10.0)
     target = clean if method == "n2c" else None
-    before, after = _train_and_score(noisy, clean, method=method, target=target, **extra)
+    before, after = _train_and_score(noisy, clean, method=method, target=target, steps=80,
+                                     **extra)
     assert after > before + 1, (method, before, after)
 
 
@@ -40,7 +41,8 @@ def test_every_method_improves_poisson_gaussian_noise(method, poisson2d):
 def test_other_methods_improve_gaussian_noise(method, gaussian2d, clean2d):
     extra = {"noise_sigma": 25.0} if method == "r2r" else {}
     target = clean2d if method == "n2c" else None
-    before, after = _train_and_score(gaussian2d, clean2d, method=method, target=target, **extra)
+    before, after = _train_and_score(gaussian2d, clean2d, method=method, target=target,
+                                     steps=80, **extra)
     assert after > before + 1, (method, before, after)
 
 
