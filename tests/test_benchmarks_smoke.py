@@ -16,7 +16,15 @@ import torch
 
 pytest.importorskip("skimage")
 
-from benchmarks import baselines, mc_inference, quality, realnoise, realnoise_levers, speed
+from benchmarks import (
+    baselines,
+    ensemble_selection,
+    mc_inference,
+    quality,
+    realnoise,
+    realnoise_levers,
+    speed,
+)
 from benchmarks.common import NOISES, correlate_periodic, gaussian_kernel, psnr
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +248,20 @@ def test_lever_comparison_pairs_captures_and_counts_a_repeated_image_once(tmp_pa
     # only the configurations asked for
     table = realnoise_levers.compare([log], "base", ["Confocal_BPAE_G"])
     assert "| `lever` | 1 | +1.000 | 1 | +1.00 (Confocal_BPAE_G_1) | +1.00 |" in table
+
+
+def test_ensemble_selection_tables_and_weight_average():
+    import torch
+
+    rows = [dict(config="Confocal_BPAE_B", capture=c, best_step=100, kept_psnr=30.0,
+                 per_member_psnr=30.0 + d, last_psnr=30.0 - d, swa4_psnr=30.0, swa7_psnr=30.0,
+                 per_member_steps=[50, 100]) for c, d in ((1, 0.5), (2, 0.1))]
+    table = ensemble_selection.tables(rows)
+    assert "| `per_member` | 2 | +0.300 | 2 | +0.10 | +0.50 |" in table
+    assert "| `last` | 2 | -0.300 | 0 | -0.50 | -0.10 |" in table
+    assert "| Confocal_BPAE_B_1 | 30.00 (100) | 30.50 (+0.50) |" in table
+    mean = ensemble_selection._average([{"w": torch.zeros(2)}, {"w": torch.full((2,), 4.0)}])
+    assert mean["w"].tolist() == [2.0, 2.0]
 
 
 def test_synthetic_lever_comparison_pairs_image_noise_and_level(tmp_path):
