@@ -251,8 +251,6 @@ def test_lever_comparison_pairs_captures_and_counts_a_repeated_image_once(tmp_pa
 
 
 def test_ensemble_selection_tables_and_weight_average():
-    import torch
-
     rows = [dict(config="Confocal_BPAE_B", capture=c, best_step=100, kept_psnr=30.0,
                  per_member_psnr=30.0 + d, last_psnr=30.0 - d, swa4_psnr=30.0, swa7_psnr=30.0,
                  per_member_steps=[50, 100]) for c, d in ((1, 0.5), (2, 0.1))]
