@@ -50,7 +50,9 @@ def run(config: str, capture: int) -> dict:
     trainer, raw, gt = trainer_for(config, capture, {}, preset="balanced")
 
     def score(states: list[dict]) -> float:
+        """PSNR of the mean of as many members as ``states`` (one: that member alone)."""
         model = copy.deepcopy(trainer.model)
+        model.net.members = model.net.members[:len(states)]
         for member, state in zip(model.net.members, states):
             member.load_state_dict(state)
         model.net.eval()
@@ -64,7 +66,7 @@ def run(config: str, capture: int) -> dict:
             losses = [trainer.validator.score(m).loss for m in members]
             trainer.net.train()  # score() leaves a network in evaluation mode
             trace.append(dict(step=event.step, val=event.val_loss, member_val=losses,
-                              member_psnr=[score([s] * len(states)) for s in states],
+                              member_psnr=[score([s]) for s in states],
                               mean_psnr=score(states), states=states))
     model = trainer.model
     kept = round(psnr(gt, engine.denoise(model, raw, axes="YX", device="cpu"), RANGE), 3)
