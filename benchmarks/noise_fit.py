@@ -47,7 +47,15 @@ Estimators:
 - ``liu2013``: one global level, the smallest eigenvalue of the weak-texture patches'
   covariance, iterated, corrected on simulated noise (Liu et al. 2013);
 - ``chen2015``: one global level from all patches, the noise subspace's mean eigenvalue (Chen
-  et al. 2015).
+  et al. 2015);
+- ``foi2008``: Foi, Trimeche, Katkovnik & Egiazarian 2008's Poisson-Gaussian fit in outline:
+  one level of a Haar transform (the detail coefficients hold the noise, the approximation the
+  local mean), smooth coefficients kept where the smoothed approximation's Laplacian and
+  gradient stay under what noise alone gives (their 90th percentile, scaled by the current
+  fit's noise at that intensity), level sets of about 400 of them by intensity, each set's
+  sample variance of the details, and the maximum-likelihood line through them (twice, the
+  second pass selecting with the first line); no clipping model (the score is the variance
+  the clipped noise has).
 
     python -m benchmarks.noise_fit --out benchmarks/results
 """
@@ -267,6 +275,69 @@ def est_chen2015(noisy: np.ndarray, rng: np.random.Generator) -> float:
     return _global_pca(noisy, rng, smallest=False)
 
 
+def _haar(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One level of a Haar transform: the 2x2 means, and the diagonal details (unit L2 norm,
+    so white noise keeps its variance in them)."""
+    h, w = z.shape[0] // 2 * 2, z.shape[1] // 2 * 2
+    a, b, c, d = z[0:h:2, 0:w:2], z[0:h:2, 1:w:2], z[1:h:2, 0:w:2], z[1:h:2, 1:w:2]
+    return (a + b + c + d) / 4, (a - b - c + d) / 2
+
+
+def _smoothness(approx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from scipy import ndimage
+
+    smooth = ndimage.uniform_filter(approx, 3, mode="reflect")
+    laplace = np.abs(ndimage.laplace(smooth, mode="reflect"))
+    gy, gx = np.gradient(smooth)
+    return smooth, laplace, np.hypot(gx, gy)
+
+
+def _ml_line(y: np.ndarray, s2: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """The line ``a y + b`` that makes the sample variances ``s2`` (of ``n`` values each) most
+    likely (each a scaled chi-square of ``n - 1`` degrees of freedom)."""
+    from scipy import optimize
+
+    def nll(p: np.ndarray) -> float:
+        v = np.maximum(p[0] * y + p[1], 1e-12)
+        return float(np.sum((n - 1) / 2 * (s2 / v + np.log(v))))
+
+    design = np.stack([y, np.ones_like(y)], 1) * np.sqrt(n)[:, None]
+    start = np.linalg.lstsq(design, s2 * np.sqrt(n), rcond=None)[0]
+    start = np.maximum(start, [0.0, 1e-9 * max(float(s2.max()), 1e-12)])
+    best = optimize.minimize(nll, start, method="Nelder-Mead",
+                             options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 4000})
+    return float(best.x[0]), float(best.x[1])
+
+
+FOI_SET = 400
+"""``foi2008``: coefficients per level set."""
+
+
+def est_foi2008(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    from scipy import ndimage
+
+    z = np.asarray(noisy, np.float64)
+    approx, detail = _haar(z)
+    smooth, laplace, gradient = _smoothness(approx)
+    null_approx, _ = _haar(np.random.default_rng(123).standard_normal(z.shape))
+    _, null_laplace, null_gradient = _smoothness(null_approx)
+    q_laplace, q_gradient = np.quantile(null_laplace, 0.9), np.quantile(null_gradient, 0.9)
+    sigma = np.full(approx.shape, 1.4826 * np.median(np.abs(detail)))
+    for _ in range(2):
+        keep = (laplace < q_laplace * sigma) & (gradient < q_gradient * sigma)
+        if keep.sum() < 4 * FOI_SET:  # too few smooth coefficients: the smoother half
+            keep = laplace < np.median(laplace)
+        order = np.argsort(smooth[keep])
+        sets = np.array_split(order, max(len(order) // FOI_SET, 2))
+        kept_approx, kept_detail = approx[keep], detail[keep]
+        y = np.array([kept_approx[i].mean() for i in sets])
+        s2 = np.array([kept_detail[i].var(ddof=1) for i in sets])
+        a, b = _ml_line(y, s2, np.array([len(i) for i in sets], np.float64))
+        sigma = np.sqrt(np.maximum(a * smooth + b, 1e-12))
+    local = ndimage.uniform_filter(z, 3, mode="reflect")
+    return float(np.mean(np.maximum(a * local + b, 0.0)))
+
+
 GAIN_SIGNIFICANT = 0.5
 """``select``: the refit's line must rise by this share of its middle value between the
 image's 10th and 90th intensity percentiles for the noise to count as signal-dependent (0.2
@@ -299,7 +370,8 @@ def est_select(noisy: np.ndarray, rng: np.random.Generator) -> float:
 
 ESTIMATORS = {"refit": est_refit, "bins": est_bins, "refit_min": est_refit_min,
               "bins_min": est_bins_min, "select": est_select,
-              "highpass": est_highpass, "liu2013": est_liu2013, "chen2015": est_chen2015}
+              "highpass": est_highpass, "liu2013": est_liu2013, "chen2015": est_chen2015,
+              "foi2008": est_foi2008}
 
 
 def run(images: dict[str, tuple[np.ndarray, float]], seeds: int, estimators: list[str],
@@ -363,14 +435,14 @@ def fmd_calibration(fmd: Path) -> str:
     (:func:`napari_gr2r.engine.calibrate_noise`), against the fit on capture 1 alone; the truth
     is capture 1's mean squared difference from the 50-capture average fitted to it (scale and
     offset, shift to first order, slow difference), corrected for the capture's share in it. The
-    last two columns: the mean over capture 1's pixels of the variance curve that ``assess`` uses
-    (``refit``) and of ``refit_min``'s."""
+    last three columns: the mean over capture 1's pixels of the variance curve that ``assess``
+    uses (``refit``), of ``refit_min``'s and of ``foi2008``'s."""
     from benchmarks.estimate import gaussian_smooth
     from napari_gr2r import engine
     from napari_gr2r.engine.errors import InputError
 
     lines = ["| configuration | truth (grey levels²) | calibration (4 captures) | fit (capture 1) | "
-             "refit | refit_min |", "| --- | --- | --- | --- | --- | --- |"]
+             "refit | refit_min | foi2008 |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for micro in ("Confocal", "TwoPhoton", "WideField"):
         for channel in "BGR":
             name = f"{micro}_BPAE_{channel}"
@@ -399,9 +471,10 @@ def fmd_calibration(fmd: Path) -> str:
                 calibrated = "refused: " + ("saturated" if "saturated" in str(exc) else
                                             "moves" if "moves" in str(exc) else str(exc))
             curves = [ESTIMATORS[e](raw[0], np.random.default_rng(0)) / truth - 1
-                      for e in ("refit", "refit_min")]
+                      for e in ("refit", "refit_min", "foi2008")]
+            cells = [f"{c:+.1%}" for c in curves]
             lines.append(f"| {name} | {truth:.1f} | {calibrated} | {fitted / truth - 1:+.1%} | "
-                         f"{curves[0]:+.1%} | {curves[1]:+.1%} |")
+                         + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
