@@ -336,3 +336,17 @@ def test_context_benchmark_at_smoke_size():
     thick, _, _ = context.z_stack(4)
     thin, _, _ = context.z_stack(1)
     assert thick.shape[0] < thin.shape[0]
+
+
+def test_foi2008_fit_reads_poisson_gaussian_noise_on_a_smooth_image():
+    """The benchmark's Foi et al. (2008) estimator: on a smooth ramp (no texture to leak in)
+    it finds a signal-dependent noise's mean variance, and white noise's."""
+    from benchmarks import noise_fit
+
+    ramp = np.tile(np.linspace(100, 900, 192), (192, 1))
+    rng = np.random.default_rng(0)
+    noisy = ramp + rng.normal(0, 1, ramp.shape) * np.sqrt(0.5 * ramp + 100)
+    truth = float(np.mean(0.5 * ramp + 100))
+    assert noise_fit.est_foi2008(noisy, rng) == pytest.approx(truth, rel=0.06)
+    white = ramp + rng.normal(0, 20, ramp.shape)
+    assert noise_fit.est_foi2008(white, rng) == pytest.approx(400, rel=0.06)
