@@ -147,13 +147,18 @@ def _denoise(model, raw: np.ndarray, views: int, shuffle: int) -> np.ndarray:
 
 def run(config: str, capture: int, overrides: dict, preset: str = "fast",
         trace_every: int = 0, noise: str = "fitted", shuffle: int = 1,
-        vst_inverse: str | None = None) -> dict:
+        vst_inverse: str | None = None, supervised: str | None = None) -> dict:
     """One lever run; ``shuffle`` > 1 trains on the capture's pixel-shuffled sub-images
     (:func:`unshuffle`) and denoises each of them before putting the image back together;
     ``vst_inverse`` trains on the capture's variance-stabilised image (:func:`vst`) and brings
-    the denoised image back with that inverse (:func:`inverse_vst`)."""
+    the denoised image back with that inverse (:func:`inverse_vst`); ``supervised`` trains
+    ``n2c`` instead of ``gr2r``, the same network, preset and start, on the ground truth
+    (``"gt"``) or on the ground truth at the capture's brightness (``"k"``: ``k gt``, which
+    ``psnr_k`` scores against): the most that network and budget can reach."""
     from napari_gr2r import engine
 
+    if supervised:
+        overrides = {"method": "n2c", **overrides}
     raw, gt, cfg, calibration = _inputs(config, capture, overrides, preset, noise)
     t0 = time.perf_counter()  # the trainer's setup (noise fit) and run, as the engine's user waits
     line = None
@@ -163,8 +168,14 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     else:
         source = raw
     data = source if shuffle <= 1 else unshuffle(source, shuffle)
-    trainer = engine.Trainer(data, "YX", cfg, device="cpu", noise=calibration)
     k = brightness(raw, gt)
+    target = None
+    if supervised:
+        if shuffle > 1 or vst_inverse:
+            raise SystemExit("--supervised trains on the capture itself: no --pixel-shuffle or "
+                             "--vst with it.")
+        target = gt if supervised == "gt" else (k * gt).astype(np.float32)
+    trainer = engine.Trainer(data, "YX", cfg, device="cpu", noise=calibration, target=target)
     trace, traced_s = [], 0.0
     for event in trainer.iter_fit():
         if trace_every and isinstance(event, engine.TrainingProgress) and event.validated \
@@ -177,6 +188,7 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     row = dict(config=config, capture=capture, overrides=overrides, preset=preset,
                train_s=round(train_s, 1), best_step=model.best_step, k=round(k, 4),
                noise=noise, **({"pixel_shuffle": shuffle} if shuffle > 1 else {}),
+               **({"supervised": supervised} if supervised else {}),
                **({"vst": vst_inverse, "vst_line": [round(v, 5) for v in line]}
                   if line else {}))
     if trace:
@@ -255,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="INVERSE",
                         help="train on the capture's generalised Anscombe transform (the noise "
                              "line fitted on it) and invert with this inverse (default: off)")
+    parser.add_argument("--supervised", choices=["gt", "k"], default=None, metavar="TARGET",
+                        help="train n2c (supervised) with the same network, preset and start on "
+                             "the ground truth (gt) or on it at the capture's brightness (k): "
+                             "the ceiling of that network and budget, a diagnostic, not a lever")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="a folder with raw/ and gt/ FMD PNGs instead of the vendored "
                              "256x256 crops (e.g. the full 512x512 captures)")
@@ -274,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print(compare(args.compare, args.baseline, args.configs))
         return 0
+    if (args.pixel_shuffle > 1 or args.vst) and args.supervised:
+        parser.error("--supervised trains on the capture itself: not with --pixel-shuffle or "
+                     "--vst")
     if (args.pixel_shuffle > 1 or args.vst) and args.trace_every:
         parser.error("--trace-every scores the network on the capture as it is: not with "
                      "--pixel-shuffle or --vst")
@@ -290,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         for capture in args.captures:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise,
-                                                 args.pixel_shuffle, args.vst),
+                                                 args.pixel_shuffle, args.vst,
+                                                 args.supervised),
                        **({"data": str(args.data)} if args.data is not None else {}),
                        **({"prior": str(args.prior)} if args.prior is not None else {}))
             rows.append(row)
