@@ -350,3 +350,16 @@ def test_foi2008_fit_reads_poisson_gaussian_noise_on_a_smooth_image():
     assert noise_fit.est_foi2008(noisy, rng) == pytest.approx(truth, rel=0.06)
     white = ramp + rng.normal(0, 20, ramp.shape)
     assert noise_fit.est_foi2008(white, rng) == pytest.approx(400, rel=0.06)
+
+
+def test_supervised_lever_run_trains_n2c_on_the_ground_truth_at_the_capture_brightness():
+    tiny_run = dict(start="scratch", width=8, patch_size=16, batch_size=2, steps=4, val_every=2,
+                    event_every=1)
+    row = realnoise_levers.run("Confocal_BPAE_G", 3, tiny_run, supervised="k")
+    assert row["supervised"] == "k"
+    assert row["overrides"]["method"] == "n2c"
+    assert math.isfinite(row["plain_psnr_k"])
+    assert 0.8 < row["k"] < 1.2
+    with pytest.raises(SystemExit, match="supervised"):
+        realnoise_levers.run("Confocal_BPAE_G", 3, tiny_run, vst_inverse="unbiased",
+                             supervised="gt")
