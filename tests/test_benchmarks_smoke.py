@@ -363,3 +363,19 @@ def test_supervised_lever_run_trains_n2c_on_the_ground_truth_at_the_capture_brig
     with pytest.raises(SystemExit, match="supervised"):
         realnoise_levers.run("Confocal_BPAE_G", 3, tiny_run, vst_inverse="unbiased",
                              supervised="gt")
+
+
+def test_shift_matched_truth_of_a_capture_inside_its_own_average():
+    """``benchmarks.estimate.true_mse_shifted``: the identity (which keeps all of a capture's
+    noise: error σ², divergence σ²) is scored at σ², though the capture is one of the 50
+    averaged into its reference (without the cross term: 4 % low)."""
+    from benchmarks.estimate import shifted_reference, true_mse_shifted
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    clean = 100 + 50 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    captures = clean + rng.normal(0, 5, (50, 256, 256))
+    raw, gt = captures[0], captures.mean(axis=0)
+    case = shifted_reference(raw, gt)
+    assert case["shift_scale"] == pytest.approx(1.0, abs=0.01)
+    assert true_mse_shifted(raw, case, divergence=25.0) == pytest.approx(25.0, rel=0.015)
