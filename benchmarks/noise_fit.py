@@ -314,6 +314,8 @@ FOI_SET = 400
 
 
 def est_foi2008(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    """Foi et al. (2008)'s fit in outline (the module docstring); deterministic, so ``rng``
+    is unused."""
     from scipy import ndimage
 
     z = np.asarray(noisy, np.float64)
