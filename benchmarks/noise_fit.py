@@ -439,7 +439,7 @@ def fmd_calibration(fmd: Path) -> str:
     offset, shift to first order, slow difference), corrected for the capture's share in it. The
     last three columns: the mean over capture 1's pixels of the variance curve that ``assess``
     uses (``refit``), of ``refit_min``'s and of ``foi2008``'s."""
-    from benchmarks.estimate import gaussian_smooth
+    from benchmarks.estimate import shifted_reference
     from napari_gr2r import engine
     from napari_gr2r.engine.errors import InputError
 
@@ -451,19 +451,12 @@ def fmd_calibration(fmd: Path) -> str:
             raw = np.stack([_png(fmd / "raw" / f"{name}_{k}.png") for k in range(1, 5)])
             gt = _png(fmd / "gt" / f"{name}_1.png")
             # the average matched to the capture's intensity (the sample bleaches between
-            # captures) and position (a scanning microscope's captures lie a fraction of a
-            # pixel apart: the shift to first order), plus the capture's slowly varying
-            # difference from it (drift, focus; as benchmarks.estimate). The capture is one of
-            # the 50 averaged (two captures' residuals against the average correlate at about
-            # -1/50, not +1/50): the residual holds (1 - 2a/50 + a²/50) of its noise variance
-            gy, gx = np.gradient(gt)
-            design = np.stack([gt.ravel(), np.ones(gt.size), gy.ravel(), gx.ravel()], axis=1)
-            coef = np.linalg.lstsq(design, raw[0].ravel(), rcond=None)[0]
-            matched = (design @ coef).reshape(gt.shape)
-            matched = matched + gaussian_smooth(raw[0] - matched, 16.0)
-            a = float(coef[0])
-            truth = float(np.mean((raw[0] - matched) ** 2)) / (1 - 2 * a / 50 + a * a / 50)
-            gt = matched
+            # captures), position (a scanning microscope's captures lie a fraction of a pixel
+            # apart) and slowly varying difference, with the capture's share of the average
+            # taken into account: benchmarks.estimate.shifted_reference
+            reference = shifted_reference(raw[0], gt)
+            truth = reference["shift_noise_variance"]
+            gt = reference["reference_shifted"]
             fit = engine.fit_noise(raw[0].astype(np.float32), "YX")
             fitted = float(np.mean(fit.variance(gt)))
             try:
