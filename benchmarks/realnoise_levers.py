@@ -158,6 +158,9 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     from napari_gr2r import engine
 
     if supervised:
+        if shuffle > 1 or vst_inverse:
+            raise SystemExit("--supervised trains on the capture itself: no --pixel-shuffle or "
+                             "--vst with it.")
         overrides = {"method": "n2c", **overrides}
     raw, gt, cfg, calibration = _inputs(config, capture, overrides, preset, noise)
     t0 = time.perf_counter()  # the trainer's setup (noise fit) and run, as the engine's user waits
@@ -171,9 +174,6 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
     k = brightness(raw, gt)
     target = None
     if supervised:
-        if shuffle > 1 or vst_inverse:
-            raise SystemExit("--supervised trains on the capture itself: no --pixel-shuffle or "
-                             "--vst with it.")
         target = gt if supervised == "gt" else (k * gt).astype(np.float32)
     trainer = engine.Trainer(data, "YX", cfg, device="cpu", noise=calibration, target=target)
     trace, traced_s = [], 0.0
