@@ -46,7 +46,7 @@ def _trace_point(trainer, event, raw: np.ndarray, gt: np.ndarray, k: float) -> d
 
     model = copy.deepcopy(trainer.model)
     model.net.load_state_dict(trainer.net.state_dict())  # the live weights (no ema_decay)
-    out = engine.denoise(model, raw, axes="YX", device="cpu")
+    out = engine.denoise(model, raw, axes="YX", device="cpu", tta=1)  # the network alone
     return dict(step=event.step, val_loss=event.val_loss, estimated_psnr=event.estimated_psnr,
                 loss=event.loss, psnr=round(psnr(gt, out, RANGE), 3),
                 psnr_k=round(psnr(k * gt, out, RANGE), 3))

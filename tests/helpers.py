@@ -22,11 +22,12 @@ def psnr(image: np.ndarray, clean: np.ndarray) -> float:
 def tiny(**overrides):
     """A network and budget small enough for a test on two CPU cores, from random weights
     (``start="scratch"``: what these tests measure is training; tests/engine/model/test_prior.py
-    tests the fast preset's pretrained start)."""
+    tests the fast preset's pretrained start), denoising in one pass (``tta=1``: the tests of
+    test-time flips ask for them)."""
     from napari_gr2r.engine import TrainConfig
 
     values = dict(width=16, depth=2, patch_size=32, batch_size=8, steps=150, event_every=10,
-                  val_every=25, seed=0, start="scratch")
+                  val_every=25, seed=0, start="scratch", tta=1)
     values.update(overrides)
     return TrainConfig.from_preset("fast", **values)
 
@@ -64,7 +65,7 @@ def tiny_model(seed: int = 0, dims: int = 2, axes: str = "YX", channels: int = 1
     torch.manual_seed(seed)
     return GR2RModel(
         net=build_network(dims, channels, width, depth).eval(),
-        config=TrainConfig(width=width, depth=depth, members=1),
+        config=TrainConfig(width=width, depth=depth, members=1, tta=1),
         axes=axes, channels=channels, dims=dims,
         normalization=Normalization([100.0] * channels, [1100.0] * channels),
         noise_level=NoiseLevel([0.0] * channels, [1e-3] * channels, [1e-3] * channels),

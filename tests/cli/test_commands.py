@@ -143,21 +143,20 @@ def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_
     np.testing.assert_allclose(zarr.open(str(clustered), mode="r")[...], first, atol=1e-4)
 
 
-def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path, capsys):
+def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path):
+    import zarr
+
     out = tmp_path / "tta.tif"
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out),
                  "--tta", "8"]) == 0
     model = engine.load_model(model_file)
     expected = engine.denoise(model, tifffile.imread(noisy_tif), "YX", tta=8, device="cpu")
     np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-4)
-    capsys.readouterr()
-    code = main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
-                 str(tmp_path / "tta.zarr"), "--tta", "2"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "--tta denoises one image in memory" in err
-    assert "Traceback" not in err
-    assert not (tmp_path / "tta.zarr").exists()
+    # block by block into a zarr store, the same views give the same result
+    assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
+                 str(tmp_path / "tta.zarr"), "--tta", "8"]) == 0
+    np.testing.assert_allclose(zarr.open(str(tmp_path / "tta.zarr"), mode="r")[...], expected,
+                               atol=1e-4)
 
 
 def test_train_members_saves_an_ensemble_and_refuses_too_many_in_one_line(noisy_tif, tmp_path,

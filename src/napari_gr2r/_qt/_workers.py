@@ -144,8 +144,10 @@ class TrainingJob(Job):
             yield event
             request, step = self._take_preview()
             if request is not None and not isinstance(event, engine.TrainingFinished):
+                # one pass: a preview shows training's progress and must not slow it by
+                # the model's test-time flips, which the result layer gets
                 out = engine.denoise(trainer.model, request.data, axes=request.axes,
-                                     device=str(trainer.device))
+                                     device=str(trainer.device), tta=1)
                 yield PreviewResult(step, *preview_plane(request, out))
 
 

@@ -132,6 +132,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--compile", action="store_true", default=None,
                        help="compile the network with torch.compile (where it fails, training "
                        "says so and runs without it) (default: off)")
+    train.add_argument("--tta", type=int, choices=[1, 2, 4, 8],
+                       help="flips and quarter turns the model averages when it denoises, "
+                       "recorded in the model file (default: the preset's: 8 for fast, 1 for "
+                       "the others)")
     train.add_argument("--noise", metavar="FILE", help="the noise from a calibration written "
                        "by 'napari-gr2r calibrate' instead of a fit on the input")
     train.add_argument("--seed", type=int, default=0,
@@ -197,7 +201,7 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The settings a resumed run takes from the command line as well as a new one."""
     options = {"checkpoint_every": args.checkpoint_every, "precision": args.precision,
-               "compile": args.compile}
+               "compile": args.compile, "tta": args.tta}
     return {k: v for k, v in options.items() if v is not None}
 
 

@@ -101,7 +101,7 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
             batch_size: int = 4, device: str = "auto",
             progress: Callable[[int, int], Any] | None = None,
             should_stop: Callable[[], bool] | None = None,
-            out: Any = None, client: Any = None, tta: bool | int = False,
+            out: Any = None, client: Any = None, tta: bool | int | None = None,
             precision: str | None = None) -> Any:
     """Denoise ``data`` with ``model`` and return a float32 array of the same shape.
 
@@ -131,10 +131,12 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         blocks), and return the zarr array.
     client : distributed.Client, optional
         With ``out``: run the blocks on this dask cluster.
-    tta : bool or int
+    tta : bool, int or None
         Test-time augmentation: average the network over the eight flips and quarter turns
-        of each tile (True), or over 2 (the tile and its half turn) or 4 of them, for as many
-        times the inference work (in memory only, not with ``out``).
+        of each tile (True or 8), or over 2 (the tile and its half turn) or 4 of them, for as
+        many times the inference work; 1 or False: one pass. None (default): the model's own
+        (``model.config.tta``: 8 for the ``fast`` preset, 1 for the others and for model
+        files written before it), in memory and into ``out`` alike.
     precision : str, optional
         The arithmetic of the network's passes: by default the model's own (its
         ``config.precision``, where the device has it, else fp32); ``"fp32"``, ``"bf16"``
@@ -154,14 +156,12 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         When the image's values lie mostly outside the range the model was trained on: the
         result may then be wrong (train a model on images like this one).
     """
+    tta = tta_views(tta, model)  # a value out of range fails here, before any work
     if out is not None:
-        if tta_views(tta) > 1:
-            raise ConfigError(f"tta={tta!r} denoises into memory only; leave out= unset to use "
-                              "it, or tta off.")
         return denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap,
                                batch_size=batch_size, device=device, client=client,
                                progress=progress, should_stop=should_stop,
-                               precision=precision)
+                               precision=precision, tta=tta)
     if client is not None:
         raise ConfigError("client= runs the blocks of an out-of-core run: pass out= as well.")
     return denoise_in_memory(model, data, axes, tile=tile, overlap=overlap,

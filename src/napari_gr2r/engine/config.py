@@ -68,6 +68,14 @@ _PRESET_GR2R_GAMMA: dict[str, float] = {"fast": 0.0, "balanced": 0.0}
 three, and in ``fast``'s time the run makes 620 steps instead of 400, which denoised better than
 the term did (docs/method-notes.md, "The γ term"); ``balanced`` is four of ``fast``'s networks."""
 
+def _check_views(value: Any) -> int:
+    """``TrainConfig.tta``: 1, 2, 4 or 8 views, or a :class:`ConfigError`."""
+    if isinstance(value, bool) or value not in (1, 2, 4, 8):
+        raise ConfigError(f"tta must be 1, 2, 4 or 8 (the views averaged when denoising), "
+                          f"not {value!r}.")
+    return int(value)
+
+
 SLICE_PRESETS = ("fast", "balanced")
 """Presets whose ``net_dims="auto"`` trains a 2D network over a Z stack's slices: their small
 network was developed and measured in 2D (``net_dims="3d"`` still trains a 3D one)."""
@@ -139,6 +147,7 @@ class RunConfig:
     checkpoint_every: int | None = None
     precision: str = "auto"
     compile: bool = False
+    tta: int = 1  # one pass: what model files written before test-time flips hold
 
 
 SECTIONS: dict[str, type] = {"objective": ObjectiveConfig, "network": NetworkConfig,
@@ -268,6 +277,11 @@ class TrainConfig:
         ``"auto"`` (default: fp32 on a CPU, bf16 on a CUDA GPU that supports it), ``"fp32"``,
         ``"bf16"`` or ``"fp16"`` (a CUDA GPU only, with a gradient scaler): the arithmetic
         of training's and denoising's network passes (autocast); the weights stay fp32.
+    tta : int
+        How the model denoises by default: the mean of the network over this many flips and
+        quarter turns of each tile (1, 2, 4 or 8; ``denoise(..., tta=)`` and ``--tta``
+        override it), for as many times the work of one pass. ``fast`` and ``balanced``: 8;
+        ``quality``: 1.
     compile : bool
         Compile the network with ``torch.compile`` for training (off by default); where
         compiling fails, training says so in one line and runs without it.
@@ -352,7 +366,9 @@ class TrainConfig:
         pretrained on generated images (``start="prior"``) and adapts to the image at a
         learning rate of 2e-4 (``prior_lr``). With the ``gr2r`` method it leaves out
         the pseudo-supervised term (``gamma=0``) unless ``gamma`` is given: each step costs
-        two network passes instead of three, so the 620 steps take the time 400 would.
+        two network passes instead of three, so the 620 steps take the time 400 would. It
+        denoises with the mean over the eight flips and quarter turns of each tile
+        (``tta=8``).
 
         ``"balanced"`` (the default): a workstation, or a few minutes of a laptop. An ensemble
         of four ``fast`` networks (``members=4``, 472k parameters in all), each starting from
@@ -406,6 +422,7 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not "
                               f"{self.precision!r}.")
         self.compile = check_bool("compile", self.compile)
+        self.tta = _check_views(self.tta)
         if self.lr_scaling not in LR_SCALINGS:
             raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, not "
                               f"{self.lr_scaling!r}.")
@@ -415,9 +432,8 @@ class TrainConfig:
         if self.start not in STARTS:
             raise ConfigError(f"start must be one of {', '.join(STARTS)}, not {self.start!r}.")
         if self.noise_model not in NOISE_MODELS:
-            raise ConfigError(
-                f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}."
-            )
+            raise ConfigError(f"noise_model must be one of {', '.join(NOISE_MODELS)}, not "
+                              f"{self.noise_model!r}.")
         ints = {"steps": (1, None), "batch_size": (1, None), "patch_size": (8, None),
                 "patch_size_z": (1, None), "width": (1, None), "depth": (1, 6),
                 "val_every": (1, None), "event_every": (1, None), "warmup_steps": (0, None),

@@ -24,7 +24,7 @@ def context_model(context: int, axes: str, channels: int = 1, seed: int = 0) -> 
     torch.manual_seed(seed)
     return GR2RModel(
         net=build_network(2, channels, 4, 2, context=context).eval(),
-        config=TrainConfig(width=4, depth=2, context=context, members=1),
+        config=TrainConfig(width=4, depth=2, context=context, members=1, tta=1),
         axes=axes, channels=channels, dims=2,
         normalization=Normalization([100.0] * channels, [1100.0] * channels),
         noise_level=NoiseLevel([0.0] * channels, [1e-3] * channels, [1e-3] * channels),

@@ -120,7 +120,8 @@ def test_the_zoo_runner_gives_engine_denoise_intensities(package2d, model2d):
     y, x = np.mgrid[: min_size + 12 * step, : min_size + 17 * step]
     image = (60 + 90 * np.exp(-((y - 40) ** 2 + (x - 70) ** 2) / 300)
              + rng.normal(0, 25, y.shape)).astype(np.float32)[None, None]
-    expected = engine.denoise(model2d, image, "SCYX", device="cpu")
+    # the zoo runs the network once: denoise's one pass (the model's default may average flips)
+    expected = engine.denoise(model2d, image, "SCYX", device="cpu", tta=1)
     for kwargs in ({}, {"blocksize_parameter": 1}):
         sample = bioimageio_core.predict(model=package2d, inputs=image, **kwargs)
         got = sample.members["denoised"].data.to_numpy()
@@ -206,3 +207,10 @@ def test_importing_the_engine_does_not_import_bioimageio():
             "print(sorted(m for m in sys.modules if m.startswith('bioimageio')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_says_when_napari_gr2r_averages_flips_the_zoo_does_not():
+    from napari_gr2r.engine.export.readme import _how_to_use
+
+    assert "--tta 1" in "\n".join(_how_to_use(1, "YX", "model.gr2r.pt", 8))
+    assert "--tta" not in "\n".join(_how_to_use(1, "YX", "model.gr2r.pt", 1))

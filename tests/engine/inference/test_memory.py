@@ -18,7 +18,7 @@ def _model(dims=2, channels=1, axes="YX", width=8, depth=2, seed=0):
     torch.manual_seed(seed)
     net = UNet(dims, channels, width, depth).eval()
     return GR2RModel(
-        net=net, config=engine.TrainConfig(width=width, depth=depth, members=1), axes=axes,
+        net=net, config=engine.TrainConfig(width=width, depth=depth, members=1, tta=1), axes=axes,
         channels=channels, dims=dims,
         normalization=Normalization([10.0] * channels, [200.0] * channels),
         noise_level=NoiseLevel([0.0] * channels, [0.01] * channels, [0.01] * channels),
@@ -122,7 +122,30 @@ def test_tta_is_the_mean_of_the_network_over_flips_and_quarter_turns():
     assert np.abs(tta - plain).max() > 1e-2  # an untrained net is far from symmetric
 
 
-def test_tta_is_in_memory_only(tmp_path):
-    with pytest.raises(engine.ConfigError, match="tta=True denoises into memory"):
-        engine.denoise(_model(), np.zeros((32, 32), np.float32), "YX", tta=True,
-                       out=tmp_path / "out.zarr")
+def test_tta_into_a_zarr_store_equals_tta_in_memory_and_is_recorded(tmp_path):
+    import zarr
+
+    model = _model()
+    image = np.random.default_rng(5).uniform(0, 255, (2, 70, 90)).astype(np.float32)
+    expected = engine.denoise(model, image, "TYX", tta=4)
+    out = engine.denoise_to_zarr(model, image, "TYX", tmp_path / "out.zarr", chunks=32, tta=4)
+    np.testing.assert_allclose(out[...], expected, rtol=1e-4, atol=1e-3)  # float rounding
+    assert np.abs(expected - engine.denoise(model, image, "TYX")).max() > 1e-2
+    # the store records the views: a run with other views is not taken for its resumption
+    with pytest.raises(engine.InputError, match="other settings \\(views\\)"):
+        engine.denoise_to_zarr(model, image, "TYX", tmp_path / "out.zarr", chunks=32)
+    np.testing.assert_allclose(zarr.open(str(tmp_path / "out.zarr"), mode="r")[...], out[...])
+
+
+def test_a_model_denoises_with_its_own_tta_unless_told_otherwise():
+    model = _model()
+    image = np.random.default_rng(6).uniform(0, 255, (64, 64)).astype(np.float32)
+    plain = engine.denoise(model, image, "YX")
+    averaged = engine.denoise(model, image, "YX", tta=8)
+    model.config.tta = 8
+    np.testing.assert_allclose(engine.denoise(model, image, "YX"), averaged, atol=1e-5)
+    np.testing.assert_allclose(engine.denoise(model, image, "YX", tta=1), plain, atol=1e-5)
+    with pytest.raises(engine.ConfigError, match="tta must be 1, 2, 4 or 8"):
+        engine.TrainConfig.from_preset("fast", tta=3)
+
+

@@ -159,7 +159,7 @@ def rss_mb(key):
         return next(int(line.split()[1]) for line in fh if line.startswith(key)) / 1024
 
 
-model = GR2RModel(net=Smoother().eval(), config=TrainConfig(width=4, depth=2, members=1), axes="YX",
+model = GR2RModel(net=Smoother().eval(), config=TrainConfig(width=4, depth=2, members=1, tta=1), axes="YX",
                   channels=1, dims=2, normalization=Normalization([100.0], [1100.0]),
                   noise_level=NoiseLevel([0.0], [1e-3], [1e-3]))
 small, big, out = sys.argv[1:4]

@@ -27,7 +27,7 @@ from ..inference.outofcore.distributed import scatter_model, worker_model
 from ..inference.outofcore.plan import plan_blocks
 from ..inference.outofcore.runner import iter_denoise_to_zarr
 from ..inference.outofcore.store import default_out_chunks, model_fingerprint
-from ..inference.tiling import check_arguments
+from ..inference.tiling import check_arguments, tta_views
 from ..io.formats import check_output_suffix, read_image, tag_zarr_result, write_image
 from ..io.outputs import OutputClaim, check_not_input, overlap_message
 from ..io.provenance import input_fingerprint
@@ -53,7 +53,8 @@ PathLike = str | os.PathLike
 def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str | None = None,
                  tile: Any = None, batch_size: int = 4, device: str = "auto",
                  overwrite: bool = False, should_stop: Callable[[], bool] | None = None,
-                 precision: str | None = None) -> Iterator[tuple[int, int]]:
+                 precision: str | None = None,
+                 tta: bool | int | None = None) -> Iterator[tuple[int, int]]:
     """Denoise one file into ``out`` (TIFF or zarr, by its extension), yielding
     ``(blocks done, blocks in all)``; returns ``(axes, shape)``.
 
@@ -84,7 +85,7 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     steps = iter_denoise_to_zarr(model, data, info.axes, target, tile=tile,
                                  batch_size=batch_size, device=device,
                                  should_stop=should_stop, overwrite=overwrite,
-                                 precision=precision)
+                                 precision=precision, tta=tta)
     while True:
         try:
             step = next(steps)
@@ -110,7 +111,8 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
                   tile: Any = None, batch_size: int = 4, device: str = "auto",
                   overwrite: bool = False, client: Any = None,
                   should_stop: Callable[[], bool] | None = None,
-                  precision: str | None = None) -> Iterator[FilesEvent]:
+                  precision: str | None = None,
+                  tta: bool | int | None = None) -> Iterator[FilesEvent]:
     """Denoise every image ``inputs`` names into the folder ``out_dir``, file by file.
 
     Parameters
@@ -126,7 +128,7 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
         The inputs' axes; by default each file's own (from its metadata), else the model's.
     out_format : ``"tif"``, ``"zarr"`` or None
         None: zarr inputs give zarr results, the others TIFFs.
-    tile, batch_size, device, precision
+    tile, batch_size, device, precision, tta
         As for :func:`~napari_gr2r.engine.denoise`.
     overwrite : bool
         Denoise files whose result is already there again (by default they are skipped; a
@@ -146,6 +148,7 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     if precision is not None:  # refused once, not once for every file
         check_arguments(model, tile, None, batch_size, device if client is None else None,
                         precision)
+    tta = tta_views(tta, model)
     paths = expand_inputs(inputs)
     if not paths:
         raise InputError("No image files to denoise (the folders given hold none).")
@@ -157,7 +160,7 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
         plan = _Plan(paths, out_root, suffix, out_format)
         yield from plan.sort(model, overwrite)
         options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite,
-                       precision=precision)
+                       precision=precision, tta=tta)
         if client is not None:
             runs = _on_cluster(client, model, plan.todo, n, options, should_stop)
         else:

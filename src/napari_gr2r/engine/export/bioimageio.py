@@ -205,9 +205,9 @@ def _write_files(model: GR2RModel, folder: Path, cover: Any, test_input: Any) ->
     test = _test_array(model, test_input)
     spatial = test.shape[2:]
     axes = "SCZYX" if model.dims == 3 else "SCYX"
-    # the zoo's test runs the network on the test tensor as it is, without border padding
+    # the zoo's test runs the network on the test tensor as it is, once, without border padding
     out = denoise_in_memory(model, test, axes, tile=tuple(spatial), device="cpu", batch_size=1,
-                            border=0)
+                            border=0, tta=1)
     files["test_input_array"] = test
     files["test_input"] = folder / "test_input.npy"
     files["test_output"] = folder / "test_output.npy"

@@ -65,7 +65,7 @@ def readme(model: GR2RModel, name: str, description: str, test_shape: tuple[int,
         "of an output tile are cropped when tiling (the network's receptive radius, rounded up "
         f"to its down-sampling factor {step}). The test image has shape {tuple(test_shape)}.",
         "",
-        *_how_to_use(model.channels, space, attachment),
+        *_how_to_use(model.channels, space, attachment, int(getattr(model.config, "tta", 1))),
         "## Citation",
         "",
         f"- {paper[0]} {paper[1]}",
@@ -93,8 +93,15 @@ def _noise_rows(model: GR2RModel) -> list[str]:
     return rows
 
 
-def _how_to_use(channels: int, space: str, attachment: str) -> list[str]:
+def _how_to_use(channels: int, space: str, attachment: str, views: int = 1) -> list[str]:
     """The "How to use" section: Fiji, Python and napari-gr2r."""
+    once = [] if views == 1 else [
+        "",
+        "The zoo's tools run the network once over the image. napari-gr2r denoises with this "
+        f"model's mean over {views} flips and quarter turns of each tile (its `tta` setting), "
+        "a little better for as many times the work; `napari-gr2r denoise --tta 1` gives "
+        "the zoo's result.",
+    ]
     return [
         "## How to use",
         "",
@@ -104,5 +111,6 @@ def _how_to_use(channels: int, space: str, attachment: str) -> list[str]:
         f"of shape (1, {channels}, {', '.join(space)}).",
         "- napari-gr2r: `engine.load_model(\"package.zip\")` reads the original model file "
         f"(`{attachment}`, attached) back, for denoising any size and further training.",
+        *once,
         "",
     ]

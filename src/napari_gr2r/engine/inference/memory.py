@@ -24,7 +24,7 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
                       batch_size: int = 4, device: str = "auto",
                       progress: Callable[[int, int], Any] | None = None,
                       should_stop: Callable[[], bool] | None = None,
-                      border: int | None = None, tta: bool | int = False,
+                      border: int | None = None, tta: bool | int | None = None,
                       check_range: bool = False,
                       precision: str | None = None) -> np.ndarray:
     """Denoise ``data`` with ``model`` into a float32 numpy array of the same shape and axes.
@@ -34,7 +34,8 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
     (``None``: the network's halo, :func:`~napari_gr2r.engine.inference.tiling.border_px`; 0: none, the
     network alone, as the BioImage Model Zoo's test of a package runs it). ``tta``: average
     the network over flips and quarter turns of each tile (:func:`~.tiling.dihedral_mean`;
-    True: all eight, or the number of views 2, 4 or 8), for as many times the work.
+    True: all eight, or the number of views 1, 2, 4 or 8; None: the model's own
+    ``config.tta``), for as many times the work.
     ``check_range``: warn (:class:`~napari_gr2r.engine.io.provenance.RangeWarning`, pointing
     at the caller's caller) when the image's values lie mostly outside the model's training
     range, as :func:`napari_gr2r.engine.denoise` does.

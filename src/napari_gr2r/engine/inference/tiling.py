@@ -181,8 +181,11 @@ _VIEWS = ((False, 0), (False, 2), (True, 0), (True, 2), (False, 1), (False, 3), 
 """(flip X, quarter turns) of the eight views: the first two, four and eight are groups."""
 
 
-def tta_views(tta: bool | int) -> int:
-    """The number of views ``tta`` asks for: False 1, True 8, or 1, 2, 4 or 8 itself."""
+def tta_views(tta: bool | int | None, model: GR2RModel | None = None) -> int:
+    """The number of views ``tta`` asks for: False 1, True 8, or 1, 2, 4 or 8 itself; None:
+    the model's own (``TrainConfig.tta``; 1 without a model)."""
+    if tta is None:  # a model that is not one is refused where it is used, not here
+        return int(getattr(getattr(model, "config", None), "tta", 1))
     if isinstance(tta, bool):
         return 8 if tta else 1
     if tta not in (1, 2, 4, 8):
@@ -232,14 +235,14 @@ class TilePlan:
     """
 
     def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any,
-                 border: int | None = None, tta: bool | int = False,
+                 border: int | None = None, tta: bool | int | None = None,
                  gathered: bool = False, precision: str | None = None) -> None:
         self.precision = precision
         context = model.config.context
         if not gathered:
             source = context_source(source, context, model.dims)
         self.norm = stack_normalization(model.normalization, context)
-        self.model, self.source, self.views = model, source, tta_views(tta)
+        self.model, self.source, self.views = model, source, tta_views(tta, model)
         tiles, overlaps = default_tiling(model, tile, overlap)
         _, nz, ny, nx = source.czyx
         b = border_px(model) if border is None else border

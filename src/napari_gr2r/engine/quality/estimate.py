@@ -45,7 +45,7 @@ from ..data.context import GatheredBlock, centre_copies, centre_of, context_sour
 from ..data.normalization import Normalization
 from ..errors import InputError
 from ..inference.memory import denoise_in_memory, to_input_layout
-from ..inference.tiling import TilePlan
+from ..inference.tiling import TilePlan, tta_views
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.calibration import NoiseCalibration
@@ -94,7 +94,8 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
            noise: str | NoiseLevel | NoiseCalibration = "fit", max_pixels: int = MAX_PIXELS,
            tile: int | tuple[int, ...] | None = None, batch_size: int = 4,
            device: str = "auto", keep_denoised: bool = False,
-           should_stop: Callable[[], bool] | None = None) -> QualityReport:
+           should_stop: Callable[[], bool] | None = None,
+           tta: bool | int | None = None) -> QualityReport:
     """Estimate the mean squared error of ``denoise(model, noisy)`` without a clean image.
 
     Parameters
@@ -122,11 +123,15 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     should_stop : callable, optional
         Polled before each pass through the denoiser; when it returns True,
         :class:`InterruptedError` is raised.
+    tta : bool, int or None
+        The flips and quarter turns the model's denoising averages, as for
+        :func:`~napari_gr2r.engine.denoise` (the model's own by default): the estimate is of
+        the result ``denoise`` gives with the same ``tta``.
     """
     if probes < 1:
         raise ValueError("probes must be at least 1")
     source, net_model, denoiser, name = _denoiser_for(model, noisy, axes, tile, batch_size,
-                                                      device, should_stop)
+                                                      device, should_stop, tta)
     rng = np.random.default_rng(seed)
     margin = _margin(net_model)
     # a model with context reads each plane with its neighbours; the centre is assessed
@@ -230,12 +235,13 @@ def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXE
 
 def _denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, tile: Any,
                   batch_size: int, device: str, should_stop: Callable[[], bool] | None,
+                  tta: bool | int | None = None,
                   ) -> tuple[ImageSource, GR2RModel | None, Denoiser, str]:
     """The image source, the model (None for a plain callable), the denoiser and its name."""
     if isinstance(model, GR2RModel):
         source = model.open_source(noisy, axes)
         net_model: GR2RModel | None = model
-        denoiser = _model_denoiser(model, tile, batch_size, device)
+        denoiser = _model_denoiser(model, tile, batch_size, device, tta_views(tta, model))
         name = repr(model)
     else:
         if axes is None:
@@ -254,13 +260,15 @@ def _denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, til
     return source, net_model, stoppable, name
 
 
-def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str) -> Denoiser:
+def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str,
+                    views: int = 1) -> Denoiser:
     def run(block: np.ndarray) -> np.ndarray:
         if not model.config.context:
             return denoise_in_memory(model, block, axes="CZYX", tile=tile,
-                                     batch_size=batch_size, device=device)
+                                     batch_size=batch_size, device=device, tta=views)
         # a block of planes with their neighbours as channels in, the centre planes out
-        plan = TilePlan(model, GatheredBlock(block), tile, None, gathered=True)  # type: ignore[arg-type]
+        plan = TilePlan(model, GatheredBlock(block), tile, None, tta=views,  # type: ignore[arg-type]
+                        gathered=True)
         out = np.empty((model.channels, *block.shape[1:]), np.float32)
         for _, z, denoised in plan.run(batch_size, device, None, None):
             out[:, z] = denoised

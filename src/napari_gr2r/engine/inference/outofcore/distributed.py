@@ -69,7 +69,8 @@ def _open_worker_source(spec: tuple[Any, ...]) -> Any:
 
 def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: str, out: Any,
                   grid: BlockGrid, indices: list[int], tile: Any, overlap: Any,
-                  batch_size: int, precision: str | None = None) -> list[int]:
+                  batch_size: int, precision: str | None = None,
+                  tta: int | None = None) -> list[int]:
     """Runs on a worker: denoise a few blocks and write them to the shared output."""
     import dask
 
@@ -79,7 +80,7 @@ def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: s
         for block, result in denoise_blocks(model, source, grid, indices, tile=tile,
                                             overlap=overlap, batch_size=batch_size,
                                             device=resolve_device("auto").type,
-                                            precision=precision):
+                                            precision=precision, tta=tta):
             out[grid.out_index(block)] = grid.to_output_layout(result)
     return indices
 
@@ -97,7 +98,8 @@ def run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | 
                    axes: str, arr: Any, grid: BlockGrid, state: RunState, todo: list[int], *,
                    tile: Any, overlap: Any, batch_size: int,
                    should_stop: Callable[[], bool] | None,
-                   precision: str | None = None) -> Iterator[ChunkProgress]:
+                   precision: str | None = None,
+                   tta: int | None = None) -> Iterator[ChunkProgress]:
     """Denoise the blocks ``todo`` on ``client``'s workers into ``arr``, yielding progress."""
     try:
         from distributed import as_completed
@@ -115,7 +117,7 @@ def run_on_cluster(client: Any, model: GR2RModel, data: Any, source_path: str | 
                                      else 1)) if fits_one_tile(model, grid, tile) else 1
     groups = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
     futures = [client.submit(_cluster_task, payload, source_spec, axes, arr, grid, group, tile,
-                             overlap, batch_size, precision, pure=False)
+                             overlap, batch_size, precision, tta, pure=False)
                for group in groups]
     written = 0
     try:

@@ -18,7 +18,7 @@ from ...devices import autocast, resolve_device, usable_device
 from ...io.sources import ImageSource
 from ...model.model import GR2RModel
 from ...model.networks import place
-from ..tiling import TilePlan, check_result, inference_precision
+from ..tiling import TilePlan, check_result, dihedral_mean, inference_precision, tta_views
 from .plan import Block, BlockGrid, fits_one_tile
 from .store import ChunkProgress, RunState, check_owner, write_state
 
@@ -26,7 +26,7 @@ from .store import ChunkProgress, RunState, check_owner, write_state
 def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block: Block, *,
                   tile: Any = None, overlap: Any = None, batch_size: int = 4,
                   device: str = "cpu", should_stop: Callable[[], bool] | None = None,
-                  precision: str | None = None) -> np.ndarray:
+                  precision: str | None = None, tta: bool | int | None = None) -> np.ndarray:
     """Denoise one block: read it with its halo, tile it through the net, crop the halo.
 
     Returns the block's ``(C, Z, Y, X)`` float32 result in the input's intensity scale.
@@ -34,7 +34,7 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
     data = grid.read(context_source(source, model.config.context, model.dims), block)
     gathered = bool(model.config.context)
     plan = TilePlan(model, GatheredBlock(data) if gathered else ImageSource(data, "CZYX"),
-                    tile, overlap, border=0, gathered=gathered, precision=precision)
+                    tile, overlap, border=0, tta=tta, gathered=gathered, precision=precision)
     result = np.empty((model.channels, *data.shape[1:]), np.float32)
     for _, z, denoised in plan.run(batch_size, device, None, should_stop):
         result[:, z] = denoised
@@ -44,20 +44,24 @@ def denoise_block(model: GR2RModel, source: ImageSource, grid: BlockGrid, block:
 def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indices: list[int],
                    *, tile: Any = None, overlap: Any = None, batch_size: int = 4,
                    device: str = "cpu", should_stop: Callable[[], bool] | None = None,
-                   precision: str | None = None) -> Iterator[tuple[Block, np.ndarray]]:
+                   precision: str | None = None, tta: bool | int | None = None,
+                   ) -> Iterator[tuple[Block, np.ndarray]]:
     """Denoise blocks in order, yielding ``(block, (C, Z, Y, X) result)`` for each.
 
     When a block and its halo fit in one tile, blocks of equal shape go through the network
     together, ``batch_size`` images (2D planes or 3D blocks) at a time: a forward pass over a
     batch costs far less per image than one image at a time. Larger blocks are tiled.
-    ``precision``: see :func:`~..tiling.inference_precision`.
+    ``precision``: see :func:`~..tiling.inference_precision`; ``tta``: the views averaged
+    (:func:`~..tiling.tta_views`; the model's own by default).
     """
+    views = tta_views(tta, model)
     if not fits_one_tile(model, grid, tile):
         for index in indices:
             block = grid[index]
             yield block, denoise_block(model, source, grid, block, tile=tile, overlap=overlap,
                                        batch_size=batch_size, device=device,
-                                       should_stop=should_stop, precision=precision)
+                                       should_stop=should_stop, precision=precision,
+                                       tta=views)
         return
     net = place(model.net, device).eval()
     arithmetic = autocast(torch.device(device),
@@ -77,7 +81,9 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
             raise InterruptedError("Denoising was stopped; run it again to resume.")
         images = np.concatenate([as_images(d) for _, d in pending])
         with torch.inference_mode(), arithmetic:
-            pred = net(torch.from_numpy(images).to(device)).float().cpu().numpy()
+            batch = torch.from_numpy(images).to(device)
+            pred = (dihedral_mean(net, batch, views) if views > 1 else net(batch))
+            pred = pred.float().cpu().numpy()
         start = 0
         for block, data in pending:
             n = data.shape[1] if model.dims == 2 else 1
@@ -106,7 +112,8 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
 def run_local(model: GR2RModel, source: ImageSource, arr: Any, grid: BlockGrid,
               state: RunState, todo: list[int], *, tile: Any, overlap: Any, batch_size: int,
               device: str, should_stop: Callable[[], bool] | None,
-              precision: str | None = None) -> Iterator[ChunkProgress]:
+              precision: str | None = None, tta: bool | int | None = None,
+              ) -> Iterator[ChunkProgress]:
     """Denoise the blocks ``todo`` in this process into ``arr``, yielding progress per block."""
     done, total = state.done, len(grid)
     skipped = total - len(todo)
@@ -115,7 +122,7 @@ def run_local(model: GR2RModel, source: ImageSource, arr: Any, grid: BlockGrid,
         raise InterruptedError("Denoising was stopped; run it again to resume.")
     results = denoise_blocks(model, source, grid, todo, tile=tile, overlap=overlap,
                              batch_size=batch_size, device=dev.type, should_stop=should_stop,
-                             precision=precision)
+                             precision=precision, tta=tta)
     for n, (block, result) in enumerate(results, 1):
         check_owner(arr, state)  # never write into a store another run has claimed
         arr[grid.out_index(block)] = grid.to_output_layout(result)

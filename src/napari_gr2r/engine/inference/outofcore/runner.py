@@ -16,7 +16,7 @@ from ...io.outputs import OutputClaim, check_not_input, store_location
 from ...io.provenance import input_fingerprint, warn_outside_range
 from ...io.sources import open_lazy
 from ...model.model import GR2RModel
-from ..tiling import check_arguments
+from ..tiling import check_arguments, tta_views
 from .distributed import run_on_cluster
 from .local import run_local
 from .plan import check_chunks, input_z_chunk, plan_blocks
@@ -34,8 +34,8 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                          tile: Any = None, overlap: Any = None, chunks: Any = None,
                          batch_size: int = 4, device: str = "auto", client: Any = None,
                          should_stop: Callable[[], bool] | None = None,
-                         overwrite: bool = False,
-                         precision: str | None = None) -> Iterator[ChunkProgress]:
+                         overwrite: bool = False, precision: str | None = None,
+                         tta: bool | int | None = None) -> Iterator[ChunkProgress]:
     """Generator form of :func:`denoise_to_zarr`: yields :class:`ChunkProgress` per block.
 
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
@@ -52,6 +52,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     # a cluster's workers have their own devices: there, only precision's name is checked
     batch_size = check_arguments(model, tile, overlap, batch_size,
                                  device if client is None else None, precision)
+    views = tta_views(tta, model)
     if chunks is not None:
         check_chunks(model, chunks)
     source = model.open_source(data, axes)
@@ -84,6 +85,8 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                     "source": source_path or store_location(data) or "", "axes": info.axes,
                     "shape": list(info.shape), "block": list(grid.block),
                     "halo": list(grid.halo)}
+        if views > 1:  # stores of one pass keep the record they had before test-time flips
+            settings["views"] = views
         total = len(grid)
         state = resume_state(arr, settings, total, overwrite, owner=claim.record)
         skipped = int(state.done.sum())
@@ -92,11 +95,12 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         if client is None:
             yield from run_local(model, source, arr, grid, state, todo, tile=tile,
                                  overlap=overlap, batch_size=batch_size, device=device,
-                                 should_stop=should_stop, precision=precision)
+                                 should_stop=should_stop, precision=precision, tta=views)
         else:
             yield from run_on_cluster(client, model, data, source_path, axes, arr, grid, state,
                                       todo, tile=tile, overlap=overlap, batch_size=batch_size,
-                                      should_stop=should_stop, precision=precision)
+                                      should_stop=should_stop, precision=precision,
+                                      tta=views)
     finally:
         claim.release()
     return arr
@@ -107,7 +111,8 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
                     batch_size: int = 4, device: str = "auto", client: Any = None,
                     progress: Callable[[int, int], Any] | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    overwrite: bool = False, precision: str | None = None) -> Any:
+                    overwrite: bool = False, precision: str | None = None,
+                    tta: bool | int | None = None) -> Any:
     """Denoise an image of any size into a zarr array, block by block; resumable.
 
     Parameters
@@ -149,6 +154,10 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
         run is writing.
     precision : str, optional
         As for :func:`~napari_gr2r.engine.denoise` (the model's own by default).
+    tta : bool, int or None
+        Flips and quarter turns averaged per tile, as for :func:`~napari_gr2r.engine.denoise`
+        (the model's own by default); recorded with the store, so a resumed run averages
+        the same views.
 
     Returns
     -------
@@ -158,7 +167,7 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
     gen = iter_denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap, chunks=chunks,
                                batch_size=batch_size, device=device, client=client,
                                should_stop=should_stop, overwrite=overwrite,
-                               precision=precision)
+                               precision=precision, tta=tta)
     while True:
         try:
             step = next(gen)

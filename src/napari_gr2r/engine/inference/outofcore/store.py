@@ -151,6 +151,8 @@ def other_result(previous: dict[str, Any], settings: dict[str, Any]) -> str | No
             return "a (partial) result that does not record its input"
         return f"a (partial) result of another image{of}"
     mismatch = [k for k in LAYOUT if previous.get(k) != settings[k]]
+    if previous.get("views", 1) != settings.get("views", 1):  # test-time flips (1: none)
+        mismatch.append("views")
     if mismatch or previous.get("version") != STATE_VERSION:
         return f"a (partial) result written with other settings ({', '.join(mismatch)})"
     return None
