@@ -54,9 +54,11 @@ why it stays at 1: docs/method-notes.md)."""
 _FAST = dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, steps=620, lr=2e-3,
              prior_lr=2e-4)
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
-    "fast": dict(_FAST, start="prior"),
+    # both denoise with the mean over the eight flips and quarter turns (``tta``), for little
+    # time against their training (docs/method-notes.md, "Test-time flips")
+    "fast": dict(_FAST, start="prior", tta=8),
     # four of fast's networks, each from its own pretrained prior (model/prior.py)
-    "balanced": dict(_FAST, members=4, start="prior"),
+    "balanced": dict(_FAST, members=4, start="prior", tta=8),
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }

@@ -145,6 +145,8 @@ def test_a_model_denoises_with_its_own_tta_unless_told_otherwise():
     model.config.tta = 8
     np.testing.assert_allclose(engine.denoise(model, image, "YX"), averaged, atol=1e-5)
     np.testing.assert_allclose(engine.denoise(model, image, "YX", tta=1), plain, atol=1e-5)
+    assert engine.TrainConfig.from_preset("fast").tta == 8
+    assert engine.TrainConfig.from_preset("quality").tta == 1
     with pytest.raises(engine.ConfigError, match="tta must be 1, 2, 4 or 8"):
         engine.TrainConfig.from_preset("fast", tta=3)
 
