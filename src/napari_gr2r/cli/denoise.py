@@ -53,8 +53,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     den.add_argument("--tta", type=int, choices=[1, 2, 4, 8],
                      help="test-time augmentation: average the network over this many flips "
                      "and quarter turns of each tile, for as many times the work; 1: one pass "
-                     "(default: the model's own: 8 for a model trained with the fast preset, "
-                     "else 1)")
+                     "(default: the model's own: 8 for a model trained with the fast or "
+                     "balanced preset, else 1)")
     den.add_argument("--precision", choices=list(PRECISIONS),
                      help="arithmetic of the network's passes: fp32, bf16 (CPUs and recent "
                      "GPUs), fp16 (CUDA GPUs only) or auto (bf16 on a GPU that has it, else "

@@ -134,8 +134,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        "says so and runs without it) (default: off)")
     train.add_argument("--tta", type=int, choices=[1, 2, 4, 8],
                        help="flips and quarter turns the model averages when it denoises, "
-                       "recorded in the model file (default: the preset's: 8 for fast, 1 for "
-                       "the others)")
+                       "recorded in the model file (default: the preset's: 8 for fast and "
+                       "balanced, 1 for quality)")
     train.add_argument("--noise", metavar="FILE", help="the noise from a calibration written "
                        "by 'napari-gr2r calibrate' instead of a fit on the input")
     train.add_argument("--seed", type=int, default=0,

@@ -135,8 +135,8 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
         Test-time augmentation: average the network over the eight flips and quarter turns
         of each tile (True or 8), or over 2 (the tile and its half turn) or 4 of them, for as
         many times the inference work; 1 or False: one pass. None (default): the model's own
-        (``model.config.tta``: 8 for the ``fast`` preset, 1 for the others and for model
-        files written before it), in memory and into ``out`` alike.
+        (``model.config.tta``: 8 for the ``fast`` and ``balanced`` presets, 1 for ``quality``
+        and for model files written before it), in memory and into ``out`` alike.
     precision : str, optional
         The arithmetic of the network's passes: by default the model's own (its
         ``config.precision``, where the device has it, else fp32); ``"fp32"``, ``"bf16"``

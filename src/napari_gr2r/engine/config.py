@@ -70,6 +70,7 @@ _PRESET_GR2R_GAMMA: dict[str, float] = {"fast": 0.0, "balanced": 0.0}
 three, and in ``fast``'s time the run makes 620 steps instead of 400, which denoised better than
 the term did (docs/method-notes.md, "The γ term"); ``balanced`` is four of ``fast``'s networks."""
 
+
 def _check_views(value: Any) -> int:
     """``TrainConfig.tta``: 1, 2, 4 or 8 views, or a :class:`ConfigError`."""
     if isinstance(value, bool) or value not in (1, 2, 4, 8):

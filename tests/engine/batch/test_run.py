@@ -88,6 +88,17 @@ def test_folder_with_a_broken_file(model, folder, tmp_path):
     # overwrite does them again
     redo = list(denoise_files(model, [folder], out, device="cpu", overwrite=True))
     assert len(_by_type(redo, FileDone)) == 4
+    # results of other test-time flips are not taken for done: refused, named, kept
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    flipped = list(denoise_files(model, [folder], out, device="cpu", tta=2))
+    assert not _by_type(flipped, FileSkipped)
+    refused = [e for e in _by_type(flipped, FileFailed) if "averages 1 flips, not 2" in e.reason]
+    assert len(refused) == 4
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    redo = list(denoise_files(model, [folder], out, device="cpu", tta=2, overwrite=True))
+    assert len(_by_type(redo, FileDone)) == 4
+    again = list(denoise_files(model, [folder], out, device="cpu", tta=2))
+    assert len(_by_type(again, FileSkipped)) == 4
 
 
 def test_inputs_expand_files_folders_and_globs(folder, tmp_path):

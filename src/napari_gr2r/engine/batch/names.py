@@ -112,11 +112,12 @@ def is_done(out: Path, kind: str, model: GR2RModel | None = None,
 
 
 def result_in(out: Path, kind: str, model: GR2RModel | None = None,
-              path: str | None = None) -> tuple[bool, str | None]:
-    """``(done, other)``: whether ``out`` holds the finished result of ``model`` on ``path``,
-    and, when it holds a result of another model or another image, which (a reason for the
-    user). A TIFF or store that records nothing (written otherwise) counts as done when it is
-    whole; with no ``model``, any whole result counts."""
+              path: str | None = None, views: int = 1) -> tuple[bool, str | None]:
+    """``(done, other)``: whether ``out`` holds the finished result of ``model`` on ``path``
+    with ``views`` test-time flips, and, when it holds a result of another model, another
+    image or other views, which (a reason for the user). A TIFF or store that records nothing
+    (written otherwise) counts as done when it is whole; with no ``model``, any whole result
+    counts."""
     recorded = _recorded(out, kind)
     if recorded is None:
         return False, None
@@ -133,6 +134,9 @@ def result_in(out: Path, kind: str, model: GR2RModel | None = None,
         return False, None
     if not same:
         return False, "its result there is of another image; overwrite to replace it"
+    if record.get("views", 1) != views:  # recorded when more than one
+        return False, (f"its result there averages {record.get('views', 1)} flips, not "
+                       f"{views}; overwrite to replace it")
     return True, None
 
 

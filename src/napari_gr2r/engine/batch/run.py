@@ -98,6 +98,9 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     else:  # the TIFF records what it is the result of, as a zarr store does
         out.parent.mkdir(parents=True, exist_ok=True)
         result_of = {"model": model_fingerprint(model), "input": input_fingerprint(data)}
+        views = tta_views(tta, model)
+        if views > 1:  # as a zarr store records it (one pass: the record it always had)
+            result_of["views"] = views
         write_image(out, arr[...], info.axes, {**meta, "result_of": result_of})
     return info.axes, info.shape
 
@@ -158,7 +161,7 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     claim = OutputClaim(os.fspath(out_root), folder=True).acquire()
     try:
         plan = _Plan(paths, out_root, suffix, out_format)
-        yield from plan.sort(model, overwrite)
+        yield from plan.sort(model, overwrite, tta)
         options = dict(axes=axes, tile=tile, batch_size=batch_size, overwrite=overwrite,
                        precision=precision, tta=tta)
         if client is not None:
@@ -203,7 +206,7 @@ class _Plan:
         self.outputs: list[str] = []
         self.done = self.skipped = 0
 
-    def sort(self, model: GR2RModel, overwrite: bool) -> Iterator[FilesEvent]:
+    def sort(self, model: GR2RModel, overwrite: bool, views: int = 1) -> Iterator[FilesEvent]:
         """Events of the files refused or skipped before any work; the others go to
         :attr:`todo`."""
         claimed: dict[Path, str] = {}
@@ -218,7 +221,7 @@ class _Plan:
                     unreadable_reason(path)
             done = False
             if reason is None and not overwrite:
-                done, reason = result_in(out, check_output_suffix(out), model, path)
+                done, reason = result_in(out, check_output_suffix(out), model, path, views)
             if reason is not None:
                 self.failed.append((path, reason))
                 yield FileFailed(self.n, index, path, reason)
