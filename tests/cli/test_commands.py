@@ -143,12 +143,13 @@ def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_
     np.testing.assert_allclose(zarr.open(str(clustered), mode="r")[...], first, atol=1e-4)
 
 
-def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path):
+def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path, capsys):
     import zarr
 
     out = tmp_path / "tta.tif"
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out),
                  "--tta", "8"]) == 0
+    assert "the mean of 8 flips and turns (--tta 1: one pass)" in capsys.readouterr().out
     model = engine.load_model(model_file)
     expected = engine.denoise(model, tifffile.imread(noisy_tif), "YX", tta=8, device="cpu")
     np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-4)

@@ -117,6 +117,7 @@ def _connect(args: argparse.Namespace) -> Any:
 # ---------------------------------------------------------------------------------- one image
 def _run_one(args: argparse.Namespace) -> int:
     from .. import engine
+    from ..engine.inference.tiling import tta_views
     from ..engine.io.formats import check_output_suffix, read_image, write_image
     from ..engine.io.outputs import OutputClaim
     from ..engine.io.provenance import RangeWarning
@@ -142,8 +143,10 @@ def _run_one(args: argparse.Namespace) -> int:
                                         tile=args.tile, device=args.device, tta=args.tta,
                                         precision=args.precision)
             write_image(out, result, axes, meta)
+    views = tta_views(args.tta, model)
+    flips = f", the mean of {views} flips and turns (--tta 1: one pass)" if views > 1 else ""
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
-          f"{time.perf_counter() - t0:.1f} s -> {out}")
+          f"{time.perf_counter() - t0:.1f} s{flips} -> {out}")
     return 0
 
 
