@@ -135,9 +135,13 @@ def result_in(out: Path, kind: str, model: GR2RModel | None = None,
     if not same:
         return False, "its result there is of another image; overwrite to replace it"
     if record.get("views", 1) != views:  # recorded when more than one
-        return False, (f"its result there averages {record.get('views', 1)} flips, not "
-                       f"{views}; overwrite to replace it")
+        return False, (f"its result there is {_views_text(record.get('views', 1))}, not "
+                       f"{_views_text(views)}; overwrite to replace it")
     return True, None
+
+
+def _views_text(views: int) -> str:
+    return "one pass of the network" if views == 1 else f"the mean of {views} flips and turns"
 
 
 def _recorded(out: Path, kind: str) -> tuple[bool, dict] | None:
