@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -58,6 +60,26 @@ def test_estimate_within_1db_for_a_trained_model(model, noisy, clean):
     # the noise was fitted on this image: sd 25 of white noise
     assert report.noise.sd == pytest.approx(25, rel=0.1)
     assert report.noise.kernel is None
+
+
+def test_a_model_with_flips_is_assessed_one_view_per_probe(model, noisy, clean):
+    """The averaged result's divergence is the views' mean divergence, so each probe goes
+    through one view: 8 passes for the result and one per probe, not 8 per probe."""
+    flips = engine.denoise(model, noisy, "YX", tta=8)
+    passes = []
+    hook = model.net.register_forward_hook(lambda *_: passes.append(1))
+    try:
+        report = assess(model, noisy, "YX", keep_denoised=True, tta=8, probes=4, tile=1024)
+    finally:
+        hook.remove()
+    assert len(passes) == 8 + 4
+    np.testing.assert_allclose(report.denoised, flips, atol=1e-3)
+    true = _true_mse(flips, clean)
+    assert abs(10 * np.log10(report.mse / true)) < 1.0, (report.mse, true)
+    # the model's own flips unless told otherwise (a copy: the fixture is shared)
+    own = copy.deepcopy(model)
+    own.config.tta = 8
+    assert assess(own, noisy, "YX", tile=1024).mse == pytest.approx(report.mse, rel=1e-6)
 
 
 def test_estimate_within_1db_for_the_identity(noisy, clean):

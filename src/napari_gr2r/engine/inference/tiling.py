@@ -194,15 +194,22 @@ def tta_views(tta: bool | int | None, model: GR2RModel | None = None) -> int:
     return int(tta)
 
 
+def dihedral_view(net: torch.nn.Module, batch: torch.Tensor, view: int) -> torch.Tensor:
+    """``net`` through one of the eight views (``_VIEWS[view]``): the batch flipped and
+    turned, the output turned back; one forward pass."""
+    flip, k = _VIEWS[view]
+    x = torch.rot90(batch.flip(-1) if flip else batch, k, dims=(-2, -1))
+    y = torch.rot90(net(x), -k, dims=(-2, -1))
+    return y.flip(-1) if flip else y
+
+
 def dihedral_mean(net: torch.nn.Module, batch: torch.Tensor, views: int = 8) -> torch.Tensor:
     """The mean of ``net`` over ``views`` flips and quarter turns of the last two axes
     (test-time augmentation), each output turned back: ``views`` forward passes. Two views
     are the image and its half turn; four add its mirror images; eight are all of them."""
     total: torch.Tensor | None = None
-    for flip, k in _VIEWS[:views]:
-        x = torch.rot90(batch.flip(-1) if flip else batch, k, dims=(-2, -1))
-        y = torch.rot90(net(x), -k, dims=(-2, -1))
-        y = y.flip(-1) if flip else y
+    for view in range(views):
+        y = dihedral_view(net, batch, view)
         total = y if total is None else total + y
     assert total is not None
     return total / views
@@ -231,13 +238,16 @@ class TilePlan:
     ``border`` pixels are mirrored on each side of Y and X first (by default
     :func:`border_px`; out-of-core blocks, which carry their own halo, pass 0). A model with
     context reads each plane with its neighbours (:mod:`..data.context`), unless
-    ``gathered``: the source's blocks hold them already.
+    ``gathered``: the source's blocks hold them already. ``view``: one of the ``tta`` views
+    alone (0 to views − 1), the tiled network through that flip and turn; the mean over the
+    views of these results is the averaged one (the error estimate probes one view at a time).
     """
 
     def __init__(self, model: GR2RModel, source: ImageSource, tile: Any, overlap: Any,
                  border: int | None = None, tta: bool | int | None = None,
-                 gathered: bool = False, precision: str | None = None) -> None:
-        self.precision = precision
+                 gathered: bool = False, precision: str | None = None,
+                 view: int | None = None) -> None:
+        self.precision, self.view = precision, view
         context = model.config.context
         if not gathered:
             source = context_source(source, context, model.dims)
@@ -301,7 +311,8 @@ class TilePlan:
                         crops = [image[(slice(None), *(slice(s, e) for s, e in boxes[k]))]
                                  for k in chunk]
                         batch = torch.from_numpy(np.stack(crops)).to(dev)
-                        pred = (dihedral_mean(net, batch, self.views) if self.views > 1
+                        pred = (dihedral_view(net, batch, self.view) if self.view is not None
+                                else dihedral_mean(net, batch, self.views) if self.views > 1
                                 else net(batch))
                         pred = pred.float().cpu().numpy()
                         for k, p in zip(chunk, pred):

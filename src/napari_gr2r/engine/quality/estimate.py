@@ -19,6 +19,11 @@ autocovariance to lag 6 in windows chosen by the flatness of their surroundings)
 - ``tr(Σ J)``: by Monte-Carlo, ``E_c[cᵀ (f(y + ε c) - f(y)) / ε]`` with seeded probes
   ``c = σ(·) ⊙ (k * w)``, ``w`` white Gaussian and ``k`` the correlation kernel, so that
   ``Cov(c) = Σ``; the perturbed images go through the same tiled inference as ``denoise``.
+  A model that averages ``V`` flips and turns (``tta``) gives ``f = (1/V) Σ_v f_v``, the mean
+  of the tiled network through each view, so ``tr(Σ J) = (1/V) Σ_v tr(Σ J_v)``: each probe
+  goes through one view (the probes take the views in a seeded random order, each view once
+  before any twice), which is unbiased for the mean's divergence at one pass per probe
+  instead of ``V``; ``f(y)`` is the mean of the ``V`` views' results, kept for the probes.
 
 The same probes give ``tr(J Σ Jᵀ) = E||J c||²``, the part of the denoiser's error that is
 propagated noise. To first order ``y - f(y) = (I - J) n - β`` with ``β = E f(y) - x`` the
@@ -44,8 +49,8 @@ import torch
 from ..data.context import GatheredBlock, centre_copies, centre_of, context_source, with_centre
 from ..data.normalization import Normalization
 from ..errors import InputError
-from ..inference.memory import denoise_in_memory, to_input_layout
-from ..inference.tiling import TilePlan, tta_views
+from ..inference.memory import to_input_layout
+from ..inference.tiling import TilePlan, check_arguments, tta_views
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.calibration import NoiseCalibration
@@ -150,9 +155,10 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
                           spread=_noise_spread(noise, curve))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     sums = _Sums(probes)
+    views = tta_views(tta, net_model) if net_model is not None else 1
     for (block, inner), (stack, _) in zip(blocks, stacks):
         sums.add(_around(denoiser, stack, block.shape[0]) if context else denoiser, block,
-                 inner, level, norm, curve, gen, epsilon, keep_denoised)
+                 inner, level, norm, curve, gen, epsilon, keep_denoised, views)
     denoised = None
     if keep_denoised and all(_whole(i) for _, i in blocks) and \
             len(blocks) == source.n_samples:
@@ -171,9 +177,19 @@ class _Sums:
 
     def add(self, denoiser: Denoiser, block: np.ndarray, inner: Inner, level: NoiseLevel,
             norm: Normalization, curve: VarianceCurve | None, gen: torch.Generator,
-            epsilon: float, keep: bool) -> None:
-        """Denoise ``block`` and its probed copies; add what its ``inner`` pixels give."""
-        fy = np.asarray(denoiser(block), np.float32)
+            epsilon: float, keep: bool, views: int = 1) -> None:
+        """Denoise ``block`` and its probed copies; add what its ``inner`` pixels give.
+
+        ``views`` > 1: ``denoiser(block, view)`` is the network through one view, the result
+        their mean, and each probe goes through one view (the module's docstring says why).
+        """
+        if views > 1:
+            each = [np.asarray(denoiser(block, v), np.float32) for v in range(views)]
+            fy = np.mean(each, axis=0, dtype=np.float32)
+            order = [int(v) for _ in range(-(-len(self.div) // views))
+                     for v in torch.randperm(views, generator=gen)]
+        else:
+            fy = np.asarray(denoiser(block), np.float32)
         if keep:
             self.denoised.append(fy)
         variance = variance_map(block, level, norm, curve)
@@ -185,7 +201,12 @@ class _Sums:
         self.acf += _autocorrelation(residual)
         for k in range(len(self.div)):
             c = probe(sd, level.kernel, gen)
-            jc = (np.asarray(denoiser(block + epsilon * c), np.float32) - fy) / epsilon
+            if views > 1:
+                v = order[k]
+                jc = (np.asarray(denoiser(block + epsilon * c, v), np.float32) - each[v]) \
+                    / epsilon
+            else:
+                jc = (np.asarray(denoiser(block + epsilon * c), np.float32) - fy) / epsilon
             c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
             self.div[k] += float(np.sum(c_in * jc_in))
             self.prop[k] += float(np.sum(jc_in**2))
@@ -252,23 +273,27 @@ def _denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, til
         return source, net_model, denoiser, name
     plain = denoiser
 
-    def stoppable(block: np.ndarray) -> np.ndarray:
+    def stoppable(block: np.ndarray, *view: int) -> np.ndarray:
         if should_stop():
             raise InterruptedError("The assessment was stopped.")
-        return plain(block)
+        return plain(block, *view)
 
     return source, net_model, stoppable, name
 
 
 def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str,
                     views: int = 1) -> Denoiser:
-    def run(block: np.ndarray) -> np.ndarray:
-        if not model.config.context:
-            return denoise_in_memory(model, block, axes="CZYX", tile=tile,
-                                     batch_size=batch_size, device=device, tta=views)
+    """The model's tiled inference of a ``(C, Z, Y, X)`` block, as ``denoise`` runs it:
+    ``run(block)`` the mean over ``views``, ``run(block, v)`` the network through view ``v``
+    alone."""
+    batch_size = check_arguments(model, tile, None, batch_size, device, None)
+
+    def run(block: np.ndarray, view: int | None = None) -> np.ndarray:
         # a block of planes with their neighbours as channels in, the centre planes out
-        plan = TilePlan(model, GatheredBlock(block), tile, None, tta=views,  # type: ignore[arg-type]
-                        gathered=True)
+        context = bool(model.config.context)
+        source = GatheredBlock(block) if context else model.open_source(block, "CZYX")
+        plan = TilePlan(model, source, tile, None, tta=views,  # type: ignore[arg-type]
+                        gathered=context, view=view)
         out = np.empty((model.channels, *block.shape[1:]), np.float32)
         for _, z, denoised in plan.run(batch_size, device, None, None):
             out[:, z] = denoised
@@ -284,10 +309,10 @@ def _around(denoiser: Denoiser, stack: np.ndarray, channels: int) -> Denoiser:
     planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack, 1, 0)))
     copies = centre_copies(planes, channels)
 
-    def run(centre: np.ndarray) -> np.ndarray:
+    def run(centre: np.ndarray, *view: int) -> np.ndarray:
         moved = with_centre(planes, torch.from_numpy(np.ascontiguousarray(
             np.moveaxis(centre, 1, 0))), copies, channels)
-        return denoiser(np.ascontiguousarray(np.moveaxis(moved.numpy(), 0, 1)))
+        return denoiser(np.ascontiguousarray(np.moveaxis(moved.numpy(), 0, 1)), *view)
 
     return run
 
