@@ -142,6 +142,10 @@ def test_assess_perturbs_the_centre_plane_and_keeps_the_denoised_image():
     report = engine.assess(model, data, keep_denoised=True, probes=2)
     assert np.isfinite(report.mse)
     np.testing.assert_allclose(report.denoised, denoise(model, data), rtol=0, atol=1e-3)
+    # with flips, each probe through one view: the kept result is still denoise's
+    flips = engine.assess(model, data, keep_denoised=True, probes=2, tta=4)
+    assert np.isfinite(flips.mse)
+    np.testing.assert_allclose(flips.denoised, denoise(model, data, tta=4), rtol=0, atol=1e-3)
 
 
 def test_the_package_export_refuses_context_in_one_line(tmp_path):

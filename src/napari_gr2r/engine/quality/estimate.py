@@ -289,7 +289,8 @@ def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str,
     batch_size = check_arguments(model, tile, None, batch_size, device, None)
 
     def run(block: np.ndarray, view: int | None = None) -> np.ndarray:
-        # a block of planes with their neighbours as channels in, the centre planes out
+        # with context, a block of planes with their neighbours as channels in, the centre
+        # planes out
         context = bool(model.config.context)
         source = GatheredBlock(block) if context else model.open_source(block, "CZYX")
         plan = TilePlan(model, source, tile, None, tta=views,  # type: ignore[arg-type]
