@@ -38,7 +38,7 @@ from benchmarks.noise_fit import FMD, LEVELS, add_noise, clean_images
 from napari_gr2r import engine
 from napari_gr2r.engine.quality.estimate import assess
 
-IMAGES = ["nuclei2d", "camera", "coins", "fmd_Confocal_BPAE_G", "fmd_WideField_BPAE_R"]
+IMAGES = ["cell", "camera", "coins", "fmd_Confocal_BPAE_G", "fmd_WideField_BPAE_R"]
 RANGE = 1000.0
 
 
