@@ -181,6 +181,10 @@ def noise_words(noise: FittedNoise) -> str:
            else "about the same at every brightness")
     spread = ("independent from pixel to pixel" if noise.kernel is None
               else "shared between neighbouring pixels")
+    if noise.level.correlation_unmeasured:
+        spread = ("seemingly shared between neighbouring pixels, in a way this image does not "
+                  "let us measure: its strength is uncertain (calibrate on repeated captures "
+                  "for a tight estimate)")
     where = " (from the calibration)" if noise.level.source == "calibration" else ""
     return (f"Noise{where}: standard deviation about {noise.sd:.3g} (image units), {how}, "
             f"{spread}.")

@@ -68,3 +68,39 @@ def test_the_correlation_survives_a_checkpoint(correlated2d, tmp_path):
     model = engine.Trainer(correlated2d, "YX", tiny(steps=2)).fit()
     loaded = engine.load_model(engine.save_model(model, tmp_path / "m.gr2r.pt"))
     np.testing.assert_allclose(loaded.noise_level.kernel, model.noise_level.kernel)
+
+
+def _camera_with_correlated_noise(sd: float, seed: int) -> tuple[np.ndarray, float]:
+    """scikit-image's camera binned 2x2, a 192² crop scaled to 0..1000, with Gaussian noise
+    filtered by [1, 1] along Y and [1, 2, 1] along X (unit norm): a busy photograph whose
+    texture hides where the noise is, so its correlation cannot be measured."""
+    skimage_data = pytest.importorskip("skimage.data")
+    image = np.asarray(skimage_data.camera(), np.float64)
+    image = image.reshape(256, 2, 256, 2).mean(axis=(1, 3))[32:224, 32:224]
+    image = (image - image.min()) * 1000 / (image.max() - image.min())
+    kernel = np.outer([1.0, 1.0], [1.0, 2.0, 1.0])
+    kernel /= np.sqrt(np.sum(kernel**2))
+    white = np.random.default_rng(seed).standard_normal((193, 194))
+    windows = np.lib.stride_tricks.sliding_window_view(white, kernel.shape)
+    return (image + sd * np.einsum("ijkl,kl->ij", windows, kernel)).astype(np.float32), sd**2
+
+
+def test_correlation_that_cannot_be_measured_is_flagged_and_widens_the_interval():
+    """Strong correlated noise on a busy image is detected but not measured: fitted as white,
+    its variance reads several times low, so the fit says so, the estimate's interval allows
+    for it and holds the truth, and the report says how to get a tight one."""
+    from napari_gr2r.engine.quality.estimate import SYSTEMATIC
+
+    noisy, variance = _camera_with_correlated_noise(20.0, 0)
+    fit = engine.fit_noise(noisy, "YX")
+    assert fit.level.correlation_unmeasured
+    assert fit.kernel is None
+    assert fit.spread == SYSTEMATIC["unmeasured"]
+    report = engine.assess(lambda block: block, noisy, "YX")  # the identity: its error is the noise
+    low, high = report.mse_interval
+    assert low <= variance <= high, (report.mse_interval, variance)
+    assert "calibrate" in report.summary()
+    # white noise of the same strength on the same image is not flagged
+    clean, _ = _camera_with_correlated_noise(0.0, 0)
+    white = clean + np.random.default_rng(1).normal(0, 20, clean.shape).astype(np.float32)
+    assert not engine.fit_noise(white, "YX").level.correlation_unmeasured

@@ -38,6 +38,10 @@ class NoiseLevel:
     norm, odd sides), or None for white noise (the common case)."""
     source: str = "fit"
     """Where it comes from: ``"fit"`` (fitted on the image) or ``"calibration"``."""
+    correlation_unmeasured: bool = False
+    """The noise looked correlated between neighbouring pixels, but no correlation that
+    explains the image could be measured, so it was fitted as white noise: its variance is
+    then mostly that of the noise's finest part, and may be several times too low."""
 
     def variance(self, signal: np.ndarray | Any, channel_axis: int = 1) -> Any:
         """Variance map for a ``(B, C, ...)`` torch tensor or numpy array of clean signal."""
@@ -110,6 +114,9 @@ class NoiseLevel:
         correlation = measure_correlation(blocks, rng)
         if correlation is None or correlation.neighbour < CORRELATION_THRESHOLD or \
                 not _explains_differences(blocks, correlation):
+            # seen by the detector, not measured (a weak correlation measured is white noise)
+            level.correlation_unmeasured = correlation is None or \
+                correlation.neighbour >= CORRELATION_THRESHOLD
             return level
         # High-pass statistics see little of correlated noise: rescale the fitted variance so
         # that it matches the variance measured in the noise-only windows.

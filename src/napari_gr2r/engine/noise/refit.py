@@ -117,8 +117,9 @@ def refit(level: NoiseLevel, blocks: list[np.ndarray], rng: np.random.Generator,
         typical.append(float(np.average(vs, weights=ws)))
         knots_x.append(xs)
         knots_v.append(vs)
-    return NoiseLevel(a_out, b_out, typical, None), VarianceCurve(knots_x, knots_v, a_out,
-                                                                  spread)
+    refitted = NoiseLevel(a_out, b_out, typical, None,
+                          correlation_unmeasured=level.correlation_unmeasured)
+    return refitted, VarianceCurve(knots_x, knots_v, a_out, spread)
 
 
 BLOCK = 32

@@ -77,14 +77,18 @@ MAX_PIXELS = 2**20
 """Pixels assessed at most (larger images: random crops of that many pixels in all)."""
 CROP = 256
 SYSTEMATIC = {"white": 0.13, "correlated": 0.4, "model": 0.15, "given": 0.0,
-              "calibration": 0.04}
+              "calibration": 0.04, "unmeasured": 10.0}
 """Relative standard deviation of the noise variance added (in quadrature) to the fit's own
 bootstrap spread for the interval: what fits of each kind are off by on images of known noise,
 the 90th percentile of the error over 1.645 for white noise (``"white"``: the refit; ``"model"``:
 the training's high-pass fit), about the median error for correlated noise, and the spread of
 calibrations from four captures (docs/estimate-accuracy.md gives the figures and commands). A
 noise model given by the caller is taken as exact. Where two fits of white noise were made and
-disagree by more than ``"white"`` on the image, their disagreement takes its place."""
+disagree by more than ``"white"`` on the image, their disagreement takes its place. Where the
+noise looked correlated but its correlation could not be measured (``NoiseLevel.
+correlation_unmeasured``), the white fit reads only the noise's finest part: ``"unmeasured"``
+allows for a variance up to 17 times the fit's (1 + 1.645 × 10), what such fits were off by
+on images of known noise."""
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 """A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
@@ -152,7 +156,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     if should_stop is not None and should_stop():  # the fit is long on large images
         raise InterruptedError("The assessment was stopped.")
     fitted = fitted_noise(level, norm, [b for b, _ in blocks], curve,
-                          spread=_noise_spread(noise, curve))
+                          spread=_noise_spread(noise, level, curve))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     sums = _Sums(probes)
     views = tta_views(tta, net_model) if net_model is not None else 1
@@ -248,7 +252,7 @@ def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXE
     norm = Normalization.fit([b for b, _ in blocks])
     level, curve = _noise_level(noise, None, norm, blocks, rng)
     return fitted_noise(level, norm, [b for b, _ in blocks], curve,
-                        spread=_noise_spread(noise, curve))
+                        spread=_noise_spread(noise, level, curve))
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,7 +387,7 @@ def _noise_level(noise: str | NoiseLevel | NoiseCalibration, model: GR2RModel | 
     return refit_selected(NoiseLevel.estimate(normalised, rng), normalised, rng)
 
 
-def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
+def _noise_spread(noise: Any, level: NoiseLevel, curve: VarianceCurve | None) -> float:
     """The relative uncertainty of the noise variance ``noise`` gives (see SYSTEMATIC)."""
     if isinstance(noise, NoiseCalibration):
         return math.hypot(noise.spread, SYSTEMATIC["calibration"])
@@ -393,6 +397,8 @@ def _noise_spread(noise: Any, curve: VarianceCurve | None) -> float:
         return SYSTEMATIC["model"]
     if curve is None:
         return SYSTEMATIC["correlated"]
+    if level.correlation_unmeasured:
+        return SYSTEMATIC["unmeasured"]
     # where two fits were made, their disagreement on this image when it exceeds what fits
     # are off by on images of known noise
     disagreement = float(np.max(curve.disagreement)) if curve.disagreement else 0.0

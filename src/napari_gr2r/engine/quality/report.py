@@ -62,7 +62,8 @@ class FittedNoise:
         return {"gain": self.gain, "offset": self.offset, "floor": self.floor,
                 "kernel": self.kernel, "sd": self.sd,
                 "neighbour_correlation": self.neighbour_correlation,
-                "source": self.level.source}
+                "source": self.level.source,
+                "correlation_unmeasured": self.level.correlation_unmeasured}
 
 
 @dataclass
@@ -165,12 +166,21 @@ class QualityReport:
             f"residual: mean square {self.residual_mse:.4g} (noise {self.noise_variance:.4g}); "
             f"signal share {self.residual_structure:.2f}",
         ]
+        if self.noise.level.correlation_unmeasured:
+            lines.append(UNMEASURED_MESSAGE)
         if self.signal_removed:
             lines.append(STRUCTURE_MESSAGE)
         return "\n".join(lines)
 
 
 STRUCTURE_WARNING = 0.3
+UNMEASURED_MESSAGE = (
+    "note: the noise looks correlated between neighbouring pixels, but its correlation could "
+    "not be measured on this image, so it was fitted as white noise and its variance may be "
+    "several times too low; the interval allows for that. For a tight estimate, calibrate the "
+    "noise on repeated captures ('napari-gr2r calibrate') and pass it with --noise."
+)
+
 STRUCTURE_MESSAGE = (
     "warning: the removed residual holds image structure, not only noise: the denoiser is "
     "removing signal. Train for fewer steps or with a smaller network; a network still early in "
