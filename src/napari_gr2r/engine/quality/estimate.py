@@ -46,17 +46,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.context import GatheredBlock, centre_copies, centre_of, context_source, with_centre
+from ..data.context import centre_of, context_source
 from ..data.normalization import Normalization
 from ..errors import InputError
 from ..inference.memory import to_input_layout
-from ..inference.tiling import TilePlan, check_arguments, tta_views
+from ..inference.tiling import tta_views
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from ..noise.calibration import NoiseCalibration
 from ..noise.global_level import refit_selected
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve
+from .denoisers import Denoiser, around, denoiser_for
 from .report import (
     LAG_RADIUS,
     STRUCTURE_MESSAGE,
@@ -89,11 +90,6 @@ noise looked correlated but its correlation could not be measured (``NoiseLevel.
 correlation_unmeasured``), the white fit reads only the noise's finest part: ``"unmeasured"``
 allows for a variance up to 17 times the fit's (1 + 1.645 × 10), what such fits were off by
 on images of known noise."""
-
-Denoiser = Callable[[np.ndarray], np.ndarray]
-"""A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
-intensity units in, the denoised block of the same shape out."""
-
 
 # --------------------------------------------------------------------------------------------
 
@@ -139,7 +135,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     """
     if probes < 1:
         raise ValueError("probes must be at least 1")
-    source, net_model, denoiser, name = _denoiser_for(model, noisy, axes, tile, batch_size,
+    source, net_model, denoiser, name = denoiser_for(model, noisy, axes, tile, batch_size,
                                                       device, should_stop, tta)
     rng = np.random.default_rng(seed)
     margin = _margin(net_model)
@@ -161,7 +157,7 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     sums = _Sums(probes)
     views = tta_views(tta, net_model) if net_model is not None else 1
     for (block, inner), (stack, _) in zip(blocks, stacks):
-        sums.add(_around(denoiser, stack, block.shape[0]) if context else denoiser, block,
+        sums.add(around(denoiser, stack, block.shape[0]) if context else denoiser, block,
                  inner, level, norm, curve, gen, epsilon, keep_denoised, views)
     denoised = None
     if keep_denoised and all(_whole(i) for _, i in blocks) and \
@@ -256,70 +252,6 @@ def fit_noise(data: Any, axes: str, *, seed: int = 0, max_pixels: int = MAX_PIXE
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def _denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, tile: Any,
-                  batch_size: int, device: str, should_stop: Callable[[], bool] | None,
-                  tta: bool | int | None = None,
-                  ) -> tuple[ImageSource, GR2RModel | None, Denoiser, str]:
-    """The image source, the model (None for a plain callable), the denoiser and its name."""
-    if isinstance(model, GR2RModel):
-        source = model.open_source(noisy, axes)
-        net_model: GR2RModel | None = model
-        denoiser = _model_denoiser(model, tile, batch_size, device, tta_views(tta, model))
-        name = repr(model)
-    else:
-        if axes is None:
-            raise ValueError("axes= is needed to assess a denoiser that is not a GR2RModel")
-        source = ImageSource(noisy, axes)
-        net_model, denoiser, name = None, model, getattr(model, "__name__", repr(model))
-    if should_stop is None:
-        return source, net_model, denoiser, name
-    plain = denoiser
-
-    def stoppable(block: np.ndarray, *view: int) -> np.ndarray:
-        if should_stop():
-            raise InterruptedError("The assessment was stopped.")
-        return plain(block, *view)
-
-    return source, net_model, stoppable, name
-
-
-def _model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str,
-                    views: int = 1) -> Denoiser:
-    """The model's tiled inference of a ``(C, Z, Y, X)`` block, as ``denoise`` runs it:
-    ``run(block)`` the mean over ``views``, ``run(block, v)`` the network through view ``v``
-    alone."""
-    batch_size = check_arguments(model, tile, None, batch_size, device, None)
-
-    def run(block: np.ndarray, view: int | None = None) -> np.ndarray:
-        # with context, a block of planes with their neighbours as channels in, the centre
-        # planes out
-        context = bool(model.config.context)
-        source = GatheredBlock(block) if context else model.open_source(block, "CZYX")
-        plan = TilePlan(model, source, tile, None, tta=views,  # type: ignore[arg-type]
-                        gathered=context, view=view)
-        out = np.empty((model.channels, *block.shape[1:]), np.float32)
-        for _, z, denoised in plan.run(batch_size, device, None, None):
-            out[:, z] = denoised
-        return out
-
-    return run
-
-
-def _around(denoiser: Denoiser, stack: np.ndarray, channels: int) -> Denoiser:
-    """A denoiser of the centre planes of ``stack`` (``(C', Z, Y, X)``, neighbouring planes
-    as channels): the centre given (a probed copy, say) replaces the stack's centre plane and
-    the slots that are copies of it, the neighbours stay as read."""
-    planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack, 1, 0)))
-    copies = centre_copies(planes, channels)
-
-    def run(centre: np.ndarray, *view: int) -> np.ndarray:
-        moved = with_centre(planes, torch.from_numpy(np.ascontiguousarray(
-            np.moveaxis(centre, 1, 0))), copies, channels)
-        return denoiser(np.ascontiguousarray(np.moveaxis(moved.numpy(), 0, 1)), *view)
-
-    return run
 
 
 def _margin(model: GR2RModel | None) -> int:
