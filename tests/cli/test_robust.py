@@ -135,3 +135,30 @@ def test_a_stop_signal_during_a_lost_process_report_keeps_the_report(capsys):
         "same command with --resume to continue.")
     assert run_reporting_errors(interrupted, argparse.Namespace()) == 130
     assert capsys.readouterr().err.startswith("napari-gr2r: interrupted")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_signal_dropped_in_a_finalizer_still_stops_denoising(capsys):
+    """Python prints and drops a KeyboardInterrupt raised while a finalizer runs; the signal is
+    remembered, and denoising stops at its next tile with the interrupted line and status 130."""
+    import os
+    import signal
+
+    from napari_gr2r.cli._common import EXIT_INTERRUPTED, run_reporting_errors
+    from napari_gr2r.cli._signals import stop_requested
+
+    class SignalledWhileCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler's KeyboardInterrupt is dropped
+
+    image = np.random.default_rng(0).uniform(100, 1100, (96, 96)).astype(np.float32)
+
+    def command(args):
+        SignalledWhileCollected()
+        engine.denoise(tiny_model(), image, "YX", tile=32, should_stop=stop_requested)
+        return 0
+
+    assert run_reporting_errors(command, argparse.Namespace()) == EXIT_INTERRUPTED
+    assert "interrupted" in capsys.readouterr().err
+    # the next command starts afresh
+    assert run_reporting_errors(lambda args: int(stop_requested()), argparse.Namespace()) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from ..engine.errors import (
     format_duration,
     one_line,
 )
+from ._signals import stop_requested, terminate_like_ctrl_c
 
 EXIT_SOME_FAILED = 1
 """Several files were given and some of them failed (the others are done)."""
@@ -61,37 +61,23 @@ def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> No
     print(f"napari-gr2r: warning: {cli_words(one_line(message, kind=False))}", file=sys.stderr)
 
 
-@contextmanager
-def _terminate_like_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a cluster scheduler's, ``kill``'s) ends a run the way Ctrl-C does."""
-    def on_term(signum: int, frame: Any) -> None:
-        handler = signal.getsignal(signal.SIGINT)  # train's: stop after the step and save
-        if not callable(handler):
-            raise KeyboardInterrupt
-        handler(signal.SIGINT, frame)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, on_term)
-    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``run(args)``, with bad input, Ctrl-C and SIGTERM turned into one line on stderr and an
     exit status; warnings in one line each."""
     try:
-        with _terminate_like_ctrl_c(), warnings.catch_warnings(), ExitStack() as exits:
+        with terminate_like_ctrl_c(), warnings.catch_warnings(), ExitStack() as exits:
             warnings.showwarning = _show_warning
             args.exits = exits  # what the command claims is released when it ends
             return run(args)
     except ProcessLostError as exc:  # not bad input: another process of the run failed
         print(f"napari-gr2r: error: {cli_words(one_line(exc))}", file=sys.stderr)
         return EXIT_FAILED
+    except InterruptedError as exc:  # a stop polled after its KeyboardInterrupt was dropped
+        if not stop_requested():  # (an OSError, so before BAD_INPUT)
+            print(f"napari-gr2r: error: {cli_words(one_line(exc))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BAD_INPUT as exc:
         print(f"napari-gr2r: error: {cli_words(one_line(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -29,6 +29,7 @@ from ._common import (
     count_bar,
     device_for,
 )
+from ._signals import stop_requested
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -141,7 +142,7 @@ def _run_one(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore", RangeWarning)  # said above, naming the file
                 result = engine.denoise(model, data, axes=axes, progress=progress,
                                         tile=args.tile, device=args.device, tta=args.tta,
-                                        precision=args.precision)
+                                        precision=args.precision, should_stop=stop_requested)
             write_image(out, result, axes, meta)
     views = tta_views(args.tta, model)
     flips = f", the mean of {views} flips and turns (--tta 1: one pass)" if views > 1 else ""
@@ -172,7 +173,7 @@ def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,
             arr = engine.denoise_to_zarr(model, args.input, axes, str(out), tile=args.tile,
                                          device=args.device, client=client, progress=progress,
                                          overwrite=args.overwrite, precision=args.precision,
-                                         tta=args.tta)
+                                         tta=args.tta, should_stop=stop_requested)
         finally:
             if client is not None:
                 client.close()
@@ -203,7 +204,8 @@ def _run_many(args: argparse.Namespace) -> int:
         for event in F.denoise_files(model, args.inputs, out_dir, axes=args.axes,
                                      suffix=args.suffix, out_format=args.format, tile=args.tile,
                                      device=args.device, overwrite=args.overwrite,
-                                     client=client, precision=args.precision, tta=args.tta):
+                                     client=client, precision=args.precision, tta=args.tta,
+                                     should_stop=stop_requested):
             if files is None:
                 files = tqdm(total=event.n_files, unit="file", desc="files", file=sys.stderr,
                              dynamic_ncols=True, position=0, delay=BAR_DELAY_S)
@@ -226,6 +228,8 @@ def _run_many(args: argparse.Namespace) -> int:
             elif isinstance(event, F.FilesFinished):
                 files.close()
                 _summary(event, out_dir)
+                if event.stopped:  # Ctrl-C or SIGTERM seen between files or blocks
+                    raise KeyboardInterrupt
                 return EXIT_SOME_FAILED if event.failed else 0
     finally:
         for open_bar in (bar, files):
