@@ -12,24 +12,25 @@ import numpy as np
 import torch
 
 from ..data.context import GatheredBlock, centre_copies, with_centre
-from ..inference.tiling import TilePlan, check_arguments, tta_views
+from ..inference.tiling import TilePlan, check_arguments
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 
-Denoiser = Callable[[np.ndarray], np.ndarray]
+Denoiser = Callable[..., np.ndarray]
 """A denoiser as :func:`assess` calls it: a ``(C, Z, Y, X)`` float32 block in the input's
-intensity units in, the denoised block of the same shape out."""
+intensity units in, the denoised block of the same shape out; a model's (``model_denoiser``)
+also takes the index of one of its views."""
 
 
 def denoiser_for(model: GR2RModel | Denoiser, noisy: Any, axes: str | None, tile: Any,
                  batch_size: int, device: str, should_stop: Callable[[], bool] | None,
-                  tta: bool | int | None = None,
-                  ) -> tuple[ImageSource, GR2RModel | None, Denoiser, str]:
-    """The image source, the model (None for a plain callable), the denoiser and its name."""
+                 views: int = 1) -> tuple[ImageSource, GR2RModel | None, Denoiser, str]:
+    """The image source, the model (None for a plain callable), the denoiser (a model's
+    averages ``views`` flips and turns) and its name."""
     if isinstance(model, GR2RModel):
         source = model.open_source(noisy, axes)
         net_model: GR2RModel | None = model
-        denoiser = model_denoiser(model, tile, batch_size, device, tta_views(tta, model))
+        denoiser = model_denoiser(model, tile, batch_size, device, views)
         name = repr(model)
     else:
         if axes is None:

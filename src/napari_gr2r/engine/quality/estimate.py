@@ -135,8 +135,9 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
     """
     if probes < 1:
         raise ValueError("probes must be at least 1")
+    views = tta_views(tta, model) if isinstance(model, GR2RModel) else 1
     source, net_model, denoiser, name = denoiser_for(model, noisy, axes, tile, batch_size,
-                                                      device, should_stop, tta)
+                                                     device, should_stop, views)
     rng = np.random.default_rng(seed)
     margin = _margin(net_model)
     # a model with context reads each plane with its neighbours; the centre is assessed
@@ -155,7 +156,6 @@ def assess(model: GR2RModel | Denoiser, noisy: Any, axes: str | None = None, *,
                           spread=_noise_spread(noise, level, curve))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     sums = _Sums(probes)
-    views = tta_views(tta, net_model) if net_model is not None else 1
     for (block, inner), (stack, _) in zip(blocks, stacks):
         sums.add(around(denoiser, stack, block.shape[0]) if context else denoiser, block,
                  inner, level, norm, curve, gen, epsilon, keep_denoised, views)
@@ -201,12 +201,8 @@ class _Sums:
         self.acf += _autocorrelation(residual)
         for k in range(len(self.div)):
             c = probe(sd, level.kernel, gen)
-            if views > 1:
-                v = order[k]
-                jc = (np.asarray(denoiser(block + epsilon * c, v), np.float32) - each[v]) \
-                    / epsilon
-            else:
-                jc = (np.asarray(denoiser(block + epsilon * c), np.float32) - fy) / epsilon
+            view, base = ((order[k],), each[order[k]]) if views > 1 else ((), fy)
+            jc = (np.asarray(denoiser(block + epsilon * c, *view), np.float32) - base) / epsilon
             c_in, jc_in = c[inner].astype(np.float64), jc[inner].astype(np.float64)
             self.div[k] += float(np.sum(c_in * jc_in))
             self.prop[k] += float(np.sum(jc_in**2))
