@@ -103,8 +103,24 @@ def run(config: str, capture: int, steps: int | None = None, seeds: int = 1,
         row[f"estimate_{kind}_covered_shifted"] = bool(low <= shifted <= high)
         row[f"estimate_{kind}_width_db"] = round(10 * math.log10(high / low), 2) if low > 0 \
             else math.inf
+        # the interval's parts, so that it can be recomputed with other allowances
+        row[f"estimate_{kind}_parts"] = _parts(report, true, shifted)
     log(json.dumps(row))
     return row
+
+
+def _parts(report: Any, true: float, shifted: float) -> dict[str, float]:
+    """What :func:`napari_gr2r.engine.quality.report.mse_interval` is made of, with the truths."""
+    from napari_gr2r.engine.quality.report import sampling_sd
+
+    mse = report.residual_mse - report.noise_variance + 2 * report.divergence
+    return {"mse": mse, "noise_variance": report.noise_variance,
+            "divergence": report.divergence, "mse_sd": report.mse_sd,
+            "spread": report.noise.spread,
+            "sampling_sd": sampling_sd(mse, report.noise_variance, report.divergence,
+                                       report.propagated_noise, report.pixels,
+                                       report.noise.kernel),
+            "true": true, "shifted": shifted}
 
 
 def _per_seed(row: dict[str, Any]) -> str:

@@ -550,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fmd_calibration:
         table = fmd_calibration(args.fmd)
         if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "noise_fit_fmd.md").write_text(table + "\n")
         return 0
     estimators = args.estimators.split(",")

@@ -6,10 +6,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_gr2r import engine
 from napari_gr2r.engine.data.normalization import Normalization
 from napari_gr2r.engine.errors import InputError
+from napari_gr2r.engine.noise.correlation import kernel_autocorrelation
+from napari_gr2r.engine.noise.drift import retained_share, without_slow_changes
+from napari_gr2r.engine.training.losses import correlate_yx
 from tests.helpers import blobs, tiny
 
 GAIN, OFFSET, READ = 4.0, 100.0, 3.0
@@ -54,6 +58,40 @@ def test_captures_that_flicker_and_jitter_give_the_same_function():
     cal = engine.calibrate_noise(np.stack(frames).astype(np.float32), "TYX")
     reference = GAIN * clean + OFFSET
     assert abs(cal.variance(reference).mean() / _true_variance(reference).mean() - 1) < 0.05
+
+def test_slow_uneven_changes_between_captures_are_not_noise():
+    """Illumination that drifts unevenly over the field from one capture to the next (a few
+    per cent, varying over tens of pixels) changes the field, not its noise: the variance and
+    the (white) correlation are those of the camera."""
+    rng = np.random.default_rng(7)
+    clean = blobs(128, rng=7)
+    yy, xx = np.mgrid[0:128, 0:128] / 128.0
+    frames = []
+    for _ in range(4):
+        phase = rng.uniform(0, 2 * np.pi, 4)
+        field = 1 + 0.03 * (np.sin(2 * np.pi * 1.5 * xx + phase[0]) * np.cos(2 * np.pi * yy + phase[1])
+                            + np.sin(2 * np.pi * 2 * yy + phase[2]) * np.cos(2 * np.pi * xx + phase[3]))
+        frames.append(GAIN * rng.poisson(clean * field) + rng.normal(OFFSET, READ, clean.shape))
+    cal = engine.calibrate_noise(np.stack(frames).astype(np.float32), "TYX")
+    reference = GAIN * clean + OFFSET
+    assert abs(cal.variance(reference).mean() / _true_variance(reference).mean() - 1) < 0.02
+    assert cal.kernel is None
+
+
+def test_removing_slow_changes_keeps_the_noise_variance():
+    """What the subtraction of the slow part takes of the noise itself is given back: white
+    and correlated noise keep their variance (``drift.retained_share``)."""
+    rng = np.random.default_rng(3)
+    white = rng.normal(size=(8, 256, 256))
+    kernel = np.array([[0.0, 0.3, 0.0], [0.3, 0.8, 0.3], [0.0, 0.3, 0.0]])
+    kernel = (kernel / np.linalg.norm(kernel)).tolist()
+    correlated = correlate_yx(torch.from_numpy(white), kernel).numpy()
+    for noise, k in ((white, None), (correlated, kernel)):
+        share = retained_share(kernel_autocorrelation(k, 6))
+        assert share < 1
+        kept = without_slow_changes(noise)
+        assert abs(np.mean(kept**2) / share / np.mean(noise**2) - 1) < 0.005
+
 
 @pytest.mark.parametrize(("axes", "shape"), [("TYX", None), ("YXT", (1, 2, 0)),
                                          ("TCYX", "channels")])

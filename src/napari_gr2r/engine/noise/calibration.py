@@ -7,8 +7,9 @@ image holds. Real repeated captures are not quite repeats: the illumination (a l
 bleaching) scales each one a little, and a scanning microscope's captures lie a fraction of a
 pixel apart. Each capture is therefore compared with the mean image scaled, offset and shifted
 to fit it (a least-squares fit of ``k * mean + c + dy * d(mean)/dy + dx * d(mean)/dx``: the shift
-to first order), and what it does not explain is the noise; captures more than
-:data:`MAX_SHIFT` pixels apart are refused as moving. :func:`calibrate_noise` fits
+to first order), and what it does not explain, less its slow changes across the field
+(uneven drift of the illumination, focus, bleaching: :mod:`.drift`), is the noise; captures
+more than :data:`MAX_SHIFT` pixels apart are refused as moving. :func:`calibrate_noise` fits
 ``variance(x) = gain * max(x, black) + offset`` (input units) to the per-pixel means and
 variances of those deviations, binned by intensity, and measures the noise's correlation
 between pixels on the deviations themselves (no signal in them).
@@ -37,6 +38,7 @@ import torch
 from ..data.normalization import Normalization
 from ..errors import InputError
 from .correlation import RADIUS, kernel_from_correlation
+from .drift import retained_share, without_slow_changes
 from .level import NoiseLevel
 from .local import box_mean
 from .refit import VarianceCurve
@@ -207,7 +209,11 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
     t = data.shape[0]
     keep = ~_saturated(data, captures.top)
     mean, deviations = _deviations(data, keep)
-    var = np.sum(deviations * deviations, axis=0) / (t - 1)
+    # slow changes of the field between captures are not noise (drift.py); what the
+    # subtraction takes of the noise itself is given back by dividing by its retained share
+    deviations = without_slow_changes(deviations, keep[None])
+    rho = _correlation(deviations)
+    var = np.sum(deviations * deviations, axis=0) / (t - 1) / retained_share(rho)
     local = _local_mean(mean)
     gain, offset, black, spreads, knots = [], [], [], [], []
     rng = np.random.default_rng(0)
@@ -232,8 +238,7 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
         # how far the captures' variance strays from the measured curve, block by block
         spreads.append(_bootstrap_spread(
             var[c] / np.maximum(np.interp(local[c], xs, vs), 1e-30), rng))
-    deviations *= math.sqrt(t / (t - 1))
-    return NoiseCalibration(gain, offset, black, _kernel(deviations), frames=t,
+    return NoiseCalibration(gain, offset, black, _kernel(rho), frames=t,
                             spread=float(max(spreads)), knots=knots)
 
 
@@ -397,8 +402,9 @@ def _bootstrap_spread(variance: np.ndarray, rng: np.random.Generator, block: int
     return float(np.std(means) / max(float(np.mean(means)), 1e-30))
 
 
-def _kernel(deviations: np.ndarray) -> list[list[float]] | None:
-    """The correlation kernel of the deviations from the mean (pure noise), or None if white."""
+def _correlation(deviations: np.ndarray) -> np.ndarray:
+    """The deviations' correlation between pixels at lags up to :data:`RADIUS` (1 at the
+    centre), symmetrised."""
     r = RADIUS
     planes = deviations.reshape(-1, *deviations.shape[-2:])
     ny, nx = planes.shape[-2:]
@@ -407,6 +413,12 @@ def _kernel(deviations: np.ndarray) -> list[list[float]] | None:
     cy, cx = (ny + r) // 2, (nx + r) // 2
     cov = acov[cy - r:cy + r + 1, cx - r:cx + r + 1]
     rho = cov / max(cov[r, r], 1e-30)
+    return (rho + rho[::-1, ::-1]) / 2
+
+
+def _kernel(rho: np.ndarray) -> list[list[float]] | None:
+    """The kernel of the noise's correlation ``rho`` (:func:`_correlation`), or None if white."""
+    r = rho.shape[0] // 2
     if max(rho[r, r + 1], rho[r + 1, r]) < CALIBRATED_CORRELATION:
         return None
-    return kernel_from_correlation((rho + rho[::-1, ::-1]) / 2).tolist()
+    return kernel_from_correlation(rho).tolist()
