@@ -47,6 +47,7 @@ def test_camera_numbers(tmp_path, capsys):
                  "--read-noise", "3"]) == 0
     cal = engine.NoiseCalibration.load(out)
     assert cal.variance(np.array([600.0]))[0] == 2 * 500 + 9
+    assert "variance 2·max(x, 100) − 191, white" in capsys.readouterr().out
 
 
 def test_bad_calibration_input_is_one_line(tmp_path, capsys):

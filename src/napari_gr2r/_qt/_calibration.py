@@ -60,10 +60,7 @@ def captures_axes(layer: Any) -> str:
 def calibration_words(cal: engine.NoiseCalibration, name: str) -> str:
     """A calibration in one line: its variance function, how many captures, where from."""
     how = f"{cal.frames} captures" if cal.frames else "the camera's numbers"
-    sign = "−" if cal.offset[0] < 0 else "+"
-    return (f"Calibration from {name} ({how}): variance {cal.gain[0]:.4g}·max(x, "
-            f"{cal.black[0]:.4g}) {sign} {abs(cal.offset[0]):.4g}, "
-            f"{'white' if cal.kernel is None else 'correlated between pixels'}"
+    return (f"Calibration from {name} ({how}): {cal.describe()}"
             + (f", {len(cal.gain)} channels" if len(cal.gain) > 1 else "") + ".")
 
 

@@ -55,7 +55,5 @@ def run(args: argparse.Namespace) -> int:
         cal = engine.calibrate_noise(data, axes)
         described = f"{cal.frames} captures of {args.input}"
     cal.save(out)
-    print(f"noise from {described}: variance {cal.gain[0]:.4g}·max(x, {cal.black[0]:.4g}) + "
-          f"{cal.offset[0]:.4g}; {'white' if cal.kernel is None else 'correlated'}; "
-          f"wrote {out}")
+    print(f"noise from {described}: {cal.describe()}; wrote {out}")
     return 0

@@ -37,7 +37,7 @@ import torch
 
 from ..data.normalization import Normalization
 from ..errors import InputError
-from .correlation import RADIUS, kernel_from_correlation
+from .correlation import RADIUS, kernel_autocorrelation, kernel_from_correlation
 from .drift import retained_share, without_slow_changes
 from .level import NoiseLevel
 from .local import box_mean
@@ -145,6 +145,18 @@ class NoiseCalibration:
             vs.append((self.measured(knots, c) / s / s).tolist())
         return VarianceCurve(xs, vs, [g / norm.scale(c) for c, g in enumerate(self.gain)],
                              [self.spread] * len(self.gain))
+
+    def describe(self) -> str:
+        """The first channel's variance function and the correlation between neighbouring
+        pixels in words, e.g. ``variance 4.04·max(x, 3) − 21.9, correlated between neighbouring
+        pixels (0.06)``."""
+        sign = "−" if self.offset[0] < 0 else "+"
+        text = (f"variance {self.gain[0]:.4g}·max(x, {self.black[0]:.4g}) {sign} "
+                f"{abs(self.offset[0]):.4g}, ")
+        if self.kernel is None:
+            return text + "white"
+        rho = kernel_autocorrelation(self.kernel, 1)
+        return text + f"correlated between neighbouring pixels ({max(rho[1, 2], rho[2, 1]):.2f})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
