@@ -95,9 +95,10 @@ def run(config: str, capture: int, steps: int | None = None, seeds: int = 1,
         report = engine.assess(models["fitted"], noisy, "YX", noise=noise, seed=0,
                                keep_denoised=True, device="cpu")
         true = _true(report.denoised, case)
-        row[f"estimate_{kind}_db"] = round(10 * math.log10(report.mse / true), 3)
+        # an estimate that fell to zero (``report.unresolved``) is -inf dB off
+        row[f"estimate_{kind}_db"] = _error_db(report.mse, true)
         shifted = true_mse_shifted(report.denoised, case, report.divergence)
-        row[f"estimate_{kind}_db_shifted"] = round(10 * math.log10(report.mse / shifted), 3)
+        row[f"estimate_{kind}_db_shifted"] = _error_db(report.mse, shifted)
         low, high = report.mse_interval
         row[f"estimate_{kind}_covered"] = bool(low <= true <= high)
         row[f"estimate_{kind}_covered_shifted"] = bool(low <= shifted <= high)
@@ -107,6 +108,10 @@ def run(config: str, capture: int, steps: int | None = None, seeds: int = 1,
         row[f"estimate_{kind}_parts"] = _parts(report, true, shifted)
     log(json.dumps(row))
     return row
+
+
+def _error_db(estimate: float, true: float) -> float:
+    return round(10 * math.log10(estimate / true), 3) if estimate > 0 else -math.inf
 
 
 def _parts(report: Any, true: float, shifted: float) -> dict[str, float]:
