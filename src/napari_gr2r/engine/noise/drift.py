@@ -4,8 +4,7 @@ Repeated captures of a still field differ by more than their noise: the illumina
 unevenly over the field, the focus breathes, the sample bleaches faster where it is brighter.
 Those differences vary slowly across the field, and a denoiser of one capture sees them as part
 of its image, not as noise. A calibration that counted them would read the noise variance high
-(by a few per cent on confocal captures, whose deviations from the mean still correlate at lags
-of 30 pixels) and add a correlation at every lag to its kernel. :func:`without_slow_changes`
+and add a correlation at every lag to its kernel. :func:`without_slow_changes`
 takes them out of the captures' deviations: it subtracts each plane's Gaussian smoothing of
 standard deviation :data:`SLOW_SD`, far wider than any camera's or scanner's noise correlation
 (a few pixels); :func:`retained_share` is the share of the noise's own variance that the
