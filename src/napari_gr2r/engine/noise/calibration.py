@@ -223,7 +223,7 @@ def calibrate_noise(frames: Any, axes: str = "TYX") -> NoiseCalibration:
     mean, deviations = _deviations(data, keep)
     # slow changes of the field between captures are not noise (drift.py); what the
     # subtraction takes of the noise itself is given back by dividing by its retained share
-    deviations = without_slow_changes(deviations, keep[None])
+    deviations = without_slow_changes(deviations, keep)
     rho = _correlation(deviations)
     var = np.sum(deviations * deviations, axis=0) / (t - 1) / retained_share(rho)
     local = _local_mean(mean)

@@ -28,28 +28,34 @@ def _transfer(shape: tuple[int, int], sd: float) -> np.ndarray:
     return np.exp(-2 * np.pi**2 * sd * sd * (fy * fy + fx * fx))
 
 
-def _smooth(planes: np.ndarray, sd: float) -> np.ndarray:
-    """Gaussian smoothing of each plane of ``(n, Y, X)`` (reflected at the borders)."""
-    ny, nx = planes.shape[-2:]
+def _smooth(plane: np.ndarray, sd: float) -> np.ndarray:
+    """Gaussian smoothing of a ``(Y, X)`` plane (reflected at the borders)."""
+    ny, nx = plane.shape
     py, px = min(int(4 * sd), ny - 1), min(int(4 * sd), nx - 1)
-    padded = np.pad(planes, ((0, 0), (py, py), (px, px)), mode="reflect")
-    spec = np.fft.rfft2(padded) * _transfer(padded.shape[-2:], sd)
-    return np.fft.irfft2(spec, s=padded.shape[-2:])[:, py:py + ny, px:px + nx]
+    padded = np.pad(plane, ((py, py), (px, px)), mode="reflect")
+    spec = np.fft.rfft2(padded) * _transfer(padded.shape, sd)
+    return np.fft.irfft2(spec, s=padded.shape)[py:py + ny, px:px + nx]
 
 
 def without_slow_changes(deviations: np.ndarray, keep: np.ndarray | None = None,
                          sd: float = SLOW_SD) -> np.ndarray:
-    """Every YX plane of ``deviations`` less its Gaussian smoothing of standard deviation ``sd``
-    over the last two axes; with ``keep`` (a mask broadcastable to ``deviations``), the smoothing
-    is of the kept pixels only (their weighted mean), so that pixels left out of the fit
-    (saturated ones) do not leak into their neighbours'."""
-    shape = deviations.shape
-    planes = deviations.reshape(-1, *shape[-2:])
-    if keep is None:
-        return (planes - _smooth(planes, sd)).reshape(shape)
-    w = np.broadcast_to(keep, shape).reshape(planes.shape).astype(np.float64)
-    smooth = _smooth(planes * w, sd) / np.maximum(_smooth(w, sd), 1e-6)
-    return (planes - smooth).reshape(shape)
+    """``deviations`` ``(T, ..., Y, X)`` (float, changed in place and returned) less each YX
+    plane's Gaussian smoothing of standard deviation ``sd``. With ``keep`` (``(..., Y, X)``,
+    the same for every capture), the smoothing is of the kept pixels only (their weighted
+    mean), so that pixels left out of the fit (saturated ones) do not leak into their
+    neighbours'. One plane at a time, so that it needs little more memory than one plane."""
+    for index in np.ndindex(deviations.shape[1:-2]):
+        weight = None
+        if keep is not None:
+            w = np.asarray(keep[index], np.float64)
+            weight = (w, np.maximum(_smooth(w, sd), 1e-6))
+        for t in range(deviations.shape[0]):
+            plane = deviations[(t, *index)]
+            if weight is None:
+                plane -= _smooth(plane, sd)
+            else:
+                plane -= _smooth(plane * weight[0], sd) / weight[1]
+    return deviations
 
 
 def retained_share(rho: np.ndarray, sd: float = SLOW_SD, n: int = 256) -> float:
