@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import tifffile
 
@@ -23,6 +24,7 @@ def test_assess_prints_the_report_and_writes_json(tmp_path, gaussian2d, capsys):
     out = capsys.readouterr().out
     assert "estimated PSNR" in out
     assert "noise: sd" in out
+    assert re.search(r"variance [0-9.e+-]+·x [+−] [0-9.e+]+, neighbour", out)  # no "+ -5"
     saved = json.loads(report_path.read_text())
     expected = engine.assess(model, gaussian2d, "YX", device="cpu")
     assert saved["mse"] == expected.mse

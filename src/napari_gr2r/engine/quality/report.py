@@ -160,8 +160,9 @@ class QualityReport:
         lines = [
             f"estimated PSNR {self.psnr_text()} (data range {self.data_range:.4g}); "
             f"estimated MSE {self.mse:.4g} ± {self.mse_sd:.2g} (probes)",
-            f"noise: sd {self.noise.sd:.4g}, variance {self.noise.gain[0]:.4g}·x + "
-            f"{self.noise.offset[0]:.4g}, neighbour correlation "
+            f"noise: sd {self.noise.sd:.4g}, variance {self.noise.gain[0]:.4g}·x "
+            f"{'−' if self.noise.offset[0] < 0 else '+'} {abs(self.noise.offset[0]):.4g}, "
+            "neighbour correlation "
             f"{self.noise.neighbour_correlation:.2f}",
             f"residual: mean square {self.residual_mse:.4g} (noise {self.noise_variance:.4g}); "
             f"signal share {self.residual_structure:.2f}",
