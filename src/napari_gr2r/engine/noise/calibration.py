@@ -39,7 +39,7 @@ from ..data.normalization import Normalization
 from ..errors import InputError
 from .correlation import RADIUS, kernel_autocorrelation, kernel_from_correlation
 from .drift import retained_share, without_slow_changes
-from .level import NoiseLevel
+from .level import NoiseLevel, signed
 from .local import box_mean
 from .refit import VarianceCurve
 
@@ -150,9 +150,7 @@ class NoiseCalibration:
         """The first channel's variance function and the correlation between neighbouring
         pixels in words, e.g. ``variance 4.04·max(x, 3) − 21.9, correlated between neighbouring
         pixels (0.06)``."""
-        sign = "−" if self.offset[0] < 0 else "+"
-        text = (f"variance {self.gain[0]:.4g}·max(x, {self.black[0]:.4g}) {sign} "
-                f"{abs(self.offset[0]):.4g}, ")
+        text = f"variance {self.gain[0]:.4g}·max(x, {self.black[0]:.4g}) {signed(self.offset[0])}, "
         if self.kernel is None:
             return text + "white"
         rho = kernel_autocorrelation(self.kernel, 1)

@@ -226,3 +226,8 @@ def fit_line_nonnegative(x: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[f
         b = floor
         a = max(float(np.sum(w * x * (v - b)) / np.sum(w * x * x)), 0.0)
     return float(a), float(b)
+
+
+def signed(value: float) -> str:
+    """``value`` as a term after another, its sign spelled out: ``"− 21.87"``, ``"+ 3"``."""
+    return f"{'−' if value < 0 else '+'} {abs(value):.4g}"

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.normalization import Normalization
 from ..noise.correlation import kernel_autocorrelation
-from ..noise.level import NoiseLevel, mean_and_detail
+from ..noise.level import NoiseLevel, mean_and_detail, signed
 from ..noise.refit import VarianceCurve
 
 LAG_RADIUS = 6
@@ -161,8 +161,7 @@ class QualityReport:
             f"estimated PSNR {self.psnr_text()} (data range {self.data_range:.4g}); "
             f"estimated MSE {self.mse:.4g} ± {self.mse_sd:.2g} (probes)",
             f"noise: sd {self.noise.sd:.4g}, variance {self.noise.gain[0]:.4g}·x "
-            f"{'−' if self.noise.offset[0] < 0 else '+'} {abs(self.noise.offset[0]):.4g}, "
-            "neighbour correlation "
+            f"{signed(self.noise.offset[0])}, neighbour correlation "
             f"{self.noise.neighbour_correlation:.2f}",
             f"residual: mean square {self.residual_mse:.4g} (noise {self.noise_variance:.4g}); "
             f"signal share {self.residual_structure:.2f}",
