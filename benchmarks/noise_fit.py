@@ -70,6 +70,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -440,19 +441,22 @@ def fmd_calibration(fmd: Path) -> str:
     (:func:`napari_gr2r.engine.calibrate_noise`), against the fit on capture 1 alone; the truth
     is capture 1's mean squared difference from the 50-capture average fitted to it (scale and
     offset, shift to first order, slow difference), corrected for the capture's share in it. The
-    last three columns: the mean over capture 1's pixels of the variance curve that ``assess``
-    uses (``refit``), of ``refit_min``'s and of ``foi2008``'s."""
+    next three columns: the mean over capture 1's pixels of the variance curve that ``assess``
+    uses (``refit``), of ``refit_min``'s and of ``foi2008``'s; the last, the calibration against
+    each of the four captures' own truth (a calibration is used on one capture at a time)."""
     from benchmarks.estimate import shifted_reference
     from napari_gr2r import engine
     from napari_gr2r.engine.errors import InputError
 
     lines = ["| configuration | truth (grey levels²) | calibration (4 captures) | fit (capture 1) | "
-             "refit | refit_min | foi2008 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "refit | refit_min | foi2008 | calibration against captures 1 / 2 / 3 / 4 "
+             "(their brightness against the average) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for micro in ("Confocal", "TwoPhoton", "WideField"):
         for channel in "BGR":
             name = f"{micro}_BPAE_{channel}"
             raw = np.stack([_png(fmd / "raw" / f"{name}_{k}.png") for k in range(1, 5)])
-            gt = _png(fmd / "gt" / f"{name}_1.png")
+            gt = average = _png(fmd / "gt" / f"{name}_1.png")
             # the average matched to the capture's intensity (the sample bleaches between
             # captures), position (a scanning microscope's captures lie a fraction of a pixel
             # apart) and slowly varying difference, with the capture's share of the average
@@ -462,9 +466,11 @@ def fmd_calibration(fmd: Path) -> str:
             gt = reference["reference_shifted"]
             fit = engine.fit_noise(raw[0].astype(np.float32), "YX")
             fitted = float(np.mean(fit.variance(gt)))
+            each = ""
             try:
                 cal = engine.calibrate_noise(raw.astype(np.uint8), "TYX")
                 calibrated = f"{float(np.mean(cal.variance(gt))) / truth - 1:+.1%}"
+                each = " / ".join(_against_capture(cal, capture, average) for capture in raw)
             except InputError as exc:
                 calibrated = "refused: " + ("saturated" if "saturated" in str(exc) else
                                             "moves" if "moves" in str(exc) else str(exc))
@@ -472,9 +478,20 @@ def fmd_calibration(fmd: Path) -> str:
                       for e in ("refit", "refit_min", "foi2008")]
             cells = [f"{c:+.1%}" for c in curves]
             lines.append(f"| {name} | {truth:.1f} | {calibrated} | {fitted / truth - 1:+.1%} | "
-                         + " | ".join(cells) + " |")
+                         + " | ".join(cells) + f" | {each} |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
+
+
+def _against_capture(cal: Any, capture: np.ndarray, gt: np.ndarray) -> str:
+    """The calibration's mean variance over one capture's pixels against that capture's own
+    truth (as :func:`fmd_calibration`'s), and the capture's brightness scale on the average:
+    how far one capture's noise strays from what four captures calibrate."""
+    from benchmarks.estimate import shifted_reference
+
+    reference = shifted_reference(capture, gt)
+    error = float(np.mean(cal.variance(reference["reference_shifted"])))
+    return f"{error / reference['shift_noise_variance'] - 1:+.1%} ({reference['shift_scale']:.2f})"
 
 
 REPO_FMD = Path(__file__).parent / "data" / "fmd"
