@@ -274,10 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="a folder with raw/ and gt/ FMD PNGs instead of the vendored "
                              "256x256 crops (e.g. the full 512x512 captures)")
-    parser.add_argument("--prior", type=Path, default=None, metavar="PT",
+    parser.add_argument("--prior", type=Path, nargs="+", default=None, metavar="PT",
                         help="start networks that take the prior from these weights instead of "
-                             "the shipped prior_fast.pt (an ensemble: its first member; the "
-                             "others keep theirs), to measure a candidate prior built by "
+                             "the shipped ones (an ensemble: member i from the i-th given, the "
+                             "others keep theirs), to measure candidate priors built by "
                              "scripts/make_prior.py")
     parser.add_argument("--label", default="")
     parser.add_argument("--log", type=Path)
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prior is not None:
         from napari_gr2r.engine.model import prior
 
-        prior.MEMBER_PRIORS = (args.prior, *prior.MEMBER_PRIORS[1:])
+        prior.MEMBER_PRIORS = (*args.prior, *prior.MEMBER_PRIORS[len(args.prior):])
         prior.prior_weights.cache_clear()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.pixel_shuffle, args.vst,
                                                  args.supervised),
                        **({"data": str(args.data)} if args.data is not None else {}),
-                       **({"prior": str(args.prior)} if args.prior is not None else {}))
+                       **({"prior": " ".join(map(str, args.prior))} if args.prior is not None
+                          else {}))
             rows.append(row)
             log_row(row, args.log)
     for tag in ("plain", "tta2", "tta4", "tta8"):

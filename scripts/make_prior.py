@@ -130,13 +130,15 @@ def main(argv: list[str] | None = None) -> None:
                              "(0: the shipped prior_fast.pt)")
     parser.add_argument("--val-every", type=int, default=50,
                         help="steps between validations (each scores all held-out pairs)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (1 to build two priors side by side on two cores)")
     args = parser.parse_args(argv)
 
     import torch
 
     from napari_gr2r import engine
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(123 if args.seed == 0 else [123, args.seed])
     noisy, clean = [], []
     for _ in range(args.pairs):
