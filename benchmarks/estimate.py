@@ -145,7 +145,9 @@ def train_tracking(case: dict[str, Any], steps: int, seed: int) -> dict[str, Any
     model = trainer.model
     train_s = time.perf_counter() - t0
     by_val = min(rows, key=lambda r: r["val_loss"])
-    by_est = max(rows, key=lambda r: r["estimated_psnr"])
+    # an estimate that fell to zero or below (None) is not picked
+    by_est = max(rows, key=lambda r: -math.inf if r["estimated_psnr"] is None
+                 else r["estimated_psnr"])
     best = max(rows, key=lambda r: r["true_psnr"])
     for r in rows:
         r.pop("state")

@@ -255,7 +255,7 @@ def _trace_point(task: Task, trainer: Any, event: Any, data: np.ndarray, axes: s
                  psnr=float(np.mean([psnr(g, o, RANGE) for g, o in zip(gts, out)])))
     log(f"{task.key} step {event.step}/{event.total_steps}, {event.elapsed_s:.0f} s: "
         f"PSNR of the current weights {point['psnr']:.2f} dB, estimated "
-        f"{event.estimated_psnr:.2f} dB, validation loss {event.val_loss:.4g}")
+        f"{_fmt(event.estimated_psnr)} dB, validation loss {event.val_loss:.4g}")
     return point
 
 

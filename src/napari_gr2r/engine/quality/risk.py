@@ -59,7 +59,9 @@ def probe(sd: np.ndarray, kernel: list[list[float]] | None,
 def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLevel,
               curve: VarianceCurve | None = None, probes: int = 2, seed: int = 0,
               epsilon: float = EPSILON, margin: int = 0) -> float:
-    """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``.
+    """Estimated mean squared error of ``net`` on normalised patches ``(B, C, ...)``: zero or
+    below where the residual is smaller than the noise the probes predict (the estimate cannot
+    tell the error from zero; the caller reports no value).
 
     The estimate of :func:`~napari_gr2r.engine.quality.estimate.assess` with the network applied to each
     patch whole (no tiling), with fixed probes (``seed``), so values from one training step to
@@ -99,4 +101,4 @@ def patch_mse(net: torch.nn.Module, batches: list[torch.Tensor], level: NoiseLev
                 div += float((c * (net(moved) - fy))[inner].sum()) / epsilon
             total += est + 2 * div / probes
             count += fy[inner].numel()
-    return max(total / max(count, 1), 1e-12)
+    return total / max(count, 1)

@@ -82,7 +82,9 @@ class TrainingProgress(TrainEvent):
     estimated_psnr: float | None = None
     """The latest estimate of the network's PSNR against the unknown clean image (dB, for the
     data's normalised range of 1), on the held-out patches, without a clean image (see
-    :func:`napari_gr2r.engine.assess`); None before the first validation or without one."""
+    :func:`napari_gr2r.engine.assess`); None before the first validation or without one, and
+    where the estimated error fell to zero or below (the residual smaller than the noise it
+    should hold: no number of decibels would be true)."""
     lr: float = 0.0
     patches_per_s: float = 0.0
     eta_s: float = 0.0

@@ -40,11 +40,12 @@ def torch_generator(device: torch.device, seed: int) -> torch.Generator:
 
 @dataclass
 class Score:
-    """A validation: loss, residual energy and estimated PSNR (dB, normalised range of 1)."""
+    """A validation: loss, residual energy and estimated PSNR (dB, normalised range of 1; None
+    where the estimated error is not above zero, which no PSNR describes)."""
 
     loss: float
     energy: float
-    psnr: float
+    psnr: float | None
 
 
 class Validator:
@@ -76,7 +77,8 @@ class Validator:
             level, curve = self.risk_noise
             mse = patch_mse(net, [a[0].to(self.device) for a in self.batches], level, curve,
                             probes=RISK_PROBES, seed=self.seed)
-        return Score(float(np.mean(losses)), float(np.mean(energies)), -10 * math.log10(mse))
+        return Score(float(np.mean(losses)), float(np.mean(energies)),
+                     -10 * math.log10(mse) if mse > 0 else None)
 
 
 class BestWeights:
