@@ -5,12 +5,15 @@
     python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast.pt   # about 8 min, 2 cores
 
 and the three more priors an ensemble's members start from (``model/prior.py``,
-``MEMBER_PRIORS``; 4 to 22 min each, the longest the second)::
+``MEMBER_PRIORS``; three times the steps and scenes, 22 min each on 2 cores, or two side by
+side with ``--threads 1`` in 47 min)::
 
     python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_2.pt \
         --steps 24000 --pairs 3000 --val-every 500
-    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_3.pt --seed 1
-    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_4.pt --seed 2 --val-every 500
+    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_3.pt \
+        --steps 24000 --pairs 3000 --val-every 500 --seed 1
+    python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_4.pt \
+        --steps 24000 --pairs 3000 --val-every 500 --seed 2
 
 The ``fast`` U-Net (width 16, depth 2, one channel) trained with ``method="n2c"`` on 1000
 generated 128 x 128 noisy/clean pairs: fluorescence-like scenes drawn here (filaments, textured

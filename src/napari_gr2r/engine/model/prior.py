@@ -27,11 +27,13 @@ PRIOR_PATH = Path(__file__).with_name("prior_fast.pt")
 MEMBER_PRIORS: tuple[Path, ...] = (PRIOR_PATH,) + tuple(
     Path(__file__).with_name(f"prior_fast_{k}.pt") for k in (2, 3, 4))
 """The priors an ensemble's members start from, member ``i`` from ``MEMBER_PRIORS[i % 4]``: the
-prior; one trained three times as long on three times the scenes; and two of the prior's recipe
-on other drawn scenes from another random start (``scripts/make_prior.py --seed 1`` and ``2``;
-the docstring there has the four commands). Members that start from one prior stay alike
-through a short adaptation and their mean is no better than one of them; members from different
-priors make different errors, which their mean averages out."""
+prior; and three trained three times as long on three times the scenes, on the prior's scenes
+and on two other draws of scenes from other random starts (``scripts/make_prior.py --seed 1``
+and ``2``; the docstring there has the four commands). Members that start from one prior stay
+alike through a short adaptation and their mean is no better than one of them; members from
+different priors make different errors, which their mean averages out, and the mean is as good
+as its members: the longer recipe makes better starts than the prior's own on other draws
+(benchmarks/results/realnoise-levers-fast.md, "Better member priors")."""
 
 PRIOR_SHAPE = dict(dims=2, channels=1, in_channels=1, width=16, depth=2, residual=False)
 """The network the priors were trained as."""
