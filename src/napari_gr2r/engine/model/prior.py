@@ -31,9 +31,9 @@ prior; and three trained three times as long on three times the scenes, on the p
 and on two other draws of scenes from other random starts (``scripts/make_prior.py --seed 1``
 and ``2``; the docstring there has the four commands). Members that start from one prior stay
 alike through a short adaptation and their mean is no better than one of them; members from
-different priors make different errors, which their mean averages out, and the mean is as good
-as its members: the longer recipe makes better starts than the prior's own on other draws
-(benchmarks/results/realnoise-levers-fast.md, "Better member priors")."""
+different priors make different errors, which their mean averages out. A weaker start still
+weighs on the mean, and the longer recipe gives better starts than the prior's own on other
+draws of scenes (benchmarks/results/realnoise-levers-fast.md, "Better member priors")."""
 
 PRIOR_SHAPE = dict(dims=2, channels=1, in_channels=1, width=16, depth=2, residual=False)
 """The network the priors were trained as."""
