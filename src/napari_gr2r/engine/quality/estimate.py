@@ -86,8 +86,8 @@ the training's high-pass fit), about the median error for correlated noise, and 
 calibration from four captures what real captures' estimates need beyond the calibration's own
 bootstrap spread: the smallest allowance, in steps of 1 %, that keeps the truth inside the
 interval on as many of the development captures as 4 % does (one capture's own variance
-strays from its configuration's calibration by less, a standard deviation of 1.6 % over the
-FMD captures; the rest of their estimates' error comes from elsewhere;
+strays from its configuration's calibration by less than that; the rest of their estimates'
+error comes from elsewhere;
 docs/estimate-accuracy.md gives the figures and commands). A noise model given by the caller is
 taken as exact. Where two fits of white noise were made and disagree by more than ``"white"`` on
 the image, their disagreement takes its place. Where the noise looked correlated but its
