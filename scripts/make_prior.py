@@ -6,7 +6,7 @@
 
 and the three more priors an ensemble's members start from (``model/prior.py``,
 ``MEMBER_PRIORS``; three times the steps and scenes, 22 min each on 2 cores, or two side by
-side with ``--threads 1`` in 47 min)::
+side with ``--threads 1`` in about 47 min)::
 
     python scripts/make_prior.py src/napari_gr2r/engine/model/prior_fast_2.pt \
         --steps 24000 --pairs 3000 --val-every 500
