@@ -71,7 +71,7 @@ EXTRA_METHODS = ("gr2r-paper", "n2n")
 """Run on ``--extra-configs`` only (by default the three F-actin configurations), to keep the
 default run within 30 minutes on two cores."""
 DEFAULT_METHODS = tuple(m for m in IMAGE_METHODS if m != "gr2r-balanced")
-"""The default run's methods: ``balanced`` (four networks trained side by side, about a third of
+"""The default run's methods: ``balanced`` (four networks trained side by side, about two thirds of
 the default run's work again) runs as its own command, and the default run shows its stored runs
 (``--stored-methods``)."""
 LABELS = {
