@@ -251,7 +251,7 @@ TRACED = ("gr2r-balanced",)
 
 
 def _trace_point(task: Task, trainer: Any, event: Any, data: np.ndarray, axes: str,
-                 gts: np.ndarray, traced_s: float = 0.0) -> dict[str, float]:
+                 gts: np.ndarray, traced_s: float) -> dict[str, float]:
     """The PSNR of the weights being trained at a validation; ``elapsed_s`` is the run's
     time without the ``traced_s`` seconds the earlier points took."""
     import copy
