@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 from tests.helpers import psnr, shrink_widget
 
 from napari_gr2r import engine
+from napari_gr2r._qt._jobs import ABANDON_WAIT_S
 from napari_gr2r.sample_data import load_sample
 
 PLUGIN, WIDGET = "napari-gr2r", "GR2R Denoise"
@@ -203,8 +206,12 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, nuclei_cro
     qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
     job, worker = widget.state.train_job, widget.state.train_job.worker
     qtbot.waitUntil(lambda: job.trainer is not None, timeout=30_000)
+    started = time.perf_counter()
     viewer.close()
     assert job.stop_requested
+    # closing waits for the run to end after its step, not for the wait's 5 s timeout
+    assert job.wait(0)
+    assert time.perf_counter() - started < ABANDON_WAIT_S
     qtbot.waitUntil(lambda: not worker.is_running, timeout=5_000)
 
 
@@ -218,8 +225,11 @@ def test_removing_the_widget_stops_training(viewer_widget, qtbot, nuclei_crop):
     dock.setFloating(True)
     dock.close()  # hiding the panel, even floating, does not stop training
     assert not job.stop_requested
+    started = time.perf_counter()
     viewer.window.remove_dock_widget(widget)
     assert job.stop_requested
+    assert job.wait(0)  # the run ended after its step while the widget closed
+    assert time.perf_counter() - started < ABANDON_WAIT_S
     qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
 
 

@@ -203,11 +203,12 @@ class Job:
                 if signal is not None:
                     with contextlib.suppress(TypeError, RuntimeError):
                         signal.disconnect()
+        # the stop flag ends the function within a step or a tile, and its cleanup (the
+        # engine's, ``on_exit``) runs in its thread. napari's ``quit()`` is not used: it
+        # leaves a generator suspended at its last yield, its ``finally`` blocks unrun until
+        # the generator is garbage-collected, so :meth:`wait` would always time out.
         self.request_stop()
         self.done = True
-        if worker is not None:
-            with contextlib.suppress(RuntimeError):
-                worker.quit()
 
     def wait(self, timeout_s: float = ABANDON_WAIT_S) -> bool:
         """Block until the job's function has ended (True), at most ``timeout_s`` (False).
