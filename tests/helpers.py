@@ -88,9 +88,22 @@ def blobs(size: int = 96, count: int = 10, rng: np.random.Generator | int = 0, *
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``napari-gr2r ARGS`` in a fresh interpreter, output captured as text."""
+    """``napari-gr2r ARGS`` in a fresh interpreter, output captured as text: what a user's
+    shell sees, warnings and interpreter exit included."""
     return subprocess.run([sys.executable, "-m", "napari_gr2r", *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``napari-gr2r ARGS`` through the CLI's ``main`` in this interpreter (the same parser,
+    error reporting and exit status as :func:`run_cli`, without a new interpreter's seconds
+    of imports), its output taken from ``capsys``."""
+    from napari_gr2r.cli import main
+
+    capsys.readouterr()  # what earlier steps of the test printed is not this command's
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["napari-gr2r", *args], code, out, err)
 
 
 class StubSettings:

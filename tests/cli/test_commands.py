@@ -10,7 +10,7 @@ import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
-from tests.helpers import psnr, run_cli
+from tests.helpers import psnr, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +67,19 @@ def test_resume_training(model_file, noisy_tif, tmp_path):
         (lambda d: np.zeros((40, 40), bool), ["--axes", "YX"], "boolean"),
     ],
 )
-def test_train_rejects_bad_images_in_one_line(tmp_path, make, args, words):
+def test_train_rejects_bad_images_in_one_line(tmp_path, capsys, make, args, words):
+    """The first case in a real process (what a shell sees), the others in this one."""
     path = tmp_path / "bad.tif"
     tifffile.imwrite(path, make(None), photometric="minisblack")
-    result = run_cli("train", str(path), *args, "--steps", "5", "-o", str(tmp_path / "m.pt"))
+    command = ("train", str(path), *args, "--steps", "5", "-o", str(tmp_path / "m.pt"))
+    result = run_cli(*command) if words == "NaN" else run_main(capsys, *command)
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
+def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path, capsys):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.zeros((40, 40, 3), np.uint8))
     corrupt = tmp_path / "corrupt.gr2r.pt"
@@ -89,7 +91,7 @@ def test_denoise_rejects_bad_models_and_mismatches(model_file, tmp_path):
         (["denoise", str(missing), "--model", str(model_file)], "No image at"),
     ]
     for args, words in cases:
-        result = run_cli(*args, "-o", str(tmp_path / "o.tif"))
+        result = run_main(capsys, *args, "-o", str(tmp_path / "o.tif"))
         assert result.returncode == 2, args
         assert words in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
@@ -104,15 +106,15 @@ def test_never_overwrites_input_or_existing_output(noisy_tif, model_file, capsys
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_demo_prints_psnr_before_and_after():
-    result = run_cli("demo", "--sample", "nuclei2d", "--steps", "60")
+def test_demo_prints_psnr_before_and_after(capsys):
+    result = run_main(capsys, "demo", "--sample", "nuclei2d", "--steps", "60")
     assert result.returncode == 0, result.stderr
     assert "PSNR against the clean reference: noisy 20.11 dB -> denoised" in result.stdout
     assert "summary (PSNR dB): nuclei2d 20.11 ->" in result.stdout
 
 
-def test_demo_real_noise_sample_scores_at_the_8_bit_range():
-    result = run_cli("demo", "--sample", "fmd_confocal", "--steps", "40")
+def test_demo_real_noise_sample_scores_at_the_8_bit_range(capsys):
+    result = run_main(capsys, "demo", "--sample", "fmd_confocal", "--steps", "40")
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("summary"))
     before, after = (float(v.split()[0]) for v in line.split("fmd_confocal ")[1].split(" -> "))

@@ -10,7 +10,7 @@ import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
-from tests.helpers import run_cli, tiny
+from tests.helpers import run_main, tiny
 
 pytest.importorskip("bioimageio.spec")
 
@@ -21,11 +21,11 @@ def model_file(tmp_path_factory, gaussian2d):
     return engine.save_model(engine.train(gaussian2d, "YX", tiny(steps=5, width=8)), path)
 
 
-def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_path):
+def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_path, capsys):
     image = tmp_path / "noisy.tif"
     tifffile.imwrite(image, gaussian2d)
     out = tmp_path / "nuclei-gr2r.zip"
-    result = run_cli("export", str(model_file), "-o", str(out), "--name", "Nuclei GR2R",
+    result = run_main(capsys, "export", str(model_file), "-o", str(out), "--name", "Nuclei GR2R",
                   "--author", "A. Tester", "--author", "B. Tester", "--test-image", str(image))
     assert result.returncode == 0, result.stderr
     assert "bioimageio test" in result.stdout
@@ -40,7 +40,7 @@ def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_pat
     np.testing.assert_array_equal(test_input[0, 0], gaussian2d[:96, :96])
     loaded = engine.load_model(out)
     assert loaded.normalization == engine.load_model(model_file).normalization
-    again = run_cli("export", str(model_file), "-o", str(out))
+    again = run_main(capsys, "export", str(model_file), "-o", str(out))
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
 
@@ -61,8 +61,8 @@ def test_bad_input_ends_in_one_line_and_exit_2(model_file, tmp_path, capsys, arg
     assert not out.exists()
 
 
-def test_output_must_be_a_zip(model_file, tmp_path):
-    result = run_cli("export", str(model_file), "-o", str(tmp_path / "out.gr2r.pt"))
+def test_output_must_be_a_zip(model_file, tmp_path, capsys):
+    result = run_main(capsys, "export", str(model_file), "-o", str(tmp_path / "out.gr2r.pt"))
     assert result.returncode == 2
     assert result.stderr.startswith("napari-gr2r: error:")
     assert "ending in .zip" in result.stderr

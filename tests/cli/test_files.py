@@ -8,7 +8,7 @@ import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
-from tests.helpers import run_cli, tiny
+from tests.helpers import run_main, tiny
 
 RNG = np.random.default_rng(0)
 
@@ -31,9 +31,9 @@ def folder(tmp_path):
     return raw
 
 
-def test_folder_with_a_broken_file(model_file, folder, tmp_path):
+def test_folder_with_a_broken_file(model_file, folder, tmp_path, capsys):
     out = tmp_path / "results"
-    result = run_cli("denoise", str(folder), "--model", str(model_file), "-o", str(out))
+    result = run_main(capsys, "denoise", str(folder), "--model", str(model_file), "-o", str(out))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"cell{i}.tif" for i in range(4)]
@@ -49,7 +49,7 @@ def test_folder_with_a_broken_file(model_file, folder, tmp_path):
 
     # a re-run skips the files already done (and reports the broken one again)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    result = run_cli("denoise", str(folder), "--model", str(model_file), "-o", str(out))
+    result = run_main(capsys, "denoise", str(folder), "--model", str(model_file), "-o", str(out))
     assert result.returncode == 1
     assert result.stderr.count("already done") == 4
     assert "denoised 0 of 5 file(s)" in result.stdout
