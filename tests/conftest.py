@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -31,3 +33,24 @@ def poisson2d(clean2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = rng.poisson(photons) + rng.normal(0, 1, photons.shape) + 10
     return np.clip(np.round(counts), 0, None).astype(np.uint16), (photons + 10).astype(np.float32)
 
+
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection imported (torch, napari, Qt, the project: millions of objects
+    that live as long as the session) out of the cycle collector's reach (``gc.freeze``).
+    A full collection, which napari runs as each viewer closes and ``napari-gr2r train``
+    when it ends, then walks only the objects the tests create, instead of the whole heap
+    each time."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _freeze_what_outlives_a_module():
+    """The same for what a test module leaves alive (modules imported on first use, caches,
+    session fixtures): frozen once, not walked again by every later collection. Garbage is
+    collected first; objects freed by reference counting are still freed."""
+    yield
+    gc.collect()
+    gc.freeze()
