@@ -20,7 +20,7 @@ from napari_gr2r.engine.data.patches import SamplingPlan
 from napari_gr2r.engine.errors import ConfigError
 from napari_gr2r.engine.training.distributed import check_world_fits
 from napari_gr2r.engine.training.setup import training_patches
-from tests.helpers import psnr, tiny
+from tests.helpers import psnr, run_main, tiny
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -103,16 +103,14 @@ def test_bf16_trains_on_the_cpu(crop):
         psnr(noisy, clean) + 3
 
 
-def test_fp16_on_the_cpu_is_refused_clearly(crop, tmp_path):
+def test_fp16_on_the_cpu_is_refused_clearly(crop, tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"fp16.*CUDA GPU.*'bf16' or 'fp32'"):
         engine.Trainer(crop[0], "YX", tiny(precision="fp16"), device="cpu")
     with pytest.raises(ConfigError, match="precision must be one of"):
         tiny(precision="fp8")
     tifffile.imwrite(tmp_path / "noisy.tif", crop[0])
-    result = subprocess.run(
-        [sys.executable, "-m", "napari_gr2r", "train", str(tmp_path / "noisy.tif"), "--axes",
-         "YX", "--precision", "fp16", "--device", "cpu", "-o", str(tmp_path / "m.gr2r.pt")],
-        capture_output=True, text=True, env=_env(), timeout=120)
+    result = run_main(capsys, "train", str(tmp_path / "noisy.tif"), "--axes", "YX",
+                      "--precision", "fp16", "--device", "cpu", "-o", str(tmp_path / "m.gr2r.pt"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("napari-gr2r: error: precision='fp16'")
     assert "Traceback" not in result.stderr
