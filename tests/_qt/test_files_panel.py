@@ -151,3 +151,39 @@ def test_results_open_with_units_and_a_second_run_does_not_reopen_them(make_napa
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
     assert "3 already done" in panel.message.text()
     assert len(state.viewer.layers) == n_layers
+
+
+def test_closing_during_a_run_stops_it_at_once_and_writes_no_more_files(make_napari_viewer,
+                                                                        qtbot, small_model,
+                                                                        tmp_path):
+    """What closing the widget or viewer does (``WidgetState.shutdown``): the run stops
+    before its next file and the close does not wait out its timeout."""
+    import time
+
+    from napari_gr2r._qt._files_panel import FilesPanel
+    from napari_gr2r._qt._jobs import ABANDON_WAIT_S
+    from napari_gr2r._qt._state import WidgetState
+
+    raw = tmp_path / "many"
+    raw.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        tifffile.imwrite(raw / f"f{i:02d}.tif", rng.normal(100, 20, (96, 96)).astype(np.float32))
+    viewer = make_napari_viewer()
+    state = WidgetState(viewer)
+    panel = FilesPanel(state)
+    qtbot.addWidget(panel)
+    panel.add_paths([str(raw)])
+    panel.set_output(str(tmp_path / "out"))
+    panel.open_results.setChecked(False)
+    state.set_model(small_model)
+    panel.run_button.click()
+    job = state.job("files")
+    qtbot.waitUntil(lambda: panel.log.count() >= 1, timeout=60_000)
+    started = time.perf_counter()
+    state.shutdown()
+    assert time.perf_counter() - started < ABANDON_WAIT_S
+    assert job.wait(0)  # the run has ended
+    written = len(list((tmp_path / "out").iterdir()))
+    qtbot.wait(300)
+    assert len(list((tmp_path / "out").iterdir())) == written < 40

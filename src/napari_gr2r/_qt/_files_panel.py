@@ -212,11 +212,6 @@ class FilesPanel(Panel):
         if error:
             show_warning(text)
 
-    def _stop_requested(self) -> bool:
-        job, pbar = self.state.job("files"), self._pbar
-        return bool(job is not None and job.should_stop()) or \
-            bool(pbar is not None and pbar.is_canceled)
-
     # ==================================================================== running
     def start(self) -> None:
         """Denoise the listed inputs into the output folder, in a worker."""
@@ -250,9 +245,16 @@ class FilesPanel(Panel):
         self.file_progress.setValue(0)
         self.file_progress.setFormat("")
         self._show(f"Denoising into {out_dir}…")
+        job, pbar = Job("files"), self._pbar
+
+        def stop_requested() -> bool:
+            # this run's own job and bar: a closing widget forgets its jobs while an
+            # abandoned run still polls its flag
+            return job.should_stop() or pbar.is_canceled
+
         self.state.run_job(
-            Job("files"), run_files, model, paths, out_dir,
-            device=self.state.settings.device_id(), should_stop=self._stop_requested,
+            job, run_files, model, paths, out_dir,
+            device=self.state.settings.device_id(), should_stop=stop_requested,
             overwrite=self.overwrite.isChecked(), out_format=FORMATS[self.format_combo.currentText()],
             suffix=self.suffix_edit.text().strip(), yielded=self._on_event,
             returned=self._on_returned, errored=self._on_errored, finished=self._on_finished)
