@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fmd", type=Path, default=FMD)
     parser.add_argument("--only", default="", help="comma-separated case labels to run")
-    parser.add_argument("--smoke", action="store_true", help="one small case, 30 steps")
+    parser.add_argument("--smoke", action="store_true", help="one small case, 60 steps")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

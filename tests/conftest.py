@@ -54,3 +54,14 @@ def _freeze_what_outlives_a_module():
     yield
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's thread count (the benchmarks' ``main`` run on one thread)
+    leaves it as it found it for the tests after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
