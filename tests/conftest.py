@@ -34,8 +34,6 @@ def poisson2d(clean2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(counts), 0, None).astype(np.uint16), (photons + 10).astype(np.float32)
 
 
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Move what collection imported (torch, napari, Qt, the project: millions of objects
     that live as long as the session) out of the cycle collector's reach (``gc.freeze``).
