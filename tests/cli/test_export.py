@@ -25,8 +25,9 @@ def test_export_writes_a_package_that_loads_back(model_file, gaussian2d, tmp_pat
     image = tmp_path / "noisy.tif"
     tifffile.imwrite(image, gaussian2d)
     out = tmp_path / "nuclei-gr2r.zip"
-    result = run_main(capsys, "export", str(model_file), "-o", str(out), "--name", "Nuclei GR2R",
-                  "--author", "A. Tester", "--author", "B. Tester", "--test-image", str(image))
+    result = run_main(capsys, "export", str(model_file), "-o", str(out), "--name",
+                      "Nuclei GR2R", "--author", "A. Tester", "--author", "B. Tester",
+                      "--test-image", str(image))
     assert result.returncode == 0, result.stderr
     assert "bioimageio test" in result.stdout
     assert str(out) in result.stdout
