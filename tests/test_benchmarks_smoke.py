@@ -23,6 +23,7 @@ from benchmarks import (
     quality,
     realnoise,
     realnoise_levers,
+    realnoise_members,
     speed,
 )
 from benchmarks.common import NOISES, correlate_periodic, gaussian_kernel, psnr
@@ -260,6 +261,31 @@ def test_ensemble_selection_tables_and_weight_average():
     assert "| Confocal_BPAE_B_1 | 30.00 (100) | 30.50 (+0.50) |" in table
     mean = ensemble_selection._average([{"w": torch.zeros(2)}, {"w": torch.full((2,), 4.0)}])
     assert mean["w"].tolist() == [2.0, 2.0]
+
+
+def test_member_subsets_share_the_weights_and_rules_pick_without_the_truth(tmp_path, gaussian2d):
+    from napari_gr2r import engine
+    from tests.helpers import tiny
+
+    model = engine.train(gaussian2d, axes="YX", config=tiny(members=3, steps=2))
+    sub = realnoise_members.subset_model(model, (0, 2))
+    assert sub.config.members == 2
+    assert sub.net.members[1] is model.net.members[2]
+    x = torch.from_numpy(gaussian2d[None, None] / 200)
+    with torch.no_grad():
+        want = (model.net.members[0](x) + model.net.members[2](x)) / 2
+        assert torch.allclose(sub.net.eval()(x), want, atol=1e-6)
+
+    def subset(members, loss, psnr_value):
+        return dict(members=members, val_loss=loss, val_psnr=0.0, est_mse=loss, est_psnr=0.0,
+                    psnr=psnr_value, psnr_k=psnr_value)
+    row = dict(config="Confocal_BPAE_B", capture=1, subsets=[
+        subset([0], 2.0, 30.0), subset([1], 1.0, 31.0), subset([0, 1], 1.5, 30.8)])
+    log = tmp_path / "members.jsonl"
+    log.write_text(json.dumps(row) + "\n")
+    table = realnoise_members.rules(log, None, "prior")
+    assert "| min val_loss | 31.000 / 31.000 | +0.200 / +0.200 | 1 / 1 |" in table
+    assert "| all | 30.800 / 30.800 | +0.000 / +0.000 | 0 / 0 |" in table
 
 
 def test_synthetic_lever_comparison_pairs_image_noise_and_level(tmp_path):
