@@ -114,8 +114,10 @@ def _train_config(method: str, smoke: bool) -> Any:
     extra: dict[str, Any] = dict(width=8, patch_size=16, batch_size=2, steps=4, val_every=2,
                                  event_every=1) if smoke else {}
     # gr2r fast and balanced start from the engine's priors (their presets' default); the other
-    # methods from random weights, as they are published, and as the fast network did before
-    start = {} if method in ("gr2r", "gr2r-balanced") else {"start": "scratch"}
+    # methods from random weights, as they are published, and as the fast network did before,
+    # their output as trained
+    start = {} if method in ("gr2r", "gr2r-balanced") else {"start": "scratch",
+                                                             "keep_mean": False}
     return engine.TrainConfig.from_preset(preset, method=name, seed=0, net_dims="2d",
                                           **start, **extra)
 

@@ -56,9 +56,10 @@ _FAST = dict(width=16, depth=2, patch_size=48, patch_size_z=16, batch_size=8, st
 _PRESET_VALUES: dict[str, dict[str, Any]] = {
     # both denoise with the mean over the eight flips and quarter turns (``tta``), for little
     # time against their training (docs/method-notes.md, "Test-time flips")
-    "fast": dict(_FAST, start="prior", tta=8),
+    # both keep their input's brightness (training/mean_shift.py; docs/method-notes.md)
+    "fast": dict(_FAST, start="prior", tta=8, keep_mean=True),
     # four of fast's networks, each from its own pretrained prior (model/prior.py)
-    "balanced": dict(_FAST, members=4, start="prior", tta=8),
+    "balanced": dict(_FAST, members=4, start="prior", tta=8, keep_mean=True),
     "quality": dict(width=48, depth=4, patch_size=96, patch_size_z=32, batch_size=10, steps=20000,
                     lr=3e-4),
 }
@@ -151,6 +152,7 @@ class RunConfig:
     precision: str = "auto"
     compile: bool = False
     tta: int = 1  # one pass: what model files written before test-time flips hold
+    keep_mean: bool = False  # the output as trained: what model files written before it hold
 
 
 SECTIONS: dict[str, type] = {"objective": ObjectiveConfig, "network": NetworkConfig,
@@ -285,6 +287,14 @@ class TrainConfig:
         quarter turns of each tile (1, 2, 4 or 8; ``denoise(..., tta=)`` and ``--tta``
         override it), for as many times the work of one pass. ``fast`` and ``balanced``: 8;
         ``quality``: 1.
+    keep_mean : bool
+        End the run by shifting each network's output, per channel, by the mean of what it
+        took from its input on the held-out patches, so that the denoised image keeps the
+        input's brightness (:mod:`napari_gr2r.engine.training.mean_shift`: a network adapted
+        from the pretrained prior can otherwise brighten or darken an image by a few per
+        cent). Not for ``n2c``, whose target sets the brightness; nothing without held-out
+        patches (``val_fraction=0``). ``fast`` and ``balanced``: True (measured on real
+        captures: docs/method-notes.md); False (default): the output as trained.
     compile : bool
         Compile the network with ``torch.compile`` for training (off by default); where
         compiling fails, training says so in one line and runs without it.
@@ -424,7 +434,8 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not "
                               f"{self.precision!r}.")
-        self.compile = check_bool("compile", self.compile)
+        for name in ("compile", "keep_mean", "residual", "augment"):
+            setattr(self, name, check_bool(name, getattr(self, name)))
         self.tta = _check_views(self.tta)
         if self.lr_scaling not in LR_SCALINGS:
             raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, not "
@@ -473,8 +484,6 @@ class TrainConfig:
         self.collapse_fraction = check_float("collapse_fraction", self.collapse_fraction, 0)
         self.noise_offset = check_float("noise_offset", self.noise_offset)
         self.pin_noise = check_bool("pin_noise", self.pin_noise, allow_none=True)
-        self.residual = check_bool("residual", self.residual)
-        self.augment = check_bool("augment", self.augment)
         if self.context != "auto":
             self.context = check_int("context", self.context, 0, MAX_CONTEXT,
                                      what="neighbouring planes on each side, 0 for none, "

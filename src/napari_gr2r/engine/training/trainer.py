@@ -28,6 +28,7 @@ from ..noise.calibration import NoiseCalibration
 from .distributed import lost_process, lr_scale
 from .events import TrainEvent, TrainingFinished, TrainingProgress, TrainingStarted, history_row
 from .loop import Loop, lr_factor
+from .mean_shift import SHIFT_BATCH, SHIFT_BATCHES, keep_mean
 from .setup import choose_dims, prepare
 from .validation import CollapseWarning
 
@@ -317,6 +318,11 @@ class Trainer:
         else:
             self.net.load_state_dict(loop.ema.net.state_dict())
             model.best_step = model.step
+        if completed and self.config.keep_mean and self.config.method != "n2c" \
+                and self.world.is_main:
+            drawn = [[torch.from_numpy(a) for a in self.sampler.batch(SHIFT_BATCH)]
+                     for _ in range(SHIFT_BATCHES)]
+            keep_mean(self.net, self.val_batches + drawn, self.device)
         if self.world.active and completed and not self.world.broken:  # rank 0's choice
             self.world.share_weights(self.net)
             model.best_step, model.best_val_loss = self.world.broadcast(
