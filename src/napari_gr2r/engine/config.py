@@ -289,12 +289,13 @@ class TrainConfig:
         ``quality``: 1.
     keep_mean : bool
         End the run by shifting each network's output, per channel, by the mean of what it
-        took from its input on the held-out patches, so that the denoised image keeps the
-        input's brightness (:mod:`napari_gr2r.engine.training.mean_shift`: a network adapted
-        from the pretrained prior can otherwise brighten or darken an image by a few per
-        cent). Not for ``n2c``, whose target sets the brightness; nothing without held-out
-        patches (``val_fraction=0``). ``fast`` and ``balanced``: True (measured on real
-        captures: docs/method-notes.md); False (default): the output as trained.
+        took from its input on the held-out patches and on 64 patches drawn from the training
+        data, so that the denoised image keeps the input's brightness
+        (:mod:`napari_gr2r.engine.training.mean_shift`: a network adapted from the pretrained
+        prior can otherwise brighten or darken an image by a few per cent). Not for ``n2c``,
+        whose target sets the brightness; without held-out patches (``val_fraction=0``), on the
+        drawn ones alone. ``fast`` and ``balanced``: True (measured on real captures:
+        docs/method-notes.md); False (default): the output as trained.
     compile : bool
         Compile the network with ``torch.compile`` for training (off by default); where
         compiling fails, training says so in one line and runs without it.
