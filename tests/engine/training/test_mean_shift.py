@@ -51,7 +51,7 @@ def test_every_member_of_an_ensemble_is_shifted_on_its_own():
         assert _taken(member, batches).abs().max() < 1e-5
 
 
-def test_without_held_out_patches_nothing_changes():
+def test_without_patches_nothing_changes():
     net = UNet(dims=2, channels=1, width=4, depth=1).eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     assert keep_mean(net, [], torch.device("cpu")) == []
