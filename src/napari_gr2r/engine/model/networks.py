@@ -206,6 +206,11 @@ class Ensemble(nn.Module):
         return total / k
 
 
+def unets(net: nn.Module) -> list[nn.Module]:
+    """The U-Nets of ``net``: an :class:`Ensemble`'s members, or ``net`` itself."""
+    return list(net.members) if isinstance(net, Ensemble) else [net]
+
+
 def place(net: nn.Module, device: torch.device | str) -> nn.Module:
     """Move ``net`` to ``device`` in the memory layout that runs fastest there.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .networks import Ensemble, UNet
+from .networks import UNet, unets
 
 PRIOR_PATH = Path(__file__).with_name("prior_fast.pt")
 """The prior's weights (a ``state_dict`` of :class:`~.networks.UNet`), shipped with the package."""
@@ -46,14 +46,10 @@ def prior_weights(index: int = 0) -> dict[str, torch.Tensor]:
     return torch.load(MEMBER_PRIORS[index], map_location="cpu", weights_only=True)
 
 
-def _unets(net: nn.Module) -> list[nn.Module]:
-    return list(net.members) if isinstance(net, Ensemble) else [net]
-
-
 def fits(net: nn.Module) -> bool:
     """Whether ``net`` (a U-Net, or an ensemble of them) has the prior's shape."""
     return all(isinstance(m, UNet) and all(getattr(m, k) == v for k, v in PRIOR_SHAPE.items())
-               for m in _unets(net))
+               for m in unets(net))
 
 
 def load_prior(net: nn.Module) -> bool:
@@ -61,6 +57,6 @@ def load_prior(net: nn.Module) -> bool:
     of an ensemble prior ``i % 4`` of :data:`MEMBER_PRIORS`; whether it did."""
     if not fits(net):
         return False
-    for i, member in enumerate(_unets(net)):
+    for i, member in enumerate(unets(net)):
         member.load_state_dict(prior_weights(i % len(MEMBER_PRIORS)))
     return True

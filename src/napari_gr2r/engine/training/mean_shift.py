@@ -18,15 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.context import centre_of
+from ..model.networks import unets
 
 SHIFT_BATCH, SHIFT_BATCHES = 8, 8
 """Training patches drawn to measure the shift: batches of this many, this many batches."""
-
-
-def networks(net: nn.Module) -> list[nn.Module]:
-    """The U-Nets of ``net``: an ensemble's members, or ``net`` itself."""
-    members = getattr(net, "members", None)
-    return list(members) if members is not None else [net]
 
 
 def denoised_patch(unet: nn.Module, y: torch.Tensor) -> torch.Tensor:
@@ -50,7 +45,7 @@ def keep_mean(net: nn.Module, batches: list[list[torch.Tensor]], device: torch.d
         return []
     offsets = []
     with torch.no_grad():
-        for unet in networks(net):
+        for unet in unets(net):
             unet.eval()
             total, count = None, 0
             for arrays in batches:
