@@ -101,3 +101,23 @@ def test_workers_cap_torch_threads_and_restore_them():
     assert set(seen) == {min(2, worker_threads())}  # one core is left to the GUI
     assert after == [2]  # napari reuses worker threads: their count is restored
     assert torch.get_num_threads() == main_threads
+
+
+def test_denoise_array_returns_its_range_warning_with_the_result():
+    """The widget does not depend on the warning reaching the worker's ``warned`` signal, which
+    a process-wide warnings context of another worker can take away."""
+    import warnings
+
+    from tests.helpers import tiny_model
+
+    from napari_gr2r._qt._workers import denoise_array
+
+    model = tiny_model()  # trained on values 100..1100
+    far = np.random.default_rng(0).integers(-128, 128, (48, 48), dtype=np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lost, as when another worker's context closes
+        result = denoise_array(model, far, "YX", "cpu")
+    assert result.image.shape == far.shape
+    assert "outside the range the model was trained on (100 to 1100)" in result.range_warning
+    inside = denoise_array(model, np.full((48, 48), 600, np.uint16), "YX", "cpu")
+    assert inside.range_warning is None

@@ -164,7 +164,7 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
         if result is None:
             show_info(f"GR2R: cancelled; no result for {layer.name!r}.")
         elif layer in viewer.layers:
-            _add_result(viewer, layer, result, model)
+            _add_result(viewer, layer, result.image, model)
 
     def on_finished() -> None:
         bar.close()

@@ -12,7 +12,7 @@ import re
 from functools import partial
 from typing import Any
 
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
@@ -30,7 +30,7 @@ from ._layers import (
 )
 from ._results import add_result_layer, estimate_metadata
 from ._state import Panel, WidgetState
-from ._workers import denoise_array, denoise_into_zarr
+from ._workers import Denoised, denoise_array, denoise_into_zarr
 
 MODEL_FILES = "GR2R model (*.gr2r.pt *.pt)"
 
@@ -215,14 +215,17 @@ class DenoisePanel(Panel):
         progress.setValue(done)
         progress.setFormat(f"denoising: {unit} {done}/{total}")
 
-    def _on_denoised(self, layer: Any, model: Any, result: Any) -> None:
+    def _on_denoised(self, layer: Any, model: Any, result: Denoised | None) -> None:
         if result is None:
             self.state.progress.setFormat("stopped")
             self.state.show_message(f"Stopped; no result for {layer.name!r}.")
             return
         if layer not in self.viewer.layers:
             return
-        out = add_result_layer(self.viewer, layer, result, model, **self._estimate(layer))
+        if result.range_warning is not None and self._warning is None:  # its warning was lost
+            self._warning = result.range_warning
+            show_warning(result.range_warning)
+        out = add_result_layer(self.viewer, layer, result.image, model, **self._estimate(layer))
         self._show_done(f"Denoised {layer.name!r} into {out.name!r}.")
         self.state.progress.setFormat("done")
 

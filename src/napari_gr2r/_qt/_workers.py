@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_gr2r import engine
 from napari_gr2r.engine.devices import capped_threads
+from napari_gr2r.engine.io.provenance import range_message
 
 from ._jobs import Job, Refused, WorkerFailure
 from ._preview import SliceRequest, preview_plane
@@ -151,15 +152,31 @@ class TrainingJob(Job):
                 yield PreviewResult(step, *preview_plane(request, out))
 
 
+@dataclass
+class Denoised:
+    """A denoised image and why it may be wrong (the image's values outside the model's
+    training range), or None."""
+
+    image: np.ndarray
+    range_warning: str | None
+
+
 def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
                   progress: Callable[[int, int], Any] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> np.ndarray | None:
-    """Denoise a whole image (run in a worker); None when stopped."""
+                  should_stop: Callable[[], bool] | None = None) -> Denoised | None:
+    """Denoise a whole image (run in a worker); None when stopped.
+
+    The range check is returned with the result as well as warned: a worker's warnings reach
+    its ``warned`` signal through a process-wide warnings context (superqt's), which another
+    worker closing meanwhile takes away.
+    """
     try:
-        return engine.denoise(model, data, axes=axes, device=device, progress=progress,
-                              should_stop=should_stop)
+        image = engine.denoise(model, data, axes=axes, device=device, progress=progress,
+                               should_stop=should_stop)
     except InterruptedError:
         return None
+    return Denoised(image, range_message(model.open_source(data, axes),
+                                         model.normalization.low, model.normalization.high))
 
 
 def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,
