@@ -67,6 +67,26 @@ def test_denoise_with_saved_model_from_the_menu(make_napari_viewer, qtbot, monke
     assert viewer.layers["cells [denoised]"].data.shape == (80, 72)
 
 
+def test_menu_denoising_outside_the_models_range_is_warned_about(make_napari_viewer, qtbot,
+                                                                  monkeypatch, tmp_path,
+                                                                  notifications):
+    from tests.helpers import tiny_model
+
+    import napari_gr2r._menu as menu_module
+
+    path = tmp_path / "m.gr2r.pt"
+    engine.save_model(tiny_model(), path)  # trained range 100..1100
+    monkeypatch.setattr(menu_module.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *args, **kwargs: (str(path), "")))
+    viewer = make_napari_viewer()
+    far = np.random.default_rng(0).integers(-128, 128, (48, 48), dtype=np.int8)
+    viewer.add_image(far, name="int8")
+    menu_action(viewer.window.layers_menu, "Filter", "Denoise", "Denoise with saved model…").trigger()
+    qtbot.waitUntil(lambda: "int8 [denoised]" in viewer.layers, timeout=30_000)
+    warned = [m for m in notifications() if "outside the range the model was trained on" in m]
+    assert len(warned) == 1, notifications()
+
+
 def test_menu_rejects_bad_layers_with_notifications(make_napari_viewer, notifications):
     from napari_gr2r._qt._commands import train_and_denoise
 

@@ -164,6 +164,8 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
         if result is None:
             show_info(f"GR2R: cancelled; no result for {layer.name!r}.")
         elif layer in viewer.layers:
+            if result.range_warning is not None:  # returned, not warned: see denoise_array
+                show_warning(f"GR2R: {result.range_warning}")
             _add_result(viewer, layer, result.image, model)
 
     def on_finished() -> None:

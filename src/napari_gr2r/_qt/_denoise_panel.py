@@ -127,7 +127,7 @@ class DenoisePanel(Panel):
                          progress=relay, should_stop=job.should_stop,
                          returned=partial(self._on_denoised, layer, state.model),
                          errored=state.report_worker_error, finished=self._on_finished,
-                         refused=self._on_refused, warned=self._on_warned) is not None:
+                         refused=self._on_refused) is not None:
             job.stop_on_sigterm()  # as Stop: no result, the layers as they were
 
     def _ask_zarr_out(self, layer: Any) -> str | None:
@@ -222,7 +222,7 @@ class DenoisePanel(Panel):
             return
         if layer not in self.viewer.layers:
             return
-        if result.range_warning is not None and self._warning is None:  # its warning was lost
+        if result.range_warning is not None:  # returned, not warned: see denoise_array
             self._warning = result.range_warning
             show_warning(result.range_warning)
         out = add_result_layer(self.viewer, layer, result.image, model, **self._estimate(layer))

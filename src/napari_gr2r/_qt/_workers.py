@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_gr2r import engine
 from napari_gr2r.engine.devices import capped_threads
+from napari_gr2r.engine.inference.memory import denoise_in_memory
 from napari_gr2r.engine.io.provenance import range_message
 
 from ._jobs import Job, Refused, WorkerFailure
@@ -166,17 +167,19 @@ def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
                   should_stop: Callable[[], bool] | None = None) -> Denoised | None:
     """Denoise a whole image (run in a worker); None when stopped.
 
-    The range check is returned with the result as well as warned: a worker's warnings reach
-    its ``warned`` signal through a process-wide warnings context (superqt's), which another
-    worker closing meanwhile takes away.
+    The range check comes back with the result instead of as a warning: a worker's warnings
+    reach its ``warned`` signal through a process-wide warnings context (superqt's), which
+    another worker closing meanwhile takes away. As :func:`napari_gr2r.engine.denoise`
+    otherwise, which would check the range again.
     """
+    message = range_message(model.open_source(data, axes), model.normalization.low,
+                            model.normalization.high)
     try:
-        image = engine.denoise(model, data, axes=axes, device=device, progress=progress,
-                               should_stop=should_stop)
+        image = denoise_in_memory(model, data, axes, device=device, progress=progress,
+                                  should_stop=should_stop)
     except InterruptedError:
         return None
-    return Denoised(image, range_message(model.open_source(data, axes),
-                                         model.normalization.low, model.normalization.high))
+    return Denoised(image, message)
 
 
 def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,

@@ -233,6 +233,8 @@ def test_a_process_that_fails_alone_does_not_leave_the_others_waiting(tmp_path, 
     assert result.returncode != 0
     assert time.time() - start < 60
     assert "rank 1 fails on its own" in result.stderr
+    # the first process's own output says why, where it did not report a lost process
+    assert (tmp_path / "lost.txt").exists(), result.stderr[-4000:]
     assert "saved the best weights" in (tmp_path / "lost.txt").read_text()
     assert engine.load_model(tmp_path / "model.gr2r.pt").run.unfinished is not None
 
