@@ -241,7 +241,8 @@ def test_training_generates_weakly_correlated_noise_white_at_its_finest_detail(c
     variance of the noise's finest detail (below its whole variance), the estimate keeps the
     correlation and the whole variance; strong correlation is generated as it is."""
     from napari_gr2r.engine.data.collection import SourceSet
-    from napari_gr2r.engine.training.setup import Statistics, fine_power
+    from napari_gr2r.engine.noise.correlation import fine_power
+    from napari_gr2r.engine.training.setup import Statistics
 
     w = np.random.default_rng(5).normal(0, 10, (4, 98, 98))
     frames = 500 + w[:, 1:-1, 1:-1] + c * (w[:, 1:-1, 2:] + w[:, 1:-1, :-2])

@@ -30,7 +30,7 @@ from ..model.networks import build_network, place
 from ..model.prior import load_prior
 from ..model.run import RunState
 from ..noise.calibration import NoiseCalibration
-from ..noise.correlation import CORRELATION_THRESHOLD
+from ..noise.correlation import CORRELATION_THRESHOLD, fine_power
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve, refit
 from .distributed import (
@@ -125,10 +125,10 @@ def _generated(level: NoiseLevel) -> NoiseLevel:
     """The calibrated noise as training generates it: white where the calibration's
     correlation between neighbours stays below what a fit on the image would call correlated
     (a scanning microscope's weak correlation along its lines), at the variance of its finest
-    detail (:func:`fine_power`), as a white-noise fit on the image reads it; the estimate of
-    the error keeps the correlation and the whole variance. Generating the weak correlation
-    made training no better, and white noise at the whole variance worse, on real captures
-    (``benchmarks/results/calibrated.md``)."""
+    detail (:func:`~napari_gr2r.engine.noise.correlation.fine_power`), as a white-noise fit on
+    the image reads it; the estimate of the error keeps the correlation and the whole variance.
+    Generating the weak correlation made training no better, and white noise at the whole
+    variance worse, on real captures (``benchmarks/results/calibrated.md``)."""
     if level.kernel is None:
         return level
     k = np.asarray(level.kernel, np.float64)
@@ -136,15 +136,6 @@ def _generated(level: NoiseLevel) -> NoiseLevel:
     if strongest >= CORRELATION_THRESHOLD:
         return level
     return dataclasses.replace(level.scaled(fine_power(k)), kernel=None)
-
-
-def fine_power(kernel: np.ndarray, n: int = 64) -> float:
-    """The mean power spectrum of noise correlated by ``kernel`` (unit L2 norm: the whole
-    spectrum's mean is 1) over its finest quarter, where both frequencies are at least half the
-    highest: below 1 for noise whose neighbours correlate positively, which holds more of its
-    power in coarser detail."""
-    spectrum = np.abs(np.fft.fft2(kernel / np.sqrt(np.sum(kernel**2)), s=(n, n))) ** 2
-    return float(spectrum[n // 4:3 * n // 4 + 1, n // 4:3 * n // 4 + 1].mean())
 
 
 @dataclass
