@@ -233,31 +233,3 @@ def test_dim_captures_give_the_estimate_their_mean_variance_within_1_percent(bas
         report = engine.assess(lambda b: b, frames[0], "YX", noise=cal)
         errors.append(report.noise_variance / float(np.mean(GAIN**2 * photons + read**2)) - 1)
     assert abs(np.mean(errors)) < 0.01, errors
-
-
-@pytest.mark.parametrize(("c", "kept"), [(0.045, False), (0.5, True)])
-def test_training_generates_weakly_correlated_noise_white_at_its_finest_detail(c, kept):
-    """A scanner's weak correlation along its lines: training generates white noise at the
-    variance of the noise's finest detail (below its whole variance), the estimate keeps the
-    correlation and the whole variance; strong correlation is generated as it is."""
-    from napari_gr2r.engine.data.collection import SourceSet
-    from napari_gr2r.engine.noise.correlation import fine_power
-    from napari_gr2r.engine.training.setup import Statistics
-
-    w = np.random.default_rng(5).normal(0, 10, (4, 98, 98))
-    frames = 500 + w[:, 1:-1, 1:-1] + c * (w[:, 1:-1, 2:] + w[:, 1:-1, :-2])
-    cal = engine.calibrate_noise(frames, "TYX")
-    assert cal.kernel is not None
-    stats = Statistics.fit(SourceSet([frames[0]], "YX"), np.random.default_rng(0), 0, cal)
-    estimated, generated = stats.risk_noise[0], stats.noise_level
-    assert estimated.kernel is not None
-    ratio = generated.typical[0] / estimated.typical[0]
-    if kept:
-        assert generated.kernel is not None
-        assert ratio == 1
-    else:
-        power = fine_power(np.asarray(cal.kernel))
-        assert generated.kernel is None
-        assert 0.75 < power < 0.95  # neighbour correlation about 0.09 along X
-        assert ratio == pytest.approx(power, rel=1e-6)
-        assert generated.b[0] / estimated.b[0] == pytest.approx(power, rel=1e-6)

@@ -291,15 +291,6 @@ def kernel_autocorrelation(kernel: list[list[float]] | np.ndarray | None,
     return out / max(out[radius, radius], 1e-12)
 
 
-def fine_power(kernel: np.ndarray, n: int = 64) -> float:
-    """The mean power spectrum of noise correlated by ``kernel`` (unit L2 norm: the whole
-    spectrum's mean is 1) over its finest quarter, where both frequencies are at least half the
-    highest: below 1 for noise whose neighbours correlate positively, which holds more of its
-    power in coarser detail."""
-    spectrum = np.abs(np.fft.fft2(kernel / np.sqrt(np.sum(kernel**2)), s=(n, n))) ** 2
-    return float(spectrum[n // 4:3 * n // 4 + 1, n // 4:3 * n // 4 + 1].mean())
-
-
 def spectral_root(rho: np.ndarray, radius: int, n: int) -> np.ndarray:
     """The symmetric square root of the correlation ``rho`` on an ``n``-periodic grid (by the
     FFT), cropped to side ``2 radius + 1`` and scaled to unit L2 norm (float64)."""

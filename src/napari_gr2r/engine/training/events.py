@@ -32,11 +32,9 @@ class TrainingStarted(TrainEvent):
     n_parameters: int = 0
     patch_shape: tuple[int, ...] = ()
     noise_sd: float = 0.0
-    """Standard deviation of the noise training generates, in the input's intensity units
-    (first channel): the fitted noise's, or the calibration's (a calibration's weak correlation
-    is generated as white noise at the variance of its finest detail, a little lower)."""
+    """Estimated noise standard deviation, in the input's intensity units (first channel)."""
     noise_correlation: float = 0.0
-    """Correlation between neighbouring pixels of the noise training generates (0: white)."""
+    """Measured correlation of the noise between neighbouring pixels (0: white noise)."""
     noise_source: str = "fit"
     """Where the noise level comes from: ``"fit"`` (fitted on the data) or ``"calibration"``."""
     has_validation: bool = False

@@ -30,7 +30,7 @@ from ..model.networks import build_network, place
 from ..model.prior import load_prior
 from ..model.run import RunState
 from ..noise.calibration import NoiseCalibration
-from ..noise.correlation import CORRELATION_THRESHOLD, fine_power
+from ..noise.correlation import CORRELATION_THRESHOLD
 from ..noise.level import NoiseLevel
 from ..noise.refit import VarianceCurve, refit
 from .distributed import (
@@ -124,18 +124,14 @@ def training_images(data: Any, axes: str, config: TrainConfig, target: Any) -> S
 def _generated(level: NoiseLevel) -> NoiseLevel:
     """The calibrated noise as training generates it: white where the calibration's
     correlation between neighbours stays below what a fit on the image would call correlated
-    (a scanning microscope's weak correlation along its lines), at the variance of its finest
-    detail (:func:`~napari_gr2r.engine.noise.correlation.fine_power`), as a white-noise fit on
-    the image reads it; the estimate of the error keeps the correlation and the whole variance.
-    Generating the weak correlation made training no better, and white noise at the whole
-    variance worse, on real captures (``benchmarks/results/calibrated.md``)."""
+    (a scanning microscope's weak correlation along its lines). The estimate of the error keeps
+    that correlation; generating it made training no better on real captures
+    (``benchmarks/results/calibrated.md``)."""
     if level.kernel is None:
         return level
     k = np.asarray(level.kernel, np.float64)
     strongest = max(np.sum(k[:, 1:] * k[:, :-1]), np.sum(k[1:, :] * k[:-1, :])) / np.sum(k * k)
-    if strongest >= CORRELATION_THRESHOLD:
-        return level
-    return dataclasses.replace(level.scaled(fine_power(k)), kernel=None)
+    return level if strongest >= CORRELATION_THRESHOLD else dataclasses.replace(level, kernel=None)
 
 
 @dataclass
