@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,43 @@ def test_in_memory_denoise_warns_about_data_outside_the_training_range(tmp_path,
     err = capsys.readouterr().err
     assert err.count("outside the range the model was trained on") == 1, err
     assert "int8.tif's values" in err
+
+
+def test_out_of_core_denoise_reports_data_outside_the_training_range_as_an_event(tmp_path,
+                                                                                capsys):
+    model = tiny_model()  # trained range 100..1100
+    far = np.random.default_rng(1).integers(-128, 128, (48, 48), dtype=np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RangeWarning)  # the generator says it in its first step
+        steps = list(engine.iter_denoise_to_zarr(model, far, "YX", tmp_path / "a.zarr",
+                                                 device="cpu"))
+    assert "lie mostly outside the range the model was trained on" in steps[0].warning
+    assert all(step.warning is None for step in steps[1:])
+    assert steps[-1].done == steps[-1].total
+    # the function form warns, pointing at its caller
+    with pytest.warns(RangeWarning, match="outside the range") as caught:
+        engine.denoise_to_zarr(model, far, "YX", tmp_path / "b.zarr", device="cpu")
+    assert caught[0].filename == __file__
+    # many files: the warning comes with the file it concerns, and the run's end counts it
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "far.tif", far)
+    tifffile.imwrite(folder / "fine.tif", np.full((48, 48), 600, np.uint16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RangeWarning)
+        events = list(engine.denoise_files(model, folder, tmp_path / "out", device="cpu"))
+    done = {Path(e.path).name: e for e in events if isinstance(e, engine.FileDone)}
+    assert "far.tif's values" in done["far.tif"].warning
+    assert done["fine.tif"].warning is None
+    assert [Path(p).name for p in events[-1].warned] == ["far.tif"]
+    # and the command line says so beside the file, then in its summary
+    engine.save_model(model, tmp_path / "m.gr2r.pt")
+    assert main(["denoise", str(folder / "far.tif"), str(folder / "fine.tif"), "-m",
+                 str(tmp_path / "m.gr2r.pt"), "-o", str(tmp_path / "cli")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("napari-gr2r: warning: far.tif's values") == 1, err
+    assert "1 result(s) may be wrong" in err, err
+    assert err.rstrip().endswith("far.tif"), err
 
 
 # --------------------------------------------------------------------------------------------

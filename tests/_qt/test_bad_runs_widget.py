@@ -58,6 +58,49 @@ def test_denoising_data_outside_the_models_range_is_warned_about(viewer_widget, 
     assert widget.state.message.text() == "Denoised 'fine' into 'fine [denoised]'."
 
 
+def test_data_outside_the_models_range_is_warned_about_block_by_block_and_file_by_file(
+        viewer_widget, qtbot, tmp_path, notifications):
+    import dask.array as da
+    import tifffile
+
+    from napari_gr2r._qt._files_panel import FilesPanel
+
+    viewer, widget = viewer_widget
+    model = tiny_model()  # trained range 100..1100
+    widget.state.set_model(model)
+    far = np.random.default_rng(0).integers(-128, 128, (48, 48), dtype=np.int8)
+    viewer.add_image(da.from_array(far, chunks=24), name="lazy int8")  # denoised into zarr
+    widget.denoise_panel.zarr_out = str(tmp_path / "far.zarr")
+    widget.denoise_panel.start()
+    qtbot.waitUntil(lambda: "lazy int8 [denoised]" in viewer.layers and
+                    not widget.state.denoising, timeout=30_000)
+    message = widget.state.message.text()
+    assert message.startswith("Denoised 'lazy int8' into 'lazy int8 [denoised]', stored in")
+    assert "Warning: The image's values (" in message
+    warned = [n for n in notifications if n.severity == NotificationSeverity.WARNING]
+    assert sum("outside the range the model was trained on" in n.message for n in warned) == 1
+
+    # a folder: the list marks the file, and the summary says its result may be wrong
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "far.tif", far)
+    tifffile.imwrite(folder / "fine.tif", np.full((48, 48), 600, np.uint16))
+    panel = FilesPanel(widget.state)
+    qtbot.addWidget(panel)
+    panel.open_results.setChecked(False)
+    panel.add_paths([str(folder)])
+    panel.set_output(str(tmp_path / "out"))
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    lines = [panel.log.item(i).text() for i in range(panel.log.count())]
+    at = next(i for i, line in enumerate(lines) if line.startswith("✓ far.tif"))
+    assert lines[at + 1].startswith("  ⚠ far.tif's values"), lines
+    assert not any("fine.tif's values" in line for line in lines)
+    assert "2 denoised, 1 may be wrong" in panel.message.text()
+    assert "training range: far.tif" in panel.message.text()
+    assert panel.files_progress.format() == "done, with warnings"
+
+
 def test_sigterm_while_the_widget_trains_stops_like_stop(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     noisy = np.random.default_rng(1).uniform(100, 1100, (64, 64)).astype(np.float32)

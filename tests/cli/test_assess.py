@@ -37,7 +37,7 @@ def test_assess_refuses_bad_arguments_in_one_line(tmp_path, gaussian2d, capsys):
     assert main(["assess", str(image), "--model", str(tmp_path / "none.gr2r.pt")]) == 2
     model_path = tmp_path / "m.gr2r.pt"
     engine.save_model(engine.train(gaussian2d, "YX", tiny(steps=5)), model_path)
-    assert main(["assess", str(image), "--model", str(model_path), "--probes", "0"]) == 2
+    assert main(["assess", str(image), "-m", str(model_path), "--probes", "0"]) == 2
     err = capsys.readouterr().err
     assert "--probes must be at least 1" in err
     assert "Traceback" not in err

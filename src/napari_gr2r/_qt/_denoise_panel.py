@@ -16,7 +16,6 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
-from napari_gr2r.engine.io.provenance import RangeWarning
 
 from ._jobs import Job, ProgressRelay, Refused
 from ._layers import (
@@ -156,11 +155,15 @@ class DenoisePanel(Panel):
                          state.settings.device_id(), should_stop=job.should_stop,
                          yielded=partial(self._on_zarr_progress, layer, out),
                          returned=partial(self._on_zarr_returned, layer, out),
-                         errored=state.report_worker_error, finished=self._on_finished,
-                         warned=self._on_warned) is not None:
+                         errored=state.report_worker_error,
+                         finished=self._on_finished) is not None:
             job.stop_on_sigterm()  # as Stop: the blocks written are kept, and resume
 
     def _on_zarr_progress(self, layer: Any, out: str, step: engine.ChunkProgress) -> None:
+        if step.warning is not None:  # the engine's range check, on the first step
+            self._warning = step.warning
+            show_warning(step.warning)
+            self.state.show_message(f"Denoising… Warning: {step.warning}", warning=True)
         self._on_progress(step.done, step.total, unit="block")
         if self._zarr_layer is None:
             # the store exists from the first step on: show it now, loading chunks as browsed
@@ -191,12 +194,6 @@ class DenoisePanel(Panel):
             return
         state.progress.setFormat("done")
         self._show_done(f"Denoised {layer.name!r} into {denoised_name(layer)!r}, stored in {out}.")
-
-    def _on_warned(self, text: str, category: type) -> None:
-        """The engine's warning about the result (napari shows it as a notification too)."""
-        if issubclass(category, RangeWarning):
-            self._warning = text
-            self.state.show_message(f"Denoising… Warning: {text}", warning=True)
 
     def _show_done(self, text: str) -> None:
         """The message at the end of a denoising, with the engine's warning about it."""

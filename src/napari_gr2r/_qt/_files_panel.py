@@ -298,6 +298,9 @@ class FilesPanel(Panel):
         name = Path(event.path).name
         if isinstance(event, F.FileDone):
             self.log.addItem(f"✓ {name} → {Path(event.output).name} ({event.seconds:.1f} s)")
+            if event.warning is not None:  # the result is there, and may be wrong
+                self.log.addItem(f"  ⚠ {event.warning}")
+                self.log.item(self.log.count() - 1).setToolTip(event.warning)
             if self.open_results.isChecked():
                 self._open_result(event.output)
         elif isinstance(event, F.FileSkipped):
@@ -322,14 +325,22 @@ class FilesPanel(Panel):
             parts.append(f"{event.skipped} already done")
         if event.failed:
             parts.append(f"{len(event.failed)} failed")
+        if event.warned:
+            parts.append(f"{len(event.warned)} may be wrong")
         summary = ", ".join(parts)
         if event.stopped:
             self.files_progress.setFormat("stopped")
-            self._show(f"Stopped: {summary}. Run it again to do the rest.")
-        elif event.failed:
-            self.files_progress.setFormat("done, with failures")
-            names = ", ".join(Path(p).name for p, _ in event.failed)
-            self._show(f"{summary} (failed: {names}; see the list).", error=True)
+            self._show(f"Stopped: {summary}. Run it again to do the rest.",
+                       error=bool(event.warned))
+        elif event.failed or event.warned:
+            self.files_progress.setFormat("done, with failures" if event.failed else
+                                          "done, with warnings")
+            failed = ", ".join(Path(p).name for p, _ in event.failed)
+            warned = ", ".join(Path(p).name for p in event.warned)
+            why = "; ".join(([f"failed: {failed}"] if failed else []) +
+                            ([f"values outside the model's training range: {warned}"]
+                             if warned else []))
+            self._show(f"{summary} ({why}; see the list).", error=True)
         else:
             self.files_progress.setFormat("done")
             self._show(f"{summary}, in {event.elapsed_s:.1f} s.")

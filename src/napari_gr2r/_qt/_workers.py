@@ -187,10 +187,10 @@ def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, d
     """Denoise a lazy image block by block into the zarr store ``out`` (run in a worker).
 
     Yields the engine's :class:`~napari_gr2r.engine.ChunkProgress` (the first one as soon as
-    the store exists) and returns the output zarr array, or None when stopped: the blocks
-    written so far are kept, and running it again with the same model and store resumes. A
-    store the engine refuses (another model's result, a foreign array) gives a
-    :class:`Refused` with the engine's message for the user.
+    the store exists, with the range check's ``warning``) and returns the output zarr array,
+    or None when stopped: the blocks written so far are kept, and running it again with the
+    same model and store resumes. A store the engine refuses (another model's result, a
+    foreign array) gives a :class:`Refused` with the engine's message for the user.
     """
     try:
         return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,

@@ -18,7 +18,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "against the unknown clean image, from the noisy image alone (Stein's unbiased risk "
         "estimate with the noise model fitted on IN), and say whether the residual holds signal.")
     sub.add_argument("input", help="noisy image: .tif or .zarr")
-    sub.add_argument("--model", required=True, help="model file written by 'train'")
+    sub.add_argument("-m", "--model", required=True, help="model file written by 'train'")
     sub.add_argument("--axes", help="axes of the input (default: from the file or the model)")
     sub.add_argument("--data-range", type=float,
                      help="peak for the PSNR (default: the image's 1st-99.9th percentile range)")

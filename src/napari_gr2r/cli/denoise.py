@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     den.add_argument("inputs", nargs="+", metavar="input",
                      help="noisy image(s): TIFF/OME-TIFF, zarr/OME-Zarr, PNG, JPEG, or a folder "
                      "of them, or a glob pattern")
-    den.add_argument("--model", required=True,
+    den.add_argument("-m", "--model", required=True,
                      help="model file written by 'napari-gr2r train' (required)")
     den.add_argument("-o", "--output", required=True,
                      help="result: .tif or .ome.tif (in memory) or .zarr (block by block) for "
@@ -223,6 +223,8 @@ def _run_many(args: argparse.Namespace) -> int:
                 if isinstance(event, F.FileFailed):
                     tqdm.write(f"napari-gr2r: error: {_line(event.path, event.reason)}",
                                file=sys.stderr)
+                elif isinstance(event, F.FileDone) and event.warning is not None:
+                    tqdm.write(f"napari-gr2r: warning: {event.warning}", file=sys.stderr)
                 elif isinstance(event, F.FileSkipped):
                     tqdm.write(f"skipped {event.path}: {event.reason}", file=sys.stderr)
             elif isinstance(event, F.FilesFinished):
@@ -246,6 +248,10 @@ def _summary(event: Any, out_dir: Path) -> None:
     if event.skipped:
         parts.append(f"{event.skipped} already done (--overwrite to redo)")
     print("; ".join(parts))
+    if event.warned:
+        names = ", ".join(Path(p).name for p in event.warned)
+        print(f"napari-gr2r: {len(event.warned)} result(s) may be wrong (values outside the "
+              f"model's training range, warned above): {names}", file=sys.stderr)
     if event.failed:
         names = ", ".join(Path(p).name for p, _ in event.failed)
         print(f"napari-gr2r: {len(event.failed)} file(s) failed: {names}", file=sys.stderr)

@@ -45,6 +45,9 @@ class FileDone(FileEvent):
     axes: str
     shape: tuple[int, ...]
     seconds: float
+    warning: str | None = None
+    """Why this result may be wrong (the file's values lie mostly outside the model's
+    training range), else None."""
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,5 @@ class FilesFinished(FilesEvent):
     """The results written or found, in input order."""
     stopped: bool
     elapsed_s: float
+    warned: tuple[str, ...] = ()
+    """The inputs denoised with a warning (see :attr:`FileDone.warning`), in input order."""

@@ -56,7 +56,9 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
                  precision: str | None = None,
                  tta: bool | int | None = None) -> Iterator[tuple[int, int]]:
     """Denoise one file into ``out`` (TIFF or zarr, by its extension), yielding
-    ``(blocks done, blocks in all)``; returns ``(axes, shape)``.
+    ``(blocks done, blocks in all)``; returns ``(axes, shape, warning)``, the warning being
+    why the result may be wrong (the file's values outside the model's training range) or
+    None.
 
     Raises :class:`InputError` (or the reader's error) when the file cannot be used, and
     :class:`InterruptedError` when ``should_stop`` returns True (a TIFF result is then not
@@ -85,13 +87,15 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     steps = iter_denoise_to_zarr(model, data, info.axes, target, tile=tile,
                                  batch_size=batch_size, device=device,
                                  should_stop=should_stop, overwrite=overwrite,
-                                 precision=precision, tta=tta)
+                                 precision=precision, tta=tta, name=location)
+    warning = None
     while True:
         try:
             step = next(steps)
         except StopIteration as stop:
             arr = stop.value
             break
+        warning = warning or step.warning
         yield step.done, step.total
     if kind == "zarr":
         tag_zarr_result(arr, info.axes, meta)
@@ -102,7 +106,7 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
         if views > 1:  # as a zarr store records it (one pass: the record it always had)
             result_of["views"] = views
         write_image(out, arr[...], info.axes, {**meta, "result_of": result_of})
-    return info.axes, info.shape
+    return info.axes, info.shape, warning
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +182,8 @@ def denoise_files(model: GR2RModel, inputs: PathLike | Iterable[PathLike], out_d
     finally:
         claim.release()
     yield FilesFinished(n, plan.done, plan.skipped, tuple(plan.failed), plan.sorted_outputs(),
-                        stopped, time.perf_counter() - t0)
+                        stopped, time.perf_counter() - t0,
+                        tuple(p for p in paths if p in plan.warned))
 
 
 def _output_folder(out_dir: PathLike, paths: list[str]) -> Path:
@@ -204,6 +209,7 @@ class _Plan:
         self.todo: list[tuple[int, str, Path]] = []
         self.failed: list[tuple[str, str]] = []
         self.outputs: list[str] = []
+        self.warned: set[str] = set()
         self.done = self.skipped = 0
 
     def sort(self, model: GR2RModel, overwrite: bool, views: int = 1) -> Iterator[FilesEvent]:
@@ -237,6 +243,8 @@ class _Plan:
         if isinstance(event, FileDone):
             self.done += 1
             self.outputs.append(event.output)
+            if event.warning is not None:
+                self.warned.add(event.path)
         elif isinstance(event, FileFailed):
             self.failed.append((event.path, event.reason))
 
@@ -262,7 +270,7 @@ def _in_process(model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
                 try:
                     blocks, total = next(steps)
                 except StopIteration as stop:
-                    file_axes, shape = stop.value
+                    file_axes, shape, warning = stop.value
                     break
                 yield FileProgress(n, index, path, blocks, total)
         except InterruptedError:
@@ -272,11 +280,11 @@ def _in_process(model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
             yield FileFailed(n, index, path, one_line(exc))
             continue
         yield FileDone(n, index, path, str(out), file_axes, tuple(shape),
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, warning)
 
 
 def _file_task(payload: dict[str, Any], path: str, out: str,
-               options: dict[str, Any]) -> tuple[str, tuple[int, ...], float]:
+               options: dict[str, Any]) -> tuple[str, tuple[int, ...], float, str | None]:
     """Runs on a worker: one whole file (its result written by the worker)."""
     import dask
 
@@ -290,8 +298,8 @@ def _file_task(payload: dict[str, Any], path: str, out: str,
             try:
                 next(steps)
             except StopIteration as stop:
-                axes, shape = stop.value
-                return axes, tuple(shape), time.perf_counter() - t0
+                axes, shape, warning = stop.value
+                return axes, tuple(shape), time.perf_counter() - t0, warning
 
 
 def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]], n: int,
@@ -317,11 +325,11 @@ def _on_cluster(client: Any, model: GR2RModel, todo: list[tuple[int, str, Path]]
         for future in as_completed(list(futures)):
             index, path, out = futures[future]
             try:
-                file_axes, shape, seconds = future.result()
+                file_axes, shape, seconds, warning = future.result()
             except Exception as exc:  # the task's exception, re-raised here
                 yield FileFailed(n, index, path, one_line(exc))
             else:
-                yield FileDone(n, index, path, str(out), file_axes, shape, seconds)
+                yield FileDone(n, index, path, str(out), file_axes, shape, seconds, warning)
             if should_stop is not None and should_stop():
                 yield None
                 return

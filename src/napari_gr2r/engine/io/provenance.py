@@ -96,6 +96,12 @@ def range_message(source: ImageSource, low: list[float], high: list[float],
     return None
 
 
+def range_label(name: str | None) -> str:
+    """How :func:`range_message` names the image of file or store ``name``: its last part."""
+    label = os.path.basename(os.path.normpath(name)) if name else ""
+    return label or "The image"
+
+
 def warn_outside_range(source: ImageSource, low: list[float], high: list[float],
                        name: str | None = None, stacklevel: int = 2) -> None:
     """Warn (:class:`RangeWarning`) when ``source``'s values lie mostly outside ``low..high``.
@@ -104,7 +110,6 @@ def warn_outside_range(source: ImageSource, low: list[float], high: list[float],
     ``stacklevel`` as the caller would give it to :func:`warnings.warn` (2: the line that
     called the caller).
     """
-    label = os.path.basename(os.path.normpath(name)) if name else "The image"
-    message = range_message(source, low, high, label or "The image")
+    message = range_message(source, low, high, range_label(name))
     if message is not None:
         warnings.warn(message, RangeWarning, stacklevel=stacklevel + 1)

@@ -8,12 +8,13 @@ yet done in this process (:mod:`.local`) or on a dask cluster (:mod:`.distribute
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...errors import OutputError
 from ...io.outputs import OutputClaim, check_not_input, store_location
-from ...io.provenance import input_fingerprint, warn_outside_range
+from ...io.provenance import RangeWarning, input_fingerprint, range_label, range_message
 from ...io.sources import open_lazy
 from ...model.model import GR2RModel
 from ..tiling import check_arguments, tta_views
@@ -35,9 +36,14 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                          batch_size: int = 4, device: str = "auto", client: Any = None,
                          should_stop: Callable[[], bool] | None = None,
                          overwrite: bool = False, precision: str | None = None,
-                         tta: bool | int | None = None) -> Iterator[ChunkProgress]:
+                         tta: bool | int | None = None,
+                         name: str | None = None) -> Iterator[ChunkProgress]:
     """Generator form of :func:`denoise_to_zarr`: yields :class:`ChunkProgress` per block.
 
+    The first step comes as soon as the output exists, with the range check's message as
+    its ``warning`` (None when the image's values are like the model's training data); the
+    generator itself issues no warning. ``name``: the file the message names (by default the
+    input's path or store).
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
     signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
     True, leaves every finished block recorded, so a later call resumes. While it runs the
@@ -57,8 +63,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         check_chunks(model, chunks)
     source = model.open_source(data, axes)
     info = source.info
-    name = source_path or store_location(data)
-    warn_outside_range(source, model.normalization.low, model.normalization.high, name)
+    name = name or source_path or store_location(data)
+    warning = range_message(source, model.normalization.low, model.normalization.high,
+                            range_label(name))
 
     if out is data or (hasattr(out, "store") and hasattr(data, "store") and
                        out.store == data.store and getattr(out, "path", None) ==
@@ -91,7 +98,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         state = resume_state(arr, settings, total, overwrite, owner=claim.record)
         skipped = int(state.done.sum())
         todo = [i for i in range(total) if not state.done[i]]
-        yield ChunkProgress(skipped, total, 0, skipped)
+        yield ChunkProgress(skipped, total, 0, skipped, warning)
         if client is None:
             yield from run_local(model, source, arr, grid, state, todo, tile=tile,
                                  overlap=overlap, batch_size=batch_size, device=device,
@@ -163,6 +170,11 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
     -------
     zarr.Array
         The output array; ``dask.array.from_zarr(result)`` gives a lazy view for napari.
+
+    Warns
+    -----
+    napari_gr2r.engine.io.provenance.RangeWarning
+        When the image's values lie mostly outside the range the model was trained on.
     """
     gen = iter_denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap, chunks=chunks,
                                batch_size=batch_size, device=device, client=client,
@@ -173,6 +185,8 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
             step = next(gen)
         except StopIteration as stop:
             return stop.value
+        if step.warning is not None:
+            warnings.warn(step.warning, RangeWarning, stacklevel=2)
         if progress is not None:
             progress(step.done, step.total)
 

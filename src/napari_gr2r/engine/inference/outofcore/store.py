@@ -27,12 +27,19 @@ STATE_VERSION = 1
 
 @dataclass(frozen=True)
 class ChunkProgress:
-    """Progress of an out-of-core run: ``done`` of ``total`` blocks, ``written`` in this call."""
+    """Progress of an out-of-core run: ``done`` of ``total`` blocks, ``written`` in this call.
+
+    ``warning``, on the first step only: why the result may be wrong (the image's values lie
+    mostly outside the model's training range), else None. An event rather than a Python
+    warning, so that whoever consumes the generator (the widget's worker, a run over many
+    files) shows it beside the result it concerns.
+    """
 
     done: int
     total: int
     written: int
     skipped: int
+    warning: str | None = None
 
 
 def existing_array(location: str) -> Any | None:
