@@ -41,7 +41,7 @@ from ._common import (
 )
 
 PRESET_TEXT = {
-    "fast": "U-Net width 16, depth 2, a 2D network over Z slices, 620 steps: a laptop CPU",
+    "fast": "U-Net width 16, depth 2, a 2D network (a stack plane by plane), 620 steps: a laptop CPU",
     "balanced": "four fast networks averaged (an ensemble), about 4x fast's time on a CPU",
     "quality": "width 48, depth 4, larger patches, 20,000 steps: a long run on a GPU",
 }
