@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
 
         prior.MEMBER_PRIORS = (*args.prior, *prior.MEMBER_PRIORS[len(args.prior):])
         prior.prior_weights.cache_clear()
+        # a candidate of another width (make_prior.py --width) fits networks of its width
+        width = int(prior.prior_weights(0)["encoders.0.0.weight"].shape[0])
+        prior.PRIOR_SHAPE = {**prior.PRIOR_SHAPE, "width": width}
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
     for config in args.configs or ["Confocal_BPAE_G"]:

@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
                              "(0: the shipped prior_fast.pt)")
     parser.add_argument("--val-every", type=int, default=50,
                         help="steps between validations (each scores all held-out pairs)")
+    parser.add_argument("--width", type=int, default=16,
+                        help="the U-Net's width (16: the fast preset's network)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 to build two priors side by side on two cores)")
     args = parser.parse_args(argv)
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         clean.append(c)
     config = engine.TrainConfig.from_preset("fast", method="n2c", seed=args.seed, net_dims="2d",
                                             start="scratch", steps=args.steps,
-                                            val_every=args.val_every)
+                                            val_every=args.val_every, width=args.width)
     trainer = engine.Trainer(noisy, "YX", config, target=clean, device="cpu")
     t0 = time.perf_counter()
     for event in trainer.iter_fit():
