@@ -16,15 +16,13 @@ thread; a line of JSON per run goes to ``--log`` with every step.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from .common import log_row
-from .realnoise import CONFIGS, load
-from .realnoise_levers import _value
+from .realnoise import load
+from .realnoise_levers import capture_parser, set_overrides
 
 
 def run(config: str, capture: int, preset: str, overrides: dict, until: int) -> dict:
@@ -70,20 +68,12 @@ def run(config: str, capture: int, preset: str, overrides: dict, until: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loss_spikes",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["WideField_BPAE_R"],
-                        choices=list(CONFIGS))
-    parser.add_argument("--captures", nargs="+", type=int, default=[1])
-    parser.add_argument("--preset", default="fast")
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="TrainConfig fields, e.g. steps=400 seed=2")
+    parser = capture_parser("loss_spikes", __doc__, configs=["WideField_BPAE_R"], captures=[1],
+                            preset="fast", example="steps=400 seed=2")
     parser.add_argument("--until", type=int, default=0, metavar="STEP",
                         help="stop after this step (0: the whole run)")
-    parser.add_argument("--log", type=Path)
     args = parser.parse_args(argv)
-    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = set_overrides(args)
     for config in args.configs:
         for capture in args.captures:
             row = run(config, capture, args.preset, overrides, args.until)

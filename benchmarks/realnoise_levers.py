@@ -36,6 +36,29 @@ def _value(text: str) -> object:
         return text
 
 
+def capture_parser(module: str, doc: str | None, *, configs: list[str] | None, captures: list[int],
+                   preset: str, example: str,
+                   configs_help: str | None = None) -> argparse.ArgumentParser:
+    """The arguments every real-noise run script takes: which captures, which preset with
+    which changes (``--set``), and the JSON-lines log of its runs."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=configs, choices=list(CONFIGS),
+                        help=configs_help)
+    parser.add_argument("--captures", nargs="+", type=int, default=captures)
+    parser.add_argument("--preset", default=preset)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help=f"TrainConfig fields, e.g. {example}")
+    parser.add_argument("--log", type=Path)
+    return parser
+
+
+def set_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``--set``'s ``FIELD=VALUE`` items as TrainConfig overrides (values read as Python
+    literals where they are, else as strings)."""
+    return {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+
+
 def _trace_point(trainer, event, raw: np.ndarray, gt: np.ndarray, k: float) -> dict:
     """PSNR against the ground truth of the run's current weights (runs without ``ema_decay``:
     the weights each validation scores), beside what the run itself sees (validation loss,
@@ -244,16 +267,11 @@ def compare(logs: list[Path], baseline: str, configs: list[str] | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.realnoise_levers",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS),
-                        help="the configurations to run (default Confocal_BPAE_G); with "
-                             "--compare, the ones to compare on (default: all in the logs)")
-    parser.add_argument("--captures", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--preset", default="fast")
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="TrainConfig fields, e.g. ema_decay=0.995 lr=3e-3")
+    parser = capture_parser(
+        "realnoise_levers", __doc__, configs=None, captures=[1, 2], preset="fast",
+        example="ema_decay=0.995 lr=3e-3",
+        configs_help="the configurations to run (default Confocal_BPAE_G); with --compare, "
+                     "the ones to compare on (default: all in the logs)")
     parser.add_argument("--trace-every", type=int, default=0, metavar="STEPS",
                         help="denoise and score the current weights at every validation whose "
                              "step is a multiple of STEPS (0: no trace)")
@@ -280,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
                              "others keep theirs), to measure candidate priors built by "
                              "scripts/make_prior.py")
     parser.add_argument("--label", default="")
-    parser.add_argument("--log", type=Path)
     parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",
                         help="train nothing: print every label in these logs against the runs "
                              "labelled --baseline")
@@ -306,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         # a candidate of another width (make_prior.py --width) fits networks of its width
         width = int(prior.prior_weights(0)["encoders.0.0.weight"].shape[0])
         prior.PRIOR_SHAPE = {**prior.PRIOR_SHAPE, "width": width}
-    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = set_overrides(args)
     rows = []
     for config in args.configs or ["Confocal_BPAE_G"]:
         for capture in args.captures:

@@ -24,7 +24,6 @@ members (the preset today) and against ``fast`` (the runs labelled ``--baseline`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -35,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from .common import log, log_row, psnr
-from .realnoise import CONFIGS, RANGE, brightness
-from .realnoise_levers import _value, distinct_captures, trainer_for
+from .realnoise import RANGE, brightness
+from .realnoise_levers import capture_parser, distinct_captures, set_overrides, trainer_for
 
 
 def subset_model(model, members: tuple[int, ...]):
@@ -141,16 +140,9 @@ def rules(path: Path, baseline_log: Path | None, baseline: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.realnoise_members",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["Confocal_BPAE_G"],
-                        choices=list(CONFIGS))
-    parser.add_argument("--captures", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--preset", default="balanced")
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="TrainConfig fields, e.g. steps=40 (a quick check)")
-    parser.add_argument("--log", type=Path)
+    parser = capture_parser("realnoise_members", __doc__, configs=["Confocal_BPAE_G"],
+                            captures=[1, 2], preset="balanced",
+                            example="steps=40 (a quick check)")
     parser.add_argument("--rules", type=Path, metavar="LOG",
                         help="train nothing: score selection rules on this log's runs")
     parser.add_argument("--baseline-log", type=Path, default=None)
@@ -159,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rules:
         print(rules(args.rules, args.baseline_log, args.baseline))
         return 0
-    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = set_overrides(args)
     for config in args.configs:
         for capture in args.captures:
             row = run(config, capture, args.preset, overrides)
