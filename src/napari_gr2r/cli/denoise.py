@@ -121,7 +121,7 @@ def _run_one(args: argparse.Namespace) -> int:
     from ..engine.inference.tiling import tta_views
     from ..engine.io.formats import check_output_suffix, read_image, write_image
     from ..engine.io.outputs import OutputClaim
-    from ..engine.io.provenance import RangeWarning
+    from ..engine.io.provenance import RangeWarning, warn_outside_range
 
     to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)
@@ -137,7 +137,8 @@ def _run_one(args: argparse.Namespace) -> int:
         _denoise_to_zarr(args, model, axes, out, meta)
     else:
         with OutputClaim(str(out)):  # one run at a time writes this file
-            _warn_outside_range(model, data, axes, args.input)
+            warn_outside_range(model.open_source(data, axes), model.normalization.low,
+                               model.normalization.high, args.input)
             with count_bar("tile") as progress, warnings.catch_warnings():
                 warnings.simplefilter("ignore", RangeWarning)  # said above, naming the file
                 result = engine.denoise(model, data, axes=axes, progress=progress,
@@ -149,16 +150,6 @@ def _run_one(args: argparse.Namespace) -> int:
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
           f"{time.perf_counter() - t0:.1f} s{flips} -> {out}")
     return 0
-
-
-def _warn_outside_range(model: Any, data: Any, axes: str, name: str) -> None:
-    """A warning when the image's values lie mostly outside the model's training range."""
-    from ..engine.io.provenance import RangeWarning, range_message
-
-    message = range_message(model.open_source(data, axes), model.normalization.low,
-                            model.normalization.high, Path(name).name)
-    if message is not None:
-        warnings.warn(message, RangeWarning, stacklevel=2)
 
 
 def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,

@@ -44,6 +44,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     its ``warning`` (None when the image's values are like the model's training data); the
     generator itself issues no warning. ``name``: the file the message names (by default the
     input's path or store).
+
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
     signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
     True, leaves every finished block recorded, so a later call resumes. While it runs the
