@@ -41,9 +41,8 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     """Generator form of :func:`denoise_to_zarr`: yields :class:`ChunkProgress` per block.
 
     The first step comes as soon as the output exists, with the range check's message as
-    its ``warning`` (None when the image's values are like the model's training data); the
-    generator itself issues no warning. ``name``: the file the message names (by default the
-    input's path or store).
+    its ``warning`` (else None): the generator issues no warning. ``name``: the file the
+    message names (by default the input's path or store).
 
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
     signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
