@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +117,11 @@ def _connect(args: argparse.Namespace) -> Any:
 # ---------------------------------------------------------------------------------- one image
 def _run_one(args: argparse.Namespace) -> int:
     from .. import engine
+    from ..engine.inference.memory import denoise_in_memory
     from ..engine.inference.tiling import tta_views
     from ..engine.io.formats import check_output_suffix, read_image, write_image
     from ..engine.io.outputs import OutputClaim
-    from ..engine.io.provenance import RangeWarning, warn_outside_range
+    from ..engine.io.provenance import warn_outside_range
 
     to_zarr = Path(args.output).suffix == ".zarr"
     out = check_output(args, resumable=to_zarr)
@@ -137,13 +137,14 @@ def _run_one(args: argparse.Namespace) -> int:
         _denoise_to_zarr(args, model, axes, out, meta)
     else:
         with OutputClaim(str(out)):  # one run at a time writes this file
+            # checked here to name the file; denoised without the engine's second check
             warn_outside_range(model.open_source(data, axes), model.normalization.low,
                                model.normalization.high, args.input)
-            with count_bar("tile") as progress, warnings.catch_warnings():
-                warnings.simplefilter("ignore", RangeWarning)  # said above, naming the file
-                result = engine.denoise(model, data, axes=axes, progress=progress,
-                                        tile=args.tile, device=args.device, tta=args.tta,
-                                        precision=args.precision, should_stop=stop_requested)
+            with count_bar("tile") as progress:
+                result = denoise_in_memory(model, data, axes, progress=progress,
+                                           tile=args.tile, device=args.device, tta=args.tta,
+                                           precision=args.precision,
+                                           should_stop=stop_requested)
             write_image(out, result, axes, meta)
     views = tta_views(args.tta, model)
     flips = f", the mean of {views} flips and turns (--tta 1: one pass)" if views > 1 else ""
