@@ -76,7 +76,7 @@ import numpy as np
 
 from napari_gr2r.engine.data.normalization import Normalization
 from napari_gr2r.engine.noise import refit as refit_module
-from napari_gr2r.engine.noise.global_level import refit_selected
+from napari_gr2r.engine.noise.global_level import liu_level, refit_selected
 from napari_gr2r.engine.noise.level import NoiseLevel
 from napari_gr2r.engine.noise.refit import refit
 from napari_gr2r.engine.quality.risk import variance_map
@@ -279,6 +279,37 @@ def est_chen2015(noisy: np.ndarray, rng: np.random.Generator) -> float:
     return _global_pca(noisy, rng, smallest=False)
 
 
+def est_liu_poly(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    """Liu et al.'s level (as ``refit`` computes it) on the image's four polyphase sub-images
+    (every other pixel along Y and X): pixels two apart, whose noise no longer shares a
+    correlation between neighbours, but whose signal is twice as rough."""
+    block, norm = _normalised(noisy)
+    plane = norm.apply(block)[0, 0].astype(np.float64)
+    poly = [plane[i::2, j::2] for i in range(2) for j in range(2)]
+    return _denormalised(liu_level(poly, rng), block, norm)
+
+
+def est_liu_hybrid(noisy: np.ndarray, rng: np.random.Generator) -> float:
+    """``liu_poly`` where it reads HYBRID_BAND times Liu's level on the whole image (weakly
+    correlated noise reads about 1.3 times), else the whole image's level."""
+    block, norm = _normalised(noisy)
+    plane = norm.apply(block)[0, 0].astype(np.float64)
+    full = liu_level([plane], np.random.default_rng(rng.integers(2**31)))
+    poly = liu_level([plane[i::2, j::2] for i in range(2) for j in range(2)], rng)
+    ratio = poly / max(full, 1e-30)
+    return _denormalised(poly if HYBRID_BAND[0] <= ratio <= HYBRID_BAND[1] else full,
+                         block, norm)
+
+
+HYBRID_BAND = (1.2, 1.45)
+
+
+def _denormalised(variance: float, block: np.ndarray, norm: Normalization) -> float:
+    """A variance in normalised units back in the input's."""
+    k = float(np.mean(norm.apply(block + 1.0) - norm.apply(block)))
+    return variance / (k * k)
+
+
 def _haar(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One level of a Haar transform: the 2x2 means, and the diagonal details (unit L2 norm,
     so white noise keeps its variance in them)."""
@@ -377,7 +408,8 @@ def est_select(noisy: np.ndarray, rng: np.random.Generator) -> float:
 ESTIMATORS = {"refit": est_refit, "bins": est_bins, "refit_min": est_refit_min,
               "bins_min": est_bins_min, "select": est_select,
               "highpass": est_highpass, "liu2013": est_liu2013, "chen2015": est_chen2015,
-              "foi2008": est_foi2008}
+              "foi2008": est_foi2008, "liu_poly": est_liu_poly,
+              "liu_hybrid": est_liu_hybrid}
 
 
 def run(images: dict[str, tuple[np.ndarray, float]], seeds: int, estimators: list[str],
