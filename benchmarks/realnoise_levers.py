@@ -170,14 +170,17 @@ def _denoise(model, raw: np.ndarray, views: int, shuffle: int) -> np.ndarray:
 
 def run(config: str, capture: int, overrides: dict, preset: str = "fast",
         trace_every: int = 0, noise: str = "fitted", shuffle: int = 1,
-        vst_inverse: str | None = None, supervised: str | None = None) -> dict:
+        vst_inverse: str | None = None, supervised: str | None = None,
+        lowpass: tuple[float, ...] = ()) -> dict:
     """One lever run; ``shuffle`` > 1 trains on the capture's pixel-shuffled sub-images
     (:func:`unshuffle`) and denoises each of them before putting the image back together;
     ``vst_inverse`` trains on the capture's variance-stabilised image (:func:`vst`) and brings
     the denoised image back with that inverse (:func:`inverse_vst`); ``supervised`` trains
     ``n2c`` instead of ``gr2r``, the same network, preset and start, on the ground truth
     (``"gt"``) or on the ground truth at the capture's brightness (``"k"``: ``k gt``, which
-    ``psnr_k`` scores against): the most that network and budget can reach."""
+    ``psnr_k`` scores against): the most that network and budget can reach. For each
+    ``lowpass`` sigma the run also scores the mean over the flips with the input's local
+    brightness put back (:func:`with_local_brightness`)."""
     from napari_gr2r import engine
 
     if supervised:
@@ -225,7 +228,21 @@ def run(config: str, capture: int, overrides: dict, preset: str = "fast",
         row[f"{tag}_s"] = round(time.perf_counter() - t1, 2)
         row[f"{tag}_psnr"] = round(psnr(gt, out, RANGE), 3)
         row[f"{tag}_psnr_k"] = round(psnr(k * gt, out, RANGE), 3)
+    for sigma in lowpass:
+        local = with_local_brightness(out, raw, sigma)
+        row[f"lowpass{sigma:g}_psnr"] = round(psnr(gt, local, RANGE), 3)
+        row[f"lowpass{sigma:g}_psnr_k"] = round(psnr(k * gt, local, RANGE), 3)
     return row
+
+
+def with_local_brightness(out: np.ndarray, raw: np.ndarray, sigma: float) -> np.ndarray:
+    """``out`` plus a Gaussian low-pass (``sigma`` pixels, mirrored at the border) of what
+    the denoiser took from ``raw``: the output then follows the input's brightness over
+    regions of that size, where zero-mean noise averages away."""
+    from scipy.ndimage import gaussian_filter
+
+    taken = np.asarray(raw, np.float64) - out
+    return (out + gaussian_filter(taken, sigma, mode="reflect")).astype(np.float32)
 
 
 def distinct_captures(keys) -> set[tuple[str, int]]:
@@ -297,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                              "the shipped ones (an ensemble: member i from the i-th given, the "
                              "others keep theirs), to measure candidate priors built by "
                              "scripts/make_prior.py")
+    parser.add_argument("--lowpass", type=float, nargs="+", default=(), metavar="SIGMA",
+                        help="also score the output (the mean over the flips) with the input's "
+                             "local brightness put back: a Gaussian low-pass of what the "
+                             "denoiser took, at each SIGMA in pixels")
     parser.add_argument("--label", default="")
     parser.add_argument("--compare", nargs="+", type=Path, metavar="LOG",
                         help="train nothing: print every label in these logs against the runs "
@@ -330,13 +351,13 @@ def main(argv: list[str] | None = None) -> int:
             row = dict(label=args.label, **run(config, capture, overrides, args.preset,
                                                  args.trace_every, args.noise,
                                                  args.pixel_shuffle, args.vst,
-                                                 args.supervised),
+                                                 args.supervised, tuple(args.lowpass)),
                        **({"data": str(args.data)} if args.data is not None else {}),
                        **({"prior": " ".join(map(str, args.prior))} if args.prior is not None
                           else {}))
             rows.append(row)
             log_row(row, args.log)
-    for tag in ("plain", "tta2", "tta4", "tta8"):
+    for tag in ("plain", "tta2", "tta4", "tta8", *(f"lowpass{s:g}" for s in args.lowpass)):
         log(f"{args.label} mean {tag}: PSNR {np.mean([r[f'{tag}_psnr'] for r in rows]):.3f}, "
             f"at the capture's brightness {np.mean([r[f'{tag}_psnr_k'] for r in rows]):.3f}")
     return 0
