@@ -382,6 +382,33 @@ def test_foi2008_fit_reads_poisson_gaussian_noise_on_a_smooth_image():
     assert noise_fit.est_foi2008(white, rng) == pytest.approx(400, rel=0.06)
 
 
+
+def test_liu_level_on_every_other_pixel_reads_weakly_correlated_noise_at_its_variance():
+    """The benchmark's polyphase estimator: on a smooth ramp, noise correlated between
+    neighbours (as a scanning microscope's) is read at its variance by Liu's level on pixels two
+    apart, and low by the same level on the whole image (its smallest eigenvalues)."""
+    from benchmarks import noise_fit
+
+    ramp = np.tile(np.linspace(100, 900, 194), (194, 1))
+    white = np.random.default_rng(0).standard_normal((196, 196))
+    noisy = ramp + 30 * noise_fit._correlate(white, noise_fit.WEAK)
+    whole = noise_fit.est_liu2013(noisy, np.random.default_rng(0))
+    poly = noise_fit.est_liu_poly(noisy, np.random.default_rng(0))
+    assert poly == pytest.approx(900, rel=0.06)
+    assert whole < 0.85 * 900
+
+
+def test_local_brightness_is_put_back_and_the_noise_left_out():
+    """``with_local_brightness``: an output darker than its input by a slow ramp gets the ramp
+    back, while the zero-mean noise it removed stays removed."""
+    y, x = np.mgrid[0:128, 0:128]
+    clean = 100 + 50 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    noisy = clean + np.random.default_rng(0).normal(0, 10, clean.shape)
+    out = clean - (5 + 0.05 * x)  # a denoiser that lost some brightness, unevenly
+    back = realnoise_levers.with_local_brightness(out.astype(np.float32), noisy, 16)
+    assert np.abs(back - clean).mean() < 0.25 * np.abs(out - clean).mean()
+    assert np.std(back - clean) < 0.1 * 10
+
 def test_supervised_lever_run_trains_n2c_on_the_ground_truth_at_the_capture_brightness():
     tiny_run = dict(start="scratch", width=8, patch_size=16, batch_size=2, steps=4, val_every=2,
                     event_every=1)
