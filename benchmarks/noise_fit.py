@@ -59,6 +59,10 @@ Estimators:
   sample variance of the details, and the maximum-likelihood line through them (twice, the
   second pass selecting with the first line); no clipping model (the score is the variance
   the clipped noise has).
+- ``liu_poly``: ``liu2013``'s level on the image's four polyphase sub-images (every other pixel
+  along Y and X), which weak correlation between neighbours does not bias; ``liu_hybrid``: that
+  level where it reads 1.2-1.45 times the whole image's, else the whole image's (both measured,
+  not used by the engine: ``benchmarks/results/noise_fit.md``).
 
     python -m benchmarks.noise_fit --out benchmarks/results
 """
@@ -289,8 +293,13 @@ def est_liu_poly(noisy: np.ndarray, rng: np.random.Generator) -> float:
     return _denormalised(liu_level(poly, rng), block, norm)
 
 
+HYBRID_BAND = (1.2, 1.45)
+"""The ratio of ``liu_poly``'s level to the whole image's within which ``liu_hybrid`` takes the
+polyphase one (fixed before it was run)."""
+
+
 def est_liu_hybrid(noisy: np.ndarray, rng: np.random.Generator) -> float:
-    """``liu_poly`` where it reads HYBRID_BAND times Liu's level on the whole image (weakly
+    """``liu_poly`` where it reads within HYBRID_BAND times Liu's level on the whole image (weakly
     correlated noise reads about 1.3 times), else the whole image's level."""
     block, norm = _normalised(noisy)
     plane = norm.apply(block)[0, 0].astype(np.float64)
@@ -299,9 +308,6 @@ def est_liu_hybrid(noisy: np.ndarray, rng: np.random.Generator) -> float:
     ratio = poly / max(full, 1e-30)
     return _denormalised(poly if HYBRID_BAND[0] <= ratio <= HYBRID_BAND[1] else full,
                          block, norm)
-
-
-HYBRID_BAND = (1.2, 1.45)
 
 
 def _denormalised(variance: float, block: np.ndarray, norm: Normalization) -> float:

@@ -382,7 +382,6 @@ def test_foi2008_fit_reads_poisson_gaussian_noise_on_a_smooth_image():
     assert noise_fit.est_foi2008(white, rng) == pytest.approx(400, rel=0.06)
 
 
-
 def test_liu_level_on_every_other_pixel_reads_weakly_correlated_noise_at_its_variance():
     """The benchmark's polyphase estimator: on a smooth ramp, noise correlated between
     neighbours (as a scanning microscope's) is read at its variance by Liu's level on pixels two
@@ -408,6 +407,7 @@ def test_local_brightness_is_put_back_and_the_noise_left_out():
     back = realnoise_levers.with_local_brightness(out.astype(np.float32), noisy, 16)
     assert np.abs(back - clean).mean() < 0.25 * np.abs(out - clean).mean()
     assert np.std(back - clean) < 0.1 * 10
+
 
 def test_supervised_lever_run_trains_n2c_on_the_ground_truth_at_the_capture_brightness():
     tiny_run = dict(start="scratch", width=8, patch_size=16, batch_size=2, steps=4, val_every=2,
