@@ -287,10 +287,13 @@ def est_liu_poly(noisy: np.ndarray, rng: np.random.Generator) -> float:
     """Liu et al.'s level (as ``refit`` computes it) on the image's four polyphase sub-images
     (every other pixel along Y and X): pixels two apart, whose noise no longer shares a
     correlation between neighbours, but whose signal is twice as rough."""
-    block, norm = _normalised(noisy)
-    plane = norm.apply(block)[0, 0].astype(np.float64)
-    poly = [plane[i::2, j::2] for i in range(2) for j in range(2)]
-    return _denormalised(liu_level(poly, rng), block, norm)
+    return liu_level(_polyphase(noisy), rng)
+
+
+def _polyphase(image: np.ndarray) -> list[np.ndarray]:
+    """The four sub-images of every other pixel along Y and X (Liu's level reads any units)."""
+    plane = np.asarray(image, np.float64)
+    return [plane[i::2, j::2] for i in range(2) for j in range(2)]
 
 
 HYBRID_BAND = (1.2, 1.45)
@@ -301,19 +304,9 @@ polyphase one (fixed before it was run)."""
 def est_liu_hybrid(noisy: np.ndarray, rng: np.random.Generator) -> float:
     """``liu_poly`` where it reads within HYBRID_BAND times Liu's level on the whole image (weakly
     correlated noise reads about 1.3 times), else the whole image's level."""
-    block, norm = _normalised(noisy)
-    plane = norm.apply(block)[0, 0].astype(np.float64)
-    full = liu_level([plane], np.random.default_rng(rng.integers(2**31)))
-    poly = liu_level([plane[i::2, j::2] for i in range(2) for j in range(2)], rng)
-    ratio = poly / max(full, 1e-30)
-    return _denormalised(poly if HYBRID_BAND[0] <= ratio <= HYBRID_BAND[1] else full,
-                         block, norm)
-
-
-def _denormalised(variance: float, block: np.ndarray, norm: Normalization) -> float:
-    """A variance in normalised units back in the input's."""
-    k = float(np.mean(norm.apply(block + 1.0) - norm.apply(block)))
-    return variance / (k * k)
+    full = liu_level([np.asarray(noisy, np.float64)], np.random.default_rng(rng.integers(2**31)))
+    poly = liu_level(_polyphase(noisy), rng)
+    return poly if HYBRID_BAND[0] <= poly / max(full, 1e-30) <= HYBRID_BAND[1] else full
 
 
 def _haar(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
