@@ -303,7 +303,7 @@ polyphase one (fixed before it was run)."""
 
 def est_liu_hybrid(noisy: np.ndarray, rng: np.random.Generator) -> float:
     """``liu_poly`` where it reads within HYBRID_BAND times Liu's level on the whole image (weakly
-    correlated noise reads about 1.3 times), else the whole image's level."""
+    correlated noise reads about 1.4 times), else the whole image's level."""
     full = liu_level([np.asarray(noisy, np.float64)], np.random.default_rng(rng.integers(2**31)))
     poly = liu_level(_polyphase(noisy), rng)
     return poly if HYBRID_BAND[0] <= poly / max(full, 1e-30) <= HYBRID_BAND[1] else full
