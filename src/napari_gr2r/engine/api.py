@@ -155,6 +155,10 @@ def denoise(model: GR2RModel, data: Any, axes: str | None = None, *,
     napari_gr2r.engine.io.provenance.RangeWarning
         When the image's values lie mostly outside the range the model was trained on: the
         result may then be wrong (train a model on images like this one).
+    napari_gr2r.engine.io.hotpixels.HotPixelWarning
+        When isolated pixels far above or below all their neighbours (hot or dead camera
+        pixels) were replaced by their neighbours' median before denoising, as the model was
+        trained (``config.hot_pixels``); the count is in the message.
     """
     tta = tta_views(tta, model)  # a value out of range fails here, before any work
     if out is not None:

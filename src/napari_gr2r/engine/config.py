@@ -153,6 +153,7 @@ class RunConfig:
     compile: bool = False
     tta: int = 1  # one pass: what model files written before test-time flips hold
     keep_mean: bool = False  # the output as trained: what model files written before it hold
+    hot_pixels: bool = True
 
 
 SECTIONS: dict[str, type] = {"objective": ObjectiveConfig, "network": NetworkConfig,
@@ -296,6 +297,14 @@ class TrainConfig:
         whose target sets the brightness; without held-out patches (``val_fraction=0``), on the
         drawn ones alone. ``fast`` and ``balanced``: True (measured on real captures:
         docs/method-notes.md); False (default): the output as trained.
+    hot_pixels : bool
+        Replace isolated pixels far above or below all their neighbours (a camera's hot and
+        dead pixels, cosmic rays: single pixels that the optics' point-spread function would
+        have spread) by the median of their neighbours wherever the image is read, for
+        training, denoising and the error estimate alike
+        (:mod:`napari_gr2r.engine.io.hotpixels`): a network turns such a pixel into a blurred
+        spot that looks like a real particle. True (default); False: the image as it is (an
+        image sampled so coarsely that a real spot fits in one pixel).
     compile : bool
         Compile the network with ``torch.compile`` for training (off by default); where
         compiling fails, training says so in one line and runs without it.
@@ -435,7 +444,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not "
                               f"{self.precision!r}.")
-        for name in ("compile", "keep_mean", "residual", "augment"):
+        for name in ("compile", "keep_mean", "hot_pixels", "residual", "augment"):
             setattr(self, name, check_bool(name, getattr(self, name)))
         self.tta = _check_views(self.tta)
         if self.lr_scaling not in LR_SCALINGS:

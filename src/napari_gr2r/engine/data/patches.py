@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.axes import AxesInfo
-from ..io.sources import ImageSource, random_start
+from ..io.chunks import random_start
+from ..io.sources import ImageSource
 from .normalization import Normalization
 
 MIN_TRAIN_SIDE = 16

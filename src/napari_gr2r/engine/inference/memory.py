@@ -6,14 +6,17 @@ untiled one to float precision.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..io.axes import AxesInfo
+from ..io.hotpixels import HotPixelWarning, hot_pixel_message
 from ..io.outputs import store_location
 from ..io.provenance import warn_outside_range
+from ..io.sources import ImageSource
 from ..model.model import GR2RModel
 from .tiling import TilePlan, check_arguments
 
@@ -39,13 +42,31 @@ def denoise_in_memory(model: GR2RModel, data: Any, axes: str | None = None, *,
     ``check_range``: warn (:class:`~napari_gr2r.engine.io.provenance.RangeWarning`, pointing
     at the caller's caller) when the image's values lie mostly outside the model's training
     range, as :func:`napari_gr2r.engine.denoise` does.
-    ``precision``: see :func:`~.tiling.inference_precision`.
+    ``precision``: see :func:`~.tiling.inference_precision`. Warns
+    (:class:`~napari_gr2r.engine.io.hotpixels.HotPixelWarning`) when isolated hot or dead
+    pixels were replaced (the model's ``config.hot_pixels``).
     """
     batch_size = check_arguments(model, tile, overlap, batch_size, device, precision)
     source = model.open_source(data, axes)
     if check_range:
         warn_outside_range(source, model.normalization.low, model.normalization.high,
                            store_location(data), stacklevel=3)
+    result = denoise_source(model, source, tile=tile, overlap=overlap, batch_size=batch_size,
+                            device=device, progress=progress, should_stop=should_stop,
+                            border=border, tta=tta, precision=precision)
+    if source.hot_pixels_found:
+        warnings.warn(hot_pixel_message(len(source.hot_pixels_found)), HotPixelWarning,
+                      stacklevel=2 if not check_range else 3)
+    return result
+
+
+def denoise_source(model: GR2RModel, source: ImageSource, *, tile: Any = None,
+                   overlap: Any = None, batch_size: int = 4, device: str = "auto",
+                   progress: Callable[[int, int], Any] | None = None,
+                   should_stop: Callable[[], bool] | None = None, border: int | None = None,
+                   tta: bool | int | None = None, precision: str | None = None) -> np.ndarray:
+    """:func:`denoise_in_memory` of an opened source (``model.open_source``), without its
+    checks and warnings: the caller reads ``source.hot_pixels_found`` itself."""
     plan = TilePlan(model, source, tile, overlap, border, tta, precision=precision)
     result = np.empty((source.n_samples, *source.czyx), np.float32)
     for sample, z, block in plan.run(batch_size, device, progress, should_stop):

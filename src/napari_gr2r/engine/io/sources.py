@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import GR2RError, InputError, one_line
 from .axes import parse_axes
+from .chunks import random_start
+from .hotpixels import HotPixelRule, read_repaired
 
 IN_MEMORY_LIMIT = 64 * 2**20  # elements; above this even numpy arrays are sampled
 SMALL_CHUNK = 2**14
@@ -168,30 +170,6 @@ def is_in_memory(arr: Any) -> bool:
         arr.size <= IN_MEMORY_LIMIT
 
 
-def random_start(rng: np.random.Generator, lo: int, hi: int, size: int,
-                 chunk: int | None = None) -> int:
-    """A random start for a block of ``size`` within ``[lo, hi)``.
-
-    With a ``chunk`` size (of a lazy array), the block is placed inside one chunk whenever a
-    chunk can hold it, so reading it decompresses one chunk along this axis, not two.
-
-    >>> rng = np.random.default_rng(0)
-    >>> starts = [random_start(rng, 0, 1000, 100, 256) for _ in range(200)]
-    >>> all(s // 256 == (s + 99) // 256 for s in starts)
-    True
-    """
-    if chunk is None or chunk >= hi - lo or size > chunk:
-        return lo + int(rng.integers(hi - lo - size + 1))
-    ks = np.arange(lo // chunk, (hi - 1) // chunk + 1)
-    starts = np.maximum(lo, ks * chunk)
-    room = np.minimum(hi, (ks + 1) * chunk) - starts - size
-    usable = np.flatnonzero(room >= 0)
-    if usable.size == 0:
-        return lo + int(rng.integers(hi - lo - size + 1))
-    k = usable[int(rng.integers(usable.size))]
-    return int(starts[k]) + int(rng.integers(room[k] + 1))
-
-
 def read_or_refuse(arr: Any, index: Any, what: str = "The image") -> np.ndarray:
     """``arr[index]`` in memory; a failed read (a damaged chunk) is one :class:`InputError`."""
     try:
@@ -206,8 +184,13 @@ def read_or_refuse(arr: Any, index: Any, what: str = "The image") -> np.ndarray:
 class ImageSource:
     """Read access to an N-D image in the canonical layout (sample, C, Z, Y, X).
 
-    Nothing is read until :meth:`read` is called, and then only the requested block.
+    Nothing is read until :meth:`read` is called, and then only the requested block. With a
+    :attr:`hot_pixels` rule, :meth:`read` replaces isolated hot and dead pixels
+    (:func:`.hotpixels.read_repaired`) and :attr:`hot_pixels_found` collects where they were.
     """
+
+    hot_pixels: HotPixelRule | None = None
+    """Replace isolated hot and dead pixels on reading (None: the image as it is)."""
 
     def __init__(self, data: Any, axes: str) -> None:
         arr = as_lazy_or_numpy(data)
@@ -230,6 +213,8 @@ class ImageSource:
         if self.in_memory:
             check_finite(self._arr)
             check_float32_range(self._arr)
+        self.hot_pixels_found: set[tuple[int, ...]] = set()
+        """``(sample, c, z, y, x)`` of each hot or dead pixel :meth:`read` replaced."""
 
     @property
     def n_samples(self) -> int:
@@ -242,6 +227,8 @@ class ImageSource:
     def read(self, sample: int, z: slice = slice(None), y: slice = slice(None),
              x: slice = slice(None)) -> np.ndarray:
         """Block ``(C, Z, Y, X)`` of one sample as float32, in the input's intensity units."""
+        if self.hot_pixels is not None:
+            return read_repaired(self, sample, z, y, x)
         return self._as_float32(self.read_native(sample, z, y, x), f" in sample {sample}")
 
     def read_native(self, sample: int, z: slice = slice(None), y: slice = slice(None),

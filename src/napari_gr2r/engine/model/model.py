@@ -16,6 +16,7 @@ from ..config import TrainConfig
 from ..data.normalization import Normalization
 from ..errors import AxesError
 from ..io.axes import AxesInfo
+from ..io.hotpixels import HotPixelRule
 from ..io.sources import ImageSource
 from ..noise.level import NoiseLevel
 from .run import RunRecord, RunState
@@ -129,7 +130,8 @@ class GR2RModel:
             )
 
     def open_source(self, data: Any, axes: str | None) -> ImageSource:
-        """Reader for an image this model will denoise; ``axes=None`` takes the model's axes."""
+        """Reader for an image this model will denoise; ``axes=None`` takes the model's axes.
+        It replaces isolated hot and dead pixels as training did (``config.hot_pixels``)."""
         if axes is None:
             if len(data.shape) != len(self.axes):
                 raise AxesError(
@@ -139,6 +141,8 @@ class GR2RModel:
             axes = self.axes
         source = ImageSource(data, axes)
         self.check_compatible(source.info)
+        if self.config.hot_pixels:
+            source.hot_pixels = HotPixelRule.from_noise(self.noise_level, self.normalization)
         return source
 
     def __repr__(self) -> str:

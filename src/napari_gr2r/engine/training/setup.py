@@ -25,6 +25,7 @@ from ..data.patches import SamplingPlan, split_regions
 from ..data.redundancy import suggest_context
 from ..devices import resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError
+from ..io.hotpixels import HotPixelRule
 from ..model.model import GR2RModel
 from ..model.networks import build_network, place
 from ..model.prior import load_prior
@@ -223,6 +224,10 @@ def prepare(data: Any, axes: str, config: TrainConfig | None, *, target: Any = N
     model, stats, resume_best = _model_and_statistics(images, config, model, state, rng, world,
                                                       noise)
     config = model.config  # a new network's start resolved (the prior, or scratch)
+    if config.hot_pixels:  # patches read from here on have them replaced
+        rule = HotPixelRule.from_noise(stats.noise_level, stats.norm)
+        for source in images.sources:
+            source.hot_pixels = rule
     torch_device = usable_device(model.net, torch_device, model.dims, images.info.n_channels)
     place(model.net, torch_device)
     plan = SamplingPlan((config.patch_size_z, config.patch_size, config.patch_size),

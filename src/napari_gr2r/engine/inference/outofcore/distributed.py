@@ -14,7 +14,7 @@ import numpy as np
 
 from ...devices import resolve_device
 from ...errors import InputError
-from ...io.sources import ImageSource, open_lazy
+from ...io.sources import open_lazy
 from ...model.checkpoint import model_from_dict, model_to_dict
 from ...model.model import GR2RModel
 from .local import denoise_blocks
@@ -75,7 +75,7 @@ def _cluster_task(payload: dict[str, Any], source_spec: tuple[Any, ...], axes: s
     import dask
 
     model = worker_model(payload)
-    source = ImageSource(_open_worker_source(source_spec), axes)
+    source = model.open_source(_open_worker_source(source_spec), axes)
     with dask.config.set(scheduler="synchronous"):  # a dask input is read inside this task
         for block, result in denoise_blocks(model, source, grid, indices, tile=tile,
                                             overlap=overlap, batch_size=batch_size,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...errors import OutputError
+from ...io.hotpixels import HotPixelWarning, hot_pixel_message
 from ...io.outputs import OutputClaim, check_not_input, store_location
 from ...io.provenance import RangeWarning, input_fingerprint, range_label, range_message
 from ...io.sources import open_lazy
@@ -100,9 +101,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         todo = [i for i in range(total) if not state.done[i]]
         yield ChunkProgress(skipped, total, 0, skipped, warning)
         if client is None:
-            yield from run_local(model, source, arr, grid, state, todo, tile=tile,
-                                 overlap=overlap, batch_size=batch_size, device=device,
-                                 should_stop=should_stop, precision=precision, tta=views)
+            yield from _local(model, source, arr, grid, state, todo, tile=tile,
+                              overlap=overlap, batch_size=batch_size, device=device,
+                              should_stop=should_stop, precision=precision, tta=views)
         else:
             yield from run_on_cluster(client, model, data, source_path, axes, arr, grid, state,
                                       todo, tile=tile, overlap=overlap, batch_size=batch_size,
@@ -111,6 +112,15 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     finally:
         claim.release()
     return arr
+
+
+def _local(model: GR2RModel, source: Any, arr: Any, grid: Any, state: Any, todo: list[int],
+           **kwargs: Any) -> Iterator[ChunkProgress]:
+    """:func:`run_local`, then a last step with the hot and dead pixels it replaced."""
+    yield from run_local(model, source, arr, grid, state, todo, **kwargs)
+    if source.hot_pixels_found:
+        total, skipped = len(grid), len(grid) - len(todo)
+        yield ChunkProgress(total, total, 0, skipped, hot_pixels=len(source.hot_pixels_found))
 
 
 def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
@@ -175,6 +185,8 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
     -----
     napari_gr2r.engine.io.provenance.RangeWarning
         When the image's values lie mostly outside the range the model was trained on.
+    napari_gr2r.engine.io.hotpixels.HotPixelWarning
+        When isolated hot or dead pixels were replaced (the model's ``config.hot_pixels``).
     """
     gen = iter_denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap, chunks=chunks,
                                batch_size=batch_size, device=device, client=client,
@@ -187,6 +199,8 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
             return stop.value
         if step.warning is not None:
             warnings.warn(step.warning, RangeWarning, stacklevel=2)
+        if step.hot_pixels:
+            warnings.warn(hot_pixel_message(step.hot_pixels), HotPixelWarning, stacklevel=2)
         if progress is not None:
             progress(step.done, step.total)
 

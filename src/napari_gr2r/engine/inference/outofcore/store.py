@@ -40,6 +40,9 @@ class ChunkProgress:
     written: int
     skipped: int
     warning: str | None = None
+    hot_pixels: int = 0
+    """On the last step of a run on this machine: the isolated hot or dead pixels replaced
+    (:mod:`napari_gr2r.engine.io.hotpixels`) in the blocks it denoised."""
 
 
 def existing_array(location: str) -> Any | None:
