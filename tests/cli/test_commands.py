@@ -47,6 +47,33 @@ def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clea
     np.testing.assert_allclose(zarr.open(str(out_zarr), mode="r")[...], denoised, atol=1e-4)
 
 
+def test_hot_pixels_are_replaced_and_said_unless_the_model_keeps_them(
+        capsys, model_file, noisy_tif, gaussian2d, tmp_path):
+    hot = gaussian2d.copy()
+    spots = [(10, 12), (30, 40), (50, 21)]
+    for y, x in spots:
+        hot[y, x] = 50 * float(np.ptp(gaussian2d))
+    path = tmp_path / "hot.tif"
+    tifffile.imwrite(path, hot)
+    result = run_main(capsys, "denoise", str(path), "-m", str(model_file), "-o",
+                      str(tmp_path / "out.tif"))
+    assert result.returncode == 0, result.stderr
+    assert "napari-gr2r: warning: 3 isolated pixels far above or below all their neighbours" \
+        in result.stderr
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert all(out[y, x] < gaussian2d.max() for y, x in spots)
+
+    kept = tmp_path / "kept.gr2r.pt"
+    assert run_main(capsys, "train", str(noisy_tif), "--axes", "YX", "--preset", "fast",
+                    "--steps", "10", "--keep-hot-pixels", "-o", str(kept)).returncode == 0
+    assert engine.load_model(kept).config.hot_pixels is False
+    result = run_main(capsys, "denoise", str(path), "-m", str(kept), "-o",
+                      str(tmp_path / "kept.tif"))
+    assert result.returncode == 0, result.stderr
+    assert "isolated pixels" not in result.stderr
+    assert all(tifffile.imread(tmp_path / "kept.tif")[y, x] > gaussian2d.max() for y, x in spots)
+
+
 def test_resume_training(model_file, noisy_tif, tmp_path):
     """--resume MODEL continues that (finished) run up to --steps, into the output file."""
     out = tmp_path / "more.gr2r.pt"

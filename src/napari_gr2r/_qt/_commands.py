@@ -166,6 +166,8 @@ def denoise_with_model(viewer: Any, path: str, device: str = "auto") -> Any:
         elif layer in viewer.layers:
             if result.range_warning is not None:  # returned, not warned: see denoise_array
                 show_warning(f"GR2R: {result.range_warning}")
+            if result.hot_pixels is not None:
+                show_info(f"GR2R: {result.hot_pixels}")
             _add_result(viewer, layer, result.image, model)
 
     def on_finished() -> None:

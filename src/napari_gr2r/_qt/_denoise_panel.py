@@ -222,6 +222,8 @@ class DenoisePanel(Panel):
         if result.range_warning is not None:  # returned, not warned: see denoise_array
             self._warning = result.range_warning
             show_warning(result.range_warning)
+        if result.hot_pixels is not None:
+            show_info(result.hot_pixels)
         out = add_result_layer(self.viewer, layer, result.image, model, **self._estimate(layer))
         self._show_done(f"Denoised {layer.name!r} into {out.name!r}.")
         self.state.progress.setFormat("done")

@@ -18,7 +18,8 @@ import numpy as np
 
 from napari_gr2r import engine
 from napari_gr2r.engine.devices import capped_threads
-from napari_gr2r.engine.inference.memory import denoise_in_memory
+from napari_gr2r.engine.inference.memory import denoise_source
+from napari_gr2r.engine.io.hotpixels import hot_pixel_message
 from napari_gr2r.engine.io.provenance import range_message
 
 from ._jobs import Job, Refused, WorkerFailure
@@ -160,6 +161,8 @@ class Denoised:
 
     image: np.ndarray
     range_warning: str | None
+    hot_pixels: str | None = None
+    """What was said of the hot or dead pixels replaced (None: none were)."""
 
 
 def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
@@ -172,14 +175,15 @@ def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
     another worker closing meanwhile takes away. As :func:`napari_gr2r.engine.denoise`
     otherwise, which would check the range again.
     """
-    message = range_message(model.open_source(data, axes), model.normalization.low,
-                            model.normalization.high)
+    source = model.open_source(data, axes)
+    message = range_message(source, model.normalization.low, model.normalization.high)
     try:
-        image = denoise_in_memory(model, data, axes, device=device, progress=progress,
-                                  should_stop=should_stop)
+        image = denoise_source(model, source, device=device, progress=progress,
+                               should_stop=should_stop)
     except InterruptedError:
         return None
-    return Denoised(image, message)
+    found = len(source.hot_pixels_found)
+    return Denoised(image, message, hot_pixel_message(found, advice=False) if found else None)
 
 
 def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,

@@ -57,8 +57,12 @@ def cli_words(text: str) -> str:
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
-    """Warnings as one line each, in the command line's words."""
-    print(f"napari-gr2r: warning: {cli_words(one_line(message, kind=False))}", file=sys.stderr)
+    """Warnings as one line each, in the command line's words (on a line of their own while
+    a progress bar is drawn)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"napari-gr2r: warning: {cli_words(one_line(message, kind=False))}",
+               file=sys.stderr)
 
 
 def run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

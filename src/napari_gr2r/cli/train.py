@@ -125,6 +125,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="continue the interrupted run saved in the output file (or in "
                        "MODEL) with its own settings, up to --steps; without a file there, "
                        "start a new run (default: a new run)")
+    _add_run_arguments(train)
+    train.add_argument("--noise", metavar="FILE", help="the noise from a calibration written "
+                       "by 'napari-gr2r calibrate' instead of a fit on the input")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of every random draw: equal seeds give equal runs on a CPU "
+                       "(default: %(default)s)")
+    add_device_argument(train)
+    add_overwrite_argument(train)
+    return train
+
+
+def _add_run_arguments(train: argparse.ArgumentParser) -> None:
+    """How the run computes and what the model keeps for denoising."""
     train.add_argument("--precision", choices=list(PRECISIONS),
                        help="arithmetic of the network's passes: auto (fp32 on a CPU, bf16 on a "
                        "GPU that has it), fp32, bf16, or fp16 (CUDA GPUs only) (default: auto; "
@@ -136,14 +149,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="flips and quarter turns the model averages when it denoises, "
                        "recorded in the model file (default: the preset's: 8 for fast and "
                        "balanced, 1 for quality)")
-    train.add_argument("--noise", metavar="FILE", help="the noise from a calibration written "
-                       "by 'napari-gr2r calibrate' instead of a fit on the input")
-    train.add_argument("--seed", type=int, default=0,
-                       help="seed of every random draw: equal seeds give equal runs on a CPU "
-                       "(default: %(default)s)")
-    add_device_argument(train)
-    add_overwrite_argument(train)
-    return train
+    train.add_argument("--keep-hot-pixels", dest="hot_pixels", action="store_false",
+                       default=None,
+                       help="keep isolated pixels far above or below all their neighbours as "
+                       "they are (default: such hot or dead camera pixels are replaced by "
+                       "their neighbours' median in training and denoising, as recorded in "
+                       "the model file; keep them for an image so coarsely sampled that a "
+                       "real spot fits in one pixel)")
 
 
 def _first_process() -> bool:
@@ -201,7 +213,7 @@ def _config(args: argparse.Namespace, preset: str, engine: Any) -> Any:
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The settings a resumed run takes from the command line as well as a new one."""
     options = {"checkpoint_every": args.checkpoint_every, "precision": args.precision,
-               "compile": args.compile, "tta": args.tta}
+               "compile": args.compile, "tta": args.tta, "hot_pixels": args.hot_pixels}
     return {k: v for k, v in options.items() if v is not None}
 
 
