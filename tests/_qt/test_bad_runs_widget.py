@@ -134,3 +134,27 @@ def test_sigterm_while_the_widget_trains_stops_like_stop(viewer_widget, qtbot):
     saved = engine.load_model(autosave)
     assert saved.best_step == model.best_step
     _autosave.discard(autosave)
+
+
+def test_hot_pixels_replaced_are_said_in_memory_and_block_by_block(viewer_widget, qtbot, tmp_path,
+                                                                  notifications):
+    import dask.array as da
+
+    viewer, widget = viewer_widget
+    widget.state.set_model(tiny_model())  # trained range 100..1100
+    image = np.random.default_rng(0).normal(600, 20, (48, 48)).astype(np.float32)
+    image[[10, 20, 30], [12, 25, 33]] = 60000
+    viewer.add_image(image, name="hot")
+    widget.denoise_panel.start()
+    qtbot.waitUntil(lambda: "hot [denoised]" in viewer.layers and not widget.state.denoising,
+                    timeout=30_000)
+    assert viewer.layers["hot [denoised]"].data.max() < 1100
+    viewer.add_image(da.from_array(image, chunks=24), name="lazy hot")
+    widget.data_panel.layer_combo.setCurrentText("lazy hot")
+    widget.denoise_panel.zarr_out = str(tmp_path / "hot.zarr")
+    widget.denoise_panel.start()
+    qtbot.waitUntil(lambda: "lazy hot [denoised]" in viewer.layers and
+                    not widget.state.denoising, timeout=30_000)
+    said = [n.message for n in notifications if n.severity == NotificationSeverity.INFO]
+    assert sum(m.startswith("3 isolated pixels far above or below all their neighbours")
+               for m in said) == 2

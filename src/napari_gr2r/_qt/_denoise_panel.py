@@ -16,6 +16,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
+from napari_gr2r.engine.io.hotpixels import hot_pixel_message
 
 from ._jobs import Job, ProgressRelay, Refused
 from ._layers import (
@@ -164,6 +165,8 @@ class DenoisePanel(Panel):
             self._warning = step.warning
             show_warning(step.warning)
             self.state.show_message(f"Denoising… Warning: {step.warning}", warning=True)
+        if step.hot_pixels:  # on the last step of the run
+            show_info(hot_pixel_message(step.hot_pixels, advice=False))
         self._on_progress(step.done, step.total, unit="block")
         if self._zarr_layer is None:
             # the store exists from the first step on: show it now, loading chunks as browsed
