@@ -53,7 +53,7 @@ class HotPixelRule:
         return np.sqrt(self.variance(c, x))
 
     @classmethod
-    def from_noise(cls, level, norm) -> HotPixelRule:
+    def from_noise(cls, level: Any, norm: Any) -> HotPixelRule:
         """From a :class:`~napari_gr2r.engine.noise.level.NoiseLevel` in the normalised
         units of ``norm`` (a :class:`~napari_gr2r.engine.data.normalization.Normalization`)."""
         gains, offsets, lows = [], [], []
@@ -143,10 +143,11 @@ def repair_block(block: np.ndarray, rule: HotPixelRule) -> tuple[np.ndarray, np.
 
 def read_repaired(source: Any, sample: int, z: slice, y: slice, x: slice) -> np.ndarray:
     """:meth:`ImageSource.read <napari_gr2r.engine.io.sources.ImageSource.read>` with the
-    source's ``hot_pixels`` rule: the block read with ``HALO`` pixels more on each side
-    (within the image, and within the chunks it touches: a lazy array's blocks are placed
-    inside chunks, and widening them must not decompress another), so that a pixel is judged
-    alike in every block that holds it; where they were goes to ``hot_pixels_found``."""
+    source's ``hot_pixels`` rule: the block read with ``HALO`` pixels more on each side, so
+    that a pixel is judged alike in every block that holds it (within the image, and within
+    the chunks the block touches: a lazy array's blocks are placed inside chunks, and widening
+    them must not decompress another, so a pixel on a chunk's edge may go untested in a block
+    that ends there); where they were goes to ``hot_pixels_found``."""
     where = f" in sample {sample}"
     if y.step not in (None, 1) or x.step not in (None, 1):
         return source._as_float32(source.read_native(sample, z, y, x), where)
