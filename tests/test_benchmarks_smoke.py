@@ -441,8 +441,9 @@ def test_shift_matched_truth_of_a_capture_inside_its_own_average():
 def test_hot_pixel_scene_holds_hot_pixels_the_test_finds_and_a_capture_holds_none():
     from benchmarks import hotpixels, noise_fit
 
-    clean, noisy, hot = hotpixels.camera_scene()
-    assert noisy.dtype == np.uint16 and hot.sum() == 60
+    _, noisy, hot = hotpixels.camera_scene()
+    assert noisy.dtype == np.uint16
+    assert hot.sum() == 60
     assert hotpixels.found(noisy) == 60
     capture = noise_fit._png(noise_fit.FMD / "raw" / "WideField_BPAE_R_1.png")
     assert hotpixels.found(capture) == 0

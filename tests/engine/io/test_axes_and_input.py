@@ -68,3 +68,18 @@ def test_canonical_layout_and_guesses():
     assert guess_axes((10, 10)) == "YX"
     assert guess_axes((3, 10, 10)) == "ZYX"
     assert guess_axes((10, 10, 3), rgb=True) == "YXC"
+
+
+def test_a_small_memory_mapped_image_is_fitted_on_all_its_pixels(tmp_path):
+    """A file the command line opens memory-mapped gets the statistics of the same array in
+    memory: random blocks of a small image miss the few bright spots near its edges."""
+    from napari_gr2r.engine.data.normalization import Normalization
+
+    image = np.random.default_rng(0).poisson(5, (512, 512)).astype(np.uint16)
+    for y, x in ((3, 3), (3, 500), (508, 8), (500, 505), (256, 2)):
+        image[y - 2:y + 3, x - 2:x + 3] = 30000
+    np.save(tmp_path / "spots.npy", image)
+    mapped = np.load(tmp_path / "spots.npy", mmap_mode="r")
+    rng = np.random.default_rng(0)
+    fitted = Normalization.fit(ImageSource(mapped, "YX").statistics_blocks(rng))
+    assert fitted.high == Normalization.fit([image[None, None].astype(np.float32)]).high

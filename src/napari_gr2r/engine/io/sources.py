@@ -25,6 +25,9 @@ SMALL_CHUNK = 2**14
 for training an image stored in them is read into memory when it fits
 (:func:`napari_gr2r.engine.data.collection.whole_if_tiny_chunks`)."""
 
+STATISTICS_WHOLE = 4 * 2**20
+"""Values of an image not in memory up to which its statistics read it whole."""
+
 PathLike = str | os.PathLike
 
 
@@ -260,13 +263,15 @@ class ImageSource:
         return blocks
 
     def statistics_blocks(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """The whole image when it is small and in memory, else a sample of blocks (float32).
+        """The whole image when it is in memory or small (a memory-mapped file or a store of
+        up to ``STATISTICS_WHOLE`` values: random blocks of a small image miss its edges and,
+        in an image of a few bright spots, the spots), else a sample of blocks (float32).
 
         For dtypes float32 cannot hold exactly (32/64-bit integers, float64) the blocks'
         range is checked in their own dtype first: see :func:`check_float32_precision`.
         """
         native = lossy_in_float32(self.dtype)
-        if self.in_memory:
+        if self.in_memory or self.n_samples * math.prod(self.czyx) <= STATISTICS_WHOLE:
             blocks = [self.read_native(s) if native else self.read(s)
                       for s in range(self.n_samples)]
         else:
