@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from napari_gr2r import engine
 from napari_gr2r.engine.noise.correlation import kernel_autocorrelation
 from napari_gr2r.engine.quality.estimate import STRUCTURE_MESSAGE, FittedNoise, QualityReport
+from napari_gr2r.engine.quality.report import worse_message
 
 from ._calibration import NoiseSource
 from ._jobs import Job
@@ -157,9 +158,10 @@ class NoiseView(QWidget):
             + f" ({report.residual_structure:.2f})")
         self.summary.setText(quality_words(report) + "\n" + self.summary.text())
         self.verdict.setText(verdict(report))
-        self.warning.setText(STRUCTURE_MESSAGE.replace("warning: ", "") if report.signal_removed
-                             else "")
-        self.warning.setVisible(report.signal_removed)
+        said = ([worse_message(report)] if report.worse_than_input else []) + \
+            ([STRUCTURE_MESSAGE] if report.signal_removed else [])
+        self.warning.setText("\n".join(m.replace("warning: ", "") for m in said))
+        self.warning.setVisible(bool(said))
 
     def clear(self) -> None:
         self.report = None

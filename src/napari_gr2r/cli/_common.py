@@ -167,13 +167,15 @@ def print_estimate(model: Any, data: Any, axes: str, *, seed: int, device: str,
     estimated PSNR in one line (and the structure warning when the residual holds signal),
     and return the report. ``which``: a note on the image, e.g. ``" (first input)"``."""
     from .. import engine
-    from ..engine.quality.report import STRUCTURE_MESSAGE, UNMEASURED_MESSAGE
+    from ..engine.quality.report import STRUCTURE_MESSAGE, UNMEASURED_MESSAGE, worse_message
 
     report = engine.assess(model, data, axes, seed=seed, device=device, noise=noise)
     print(f"estimated PSNR of the denoised image{which}: {report.psnr_text()} (data range "
           f"{report.data_range:.4g}; without a clean image: 'napari-gr2r assess' for details)")
     if report.noise.level.correlation_unmeasured:
         print(UNMEASURED_MESSAGE)
+    if report.worse_than_input:
+        print(worse_message(report))
     if report.signal_removed:
         print(STRUCTURE_MESSAGE)
     return report

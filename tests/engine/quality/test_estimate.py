@@ -104,6 +104,24 @@ def test_residual_structure_rises_with_the_signal_removed():
     assert strong.signal_removed, strong.residual_structure
 
 
+def test_a_result_worse_than_its_input_is_said_to_be(noisy, clean):
+    """A checkerboard blurred far more than its noise asks: its error is several times the
+    noise's, and the report says so; on smooth blobs a blur that helps and the identity are
+    not flagged."""
+    yy, xx = np.mgrid[0:96, 0:96]
+    board = 200.0 * (((yy // 6) + (xx // 6)) % 2)
+    noisy_board = (board + np.random.default_rng(0).normal(0, 10, board.shape)).astype(np.float32)
+    strong = assess(_blur(3.0), noisy_board, "YX")
+    assert _true_mse(_blur(3.0)(noisy_board[None, None])[0, 0], board) > 10 * 10**2
+    assert strong.worse_than_input
+    assert "warning: the denoised image is likely worse than the noisy input" in strong.summary()
+    for fine in (_blur(1.0), lambda block: block):
+        assert _true_mse(fine(noisy[None, None])[0, 0], clean) <= 1.05 * 25**2
+        report = assess(fine, noisy, "YX")
+        assert not report.worse_than_input
+        assert "worse than the noisy input" not in report.summary()
+
+
 def test_seeded_and_lazy_inputs_agree(model, noisy):
     import dask.array as da
 

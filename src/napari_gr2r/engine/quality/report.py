@@ -106,6 +106,12 @@ class QualityReport:
         return self.residual_structure > STRUCTURE_WARNING
 
     @property
+    def worse_than_input(self) -> bool:
+        """True when even the low end of :attr:`mse_interval` exceeds the noise's variance: the
+        denoised image is likely further from the clean one than the noisy input is."""
+        return self.mse_interval[0] > self.noise_variance > 0
+
+    @property
     def unresolved(self) -> bool:
         """True when the estimate fell to zero: the error is smaller than the estimate can tell
         from zero (its unbiased value came out negative), so only the interval's conservative
@@ -168,6 +174,8 @@ class QualityReport:
         ]
         if self.noise.level.correlation_unmeasured:
             lines.append(UNMEASURED_MESSAGE)
+        if self.worse_than_input:
+            lines.append(worse_message(self))
         if self.signal_removed:
             lines.append(STRUCTURE_MESSAGE)
         return "\n".join(lines)
@@ -180,6 +188,15 @@ UNMEASURED_MESSAGE = (
     "several times too low; the interval allows for that. For a tight estimate, calibrate the "
     "noise on repeated captures ('napari-gr2r calibrate') and pass it with --noise."
 )
+
+def worse_message(report: QualityReport) -> str:
+    """The warning for a report :attr:`~QualityReport.worse_than_input`."""
+    noisy = 10 * math.log10(report.data_range**2 / report.noise_variance)
+    return (f"warning: the denoised image is likely worse than the noisy input ({report.psnr():.2f} "
+            f"against about {noisy:.2f} dB for the input): its error is larger than the noise it "
+            "was meant to remove. Do not use this result; an image whose intensities span many "
+            "orders of magnitude (a few very bright spots on a dark background) is one such case.")
+
 
 STRUCTURE_MESSAGE = (
     "warning: the removed residual holds image structure, not only noise: the denoiser is "
