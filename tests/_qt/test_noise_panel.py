@@ -106,3 +106,17 @@ def test_a_denoiser_that_removes_signal_is_flagged(qtbot):
     view.show_report(engine.assess(_blur, noisy, "YX"))
     assert view.warning.isVisibleTo(view)
     assert "fewer steps" in view.warning.text()
+
+
+def test_a_result_worse_than_its_input_is_said_to_be(qtbot):
+    yy, xx = np.mgrid[0:96, 0:96]
+    clean = 200.0 * (((yy // 6) + (xx // 6)) % 2)
+    noisy = (clean + np.random.default_rng(0).normal(0, 10, clean.shape)).astype(np.float32)
+    view = NoiseView()
+    qtbot.addWidget(view)
+    report = engine.assess(_blur, noisy, "YX")
+    assert report.worse_than_input
+    view.show_report(report)
+    assert view.warning.isVisibleTo(view)
+    assert view.warning.text().startswith("the denoised image is likely worse than the noisy input")
+    assert "fewer steps" in view.warning.text()  # and the signal it removed, on its own line
