@@ -95,10 +95,15 @@ def _blur(block: np.ndarray, sd: float = 3.0) -> np.ndarray:
     return F.conv2d(F.pad(planes, (r,) * 4, mode="reflect"), kernel).reshape(block.shape).numpy()
 
 
-def test_a_denoiser_that_removes_signal_is_flagged(qtbot):
+def _board(square: int, sd: float) -> np.ndarray:
+    """A 96² checkerboard of 0 and 200 with Gaussian noise of ``sd``."""
     yy, xx = np.mgrid[0:96, 0:96]
-    clean = 200.0 * (((yy // 12) + (xx // 12)) % 2)
-    noisy = (clean + np.random.default_rng(0).normal(0, 25, clean.shape)).astype(np.float32)
+    clean = 200.0 * (((yy // square) + (xx // square)) % 2)
+    return (clean + np.random.default_rng(0).normal(0, sd, clean.shape)).astype(np.float32)
+
+
+def test_a_denoiser_that_removes_signal_is_flagged(qtbot):
+    noisy = _board(12, 25)
     view = NoiseView()
     qtbot.addWidget(view)
     view.show_report(engine.assess(lambda b: b, noisy, "YX"))
@@ -109,9 +114,7 @@ def test_a_denoiser_that_removes_signal_is_flagged(qtbot):
 
 
 def test_a_result_worse_than_its_input_is_said_to_be(qtbot):
-    yy, xx = np.mgrid[0:96, 0:96]
-    clean = 200.0 * (((yy // 6) + (xx // 6)) % 2)
-    noisy = (clean + np.random.default_rng(0).normal(0, 10, clean.shape)).astype(np.float32)
+    noisy = _board(6, 10)
     view = NoiseView()
     qtbot.addWidget(view)
     report = engine.assess(_blur, noisy, "YX")

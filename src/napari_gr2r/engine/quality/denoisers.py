@@ -61,6 +61,8 @@ def model_denoiser(model: GR2RModel, tile: Any, batch_size: int, device: str,
         # planes out
         context = bool(model.config.context)
         source = GatheredBlock(block) if context else model.open_source(block, "CZYX")
+        if not context:  # read from the assessed image's source, its hot pixels replaced
+            source.hot_pixels = None
         plan = TilePlan(model, source, tile, None, tta=views,  # type: ignore[arg-type]
                         gathered=context, view=view)
         out = np.empty((model.channels, *block.shape[1:]), np.float32)
