@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -68,3 +70,22 @@ def test_a_run_from_the_prior_keeps_the_image_brightness():
         drift[keep] = abs(float(denoised.mean()) / float(noisy.mean()) - 1)
     assert drift[False] > 0.005  # the prior's brightness, carried onto this capture
     assert drift[True] < 0.5 * drift[False]
+
+
+def test_a_few_pixels_a_network_misses_by_far_do_not_shift_the_rest():
+    """One pixel per patch far above the rest (a very bright spot on a dark background): the
+    shift comes from the other pixels, as it would without them."""
+    torch.manual_seed(0)
+    net = UNet(dims=2, channels=1, width=4, depth=1).eval()
+    with torch.no_grad():
+        net.head.bias.add_(0.3)
+    batches = _batches(1)
+    spiked = [[b[0].clone()] for b in batches]
+    for arrays in spiked:
+        arrays[0][:, :, 12, 12] = 500.0
+    plain = copy.deepcopy(net)
+    keep_mean(plain, batches, torch.device("cpu"))
+    keep_mean(net, spiked, torch.device("cpu"))
+    # (a plain mean over all pixels moves it by 0.8)
+    assert abs(float(net.head.bias - plain.head.bias)) < 0.1
+    assert abs(float(_taken(net, batches))) < 0.1
