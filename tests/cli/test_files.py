@@ -96,3 +96,20 @@ def test_train_on_a_folder_of_files(folder, tmp_path, capsys):
     assert main(["train", str(folder / "cell0.tif"), str(folder / "stack.tif"), "--steps", "3",
                  "-o", str(tmp_path / "x.gr2r.pt")]) == 2
     assert "stack.tif has axes ZYX" in capsys.readouterr().err
+
+
+def test_a_folder_run_names_the_files_whose_hot_pixels_were_replaced(model_file, tmp_path,
+                                                                     capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, hot in (("plain", 0), ("hot", 2)):
+        image = RNG.normal(100, 20, (40, 56)).astype(np.float32)
+        image[[10, 25][:hot], [12, 40][:hot]] = 1e5
+        tifffile.imwrite(raw / f"{name}.tif", image)
+    result = run_main(capsys, "denoise", str(raw), "-m", str(model_file), "-o",
+                      str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "isolated pixels" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("napari-gr2r: warning: hot.tif: 2 isolated pixels far above")
+    assert tifffile.imread(tmp_path / "out" / "hot.tif").max() < 1000
