@@ -62,8 +62,9 @@ def keep_mean(net: nn.Module, batches: list[list[torch.Tensor]], device: torch.d
             values = torch.cat(parts, 1)
             for c, row in enumerate(values):
                 away = (row - row.median()).abs()
-                kept = away <= TRIM * 1.4826 * away.median()
-                if away.median() > 0 and not kept.all():  # else the plain mean above
+                spread = 1.4826 * away.median()
+                kept = away <= TRIM * spread
+                if spread > 0 and not kept.all():  # else the plain mean above
                     offset[c] = row[kept].mean()
             unet.head.bias.add_(offset.to(unet.head.bias.dtype))
             offsets.append([float(v) for v in offset])
