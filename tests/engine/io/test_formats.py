@@ -91,11 +91,44 @@ def test_ome_tiff_pixel_size_is_read_and_written(tmp_path):
         assert tif.is_ome
         assert 'PhysicalSizeX="0.325"' in tif.ome_metadata
     assert read_image(tmp_path / "out.ome.tif")[1] == meta
-    # a plain .tif result keeps it in its description
+    # a plain .tif result is an ImageJ hyperstack: Fiji sees the slices, pixel size and spacing
     write_image(tmp_path / "out.tif", np.asarray(back), "ZYX", meta)
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
-        assert json.loads(tif.pages[0].description)["scale"] == [2.0, 0.325, 0.325]
+        assert tif.is_imagej
+        assert tif.imagej_metadata["slices"] == 3
+        assert tif.imagej_metadata["unit"] == "micron"
+        assert tif.imagej_metadata["spacing"] == 2.0
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(0.325)
     assert read_image(tmp_path / "out.tif")[1] == meta
+
+
+def test_a_plain_tiff_result_out_of_imagejs_axis_order_has_its_pixel_size_per_centimetre(
+        tmp_path):
+    data = RNG.random((2, 3, 40, 36)).astype(np.float32)
+    meta = {"axes": "CZYX", "scale": [1.0, 2.0, 0.5, 0.25], "unit": "µm"}
+    write_image(tmp_path / "out.tif", data, "CZYX", meta)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert not tif.is_imagej
+        assert json.loads(page.description)["axes"] == "CZYX"
+        assert page.tags["ResolutionUnit"].value == 3
+        xn, xd = page.tags["XResolution"].value
+        yn, yd = page.tags["YResolution"].value
+        assert (xd / xn, yd / yn) == (pytest.approx(0.25e-4), pytest.approx(0.5e-4))
+    back, read = read_image(tmp_path / "out.tif")
+    np.testing.assert_array_equal(np.asarray(back), data)
+    assert read == meta
+
+
+def test_a_result_written_by_earlier_versions_is_read_with_its_pixel_size(tmp_path):
+    data = RNG.random((3, 40, 36)).astype(np.float32)
+    description = {"axes": "ZYX", "shape": [3, 40, 36], "scale": [2.0, 0.3, 0.3], "unit": "µm"}
+    tifffile.imwrite(tmp_path / "old.tif", data, description=json.dumps(description),
+                     metadata=None, photometric="minisblack")
+    back, meta = read_image(tmp_path / "old.tif")
+    np.testing.assert_array_equal(np.asarray(back), data)
+    assert meta == {"axes": "ZYX", "scale": [2.0, 0.3, 0.3], "unit": "µm"}
 
 
 def test_ome_tiff_result_of_channels_last_goes_to_ome_order(tmp_path):

@@ -6,8 +6,9 @@ scikit-image use). Other microscope formats (CZI, ND2, LIF, ...) are refused wit
 naming a reader to install, as are folders, damaged files and files whose contents are not
 what their name says. Pixel sizes come from napari-gr2r's own TIFF description, OME-XML
 (OME-TIFF), ImageJ metadata or OME-Zarr's coordinate transformations, and go into the
-outputs: a JSON description in a TIFF, OME-XML in an OME-TIFF (``.ome.tif``), attributes of
-a zarr result.
+outputs: ImageJ's hyperstack metadata and napari-gr2r's JSON description in a TIFF (the
+pixel size in the resolution tags where the axes are not in ImageJ's order), OME-XML in an
+OME-TIFF (``.ome.tif``), attributes of a zarr result.
 
 Written: TIFF, atomically (a temporary file in the same folder, then a rename). Any other
 extension is refused rather than written as a TIFF under a misleading name.
@@ -24,7 +25,14 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from .atomic import atomic_path
-from .pixelsize import check_tiff, clean_scale, ome_zarr_scale, tiff_metadata, tifffile_quiet
+from .pixelsize import (
+    check_tiff,
+    clean_scale,
+    ome_zarr_scale,
+    plain_tiff_layout,
+    tiff_metadata,
+    tifffile_quiet,
+)
 from .sources import is_url, open_lazy
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".lsm")
@@ -310,7 +318,8 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
     A ``.ome.tif`` (``.ome.tiff``) name is written as OME-TIFF, its axes in OME's order
     (``TCZYX``, the sample axis S as T) with the pixel size as OME ``PhysicalSize``; other
     TIFFs keep the axes, shape, scale and unit in a JSON description that :func:`read_image`
-    reads back. ``meta["result_of"]``, when given, is recorded in a private tag
+    reads back, and are ImageJ hyperstacks where the axes allow
+    (:func:`~.pixelsize.plain_tiff_layout`). ``meta["result_of"]``, when given, is recorded in a private tag
     (:func:`read_result_of`).
     """
     path = Path(path)
@@ -328,12 +337,14 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
         for key in ("scale", "unit"):
             if meta and meta.get(key) is not None:
                 description[key] = meta[key]
-        kwargs = {"description": json.dumps(description), "metadata": None}
+        kwargs = plain_tiff_layout(axes, data.nbytes, description)
     # minisblack: planes of intensities, never an RGB guess from a side of 3 or 4 (a
     # 3-slice stack or 3 channels would otherwise be stored as one RGB image)
     with atomic_path(path) as tmp:
         result_of = (meta or {}).get("result_of")
-        extratags = [(RESULT_TAG, "s", 0, json.dumps(result_of), True)] if result_of else []
+        extratags = kwargs.pop("extratags", [])
+        if result_of:
+            extratags = [*extratags, (RESULT_TAG, "s", 0, json.dumps(result_of), True)]
         tifffile.imwrite(tmp, data, photometric="minisblack", extratags=extratags, **kwargs)
     return path
 

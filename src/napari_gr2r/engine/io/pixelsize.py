@@ -119,12 +119,15 @@ def clean_scale(meta: dict[str, Any], ndim: int) -> dict[str, Any]:
 
 
 def tiff_metadata(path: Path, axes: str | None) -> dict[str, Any]:
-    """Axes, scale and unit: napari-gr2r's JSON description, else OME-XML, else ImageJ."""
+    """Axes, scale and unit: napari-gr2r's JSON description (its own tag, else the
+    ImageDescription), else OME-XML, else ImageJ."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        description = page.description or ""
+        ours = page.tags.get(DESCRIPTION_TAG)
+        description = ours.value if ours is not None and isinstance(ours.value, str) else \
+            page.description or ""
         if description.startswith("{"):
             try:
                 info = json.loads(description)
@@ -239,3 +242,47 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
     if units:
         meta["unit"] = str(units[-1])
     return meta
+
+
+DESCRIPTION_TAG = 65001
+"""A private TIFF tag holding napari-gr2r's JSON description (axes, shape, scale, unit) where the
+ImageDescription holds ImageJ's."""
+
+IMAGEJ_ORDER = "TZCYX"
+IMAGEJ_BYTES = 2**32 - 2**26
+"""ImageJ reads hyperstacks from classic TIFFs only (under 4 GiB)."""
+
+_CM_PER = {"µm": 1e-4, "um": 1e-4, "micron": 1e-4, "nm": 1e-7, "mm": 0.1, "cm": 1.0, "m": 100.0}
+
+
+def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> dict[str, Any]:
+    """tifffile's keyword arguments for a result in a plain (not OME) TIFF, so that Fiji and
+    other readers see its pixel size, not only napari-gr2r.
+
+    Axes in ImageJ's order (``TZCYX``, any of them) and under 4 GiB: an ImageJ hyperstack, with
+    its frames, slices, channels, pixel size, Z spacing and unit; the JSON description that
+    :func:`tiff_metadata` reads first goes into :data:`DESCRIPTION_TAG`. Otherwise the JSON is the
+    ImageDescription and the pixel size of a length unit is in the resolution tags, per
+    centimetre (the only metric unit TIFF has).
+    """
+    scale, unit = description.get("scale"), description.get("unit")
+    size = dict(zip(axes, scale)) if scale is not None else {}
+    cm = _CM_PER.get(unit) if size else None
+    text = json.dumps(description)
+    in_order = [IMAGEJ_ORDER.find(a) for a in axes]
+    if axes.endswith("YX") and -1 not in in_order and in_order == sorted(in_order) \
+            and nbytes < IMAGEJ_BYTES:
+        metadata: dict[str, Any] = {"axes": axes}
+        kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata,
+                                  "extratags": [(DESCRIPTION_TAG, "s", 0, text, True)]}
+        if cm is not None:
+            metadata["unit"] = "micron" if cm == 1e-4 else unit
+            kwargs["resolution"] = (1 / size["X"], 1 / size["Y"])
+            if "Z" in size:
+                metadata["spacing"] = size["Z"]
+        return kwargs
+    kwargs = {"description": text, "metadata": None, "extratags": []}
+    if cm is not None:
+        kwargs["resolution"] = (1 / (size["X"] * cm), 1 / (size["Y"] * cm))
+        kwargs["resolutionunit"] = 3  # centimetre
+    return kwargs
