@@ -9,6 +9,7 @@ import signal
 import numpy as np
 import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
+from qtpy.QtCore import Qt
 from tests.helpers import shrink_widget, tiny_model
 
 from napari_gr2r import engine
@@ -158,3 +159,29 @@ def test_hot_pixels_replaced_are_said_in_memory_and_block_by_block(viewer_widget
     said = [n.message for n in notifications if n.severity == NotificationSeverity.INFO]
     assert sum(m.startswith("3 isolated pixels far above or below all their neighbours")
                for m in said) == 2
+
+
+def test_hot_pixels_are_kept_when_the_box_is_unticked(viewer_widget, qtbot, notifications,
+                                                      tmp_path):
+    viewer, widget = viewer_widget
+    image = np.random.default_rng(1).normal(600, 20, (64, 64)).astype(np.float32)
+    image[[10, 20, 40], [12, 45, 33]] = 60000
+    viewer.add_image(image, name="hot")
+    settings = widget.settings_panel
+    assert settings.hot_pixels.isChecked()  # the engine's default
+    settings.hot_pixels.setChecked(False)
+    settings.start_prior.setChecked(False)
+    settings.width.setValue(4)
+    settings.steps.setValue(10)
+    assert settings.config().hot_pixels is False
+    widget.training_panel.result_layer.setChecked(True)
+    qtbot.mouseClick(widget.training_panel.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "hot [denoised]" in viewer.layers and not widget.state.training
+                    and not widget.state.denoising, timeout=60_000)
+    assert widget.state.model.config.hot_pixels is False
+    said = [n.message for n in notifications if n.severity == NotificationSeverity.INFO]
+    assert not any("isolated pixels" in m for m in said)
+    # a model trained with the replacement ticks the box again when loaded
+    engine.save_model(tiny_model(), tmp_path / "m.gr2r.pt")
+    widget.denoise_panel.load_model(str(tmp_path / "m.gr2r.pt"))
+    assert settings.hot_pixels.isChecked()

@@ -205,6 +205,14 @@ class SettingsPanel(Panel):
             "The share of the image kept out of training to check the network on and to keep "
             "its best weights (validation fraction). 0: keep the last weights.")
         form.addRow("Held out for checking", self.val_fraction)
+        self.hot_pixels = QCheckBox("Replace hot and dead pixels")
+        self.hot_pixels.setChecked(engine.TrainConfig().hot_pixels)
+        self.hot_pixels.setToolTip(
+            "Replace isolated pixels far above or below all their neighbours (a camera's hot "
+            "or dead pixels, cosmic rays) by the median of their neighbours before training and "
+            "denoising, so that they do not come out as blurred spots. Off: keep every pixel, "
+            "for images whose real features are single pixels.")
+        form.addRow("", self.hot_pixels)
         self.seed = _int_spin(-1, 2**31 - 1, 1)
         self.seed.setSpecialValueText("random")
         self.seed.setValue(0)
@@ -284,6 +292,7 @@ class SettingsPanel(Panel):
         self.width.setValue(model.config.width)
         self.depth.setValue(model.config.depth)
         self.members.setValue(model.config.members)
+        self.hot_pixels.setChecked(model.config.hot_pixels)
         self.set_context(model.config.context)  # continuing a model keeps its planes
 
     def set_context(self, context: int | str) -> None:
@@ -325,6 +334,7 @@ class SettingsPanel(Panel):
             context=self.context_value(),
             precision=str(self.precision.currentData()),
             compile=self.compile.isChecked(),
+            hot_pixels=self.hot_pixels.isChecked(),
         )
 
     def method_id(self) -> str:
