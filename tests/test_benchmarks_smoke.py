@@ -447,3 +447,18 @@ def test_hot_pixel_scene_holds_hot_pixels_the_test_finds_and_a_capture_holds_non
     assert hotpixels.found(noisy) == 60
     capture = noise_fit._png(noise_fit.FMD / "raw" / "WideField_BPAE_R_1.png")
     assert hotpixels.found(capture) == 0
+
+
+def test_dynamic_range_scenes_and_a_transformed_run():
+    from benchmarks import dynamic_range as dr
+
+    for kind in dr.SCENES:
+        clean, noisy = dr.scene(kind, 3000, 0)
+        assert clean.min() == pytest.approx(dr.OFFSET + dr.BACKGROUND)
+        assert clean.max() == pytest.approx(dr.OFFSET + dr.BACKGROUND + 3000)
+        dark = clean < dr.OFFSET + dr.BACKGROUND + 1
+        assert np.std(noisy[dark] - clean[dark]) == pytest.approx(
+            np.sqrt(dr.BACKGROUND + dr.READ**2), rel=0.1)
+    row = dr.run_case("spots", 300, 0, "fast+vst", steps=1)
+    assert row["psnr"] > row["psnr_noisy"]  # from the prior, one step already denoises
+    assert "| spots | 300 |" in dr.table([row, {**row, "method": "fast"}])
