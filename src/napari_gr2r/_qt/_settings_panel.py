@@ -205,14 +205,7 @@ class SettingsPanel(Panel):
             "The share of the image kept out of training to check the network on and to keep "
             "its best weights (validation fraction). 0: keep the last weights.")
         form.addRow("Held out for checking", self.val_fraction)
-        self.hot_pixels = QCheckBox("Replace hot and dead pixels")
-        self.hot_pixels.setChecked(engine.TrainConfig().hot_pixels)
-        self.hot_pixels.setToolTip(
-            "Replace isolated pixels far above or below all their neighbours (a camera's hot "
-            "or dead pixels, cosmic rays) by the median of their neighbours before training and "
-            "denoising, so that they do not come out as blurred spots. Off: keep every pixel, "
-            "for images whose real features are single pixels.")
-        form.addRow("", self.hot_pixels)
+        self._build_hot_pixels(form)
         self.seed = _int_spin(-1, 2**31 - 1, 1)
         self.seed.setSpecialValueText("random")
         self.seed.setValue(0)
@@ -244,6 +237,17 @@ class SettingsPanel(Panel):
             "of width 16 and depth 2 only, any other starts from random weights.")
         self.start_prior.toggled.connect(self._on_start_changed)
         form.addRow("", self.start_prior)
+
+    def _build_hot_pixels(self, form: QFormLayout) -> None:
+        """Whether hot and dead pixels are replaced (``TrainConfig.hot_pixels``)."""
+        self.hot_pixels = QCheckBox("Replace hot and dead pixels")
+        self.hot_pixels.setChecked(engine.TrainConfig().hot_pixels)
+        self.hot_pixels.setToolTip(
+            "Replace isolated pixels far above or below all their neighbours (a camera's hot "
+            "or dead pixels, cosmic rays) by the median of their neighbours before training and "
+            "denoising, so that they do not come out as blurred spots. Off: keep every pixel, "
+            "for images whose real features are single pixels.")
+        form.addRow("", self.hot_pixels)
 
     def _on_start_changed(self, prior: bool) -> None:
         """The learning rate field shows the rate of the chosen start (the preset's)."""
