@@ -121,6 +121,18 @@ def test_a_plain_tiff_result_out_of_imagejs_axis_order_has_its_pixel_size_per_ce
     assert read == meta
 
 
+def test_a_plain_tiff_result_of_samples_is_an_imagej_stack_of_frames(tmp_path):
+    data = RNG.random((3, 40, 36)).astype(np.float32)
+    meta = {"axes": "SYX", "scale": [1.0, 0.5, 0.5], "unit": "µm"}
+    write_image(tmp_path / "out.tif", data, "SYX", meta)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert tif.is_imagej
+        assert tif.imagej_metadata["frames"] == 3
+    back, read = read_image(tmp_path / "out.tif")
+    np.testing.assert_array_equal(np.asarray(back), data)
+    assert read == meta  # napari-gr2r reads its own axes back
+
+
 def test_a_result_written_by_earlier_versions_is_read_with_its_pixel_size(tmp_path):
     data = RNG.random((3, 40, 36)).astype(np.float32)
     description = {"axes": "ZYX", "shape": [3, 40, 36], "scale": [2.0, 0.3, 0.3], "unit": "µm"}

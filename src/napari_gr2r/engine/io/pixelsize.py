@@ -259,8 +259,9 @@ def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> di
     """tifffile's keyword arguments for a result in a plain (not OME) TIFF, so that Fiji and
     other readers see its pixel size, not only napari-gr2r.
 
-    Axes in ImageJ's order (``TZCYX``, any of them) and under 4 GiB: an ImageJ hyperstack, with
-    its frames, slices, channels, pixel size, Z spacing and unit; the JSON description that
+    Axes in ImageJ's order (``TZCYX``, any of them; a sample axis ``S`` as frames where there is
+    no ``T``) and under 4 GiB: an ImageJ hyperstack, with its frames, slices, channels, pixel
+    size, Z spacing and unit; the JSON description that
     :func:`tiff_metadata` reads first goes into :data:`DESCRIPTION_TAG`. Otherwise the JSON is the
     ImageDescription and the pixel size of a length unit is in the resolution tags, per
     centimetre (the only metric unit TIFF has).
@@ -269,10 +270,12 @@ def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> di
     size = dict(zip(axes, scale)) if scale is not None else {}
     cm = _CM_PER.get(unit) if size else None
     text = json.dumps(description)
-    in_order = [IMAGEJ_ORDER.find(a) for a in axes]
-    if axes.endswith("YX") and -1 not in in_order and in_order == sorted(in_order) \
+    # a sample axis (independent images) is ImageJ's frames where there is no time axis
+    letters = axes.replace("S", "T") if "T" not in axes else axes
+    in_order = [IMAGEJ_ORDER.find(a) for a in letters]
+    if letters.endswith("YX") and -1 not in in_order and in_order == sorted(in_order) \
             and nbytes < IMAGEJ_BYTES:
-        metadata: dict[str, Any] = {"axes": axes}
+        metadata: dict[str, Any] = {"axes": letters}
         kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata,
                                   "extratags": [(DESCRIPTION_TAG, "s", 0, text, True)]}
         if cm is not None:
