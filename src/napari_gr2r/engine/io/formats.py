@@ -30,6 +30,7 @@ from .pixelsize import (
     clean_scale,
     ome_zarr_scale,
     plain_tiff_layout,
+    samples_as_time,
     tiff_metadata,
     tifffile_quiet,
 )
@@ -369,7 +370,7 @@ def read_result_of(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def _ome_layout(data: np.ndarray, axes: str, meta: dict[str, Any] | None,
                 ) -> tuple[np.ndarray, str, dict[str, Any]]:
-    letters = axes.replace("S", "T") if "T" not in axes else axes
+    letters = samples_as_time(axes)
     order = [letters.index(a) for a in "TCZYX" if a in letters]
     ome_axes = "".join(letters[i] for i in order)
     metadata: dict[str, Any] = {"axes": ome_axes}

@@ -255,6 +255,12 @@ IMAGEJ_BYTES = 2**32 - 2**26
 _CM_PER = {"µm": 1e-4, "um": 1e-4, "micron": 1e-4, "nm": 1e-7, "mm": 0.1, "cm": 1.0, "m": 100.0}
 
 
+def samples_as_time(axes: str) -> str:
+    """``axes`` with a sample axis (independent images) as time where there is no time axis:
+    how the OME and ImageJ layouts, which have no sample axis, hold one."""
+    return axes.replace("S", "T") if "T" not in axes else axes
+
+
 def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> dict[str, Any]:
     """tifffile's keyword arguments for a result in a plain (not OME) TIFF, so that Fiji and
     other readers see its pixel size, not only napari-gr2r.
@@ -270,8 +276,7 @@ def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> di
     size = dict(zip(axes, scale)) if scale is not None else {}
     cm = _CM_PER.get(unit) if size else None
     text = json.dumps(description)
-    # a sample axis (independent images) is ImageJ's frames where there is no time axis
-    letters = axes.replace("S", "T") if "T" not in axes else axes
+    letters = samples_as_time(axes)
     in_order = [IMAGEJ_ORDER.find(a) for a in letters]
     if letters.endswith("YX") and -1 not in in_order and in_order == sorted(in_order) \
             and nbytes < IMAGEJ_BYTES:
