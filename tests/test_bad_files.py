@@ -29,6 +29,7 @@ import zarr
 from napari_gr2r import engine
 from napari_gr2r.cli import main
 from napari_gr2r.engine import GR2RError
+from napari_gr2r.engine.io.omezarr import open_result
 from napari_gr2r.engine.io.outputs import OutputClaim
 from tests.helpers import tiny_model
 
@@ -273,20 +274,20 @@ def test_a_zarr_output_is_not_reused_for_another_input(tmp_path, models, capsys)
     model = str(models / "m.gr2r.pt")
     out = str(tmp_path / "o.zarr")
     assert main(["denoise", str(tmp_path / "ca" / "x.tif"), "--model", model, "-o", out]) == 0
-    first = zarr.open_array(out, mode="r")[...]
+    first = open_result(out, mode="r")[...]
     capsys.readouterr()
     assert main(["denoise", str(tmp_path / "cb" / "x.tif"), "--model", model, "-o", out]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "another image" in line
     assert "--overwrite" in line
     assert "overwrite=True" not in line
-    np.testing.assert_array_equal(zarr.open_array(out, mode="r")[...], first)
+    np.testing.assert_array_equal(open_result(out, mode="r")[...], first)
     # with --overwrite it becomes cb's result, and the same input again is simply done
     assert main(["denoise", str(tmp_path / "cb" / "x.tif"), "--model", model, "-o", out,
                  "--overwrite"]) == 0
     expected = engine.denoise(engine.load_model(model), tifffile.imread(tmp_path / "cb" / "x.tif"),
                               "YX")
-    np.testing.assert_allclose(zarr.open_array(out, mode="r")[...], expected, atol=1e-4)
+    np.testing.assert_allclose(open_result(out, mode="r")[...], expected, atol=1e-4)
     assert main(["denoise", str(tmp_path / "cb" / "x.tif"), "--model", model, "-o", out]) == 0
 
 
@@ -512,13 +513,13 @@ def test_sigterm_during_denoise_leaves_a_store_that_resumes(tmp_path, models):
     out = tmp_path / "o.zarr"
     proc = _cli("denoise", str(tmp_path / "big.tif"), "--model", str(models / "m.gr2r.pt"),
                 "-o", str(out), "--tile", "64")
-    _wait_for(proc, out / "c")  # the first block is written
+    _wait_for(proc, out / "0" / "c")  # the first block is written (level 0 of the OME-Zarr)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "run the same command again to resume" in err
-    state = zarr.open_array(str(out), mode="r").attrs["napari_gr2r"]
+    state = open_result(str(out), mode="r").attrs["napari_gr2r"]
     assert not state["complete"]
 
 

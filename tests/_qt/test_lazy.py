@@ -86,7 +86,11 @@ def test_train_and_denoise_a_dask_layer_into_zarr(viewer_widget, qtbot, lazy_sta
     assert "stored in" in widget.state.message.text(), widget.state.message.text()
     result = viewer.layers["lazy [denoised]"]
     assert isinstance(result.data, da.Array)  # lazily loaded, not numpy
-    stored = zarr.open_array(str(out), mode="r")
+    stored = engine.open_result(str(out))
+    # the store is an OME-Zarr image with the layer's pixel size, as any reader sees it
+    assert engine.read_image(out)[1] == {"axes": "ZYX", "scale": [2.0, 0.5, 0.25], "unit": "µm"}
+    ome = dict(zarr.open_group(str(out), mode="r").attrs)["ome"]["multiscales"][0]
+    assert ome["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.25]
     np.testing.assert_array_equal(result.data.compute(), stored[:])
     expected = engine.denoise(model, values, axes="ZYX", device="cpu")
     np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-4, atol=1e-2)
@@ -126,7 +130,7 @@ def test_stop_a_zarr_denoise_and_resume(viewer_widget, qtbot, tmp_path):
     widget.state.job("denoise").worker.yielded.connect(stop_after_first_block)
     qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
     assert "Stopped" in widget.state.message.text(), widget.state.message.text()
-    state = dict(zarr.open_array(str(out), mode="r").attrs)["napari_gr2r"]
+    state = dict(engine.open_result(str(out)).attrs)["napari_gr2r"]
     written, total = state["blocks_done"], widget.state.progress.maximum()
     assert 1 <= written < total
     assert "lazy [denoised]" in viewer.layers  # the partial result stays browsable
@@ -150,7 +154,7 @@ def test_stop_a_zarr_denoise_and_resume(viewer_widget, qtbot, tmp_path):
     qtbot.mouseClick(widget.denoise_panel.denoise_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
     assert "another model" in widget.state.message.text(), widget.state.message.text()
-    np.testing.assert_allclose(zarr.open_array(str(out), mode="r")[:], expected, rtol=1e-4,
+    np.testing.assert_allclose(engine.open_result(str(out))[:], expected, rtol=1e-4,
                                atol=1e-2)
 
 

@@ -10,6 +10,7 @@ import tifffile
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
+from napari_gr2r.engine.io.omezarr import open_result
 from tests.helpers import psnr, run_cli, run_main
 
 
@@ -42,9 +43,8 @@ def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clea
 
     out_zarr = tmp_path / "out.zarr"
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out_zarr)]) == 0
-    import zarr
 
-    np.testing.assert_allclose(zarr.open(str(out_zarr), mode="r")[...], denoised, atol=1e-4)
+    np.testing.assert_allclose(open_result(str(out_zarr), mode="r")[...], denoised, atol=1e-4)
 
 
 def test_hot_pixels_are_replaced_and_said_unless_the_model_keeps_them(
@@ -156,24 +156,22 @@ def test_demo_real_noise_sample_scores_at_the_8_bit_range(capsys):
 
 
 def test_zarr_output_resumes_and_runs_on_a_scheduler(model_file, noisy_tif, tmp_path):
-    import zarr
 
     from distributed import LocalCluster
 
     out = tmp_path / "out.zarr"
     args = ["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out)]
     assert main(args) == 0
-    first = zarr.open(str(out), mode="r")[...]
+    first = open_result(str(out), mode="r")[...]
     assert main(args) == 0  # a second run finds every block written and resumes to the end
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster:
         clustered = tmp_path / "cluster.zarr"
         assert main([*args[:-1], str(clustered), "--scheduler", cluster.scheduler_address]) == 0
-    np.testing.assert_allclose(zarr.open(str(clustered), mode="r")[...], first, atol=1e-4)
+    np.testing.assert_allclose(open_result(str(clustered), mode="r")[...], first, atol=1e-4)
 
 
 def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path, capsys):
-    import zarr
 
     out = tmp_path / "tta.tif"
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o", str(out),
@@ -185,7 +183,7 @@ def test_denoise_with_test_time_augmentation(model_file, noisy_tif, tmp_path, ca
     # block by block into a zarr store, the same views give the same result
     assert main(["denoise", str(noisy_tif), "--model", str(model_file), "-o",
                  str(tmp_path / "tta.zarr"), "--tta", "8"]) == 0
-    np.testing.assert_allclose(zarr.open(str(tmp_path / "tta.zarr"), mode="r")[...], expected,
+    np.testing.assert_allclose(open_result(str(tmp_path / "tta.zarr"), mode="r")[...], expected,
                                atol=1e-4)
 
 

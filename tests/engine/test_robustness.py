@@ -29,6 +29,7 @@ from napari_gr2r.engine import (
     InputError,
     TrainConfig,
 )
+from napari_gr2r.engine.io.omezarr import open_result
 from tests.helpers import tiny, tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ def test_a_non_finite_result_is_never_returned(tmp_path):
     out = tmp_path / "out.zarr"
     with pytest.raises(engine.NumericalError, match="NaN or infinite"):
         engine.denoise_to_zarr(_overflowing_model(), image(), "YX", str(out))
-    state = zarr.open_array(str(out), mode="r").attrs["napari_gr2r"]
+    state = open_result(str(out), mode="r").attrs["napari_gr2r"]
     assert state["blocks_done"] == 0
     assert not state["complete"]
 
@@ -184,7 +185,7 @@ def test_a_second_run_into_a_store_in_use_fails_clearly(tmp_path):
     finally:
         holder.kill()
         holder.wait(30)
-    result = zarr.open_array(str(out), mode="r")
+    result = open_result(str(out), mode="r")
     assert result.attrs["napari_gr2r"]["complete"]
     np.testing.assert_allclose(result[...], engine.denoise(tiny_model(seed=1), image((64, 64)),
                                                            "YX"), rtol=1e-5, atol=1e-3)
@@ -198,13 +199,13 @@ def test_the_owner_record_is_checked_before_each_block_is_marked_done(tmp_path):
     gen = engine.iter_denoise_to_zarr(tiny_model(), image((64, 64)), "YX", out, chunks=16)
     next(gen)
     next(gen)
-    arr = zarr.open_array(out, mode="r+")
+    arr = open_result(out, mode="r+")
     state = dict(arr.attrs["napari_gr2r"])
     state["owner"] = dict(state["owner"], token="someone-else")
     arr.attrs["napari_gr2r"] = state
     with pytest.raises(InputError, match="another napari-gr2r run"):
         next(gen)
-    assert zarr.open_array(out, mode="r").attrs["napari_gr2r"]["blocks_done"] == 1
+    assert open_result(out, mode="r").attrs["napari_gr2r"]["blocks_done"] == 1
 
 
 def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
@@ -218,7 +219,7 @@ def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
     assert not lock.exists()
     lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "token": "x"}))
     engine.denoise_to_zarr(tiny_model(), image(), "YX", str(out))
-    assert zarr.open_array(str(out), mode="r").attrs["napari_gr2r"]["complete"]
+    assert open_result(str(out), mode="r").attrs["napari_gr2r"]["complete"]
     assert not lock.exists()
 
 
@@ -363,7 +364,7 @@ def test_a_float32_range_too_wide_is_explained_not_blamed_on_the_learning_rate()
 
 def test_a_read_only_output_array_is_explained(tmp_path):
     zarr.save_array(str(tmp_path / "o.zarr"), np.zeros((48, 40), np.float32))
-    read_only = zarr.open_array(str(tmp_path / "o.zarr"), mode="r")
+    read_only = open_result(str(tmp_path / "o.zarr"), mode="r")
     with pytest.raises(engine.OutputError, match="mode='r\\+'"):
         engine.denoise_to_zarr(tiny_model(), image(), "YX", read_only)
 

@@ -27,6 +27,7 @@ from ._layers import (
     denoised_name,
     is_large,
     layer_array,
+    layer_pixel_size,
 )
 from ._results import add_result_layer, estimate_metadata
 from ._state import Panel, WidgetState
@@ -154,6 +155,7 @@ class DenoisePanel(Panel):
         job = Job("denoise")
         if state.run_job(job, denoise_into_zarr, state.model, data, axes, out,
                          state.settings.device_id(), should_stop=job.should_stop,
+                         pixel_size=layer_pixel_size(layer, axes),
                          yielded=partial(self._on_zarr_progress, layer, out),
                          returned=partial(self._on_zarr_returned, layer, out),
                          errored=state.report_worker_error,
@@ -171,12 +173,11 @@ class DenoisePanel(Panel):
         if self._zarr_layer is None:
             # the store exists from the first step on: show it now, loading chunks as browsed
             import dask.array as da
-            import zarr
 
             name = denoised_name(layer)
             if name in self.viewer.layers:
                 del self.viewer.layers[name]
-            lazy = da.from_zarr(zarr.open_array(out, mode="r"))
+            lazy = da.from_zarr(engine.open_result(out))
             self._zarr_layer = add_result_layer(self.viewer, layer, lazy, self.state.model,
                                                 store=out, **self._estimate(layer))
         elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed

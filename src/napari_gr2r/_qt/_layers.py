@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_gr2r import engine
+from napari_gr2r.engine.io.omezarr import NGFF_UNITS, SHORT_UNITS
 
 MIN_SIDE = 16
 """Training needs at least this many pixels in Y and X (one patch)."""
@@ -159,6 +160,22 @@ def spatial_kwargs(layer: Any, keep: list[int] | None = None) -> dict[str, Any]:
         "units": tuple(str(layer.units[i]) for i in picks),
     }
     return out
+
+
+def layer_pixel_size(layer: Any, axes: str) -> dict[str, Any] | None:
+    """The layer's pixel size as the engine records it in a result (``scale`` per axis of the
+    data, 1 for an RGB layer's colours; ``unit`` where napari's is a length napari-gr2r
+    names), or None for a layer at napari's default scale of 1."""
+    scale = [float(s) for s in layer.scale] + ([1.0] if getattr(layer, "rgb", False) else [])
+    if len(scale) != len(axes.strip()) or all(s == 1 for s in scale):
+        return None
+    meta: dict[str, Any] = {"scale": scale}
+    units = getattr(layer, "units", None)
+    unit = str(units[-1]) if units else ""
+    unit = SHORT_UNITS.get(unit, unit if unit in NGFF_UNITS else "")
+    if unit:
+        meta["unit"] = unit
+    return meta
 
 
 def output_kwargs(layer: Any, name: str, **extra: Any) -> dict[str, Any]:

@@ -187,18 +187,21 @@ def denoise_array(model: engine.GR2RModel, data: Any, axes: str, device: str,
 
 
 def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, device: str,
-                      should_stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+                      should_stop: Callable[[], bool] | None = None,
+                      pixel_size: dict[str, Any] | None = None) -> Iterator[Any]:
     """Denoise a lazy image block by block into the zarr store ``out`` (run in a worker).
 
     Yields the engine's :class:`~napari_gr2r.engine.ChunkProgress` (the first one as soon as
     the store exists, with the range check's ``warning``) and returns the output zarr array,
     or None when stopped: the blocks written so far are kept, and running it again with the
-    same model and store resumes. A store the engine refuses (another model's result, a
+    same model and store resumes. ``pixel_size``: the layer's, recorded in the store (see
+    :func:`~napari_gr2r.engine.iter_denoise_to_zarr`). A store the engine refuses (another model's result, a
     foreign array) gives a :class:`Refused` with the engine's message for the user.
     """
     try:
         return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,
-                                                       should_stop=should_stop))
+                                                       should_stop=should_stop,
+                                                       pixel_size=pixel_size))
     except InterruptedError:
         return None
     except engine.GR2RError as exc:

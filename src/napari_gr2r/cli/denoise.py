@@ -157,19 +157,17 @@ def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,
                      meta: dict[str, Any]) -> None:
     """Block by block into a zarr store: bounded memory, resumable, optionally on a cluster."""
     from .. import engine
-    from ..engine.io.formats import tag_zarr_result
 
     client = _connect(args)
     with count_bar("block") as progress:
         try:
-            arr = engine.denoise_to_zarr(model, args.input, axes, str(out), tile=args.tile,
-                                         device=args.device, client=client, progress=progress,
-                                         overwrite=args.overwrite, precision=args.precision,
-                                         tta=args.tta, should_stop=stop_requested)
+            engine.denoise_to_zarr(model, args.input, axes, str(out), tile=args.tile,
+                                   device=args.device, client=client, progress=progress,
+                                   overwrite=args.overwrite, precision=args.precision,
+                                   tta=args.tta, should_stop=stop_requested, pixel_size=meta)
         finally:
             if client is not None:
                 client.close()
-    tag_zarr_result(arr, axes, meta)
 
 
 # -------------------------------------------------------------------------------- many images

@@ -36,6 +36,7 @@ from .export.bioimageio import export_bioimageio
 from .inference.outofcore import ChunkProgress, denoise_lazy, denoise_to_zarr, iter_denoise_to_zarr, open_lazy
 from .io.axes import AxesInfo, guess_axes, parse_axes
 from .io.formats import read_image, write_image
+from .io.omezarr import open_result
 from .model.checkpoint import load_model, save_model
 from .model.model import GR2RModel
 from .noise.calibration import NoiseCalibration, calibrate_noise
@@ -98,6 +99,7 @@ __all__ = [
     "iter_denoise_to_zarr",
     "load_model",
     "open_lazy",
+    "open_result",
     "output_path",
     "parse_axes",
     "read_image",

@@ -18,6 +18,7 @@ from napari_gr2r.engine import (
     open_lazy,
 )
 from napari_gr2r.engine.inference.outofcore import read_state
+from napari_gr2r.engine.io.omezarr import open_result
 from tests.helpers import tiny_model
 
 TOL = 2e-6  # relative to the intensity range (1000 grey levels): float32 rounding
@@ -208,7 +209,7 @@ def test_peak_memory_is_far_below_the_image_size(tmp_path):
     growth_mb = float(result.stdout.split()[-1])
     output_mb = np.prod(shape) * 4 / 2**20
     assert growth_mb < output_mb / 2, f"peak RSS grew by {growth_mb:.1f} MB"
-    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    out = open_result(str(tmp_path / "out.zarr"), mode="r")
     assert out.nchunks_initialized == out.nchunks == 16 * 16
     assert read_state(out)["complete"] is True
 
@@ -235,7 +236,7 @@ def test_interrupted_run_resumes_and_skips_written_blocks(tmp_path):
 
     with pytest.raises(InterruptedError):
         run_until_stopped()
-    state = read_state(zarr.open_array(str(path), mode="r"))
+    state = read_state(open_result(str(path), mode="r"))
     assert state["blocks_done"] == 3
     assert state["complete"] is False
 
@@ -247,7 +248,7 @@ def test_interrupted_run_resumes_and_skips_written_blocks(tmp_path):
     assert first.done == 3
     assert last.written == total - 3
     assert last.done == total
-    assert close(zarr.open_array(str(path), mode="r")[:], expected)
+    assert close(open_result(str(path), mode="r")[:], expected)
 
     # a finished output is not recomputed
     again = list(iter_denoise_to_zarr(model, image, "YX", path, chunks=64))
@@ -265,7 +266,7 @@ def test_progress_callback_raising_keeps_finished_blocks(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         denoise_to_zarr(model, image, "YX", tmp_path / "o.zarr", chunks=48, progress=boom)
-    assert read_state(zarr.open_array(str(tmp_path / "o.zarr"), mode="r"))["blocks_done"] == 2
+    assert read_state(open_result(str(tmp_path / "o.zarr"), mode="r"))["blocks_done"] == 2
     out = denoise_to_zarr(model, image, "YX", tmp_path / "o.zarr")
     assert close(out[:], denoise(model, image, axes="YX"))
 
@@ -288,7 +289,7 @@ def test_refuses_foreign_or_mismatched_outputs(tmp_path):
     (tmp_path / "folder" / "data.csv").write_text("1,2")
     for path in (tmp_path / "notes.txt", tmp_path / "folder"):
         for overwrite in (False, True):
-            with pytest.raises(InputError, match="not a zarr array"):
+            with pytest.raises(InputError, match="neither a zarr array nor a result"):
                 denoise_to_zarr(model, image, "YX", path, overwrite=overwrite)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
     assert (tmp_path / "folder" / "data.csv").read_text() == "1,2"
@@ -338,13 +339,13 @@ def test_local_cluster_gives_the_same_result(tmp_path):
             denoise_to_zarr(model, src, "TYX", tmp_path / "resumed.zarr", chunks=64,
                             batch_size=1, client=client, should_stop=stop_after_two,
                             progress=lambda done, total: recorded.append(done))
-        stopped_at = read_state(zarr.open_array(str(tmp_path / "resumed.zarr")))["blocks_done"]
+        stopped_at = read_state(open_result(str(tmp_path / "resumed.zarr")))["blocks_done"]
         assert 2 <= stopped_at < 12
         steps = list(iter_denoise_to_zarr(model, src, "TYX", tmp_path / "resumed.zarr",
                                           batch_size=1, client=client))
         assert steps[0].skipped == stopped_at
         assert steps[-1].written == 12 - stopped_at
-        assert close(zarr.open_array(str(tmp_path / "resumed.zarr"))[:], expected)
+        assert close(open_result(str(tmp_path / "resumed.zarr"))[:], expected)
         # the plain denoise() call routes there too
         out = denoise(model, src, axes="TYX", out=tmp_path / "out2.zarr", client=client)
         assert close(out[:], expected)

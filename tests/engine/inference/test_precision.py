@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import zarr
 
 from napari_gr2r import engine
 from napari_gr2r.cli import main
 from napari_gr2r.engine.errors import ConfigError
+from napari_gr2r.engine.io.omezarr import open_result
 from tests.helpers import psnr, tiny
 
 
@@ -82,7 +82,7 @@ def test_the_cli_denoises_at_the_precision_asked_for(model, gaussian2d, tmp_path
         engine.denoise(model, gaussian2d, "YX", device="cpu", precision="bf16"), atol=1e-4)
     assert main(["denoise", str(noisy), "--model", str(model_file), "-o",
                  str(tmp_path / "bf16.zarr"), "--precision", "bf16", "--device", "cpu"]) == 0
-    assert zarr.open(str(tmp_path / "bf16.zarr"), mode="r").dtype == np.float32
+    assert open_result(str(tmp_path / "bf16.zarr"), mode="r").dtype == np.float32
     capsys.readouterr()
     for out in ("fp16.tif", "fp16.zarr"):
         code = main(["denoise", str(noisy), "--model", str(model_file), "-o",

@@ -182,4 +182,4 @@ def test_ome_zarr_scale_is_read(tmp_path):
     }]
     data, meta = read_image(tmp_path / "img.ome.zarr")
     assert data.shape == (4, 32, 32)
-    assert meta == {"axes": "ZYX", "scale": [1.5, 0.2, 0.2], "unit": "micrometer"}
+    assert meta == {"axes": "ZYX", "scale": [1.5, 0.2, 0.2], "unit": "µm"}

@@ -75,5 +75,5 @@ def test_ome_zarr_scale_and_unit(tmp_path):
         "datasets": [{"path": "0", "coordinateTransformations": [
             {"type": "scale", "scale": [2.0, 0.5, 0.5]}]}]}]
     meta = ome_zarr_scale(str(tmp_path / "img.zarr"), 3)
-    assert meta == {"scale": [2.0, 0.5, 0.5], "unit": "micrometer"}
+    assert meta == {"scale": [2.0, 0.5, 0.5], "unit": "µm"}
     assert ome_zarr_scale(str(tmp_path / "img.zarr" / "0"), 3) == {}

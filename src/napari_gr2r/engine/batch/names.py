@@ -24,6 +24,7 @@ from ..io.formats import (
     stem_of,
     suffix_of,
 )
+from ..io.omezarr import open_result
 from ..io.provenance import input_fingerprint
 from ..model.model import GR2RModel
 
@@ -151,10 +152,8 @@ def _recorded(out: Path, kind: str) -> tuple[bool, dict] | None:
     if not out.exists():
         return None
     try:
-        import zarr
-
-        state = read_state(zarr.open_array(store=str(out), mode="r"))
-    except Exception:  # not a zarr array: iter_denoise_to_zarr says what is wrong
+        state = read_state(open_result(out))
+    except Exception:  # not a zarr store: iter_denoise_to_zarr says what is wrong
         return None
     if not state:
         return None

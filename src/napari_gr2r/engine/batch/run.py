@@ -29,7 +29,7 @@ from ..inference.outofcore.plan import plan_blocks
 from ..inference.outofcore.runner import iter_denoise_to_zarr
 from ..inference.outofcore.store import default_out_chunks, model_fingerprint
 from ..inference.tiling import check_arguments, tta_views
-from ..io.formats import check_output_suffix, read_image, tag_zarr_result, write_image
+from ..io.formats import check_output_suffix, read_image, write_image
 from ..io.hotpixels import HotPixelWarning, hot_pixel_message
 from ..io.outputs import OutputClaim, check_not_input, overlap_message
 from ..io.provenance import input_fingerprint
@@ -89,7 +89,8 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
     steps = iter_denoise_to_zarr(model, data, info.axes, target, tile=tile,
                                  batch_size=batch_size, device=device,
                                  should_stop=should_stop, overwrite=overwrite,
-                                 precision=precision, tta=tta, name=location)
+                                 precision=precision, tta=tta, name=location,
+                                 pixel_size=meta)
     warning = None
     while True:
         try:
@@ -102,9 +103,7 @@ def denoise_file(model: GR2RModel, path: PathLike, out: PathLike, *, axes: str |
             warnings.warn(f"{Path(location).name}: {hot_pixel_message(step.hot_pixels)}",
                           HotPixelWarning, stacklevel=2)
         yield step.done, step.total
-    if kind == "zarr":
-        tag_zarr_result(arr, info.axes, meta)
-    else:  # the TIFF records what it is the result of, as a zarr store does
+    if kind != "zarr":  # the TIFF records what it is the result of, as a zarr store does
         out.parent.mkdir(parents=True, exist_ok=True)
         result_of = {"model": model_fingerprint(model), "input": input_fingerprint(data)}
         views = tta_views(tta, model)

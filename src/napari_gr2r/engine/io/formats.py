@@ -382,14 +382,3 @@ def _ome_layout(data: np.ndarray, axes: str, meta: dict[str, Any] | None,
                 metadata[f"PhysicalSize{letter}"] = float(scale[axes.index(letter)])
                 metadata[f"PhysicalSize{letter}Unit"] = unit
     return np.transpose(data, order), ome_axes, metadata
-
-
-def tag_zarr_result(arr: Any, axes: str, meta: dict[str, Any] | None) -> None:
-    """Record axes, scale and unit in a zarr result's attributes (read back by
-    :func:`read_image`)."""
-    attrs: dict[str, Any] = {"axes": axes}
-    meta = clean_scale(meta or {}, len(axes))
-    for key in ("scale", "unit"):
-        if meta and meta.get(key) is not None:
-            attrs[key] = list(meta[key]) if key == "scale" else meta[key]
-    arr.attrs.update(attrs)

@@ -239,10 +239,14 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
     meta: dict[str, Any] = {"scale": [float(s) for s in scale]}
     units = [a.get("unit") for a in image.get("axes", []) if isinstance(a, dict)
              and a.get("type") == "space" and a.get("unit")]
-    if units:
-        meta["unit"] = str(units[-1])
+    if units:  # OME-Zarr names lengths as UDUNITS-2 does (micrometer): here, as TIFF does (µm)
+        unit = str(units[-1])
+        meta["unit"] = _SHORT_UNITS.get(unit, unit)
     return meta
 
+
+_SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm",
+                "meter": "m", "angstrom": "Å", "picometer": "pm"}
 
 DESCRIPTION_TAG = 65001
 """A private TIFF tag holding napari-gr2r's JSON description (axes, shape, scale, unit) where the

@@ -356,11 +356,14 @@ def open_lazy(path: PathLike) -> tuple[Any, str | None]:
     axes = None
     if "axes" in image:
         names = [a["name"] if isinstance(a, dict) else str(a) for a in image["axes"]]
-        letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(n.lower(), "?")
-                          for n in names)
+        letters = "".join(_NGFF_LETTERS.get(n.lower(), "?") for n in names)
         if "?" not in letters:
             axes = letters
     return level, axes
+
+
+_NGFF_LETTERS = {"t": "T", "c": "C", "s": "S", "z": "Z", "y": "Y", "x": "X"}
+"""OME-Zarr axis names as napari-gr2r's axes (``s``: the sample axis of its own results)."""
 
 
 def is_url(location: str) -> bool:

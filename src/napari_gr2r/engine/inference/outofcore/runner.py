@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...errors import OutputError
+from ...io.formats import read_image
 from ...io.hotpixels import HotPixelWarning, hot_pixel_message
+from ...io.omezarr import tag_result
 from ...io.outputs import OutputClaim, check_not_input, store_location
 from ...io.provenance import RangeWarning, input_fingerprint, range_label, range_message
 from ...io.sources import open_lazy
@@ -37,13 +39,15 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                          batch_size: int = 4, device: str = "auto", client: Any = None,
                          should_stop: Callable[[], bool] | None = None,
                          overwrite: bool = False, precision: str | None = None,
-                         tta: bool | int | None = None,
-                         name: str | None = None) -> Iterator[ChunkProgress]:
+                         tta: bool | int | None = None, name: str | None = None,
+                         pixel_size: dict[str, Any] | None = None,
+                         ) -> Iterator[ChunkProgress]:
     """Generator form of :func:`denoise_to_zarr`: yields :class:`ChunkProgress` per block.
 
     The first step comes as soon as the output exists, with the range check's message as
     its ``warning`` (else None): the generator issues no warning. ``name``: the file the
-    message names (by default the input's path or store).
+    message names (by default the input's path or store). ``pixel_size``: as for
+    :func:`denoise_to_zarr`.
 
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
     signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
@@ -56,6 +60,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         source_path = os.fspath(data)
         data, file_axes = open_lazy(source_path)
         axes = axes or file_axes
+        pixel_size = pixel_size or _file_pixel_size(source_path, axes)
     # a cluster's workers have their own devices: there, only precision's name is checked
     batch_size = check_arguments(model, tile, overlap, batch_size,
                                  device if client is None else None, precision)
@@ -68,13 +73,7 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     warning = range_message(source, model.normalization.low, model.normalization.high,
                             range_label(name))
 
-    if out is data or (hasattr(out, "store") and hasattr(data, "store") and
-                       out.store == data.store and getattr(out, "path", None) ==
-                       getattr(data, "path", None)):
-        raise OutputError("The output array is the input; denoise into another array.")
-    location = os.fspath(out) if isinstance(out, (str, os.PathLike)) else store_location(out)
-    if location is not None:  # whatever overwrite says: never over, in or around the input
-        check_not_input(location, [source_path, store_location(data)])
+    location = _output_location(out, data, source_path)
     existing = None
     if not isinstance(out, (str, os.PathLike)):
         existing = tuple(int(c) for c in out.chunks) if hasattr(out, "chunks") else None
@@ -85,7 +84,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
 
     claim = OutputClaim(location).acquire()  # a second run into this store fails here
     try:
-        arr, _ = open_output(out, info.shape, default_out_chunks(grid), overwrite)
+        arr, _ = open_output(out, info.axes, info.shape, default_out_chunks(grid), overwrite)
+        if pixel_size is not None:
+            tag_result(arr, info.axes, pixel_size)
         if existing is None:
             grid = plan_blocks(model, info, tile, chunks, tuple(arr.chunks),
                                input_z_chunk(data, info))
@@ -114,6 +115,25 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     return arr
 
 
+def _output_location(out: Any, data: Any, source_path: str | None) -> str | None:
+    """Where ``out`` lives (None for an in-memory array); raises when it is, lies in or holds
+    the input, whatever ``overwrite`` says."""
+    if out is data or (hasattr(out, "store") and hasattr(data, "store") and
+                       out.store == data.store and getattr(out, "path", None) ==
+                       getattr(data, "path", None)):
+        raise OutputError("The output array is the input; denoise into another array.")
+    location = os.fspath(out) if isinstance(out, (str, os.PathLike)) else store_location(out)
+    if location is not None:
+        check_not_input(location, [source_path, store_location(data)])
+    return location
+
+
+def _file_pixel_size(path: str, axes: str | None) -> dict[str, Any] | None:
+    """The pixel size in an input file's metadata, where its axes are those denoised."""
+    meta = read_image(path)[1]
+    return meta if meta.get("scale") is not None and meta.get("axes") == axes else None
+
+
 def _local(model: GR2RModel, source: Any, arr: Any, grid: Any, state: Any, todo: list[int],
            **kwargs: Any) -> Iterator[ChunkProgress]:
     """:func:`run_local`, then a last step with the hot and dead pixels it replaced."""
@@ -129,8 +149,11 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
                     progress: Callable[[int, int], Any] | None = None,
                     should_stop: Callable[[], bool] | None = None,
                     overwrite: bool = False, precision: str | None = None,
-                    tta: bool | int | None = None) -> Any:
+                    tta: bool | int | None = None,
+                    pixel_size: dict[str, Any] | None = None) -> Any:
     """Denoise an image of any size into a zarr array, block by block; resumable.
+
+    It is longer than 80 lines because its docstring documents every parameter.
 
     Parameters
     ----------
@@ -143,9 +166,12 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
         The image's axes; None takes them from the file's metadata or the model.
     out : path or zarr array
         Where the float32 result goes, with the input's shape and axes. A new path is created
-        with chunks aligned with the blocks; an existing output of an interrupted run with the
-        same model and settings is resumed (blocks already written are skipped); an existing
-        zarr array given as an object is written into, and its chunks set the blocks.
+        with chunks aligned with the blocks, as an OME-Zarr image (the pixels in its array
+        ``0``) where the axes fit OME-Zarr's order (``TCZYX`` and its subsets, ``SYX``), else
+        as a zarr array (:mod:`napari_gr2r.engine.io.omezarr`); an existing output of an
+        interrupted run with the same model and settings is resumed (blocks already written
+        are skipped); an existing zarr array given as an object is written into, and its
+        chunks set the blocks.
     tile, overlap : int or tuple, optional
         Tiling inside a block, as for :func:`~napari_gr2r.engine.denoise`.
     chunks : int or tuple, optional
@@ -175,11 +201,16 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
         Flips and quarter turns averaged per tile, as for :func:`~napari_gr2r.engine.denoise`
         (the model's own by default); recorded with the store, so a resumed run averages
         the same views.
+    pixel_size : dict, optional
+        ``{"scale": [one number per axis], "unit": "µm"}`` recorded in the result's
+        attributes and OME-Zarr metadata from the first block on; by default the input
+        file's own when ``data`` is a path whose metadata has these axes.
 
     Returns
     -------
     zarr.Array
-        The output array; ``dask.array.from_zarr(result)`` gives a lazy view for napari.
+        The output array (an OME-Zarr result's level ``0``); ``dask.array.from_zarr(result)``
+        gives a lazy view for napari.
 
     Warns
     -----
@@ -191,7 +222,7 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
     gen = iter_denoise_to_zarr(model, data, axes, out, tile=tile, overlap=overlap, chunks=chunks,
                                batch_size=batch_size, device=device, client=client,
                                should_stop=should_stop, overwrite=overwrite,
-                               precision=precision, tta=tta)
+                               precision=precision, tta=tta, pixel_size=pixel_size)
     while True:
         try:
             step = next(gen)

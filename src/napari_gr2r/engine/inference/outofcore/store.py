@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, OutputError
+from ...io.omezarr import create_result, open_result
 from ...io.outputs import in_use_message
 from ...io.sources import is_url
 from ...model.model import GR2RModel
@@ -46,20 +47,24 @@ class ChunkProgress:
 
 
 def existing_array(location: str) -> Any | None:
-    """The zarr array at ``location``; None when nothing is there; raises for other things."""
-    import zarr
-
+    """The result array at ``location`` (a zarr array, or the level of an OME-Zarr result:
+    :func:`~napari_gr2r.engine.io.omezarr.open_result`); None when nothing is there; raises
+    for other things."""
     if not is_url(location) and not Path(location).exists():
         return None
     try:
-        return zarr.open_array(store=location, mode="r+")
+        arr = open_result(location, mode="r+")
     except Exception:  # zarr raises several unrelated types for "not an array"
+        arr = None
         if is_url(location):
             return None
+    if arr is None:
         raise InputError(
-            f"{location} exists and is not a zarr array; napari-gr2r writes its result only to "
-            "a new path or over a zarr array. Choose another output path."
+            f"{location} exists and is neither a zarr array nor a result of napari-gr2r; "
+            "napari-gr2r writes its result only to a new path or over one of those. Choose "
+            "another output path."
         ) from None
+    return arr
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,14 +199,14 @@ def resume_state(arr: Any, settings: dict[str, Any], total: int, overwrite: bool
 # the output store
 
 
-def open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], overwrite: bool,
-                ) -> tuple[Any, bool]:
-    """The output zarr array and whether its chunking is given (an existing array).
+def open_output(out: Any, axes: str, shape: tuple[int, ...], chunks: tuple[int, ...],
+                overwrite: bool) -> tuple[Any, bool]:
+    """The output zarr array and whether its chunking is given (an existing array). A new
+    output at a path is an OME-Zarr image where its axes allow
+    (:func:`~napari_gr2r.engine.io.omezarr.create_result`).
 
     The caller has checked that ``out`` does not overlap the input and claimed it.
     """
-    import zarr
-
     if isinstance(out, (str, os.PathLike)):
         location = os.fspath(out)
         arr = existing_array(location)  # raises for anything but a zarr array
@@ -212,9 +217,7 @@ def open_output(out: Any, shape: tuple[int, ...], chunks: tuple[int, ...], overw
                     "choose another output path (or pass overwrite=True to replace it)."
                 )
             return arr, True
-        arr = zarr.create_array(store=location, shape=shape, chunks=chunks, dtype="float32",
-                                fill_value=0.0, overwrite=True)
-        return arr, False
+        return create_result(location, axes, shape, chunks), False
     if not hasattr(out, "attrs") or not hasattr(out, "chunks") or not hasattr(out, "__setitem__"):
         raise InputError(
             f"out= must be a path or a writable zarr array, not {type(out).__name__}."

@@ -1,0 +1,135 @@
+"""Zarr results as OME-Zarr images, so that any OME-Zarr reader sees their axes and pixel size.
+
+A result written to a path is an OME-Zarr 0.5 image (a zarr v3 group with ``ome`` metadata,
+the pixels in its array ``0``, the full and only resolution level) when its axes fit
+OME-Zarr's order: time, then a channel or one other axis (a sample axis ``S``, independent
+images), then two or three space axes ending in ``YX`` (``TCZYX`` and its subsets, ``SYX``).
+Other orders (``YXC``, ``ZCYX``) have no OME-Zarr form without moving the pixels: such a
+result is a plain zarr array, as every zarr result of napari-gr2r before 0.5 of the format
+was. Either way napari-gr2r's own record (axes, scale, unit, and the resumable run's state,
+:mod:`napari_gr2r.engine.inference.outofcore.store`) is in the array's attributes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import PurePosixPath
+from typing import Any
+
+from .pixelsize import _SHORT_UNITS, clean_scale
+
+LEVEL = "0"
+"""The name of the full-resolution array inside an OME-Zarr result."""
+
+NGFF_VERSION = "0.5"
+
+_AXES = {"T": ("t", "time"), "C": ("c", "channel"), "S": ("s", None),
+         "Z": ("z", "space"), "Y": ("y", "space"), "X": ("x", "space")}
+_RANK = {"T": 0, "C": 1, "S": 1, "Z": 2, "Y": 2, "X": 2}
+
+NGFF_UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer",
+              "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
+              "Å": "angstrom", "pm": "picometer"}
+"""napari-gr2r's length units (and their common spellings) as OME-Zarr names them (UDUNITS-2)."""
+
+SHORT_UNITS = _SHORT_UNITS
+"""OME-Zarr's length units as napari-gr2r's metadata (and the TIFF writer) spells them."""
+
+
+def fits_ome_zarr(axes: str) -> bool:
+    """Whether an image with these axes can be an OME-Zarr image without reordering them."""
+    ranks = [_RANK.get(a) for a in axes]
+    if None in ranks or len(set(axes)) != len(axes) or ranks != sorted(ranks):
+        return False
+    return axes.endswith("YX") and ranks.count(1) <= 1 and 2 <= ranks.count(2) <= 3
+
+
+def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """The group's ``ome`` attribute: one multiscale image of one level, with its scale and
+    (where it is a length napari-gr2r knows) the space axes' unit."""
+    meta = clean_scale(meta or {}, len(axes))
+    scale = list(meta.get("scale") or [1.0] * len(axes))
+    unit = NGFF_UNITS.get(meta.get("unit")) if meta.get("scale") is not None else None
+    entries = []
+    for i, letter in enumerate(axes):
+        label, kind = _AXES[letter]
+        entry: dict[str, Any] = {"name": label}
+        if kind is not None:
+            entry["type"] = kind
+        if kind == "space" and unit is not None:
+            entry["unit"] = unit
+        if kind != "space" and letter != "T":
+            scale[i] = 1.0  # channels and samples are not a distance
+        entries.append(entry)
+    transform = {"type": "scale", "scale": [float(s) for s in scale]}
+    return {"version": NGFF_VERSION,
+            "multiscales": [{"name": name, "axes": entries,
+                             "datasets": [{"path": LEVEL, "coordinateTransformations":
+                                           [transform]}]}]}
+
+
+def create_result(location: str, axes: str, shape: tuple[int, ...], chunks: tuple[int, ...],
+                  ) -> Any:
+    """A new float32 result at ``location`` (replacing whatever zarr data is there): the array
+    of an OME-Zarr image where the axes allow (:func:`fits_ome_zarr`), else a plain array."""
+    import zarr
+
+    if not fits_ome_zarr(axes):
+        return zarr.create_array(store=location, shape=shape, chunks=chunks, dtype="float32",
+                                 fill_value=0.0, overwrite=True)
+    name = PurePosixPath(location.rstrip("/")).name or "denoised"
+    group = zarr.open_group(store=location, mode="w", zarr_format=3,
+                            attributes={"ome": ome_metadata(axes, None, name)})
+    return group.create_array(LEVEL, shape=shape, chunks=chunks, dtype="float32",
+                              fill_value=0.0, dimension_names=[_AXES[a][0] for a in axes])
+
+
+def open_result(location: str | os.PathLike, mode: str = "r") -> Any | None:
+    """The result array of the store at ``location``: the store itself when it is an array,
+    the full-resolution level of an OME-Zarr image napari-gr2r wrote; None for any other
+    group. Raises what zarr raises where there is no store."""
+    import zarr
+
+    node = zarr.open(store=os.fspath(location), mode=mode)
+    if isinstance(node, zarr.Array):
+        return node
+    level = node.get(LEVEL) if _one_level(node) else None
+    return level if isinstance(level, zarr.Array) else None
+
+
+def _one_level(group: Any) -> bool:
+    """Whether a group's metadata is that of a result: an OME-Zarr image of one level, ``0``."""
+    try:
+        datasets = dict(group.attrs)["ome"]["multiscales"][0]["datasets"]
+        return len(datasets) == 1 and datasets[0]["path"] == LEVEL
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def tag_result(arr: Any, axes: str, meta: dict[str, Any] | None) -> None:
+    """Record axes, scale and unit in a result: in its array's attributes (what
+    :func:`~napari_gr2r.engine.io.formats.read_image` reads first) and, for the array of an
+    OME-Zarr image, in the image's scale and units."""
+    attrs: dict[str, Any] = {"axes": axes}
+    meta = clean_scale(meta or {}, len(axes))
+    for key in ("scale", "unit"):
+        if meta.get(key) is not None:
+            attrs[key] = list(meta[key]) if key == "scale" else meta[key]
+    arr.attrs.update(attrs)
+    group = _image_group(arr)
+    if group is not None:
+        name = group.attrs["ome"]["multiscales"][0].get("name", "denoised")
+        group.attrs["ome"] = ome_metadata(axes, meta, name)
+
+
+def _image_group(arr: Any) -> Any | None:
+    """The OME-Zarr group ``arr`` is the level of, or None (a plain array)."""
+    import zarr
+
+    if getattr(arr, "path", "") != LEVEL or getattr(arr, "store", None) is None:
+        return None
+    try:
+        group = zarr.open_group(store=arr.store, mode="r+")
+    except Exception:  # no group above the array (zarr raises several types)
+        return None
+    return group if _one_level(group) else None
