@@ -31,6 +31,8 @@ def test_manifest_contributions():
     assert mf.name == "napari-gr2r"
     assert [w.display_name for w in mf.contributions.widgets] == ["GR2R Denoise"]
     assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d", "fmd_confocal"}
+    assert [(w.display_name, w.layer_types) for w in mf.contributions.writers] == [
+        ("TIFF with pixel size", ["image"])]
     filter_menu = mf.contributions.menus["napari/layers/filter"]
     assert [item.submenu for item in filter_menu] == ["napari-gr2r.denoise"]
     titles = {c.id: c.title for c in mf.contributions.commands}
@@ -59,6 +61,8 @@ _CHECK_INSTALLED = textwrap.dedent("""
     mf = PluginManifest.from_distribution("napari-gr2r")
     assert mf.name == "napari-gr2r", mf.name
     assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d", "fmd_confocal"}
+    assert [(w.display_name, w.layer_types) for w in mf.contributions.writers] == [
+        ("TIFF with pixel size", ["image"])]
     from napari_gr2r.sample_data import load_sample
     noisy, clean, info = load_sample("nuclei3d")
     assert noisy.shape == clean.shape and info["axes"] == "ZYX"

@@ -43,6 +43,10 @@ def model_file_name(layer: Any) -> str:
     return f"{name or 'model'}.gr2r.pt"
 
 
+SAVE_HINT = (" To save it with its pixel size: File > Save Selected Layers…, file type "
+             "'napari-gr2r TIFF with pixel size'.")
+
+
 class DenoisePanel(Panel):
     """Save model…, Load model… and Denoise."""
 
@@ -229,7 +233,9 @@ class DenoisePanel(Panel):
         if result.hot_pixels is not None:
             show_info(result.hot_pixels)
         out = add_result_layer(self.viewer, layer, result.image, model, **self._estimate(layer))
-        self._show_done(f"Denoised {layer.name!r} into {out.name!r}.")
+        # napari's own TIFF writer drops the pixel size: say where the one that keeps it is
+        keep = SAVE_HINT if any(float(v) != 1 for v in out.scale) else ""
+        self._show_done(f"Denoised {layer.name!r} into {out.name!r}.{keep}")
         self.state.progress.setFormat("done")
 
     def _estimate(self, layer: Any) -> dict[str, Any]:
