@@ -47,6 +47,20 @@ def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clea
     np.testing.assert_allclose(open_result(str(out_zarr), mode="r")[...], denoised, atol=1e-4)
 
 
+def test_results_keep_the_pixel_size_and_say_so(model_file, gaussian2d, tmp_path, capsys):
+    src = tmp_path / "um.tif"
+    tifffile.imwrite(src, gaussian2d, imagej=True, resolution=(1 / 0.13, 1 / 0.13),
+                     metadata={"axes": "YX", "unit": "micron"})
+    for name, kind in (("dn.zarr", "OME-Zarr"), ("dn.tif", "TIFF"), ("dn.ome.tif", "OME-TIFF")):
+        result = run_main(capsys, "denoise", str(src), "-m", str(model_file), "-o",
+                          str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.rstrip().endswith(f"({kind}; pixel size Y 0.13 × X 0.13 µm)")
+        meta = engine.read_image(tmp_path / name)[1]
+        np.testing.assert_allclose(meta["scale"], [0.13, 0.13])
+        assert meta["unit"] == "µm"
+
+
 def test_hot_pixels_are_replaced_and_said_unless_the_model_keeps_them(
         capsys, model_file, noisy_tif, gaussian2d, tmp_path):
     hot = gaussian2d.copy()

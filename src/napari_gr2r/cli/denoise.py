@@ -149,8 +149,25 @@ def _run_one(args: argparse.Namespace) -> int:
     views = tta_views(args.tta, model)
     flips = f", the mean of {views} flips and turns (--tta 1: one pass)" if views > 1 else ""
     print(f"denoised {args.input} ({axes}, shape {tuple(data.shape)}) in "
-          f"{time.perf_counter() - t0:.1f} s{flips} -> {out}")
+          f"{time.perf_counter() - t0:.1f} s{flips} -> {out} ({_kept(out, axes, meta)})")
     return 0
+
+
+def _kept(out: Path, axes: str, meta: dict[str, Any]) -> str:
+    """What the result holds besides its pixels, in words: its format and pixel size."""
+    from ..engine.io.omezarr import fits_ome_zarr
+    from ..engine.io.pixelsize import clean_scale
+
+    kind = "TIFF"
+    if out.suffix == ".zarr":
+        kind = "OME-Zarr" if fits_ome_zarr(axes) else "zarr array"
+    elif out.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        kind = "OME-TIFF"
+    scale = clean_scale(meta, len(axes)).get("scale")
+    if scale is None:
+        return f"{kind}; the input has no pixel size"
+    sizes = " × ".join(f"{a} {v:g}" for a, v in zip(axes, scale) if a in "ZYX")
+    return f"{kind}; pixel size {sizes} {meta.get('unit') or ''}".rstrip()
 
 
 def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,
