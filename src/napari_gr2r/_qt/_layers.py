@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from napari_gr2r import engine
-from napari_gr2r.engine.io.omezarr import NGFF_UNITS, SHORT_UNITS
+from napari_gr2r.engine.io.omezarr import NGFF_UNITS
+from napari_gr2r.engine.io.pixelsize import SHORT_UNITS
 
 MIN_SIDE = 16
 """Training needs at least this many pixels in Y and X (one patch)."""

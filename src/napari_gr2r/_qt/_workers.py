@@ -195,8 +195,9 @@ def denoise_into_zarr(model: engine.GR2RModel, data: Any, axes: str, out: str, d
     the store exists, with the range check's ``warning``) and returns the output zarr array,
     or None when stopped: the blocks written so far are kept, and running it again with the
     same model and store resumes. ``pixel_size``: the layer's, recorded in the store (see
-    :func:`~napari_gr2r.engine.iter_denoise_to_zarr`). A store the engine refuses (another model's result, a
-    foreign array) gives a :class:`Refused` with the engine's message for the user.
+    :func:`~napari_gr2r.engine.iter_denoise_to_zarr`). A store the engine refuses (another
+    model's result, a foreign array) gives a :class:`Refused` with the engine's message for
+    the user.
     """
     try:
         return (yield from engine.iter_denoise_to_zarr(model, data, axes, out, device=device,

@@ -5,9 +5,10 @@ the pixels in its array ``0``, the full and only resolution level) when its axes
 OME-Zarr's order: time, then a channel or one other axis (a sample axis ``S``, independent
 images), then two or three space axes ending in ``YX`` (``TCZYX`` and its subsets, ``SYX``).
 Other orders (``YXC``, ``ZCYX``) have no OME-Zarr form without moving the pixels: such a
-result is a plain zarr array, as every zarr result of napari-gr2r before 0.5 of the format
-was. Either way napari-gr2r's own record (axes, scale, unit, and the resumable run's state,
-:mod:`napari_gr2r.engine.inference.outofcore.store`) is in the array's attributes.
+result is a plain zarr array, as every zarr result was before results became OME-Zarr images
+(those are still read and resumed). Either way napari-gr2r's own record (axes, scale, unit,
+and the resumable run's state, :mod:`napari_gr2r.engine.inference.outofcore.store`) is in
+the array's attributes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from pathlib import PurePosixPath
 from typing import Any
 
-from .pixelsize import _SHORT_UNITS, clean_scale
+from .pixelsize import clean_scale
 
 LEVEL = "0"
 """The name of the full-resolution array inside an OME-Zarr result."""
@@ -31,9 +32,6 @@ NGFF_UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer",
               "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
               "Å": "angstrom", "pm": "picometer"}
 """napari-gr2r's length units (and their common spellings) as OME-Zarr names them (UDUNITS-2)."""
-
-SHORT_UNITS = _SHORT_UNITS
-"""OME-Zarr's length units as napari-gr2r's metadata (and the TIFF writer) spells them."""
 
 
 def fits_ome_zarr(axes: str) -> bool:

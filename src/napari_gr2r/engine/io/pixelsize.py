@@ -241,12 +241,14 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
              and a.get("type") == "space" and a.get("unit")]
     if units:  # OME-Zarr names lengths as UDUNITS-2 does (micrometer): here, as TIFF does (µm)
         unit = str(units[-1])
-        meta["unit"] = _SHORT_UNITS.get(unit, unit)
+        meta["unit"] = SHORT_UNITS.get(unit, unit)
     return meta
 
 
-_SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm",
-                "meter": "m", "angstrom": "Å", "picometer": "pm"}
+SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm",
+               "meter": "m", "angstrom": "Å", "picometer": "pm"}
+"""OME-Zarr's length units (UDUNITS-2 names) as napari-gr2r's metadata and its TIFF writer
+spell them."""
 
 DESCRIPTION_TAG = 65001
 """A private TIFF tag holding napari-gr2r's JSON description (axes, shape, scale, unit) where the

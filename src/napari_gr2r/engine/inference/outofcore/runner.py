@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ...errors import OutputError
+from ...errors import GR2RError, OutputError
 from ...io.formats import read_image
 from ...io.hotpixels import HotPixelWarning, hot_pixel_message
 from ...io.omezarr import tag_result
@@ -130,7 +130,10 @@ def _output_location(out: Any, data: Any, source_path: str | None) -> str | None
 
 def _file_pixel_size(path: str, axes: str | None) -> dict[str, Any] | None:
     """The pixel size in an input file's metadata, where its axes are those denoised."""
-    meta = read_image(path)[1]
+    try:
+        meta = read_image(path)[1]
+    except GR2RError:  # metadata the reader refuses: the result goes without a pixel size
+        return None
     return meta if meta.get("scale") is not None and meta.get("axes") == axes else None
 
 
