@@ -31,5 +31,23 @@ def write_image_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         units=tuple(meta.get("units") or ()), axis_labels=tuple(meta.get("axis_labels") or ()),
         metadata=dict(meta.get("metadata") or {}), name=meta.get("name", "image"))
     axes = axes_guess(layer).axes
+    _check_fits_in_memory(full, path)
     written = engine.write_image(path, np.asarray(full), axes, layer_pixel_size(layer, axes))
     return [str(written)]
+
+
+def _check_fits_in_memory(data: Any, path: str) -> None:
+    """Refuse, in one line, a lazy layer (dask, zarr) that would not fit in half the free
+    memory once read: a TIFF is written from an array in memory."""
+    import psutil
+
+    if isinstance(data, np.ndarray):
+        return
+    nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+    free = psutil.virtual_memory().available
+    if nbytes > free // 2:
+        raise MemoryError(
+            f"Not saved to {path}: the layer is {nbytes / 2**30:.1f} GiB once read, more than "
+            f"half the free memory ({free / 2**30:.1f} GiB). A large layer the widget denoised "
+            "is already saved, in the zarr store it was denoised into."
+        )

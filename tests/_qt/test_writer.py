@@ -69,3 +69,15 @@ def test_a_denoised_layer_says_how_to_save_it_and_saves_with_its_pixel_size(make
     pixels, meta = engine.read_image(tmp_path / "cells_dn.tif")
     np.testing.assert_array_equal(np.asarray(pixels), result.data)
     assert meta == {"axes": "YX", "scale": [0.13, 0.13], "unit": "µm"}
+
+
+def test_a_lazy_layer_larger_than_memory_is_refused_in_one_line(make_napari_viewer, tmp_path):
+    import dask.array as da
+    import pytest
+
+    viewer = make_napari_viewer()
+    huge = da.zeros((2**20, 2**14, 2**14), dtype="float32", chunks=(1, 1024, 1024))  # 1 PiB
+    viewer.add_image(huge, name="huge", multiscale=False, contrast_limits=(0, 1))
+    with pytest.raises(Exception, match="more than half the free memory"):
+        viewer.layers.save(str(tmp_path / "huge.tif"), plugin="napari-gr2r")
+    assert not (tmp_path / "huge.tif").exists()
