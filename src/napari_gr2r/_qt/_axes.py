@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from napari_gr2r import engine
+from napari_gr2r.engine.io.pixelsize import length_unit
 
 from ._layers import data_shape
 
@@ -35,8 +36,6 @@ LETTER_MEANINGS = {
 
 TIME_UNITS = {"s", "second", "seconds", "ms", "millisecond", "min", "minute", "minutes", "h",
               "hour", "hours", "sec"}
-LENGTH_UNITS = {"nm", "nanometer", "um", "µm", "micrometer", "micron", "mm", "millimeter", "m",
-                "meter", "angstrom"}
 SMALL_CHANNELS = range(2, 5)
 
 
@@ -92,7 +91,7 @@ def _unit_kind(layer: Any, dim: int) -> str:
     unit = str(units[dim]).strip().lower()
     if unit in TIME_UNITS:
         return "time"
-    return "length" if unit in LENGTH_UNITS else ""
+    return "length" if length_unit(unit) is not None else ""
 
 
 def _from_shape(layer: Any, shape: tuple[int, ...], rgb: bool) -> list[str]:

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_gr2r import engine
-from napari_gr2r.engine.io.omezarr import NGFF_UNITS
-from napari_gr2r.engine.io.pixelsize import SHORT_UNITS
+from napari_gr2r.engine.io.pixelsize import length_unit
 
 MIN_SIDE = 16
 """Training needs at least this many pixels in Y and X (one patch)."""
@@ -172,8 +171,7 @@ def layer_pixel_size(layer: Any, axes: str) -> dict[str, Any] | None:
         return None
     meta: dict[str, Any] = {"scale": scale}
     units = getattr(layer, "units", None)
-    unit = str(units[-1]) if units else ""
-    unit = SHORT_UNITS.get(unit, unit if unit in NGFF_UNITS else "")
+    unit = length_unit(units[-1]) if units else None
     if unit:
         meta["unit"] = unit
     return meta

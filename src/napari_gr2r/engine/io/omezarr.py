@@ -17,7 +17,7 @@ import os
 from pathlib import PurePosixPath
 from typing import Any
 
-from .pixelsize import clean_scale
+from .pixelsize import LENGTHS, clean_scale, length_unit
 
 LEVEL = "0"
 """The name of the full-resolution array inside an OME-Zarr result."""
@@ -28,10 +28,6 @@ _AXES = {"T": ("t", "time"), "C": ("c", "channel"), "S": ("s", None),
          "Z": ("z", "space"), "Y": ("y", "space"), "X": ("x", "space")}
 _RANK = {"T": 0, "C": 1, "S": 1, "Z": 2, "Y": 2, "X": 2}
 
-NGFF_UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer",
-              "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
-              "Å": "angstrom", "pm": "picometer"}
-"""napari-gr2r's length units (and their common spellings) as OME-Zarr names them (UDUNITS-2)."""
 
 
 def fits_ome_zarr(axes: str) -> bool:
@@ -47,7 +43,8 @@ def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str) -> dict[str,
     (where it is a length napari-gr2r knows) the space axes' unit."""
     meta = clean_scale(meta or {}, len(axes))
     scale = list(meta.get("scale") or [1.0] * len(axes))
-    unit = NGFF_UNITS.get(meta.get("unit")) if meta.get("scale") is not None else None
+    short = length_unit(meta.get("unit")) if meta.get("scale") is not None else None
+    unit = LENGTHS[short][0] if short is not None else None
     entries = []
     for i, letter in enumerate(axes):
         label, kind = _AXES[letter]

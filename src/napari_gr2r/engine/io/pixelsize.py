@@ -194,7 +194,7 @@ def _resolution_scale(imagej: dict[str, Any], page: Any, axes: str) -> dict[str,
     meta: dict[str, Any] = {}
     if imagej.get("unit"):
         unit = str(imagej["unit"]).replace("\\u00B5", "µ")
-        meta["unit"] = "µm" if unit in ("micron", "um", "\\u00B5m") else unit
+        meta["unit"] = length_unit(unit) or unit
     elif resunit == 3:  # centimetre
         sizes = {a: v * _UM_PER_CM if a in "XY" else v for a, v in sizes.items()}
         meta["unit"] = "µm"
@@ -241,14 +241,26 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
              and a.get("type") == "space" and a.get("unit")]
     if units:  # OME-Zarr names lengths as UDUNITS-2 does (micrometer): here, as TIFF does (µm)
         unit = str(units[-1])
-        meta["unit"] = SHORT_UNITS.get(unit, unit)
+        meta["unit"] = length_unit(unit) or unit
     return meta
 
 
-SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm",
-               "meter": "m", "angstrom": "Å", "picometer": "pm"}
-"""OME-Zarr's length units (UDUNITS-2 names) as napari-gr2r's metadata and its TIFF writer
-spell them."""
+LENGTHS = {"µm": ("micrometer", 1e-4), "nm": ("nanometer", 1e-7), "mm": ("millimeter", 0.1),
+           "cm": ("centimeter", 1.0), "m": ("meter", 100.0), "Å": ("angstrom", 1e-8),
+           "pm": ("picometer", 1e-10)}
+"""The length units napari-gr2r writes, as its metadata spells them: their OME-Zarr (UDUNITS-2)
+name and their size in centimetres (TIFF's metric resolution unit)."""
+
+_SPELLINGS = {"um": "µm", "micron": "µm", "microns": "µm", "\\u00B5m": "µm", "\u03bcm": "µm",
+              **{name: short for short, (name, _) in LENGTHS.items()}}
+
+
+def length_unit(unit: Any) -> str | None:
+    """A length unit as napari-gr2r's metadata spells it (``micron``, ``um`` and OME-Zarr's
+    ``micrometer`` are ``µm``), or None for anything that is not a length it knows."""
+    text = str(unit).strip() if unit is not None else ""
+    text = _SPELLINGS.get(text, _SPELLINGS.get(text.lower(), text))
+    return text if text in LENGTHS else None
 
 DESCRIPTION_TAG = 65001
 """A private TIFF tag holding napari-gr2r's JSON description (axes, shape, scale, unit) where the
@@ -258,7 +270,6 @@ IMAGEJ_ORDER = "TZCYX"
 IMAGEJ_BYTES = 2**32 - 2**26
 """ImageJ reads hyperstacks from classic TIFFs only (under 4 GiB)."""
 
-_CM_PER = {"µm": 1e-4, "um": 1e-4, "micron": 1e-4, "nm": 1e-7, "mm": 0.1, "cm": 1.0, "m": 100.0}
 
 
 def samples_as_time(axes: str) -> str:
@@ -280,7 +291,8 @@ def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> di
     """
     scale, unit = description.get("scale"), description.get("unit")
     size = dict(zip(axes, scale)) if scale is not None else {}
-    cm = _CM_PER.get(unit) if size else None
+    short = length_unit(unit)
+    cm = LENGTHS[short][1] if size and short is not None else None
     text = json.dumps(description)
     letters = samples_as_time(axes)
     in_order = [IMAGEJ_ORDER.find(a) for a in letters]
@@ -290,7 +302,7 @@ def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> di
         kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata,
                                   "extratags": [(DESCRIPTION_TAG, "s", 0, text, True)]}
         if cm is not None:
-            metadata["unit"] = "micron" if cm == 1e-4 else unit
+            metadata["unit"] = "micron" if short == "µm" else short
             kwargs["resolution"] = (1 / size["X"], 1 / size["Y"])
             if "Z" in size:
                 metadata["spacing"] = size["Z"]
