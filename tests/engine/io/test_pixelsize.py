@@ -77,3 +77,17 @@ def test_ome_zarr_scale_and_unit(tmp_path):
     meta = ome_zarr_scale(str(tmp_path / "img.zarr"), 3)
     assert meta == {"scale": [2.0, 0.5, 0.5], "unit": "µm"}
     assert ome_zarr_scale(str(tmp_path / "img.zarr" / "0"), 3) == {}
+
+
+def test_length_units_in_any_spelling_reach_the_tiff_resolution(tmp_path):
+    from napari_gr2r.engine.io.pixelsize import length_unit, plain_tiff_layout
+
+    for spelling in ("micron", "um", "µm", "μm", "micrometer", "\\u00B5m"):
+        assert length_unit(spelling) == "µm"
+    assert length_unit("pixel") is None
+    for unit in ("micrometer", "μm"):
+        kwargs = plain_tiff_layout("YX", 100, {"scale": [0.25, 0.25], "unit": unit})
+        assert kwargs["resolution"] == (4.0, 4.0)
+        assert kwargs["metadata"]["unit"] == "micron"
+    kwargs = plain_tiff_layout("YX", 100, {"scale": [0.25, 0.25], "unit": "pixel"})
+    assert "resolution" not in kwargs
