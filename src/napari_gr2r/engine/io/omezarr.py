@@ -29,7 +29,6 @@ _AXES = {"T": ("t", "time"), "C": ("c", "channel"), "S": ("s", None),
 _RANK = {"T": 0, "C": 1, "S": 1, "Z": 2, "Y": 2, "X": 2}
 
 
-
 def fits_ome_zarr(axes: str) -> bool:
     """Whether an image with these axes can be an OME-Zarr image without reordering them."""
     ranks = [_RANK.get(a) for a in axes]
