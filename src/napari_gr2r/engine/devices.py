@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, DeviceMemoryError
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -151,3 +151,62 @@ def autocast(device: torch.device, precision: str) -> Any:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# forward passes that fit the device's memory
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device running out of memory (CUDA's own error type; MPS and
+    other back ends say so in words)."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def release_cache(device: torch.device) -> None:
+    """Give the memory the device's allocator keeps cached back, before a smaller try."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+class DeviceBatches:
+    """Forward passes of batches of tiles that fit the device: a batch the device has no memory
+    for is run in halves, and later batches are cut to the size that fit, down to one tile.
+
+    Tiles are independent in a network in evaluation mode, so the result is the same as one
+    pass; a GPU shared with other jobs (a cluster's) slows the run instead of ending it.
+    """
+
+    def __init__(self) -> None:
+        self.limit: int | None = None
+
+    def __call__(self, forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
+                 ) -> torch.Tensor:
+        n, start, parts = int(batch.shape[0]), 0, []
+        while start < n:  # the size that fits may shrink on the way
+            size = n if self.limit is None else self.limit
+            parts.append(self._fit(forward, batch[start:start + size]))
+            start += size
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _fit(self, forward: Callable[[torch.Tensor], torch.Tensor], part: torch.Tensor,
+             ) -> torch.Tensor:
+        try:
+            return forward(part)
+        except RuntimeError as exc:
+            if not out_of_memory(exc):
+                raise
+        # outside the handler: the failed pass's tensors went with its traceback
+        release_cache(part.device)
+        if part.shape[0] == 1:
+            tile = "×".join(str(int(n)) for n in part.shape[2:])
+            raise DeviceMemoryError(
+                f"The {part.device.type.upper()} ran out of memory denoising one tile of {tile} "
+                "pixels; give a smaller tile (--tile 128 on the command line, tile=128 in "
+                "Python) or another device (--device cpu)."
+            )
+        self.limit = int(part.shape[0]) // 2
+        return self(forward, part)

@@ -41,6 +41,11 @@ class ProcessLostError(GR2RError, RuntimeError):
     an error of its own) or stopped answering; what this process had saved stays whole."""
 
 
+class DeviceMemoryError(GR2RError, MemoryError):
+    """The GPU (or another accelerator) has no memory for even one tile of the network's
+    forward pass; the message names a smaller tile or another device."""
+
+
 class NumericalError(GR2RError, FloatingPointError):
     """A computation gave NaN or infinite values; nothing was returned or written."""
 

@@ -25,7 +25,7 @@ import torch
 from ..checks import check_int, check_sizes
 from ..config import PRECISIONS
 from ..data.context import context_source, stack_normalization
-from ..devices import autocast, resolve_device, resolve_precision, usable_device
+from ..devices import DeviceBatches, autocast, resolve_device, resolve_precision, usable_device
 from ..errors import ConfigError, InputError, NumericalError
 from ..io.sources import ImageSource
 from ..model.model import GR2RModel
@@ -290,6 +290,13 @@ class TilePlan:
         boxes = self._tile_boxes()
         indices = list(np.ndindex(*(len(t.bounds) for t in self.tilings)))
         done = 0
+        fitted = DeviceBatches()  # batches the device has no memory for run in parts
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            return (dihedral_view(net, batch, self.view) if self.view is not None
+                    else dihedral_mean(net, batch, self.views) if self.views > 1
+                    else net(batch))
+
         with torch.inference_mode(), autocast(dev, inference_precision(model, dev,
                                                                       self.precision)):
             for sample, z in self.units:
@@ -311,10 +318,7 @@ class TilePlan:
                         crops = [image[(slice(None), *(slice(s, e) for s, e in boxes[k]))]
                                  for k in chunk]
                         batch = torch.from_numpy(np.stack(crops)).to(dev)
-                        pred = (dihedral_view(net, batch, self.view) if self.view is not None
-                                else dihedral_mean(net, batch, self.views) if self.views > 1
-                                else net(batch))
-                        pred = pred.float().cpu().numpy()
+                        pred = fitted(forward, batch).float().cpu().numpy()
                         for k, p in zip(chunk, pred):
                             box = (slice(None), *(slice(s, e) for s, e in boxes[k]))
                             acc[box] += p * self._weight(indices[k])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ...data.context import GatheredBlock, context_source, stack_normalization
-from ...devices import autocast, resolve_device, usable_device
+from ...devices import DeviceBatches, autocast, resolve_device, usable_device
 from ...io.sources import ImageSource
 from ...model.model import GR2RModel
 from ...model.networks import place
@@ -71,6 +71,7 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
     source = context_source(source, model.config.context, model.dims)
     norm_in = stack_normalization(norm, model.config.context)
     pending: list[tuple[Block, np.ndarray]] = []
+    fitted = DeviceBatches()  # batches the device has no memory for run in parts
 
     def as_images(data: np.ndarray) -> np.ndarray:
         # (C, Z, Y, X) -> batch items: Z planes of (C, Y, X) for 2D, one (C, Z, Y, X) for 3D
@@ -82,8 +83,8 @@ def denoise_blocks(model: GR2RModel, source: ImageSource, grid: BlockGrid, indic
         images = np.concatenate([as_images(d) for _, d in pending])
         with torch.inference_mode(), arithmetic:
             batch = torch.from_numpy(images).to(device)
-            pred = (dihedral_mean(net, batch, views) if views > 1 else net(batch))
-            pred = pred.float().cpu().numpy()
+            pred = fitted(lambda b: dihedral_mean(net, b, views) if views > 1 else net(b),
+                          batch).float().cpu().numpy()
         start = 0
         for block, data in pending:
             n = data.shape[1] if model.dims == 2 else 1
