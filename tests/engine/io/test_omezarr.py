@@ -100,3 +100,21 @@ def test_a_result_of_an_earlier_version_is_resumed_and_replaced_cleanly(tmp_path
     assert not (out / "c").exists()
     np.testing.assert_allclose(open_result(out)[:], denoise(tiny_model(seed=1), image, "YX"),
                                atol=1e-2)
+
+
+def test_someone_elses_ome_zarr_image_is_never_replaced(tmp_path):
+    import pytest
+
+    from napari_gr2r.engine import InputError
+
+    image = noisy((64, 64))
+    out = tmp_path / "theirs.ome.zarr"
+    group = zarr.open_group(str(out), mode="w")
+    group.create_array("0", data=np.full((64, 64), 7, np.uint16))
+    group.create_group("labels")
+    group.attrs["ome"] = ome_metadata("YX", None, "theirs")
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="did not write"):
+            denoise_to_zarr(tiny_model(), image, "YX", out, overwrite=overwrite)
+    assert (zarr.open_array(str(out / "0"), mode="r")[:] == 7).all()
+    assert (out / "labels").exists()

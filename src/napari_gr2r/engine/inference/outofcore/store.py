@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, OutputError
-from ...io.omezarr import create_result, open_result
+from ...io.omezarr import LEVEL, create_result, open_result
 from ...io.outputs import in_use_message
 from ...io.sources import is_url
 from ...model.model import GR2RModel
@@ -64,6 +64,12 @@ def existing_array(location: str) -> Any | None:
             "napari-gr2r writes its result only to a new path or over one of those. Choose "
             "another output path."
         ) from None
+    if getattr(arr, "path", "") == LEVEL and read_state(arr) is None:  # someone's OME-Zarr
+        raise InputError(
+            f"{location} is an OME-Zarr image that napari-gr2r did not write; replacing it "
+            "would delete the whole store (its labels, tables, other images). Choose another "
+            "output path."
+        )
     return arr
 
 
