@@ -172,6 +172,9 @@ def release_cache(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
+_DEVICE_WORDS = {"cuda": "GPU", "mps": "Apple GPU (MPS)"}
+
+
 class DeviceBatches:
     """Forward passes of batches of tiles that fit the device: a batch the device has no memory
     for is run in halves, and later batches are cut to the size that fit, down to one tile.
@@ -204,7 +207,8 @@ class DeviceBatches:
         if part.shape[0] == 1:
             tile = "×".join(str(int(n)) for n in part.shape[2:])
             raise DeviceMemoryError(
-                f"The {part.device.type.upper()} ran out of memory denoising one tile of {tile} "
+                f"The {_DEVICE_WORDS.get(part.device.type, part.device.type)} ran out of memory "
+                f"denoising one tile of {tile} "
                 "pixels; give a smaller tile (--tile 128 on the command line, tile=128 in "
                 "Python) or another device (--device cpu)."
             )
