@@ -155,14 +155,14 @@ def _run_one(args: argparse.Namespace) -> int:
 
 def _kept(out: Path, axes: str, meta: dict[str, Any]) -> str:
     """What the result holds besides its pixels, in words: its format and pixel size."""
+    from ..engine.io.formats import suffix_of
     from ..engine.io.omezarr import fits_ome_zarr
     from ..engine.io.pixelsize import clean_scale
 
-    kind = "TIFF"
-    if out.suffix == ".zarr":
+    suffix = suffix_of(out)
+    kind = "OME-TIFF" if suffix.startswith(".ome.tif") else "TIFF"
+    if suffix.endswith(".zarr"):
         kind = "OME-Zarr" if fits_ome_zarr(axes) else "zarr array"
-    elif out.name.lower().endswith((".ome.tif", ".ome.tiff")):
-        kind = "OME-TIFF"
     scale = clean_scale(meta, len(axes)).get("scale")
     if scale is None:
         return f"{kind}; the input has no pixel size"
