@@ -288,3 +288,33 @@ def test_the_model_file_is_named_after_the_image(viewer_widget, monkeypatch):
                         staticmethod(lambda *args: (asked.append(args[2]), ("", ""))[1]))
     widget.denoise_panel.save_model()
     assert asked == ["HeLa_ day 2.gr2r.pt"]
+
+
+def test_the_curves_legend_fits_in_the_plot_at_the_docks_width(qtbot):
+    """Every legend entry readable inside the plot (not cut at its left edge) at the width the
+    plot has in napari's dock (376 px in a 400 px dock), before and after the whole image's
+    estimate joins it."""
+    from napari_gr2r._qt._loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(376, 480)
+    plot.show()
+    qtbot.waitExposed(plot)
+    for step in range(10, 110, 10):
+        plot.add_point(step, {"loss": 0.06 / step, "unsupervised": 0.05 / step,
+                              "val_loss": 0.055 / step})
+        plot.add_estimated_psnr(step, 30 + step / 50)
+
+    def fits() -> bool:
+        view = plot.plot.getPlotItem().vb.sceneBoundingRect()
+        legend = plot.legend.sceneBoundingRect()
+        return view.left() <= legend.left() and legend.right() <= view.right() + 1
+
+    qtbot.waitUntil(fits, timeout=5_000)
+    rows = len(plot.legend.items)
+    plot.show_whole_image(100, 32.5, 31.0, 34.0)
+    assert len(plot.legend.items) == rows + 1
+    qtbot.waitUntil(fits, timeout=5_000)
+    plot.clear()  # a new model: its entry leaves the legend rather than leave a blank row
+    assert not any(sample.item is plot.whole_point for sample, _ in plot.legend.items)

@@ -26,6 +26,8 @@ LABELS = {
     "val_loss": "held-out patches",
 }
 """The curves' names in the legend; the engine's names (the keys) are in the tooltip."""
+PSNR_LABEL = "est. PSNR, held-out (right)"
+WHOLE_LABEL = "est. PSNR, whole image (right)"
 
 
 _PSNR_COLOUR = (255, 210, 80)
@@ -52,12 +54,16 @@ class LossPlot(QWidget):
             "held-out patches (higher is better; the Noise and quality section gives the whole "
             "image's). Curves: total; 'predict from a re-noised copy' (unsupervised term); "
             "'stay close to the input' (regular term, λ_g); 'consistency' (pseudo term, γ); "
-            "'held-out patches' (validation loss).")
+            "'held-out patches' (validation loss). After training, a star on the right-hand "
+            "axis: the whole image's estimated PSNR, its bar the 90 % interval.")
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        # short names (the tooltip has the long ones) on a dark ground: the legend must fit
+        # inside the plot at the dock's width, over the curves
+        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt",
+                                          brush=(0, 0, 0, 170))
         self.log_scale = QCheckBox("log scale")
         self.log_scale.setChecked(True)
         self.log_scale.toggled.connect(self._on_log_toggled)
@@ -90,7 +96,7 @@ class LossPlot(QWidget):
                                                                style=Qt.PenStyle.DashLine),
                                           symbol="t", symbolSize=7, symbolBrush=_PSNR_COLOUR)
         self.psnr_view.addItem(self.psnr_curve)
-        self.legend.addItem(self.psnr_curve, "estimated PSNR, held-out patches (right)")
+        self.legend.addItem(self.psnr_curve, PSNR_LABEL)
         self.psnr_curve.setVisible(False)
         self._psnr: tuple[list[int], list[float]] = ([], [])
         # the whole image's estimate (Assess after training) with its 90 % interval
@@ -101,7 +107,6 @@ class LossPlot(QWidget):
                                            symbolBrush=_WHOLE_COLOUR)
         self.psnr_view.addItem(self.whole_bar)
         self.psnr_view.addItem(self.whole_point)
-        self.legend.addItem(self.whole_point, "estimated PSNR, whole image, 90 % interval (right)")
         self._whole: tuple[int, float, float, float] | None = None
         self._show_whole(False)
         item.vb.sigResized.connect(self._sync_psnr_view)
@@ -109,10 +114,12 @@ class LossPlot(QWidget):
     def _show_whole(self, visible: bool) -> None:
         self.whole_bar.setVisible(visible)
         self.whole_point.setVisible(visible)
-        for sample, label in self.legend.items:
-            if sample.item is self.whole_point:
-                sample.setVisible(visible)
-                label.setVisible(visible)
+        # added and removed rather than hidden: a hidden legend row keeps its width and height
+        listed = any(sample.item is self.whole_point for sample, _ in self.legend.items)
+        if visible and not listed:
+            self.legend.addItem(self.whole_point, WHOLE_LABEL)
+        elif listed and not visible:
+            self.legend.removeItem(self.whole_point)
 
     def _sync_psnr_view(self) -> None:
         self.psnr_view.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
