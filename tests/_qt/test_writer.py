@@ -40,11 +40,10 @@ def test_a_time_lapse_saves_as_frames_and_ome_tiff_keeps_the_size(make_napari_vi
     viewer.layers.save(str(tmp_path / "movie.tif"), plugin="napari-gr2r")
     with tifffile.TiffFile(tmp_path / "movie.tif") as tif:
         assert tif.imagej_metadata["frames"] == 5  # time, not depth: the unit says so
+        assert tif.imagej_metadata["finterval"] == 30.0  # Fiji's frame interval, in seconds
     viewer.layers.save(str(tmp_path / "movie.ome.tif"), plugin="napari-gr2r")
     meta = engine.read_image(tmp_path / "movie.ome.tif")[1]
-    assert meta["axes"] == "TYX"
-    assert meta["scale"][1:] == [0.2, 0.2]
-    assert meta["unit"] == "µm"
+    assert meta == {"axes": "TYX", "scale": [30.0, 0.2, 0.2], "unit": "µm", "time_unit": "s"}
 
 
 def test_a_denoised_layer_says_how_to_save_it_and_saves_with_its_pixel_size(make_napari_viewer,
@@ -81,3 +80,15 @@ def test_a_lazy_layer_larger_than_memory_is_refused_in_one_line(tmp_path):
     with pytest.raises(MemoryError, match="more than half the free memory"):
         write_image_layer(str(tmp_path / "huge.tif"), huge, {"scale": (1.0, 0.5, 0.5)})
     assert not (tmp_path / "huge.tif").exists()
+
+
+def test_a_time_lapse_result_opens_with_its_frame_interval(make_napari_viewer, tmp_path):
+    from napari_gr2r._qt._results import open_result_file
+
+    path = tmp_path / "movie.ome.tif"
+    engine.write_image(path, _stack(), "TYX",
+                       {"scale": [0.5, 0.2, 0.2], "unit": "µm", "time_unit": "min"})
+    viewer = make_napari_viewer()
+    (layer,) = open_result_file(viewer, str(path))
+    assert list(layer.scale) == [0.5, 0.2, 0.2]
+    assert [str(u) for u in layer.units] == ["minute", "micrometer", "micrometer"]

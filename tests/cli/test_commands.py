@@ -59,6 +59,15 @@ def test_results_keep_the_pixel_size_and_say_so(model_file, gaussian2d, tmp_path
         meta = engine.read_image(tmp_path / name)[1]
         np.testing.assert_allclose(meta["scale"], [0.13, 0.13])
         assert meta["unit"] == "µm"
+    # a time-lapse without a pixel size keeps the time between its frames
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, np.stack([gaussian2d] * 2), imagej=True,
+                     metadata={"axes": "TYX", "finterval": 2.5})
+    result = run_main(capsys, "denoise", str(movie), "-m", str(model_file), "-o",
+                      str(tmp_path / "movie-dn.zarr"))
+    assert result.stdout.rstrip().endswith(
+        "(OME-Zarr; the input has no pixel size; frames every 2.5 s)"), result.stdout
+    assert engine.read_image(tmp_path / "movie-dn.zarr")[1]["scale"] == [2.5, 1.0, 1.0]
 
 
 def test_hot_pixels_are_replaced_and_said_unless_the_model_keeps_them(

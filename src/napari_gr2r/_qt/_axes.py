@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from napari_gr2r import engine
-from napari_gr2r.engine.io.pixelsize import length_unit
+from napari_gr2r.engine.io.pixelsize import length_unit, time_unit
 
 from ._layers import data_shape
 
@@ -34,8 +34,6 @@ LETTER_MEANINGS = {
     "X": "image columns",
 }
 
-TIME_UNITS = {"s", "second", "seconds", "ms", "millisecond", "min", "minute", "minutes", "h",
-              "hour", "hours", "sec"}
 SMALL_CHANNELS = range(2, 5)
 
 
@@ -89,7 +87,7 @@ def _unit_kind(layer: Any, dim: int) -> str:
     if units is None or dim >= len(units):
         return ""
     unit = str(units[dim]).strip().lower()
-    if unit in TIME_UNITS:
+    if time_unit(unit) is not None:
         return "time"
     return "length" if length_unit(unit) is not None else ""
 

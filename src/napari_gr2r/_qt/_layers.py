@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_gr2r import engine
-from napari_gr2r.engine.io.pixelsize import length_unit
+from napari_gr2r.engine.io.pixelsize import length_unit, time_unit
 
 MIN_SIDE = 16
 """Training needs at least this many pixels in Y and X (one patch)."""
@@ -174,6 +174,10 @@ def layer_pixel_size(layer: Any, axes: str) -> dict[str, Any] | None:
     unit = length_unit(units[-1]) if units else None
     if unit:
         meta["unit"] = unit
+    if units and "T" in axes and axes.index("T") < len(units):  # RGB's colours have no unit
+        seconds = time_unit(units[axes.index("T")])
+        if seconds:
+            meta["time_unit"] = seconds
     return meta
 
 

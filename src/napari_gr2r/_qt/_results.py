@@ -92,8 +92,9 @@ def open_result_file(viewer: Any, path: str) -> list[Any]:
     if scale is not None and len(scale) == len(axes):
         kwargs["scale"] = [s for a, s in zip(axes, scale) if a in kept]
     if len(kept) == data.ndim - (1 if "channel_axis" in kwargs else 0):
-        unit = meta.get("unit") or "pixel"
-        kwargs["units"] = tuple(unit if a in SPATIAL else "pixel" for a in kept)
+        units = {a: meta.get("unit") or "pixel" for a in SPATIAL}
+        units["T"] = meta.get("time_unit") or "pixel"
+        kwargs["units"] = tuple(units.get(a, "pixel") for a in kept)
         kwargs["axis_labels"] = tuple(a.lower() for a in kept)
     layers = viewer.add_image(data, **kwargs)
     return layers if isinstance(layers, list) else [layers]

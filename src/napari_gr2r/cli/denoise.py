@@ -154,7 +154,8 @@ def _run_one(args: argparse.Namespace) -> int:
 
 
 def _kept(out: Path, axes: str, meta: dict[str, Any]) -> str:
-    """What the result holds besides its pixels, in words: its format and pixel size."""
+    """What the result holds besides its pixels, in words: its format, pixel size and the
+    time between frames."""
     from ..engine.io.formats import suffix_of
     from ..engine.io.omezarr import fits_ome_zarr
     from ..engine.io.pixelsize import clean_scale
@@ -163,11 +164,15 @@ def _kept(out: Path, axes: str, meta: dict[str, Any]) -> str:
     kind = "OME-TIFF" if suffix.startswith(".ome.tif") else "TIFF"
     if suffix.endswith(".zarr"):
         kind = "OME-Zarr" if fits_ome_zarr(axes) else "zarr array"
-    scale = clean_scale(meta, len(axes)).get("scale")
-    if scale is None:
-        return f"{kind}; the input has no pixel size"
-    sizes = " × ".join(f"{a} {v:g}" for a, v in zip(axes, scale) if a in "ZYX")
-    return f"{kind}; pixel size {sizes} {meta.get('unit') or ''}".rstrip()
+    meta = clean_scale(meta, len(axes))
+    scale = dict(zip(axes, meta.get("scale") or []))
+    sizes = " × ".join(f"{a} {scale[a]:g}" for a in "ZYX" if a in scale)
+    words = [kind, f"pixel size {sizes} {meta.get('unit') or ''}".rstrip()
+             if meta.get("unit") or any(scale.get(a, 1) != 1 for a in "ZYX")
+             else "the input has no pixel size"]
+    if meta.get("time_unit") and "T" in scale:
+        words.append(f"frames every {scale['T']:g} {meta['time_unit']}")
+    return "; ".join(words)
 
 
 def _denoise_to_zarr(args: argparse.Namespace, model: Any, axes: str, out: Path,

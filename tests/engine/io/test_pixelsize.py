@@ -91,3 +91,55 @@ def test_length_units_in_any_spelling_reach_the_tiff_resolution(tmp_path):
         assert kwargs["metadata"]["unit"] == "micron"
     kwargs = plain_tiff_layout("YX", 100, {"scale": [0.25, 0.25], "unit": "pixel"})
     assert "resolution" not in kwargs
+
+
+def test_the_time_between_frames_round_trips_through_every_format(tmp_path):
+    """A time-lapse keeps its frame interval: read from a Fiji hyperstack, written to TIFF,
+    OME-TIFF and OME-Zarr and read back, as each format's other readers see it."""
+    import zarr
+
+    from napari_gr2r.engine.io.formats import read_image, write_image
+    from napari_gr2r.engine.io.omezarr import create_result, tag_result
+
+    movie = np.zeros((3, 2, 16, 16), np.float32)
+    tifffile.imwrite(tmp_path / "fiji.tif", movie, imagej=True, resolution=(5, 5),
+                     metadata={"axes": "TCYX", "unit": "micron", "finterval": 250.0,
+                               "tunit": "msec"})
+    meta = read_image(tmp_path / "fiji.tif")[1]
+    assert meta == {"axes": "TCYX", "scale": [250.0, 1.0, 0.2, 0.2], "unit": "µm",
+                    "time_unit": "ms"}
+    write_image(tmp_path / "r.tif", movie, "TCYX", meta)
+    with tifffile.TiffFile(tmp_path / "r.tif") as tif:  # as Fiji reads it
+        assert (tif.imagej_metadata["finterval"], tif.imagej_metadata["tunit"]) == (250.0, "ms")
+    write_image(tmp_path / "r.ome.tif", movie, "TCYX", meta)
+    with tifffile.TiffFile(tmp_path / "r.ome.tif") as tif:
+        assert 'TimeIncrement="250.0" TimeIncrementUnit="ms"' in tif.ome_metadata
+    arr = create_result(str(tmp_path / "r.zarr"), "TCYX", movie.shape, movie.shape)
+    tag_result(arr, "TCYX", meta)
+    axis = zarr.open_group(str(tmp_path / "r.zarr")).attrs["ome"]["multiscales"][0]["axes"][0]
+    assert axis == {"name": "t", "type": "time", "unit": "millisecond"}
+    for name in ("r.tif", "r.ome.tif", "r.zarr"):
+        back = read_image(tmp_path / name)[1]
+        assert back["scale"] == pytest.approx(meta["scale"]), name
+        assert back["time_unit"] == "ms", name
+    # without napari-gr2r's record, from the OME-Zarr metadata alone
+    assert ome_zarr_scale(str(tmp_path / "r.zarr"), 4)["time_unit"] == "millisecond"
+
+
+def test_a_frame_interval_alone_and_samples_written_as_frames(tmp_path):
+    from napari_gr2r.engine.io.formats import read_image, write_image
+    from napari_gr2r.engine.io.pixelsize import time_unit
+
+    for spelling, short in (("sec", "s"), ("second", "s"), ("msec", "ms"), ("minutes", "min"),
+                            ("hour", "h"), ("us", "µs"), ("pixel", None), ("µm", None)):
+        assert time_unit(spelling) == short
+    stack = np.zeros((3, 16, 16), np.float32)
+    tifffile.imwrite(tmp_path / "t.tif", stack, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 2.0})
+    assert read_image(tmp_path / "t.tif")[1] == {"axes": "TYX", "scale": [2.0, 1.0, 1.0],
+                                                 "time_unit": "s"}
+    # independent images stored as ImageJ frames have no time between them
+    write_image(tmp_path / "s.tif", stack, "SYX",
+                {"scale": [1.0, 0.2, 0.2], "unit": "µm", "time_unit": "s"})
+    with tifffile.TiffFile(tmp_path / "s.tif") as tif:
+        assert "finterval" not in tif.imagej_metadata

@@ -286,8 +286,9 @@ def _read_zarr(location: str) -> tuple[Any, dict[str, Any]]:
         meta["axes"] = attrs["axes"].upper()
     if isinstance(attrs.get("scale"), list) and len(attrs["scale"]) == len(data.shape):
         meta["scale"] = attrs["scale"]
-        if isinstance(attrs.get("unit"), str):
-            meta["unit"] = attrs["unit"]
+        for key in ("unit", "time_unit"):
+            if isinstance(attrs.get(key), str):
+                meta[key] = attrs[key]
         return data, clean_scale(meta, len(data.shape))
     meta.update(ome_zarr_scale(location, len(data.shape)))
     return data, clean_scale(meta, len(data.shape))
@@ -335,7 +336,7 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str,
         kwargs: dict[str, Any] = {"ome": True, "metadata": metadata}
     else:
         description: dict[str, Any] = {"axes": axes, "shape": list(data.shape)}
-        for key in ("scale", "unit"):
+        for key in ("scale", "unit", "time_unit"):
             if meta and meta.get(key) is not None:
                 description[key] = meta[key]
         kwargs = plain_tiff_layout(axes, data.nbytes, description)
@@ -381,4 +382,8 @@ def _ome_layout(data: np.ndarray, axes: str, meta: dict[str, Any] | None,
             if letter in axes:
                 metadata[f"PhysicalSize{letter}"] = float(scale[axes.index(letter)])
                 metadata[f"PhysicalSize{letter}Unit"] = unit
+        seconds = (meta or {}).get("time_unit")
+        if seconds and "T" in axes:  # a real time axis, not samples written as T
+            metadata["TimeIncrement"] = float(scale[axes.index("T")])
+            metadata["TimeIncrementUnit"] = seconds
     return np.transpose(data, order), ome_axes, metadata

@@ -17,7 +17,7 @@ import os
 from pathlib import PurePosixPath
 from typing import Any
 
-from .pixelsize import LENGTHS, clean_scale, length_unit
+from .pixelsize import LENGTHS, TIMES, clean_scale, length_unit
 
 LEVEL = "0"
 """The name of the full-resolution array inside an OME-Zarr result."""
@@ -52,6 +52,8 @@ def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str) -> dict[str,
             entry["type"] = kind
         if kind == "space" and unit is not None:
             entry["unit"] = unit
+        if kind == "time" and meta.get("time_unit") in TIMES:
+            entry["unit"] = TIMES[meta["time_unit"]][0]
         if kind != "space" and letter != "T":
             scale[i] = 1.0  # channels and samples are not a distance
         entries.append(entry)
@@ -106,7 +108,7 @@ def tag_result(arr: Any, axes: str, meta: dict[str, Any] | None) -> None:
     OME-Zarr image, in the image's scale and units."""
     attrs: dict[str, Any] = {"axes": axes}
     meta = clean_scale(meta or {}, len(axes))
-    for key in ("scale", "unit"):
+    for key in ("scale", "unit", "time_unit"):
         if meta.get(key) is not None:
             attrs[key] = list(meta[key]) if key == "scale" else meta[key]
     arr.attrs.update(attrs)

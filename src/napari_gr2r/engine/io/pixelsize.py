@@ -3,7 +3,9 @@
 Where they are looked for, in order: napari-gr2r's own JSON description in a TIFF, OME-XML
 (OME-TIFF), ImageJ's metadata and the TIFF resolution tags (per centimetre only), and an
 OME-Zarr image's coordinate transformations. A scale is one value per axis of the array (1 for
-the axes that are not spatial), with one unit for the spatial axes.
+the axes that are neither spatial nor time), with one unit for the spatial axes (``unit``) and,
+where the time between frames is known, the time axis' unit (``time_unit``: ``T``'s scale is
+then that interval).
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ def clean_scale(meta: dict[str, Any], ndim: int) -> dict[str, Any]:
     unit = meta.get("unit")
     if unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 32):
         meta.pop("unit")
+    if "time_unit" in meta:
+        short = time_unit(meta["time_unit"]) if "scale" in meta else None
+        if short is None:
+            meta.pop("time_unit")
+        else:
+            meta["time_unit"] = short
     return meta
 
 
@@ -135,7 +143,8 @@ def tiff_metadata(path: Path, axes: str | None) -> dict[str, Any]:
                 info = None
             # tifffile's own JSON description holds only the shape: not ours
             if isinstance(info, dict) and ("axes" in info or "scale" in info):
-                meta = {key: info[key] for key in ("scale", "unit", "shape") if key in info}
+                meta = {key: info[key] for key in ("scale", "unit", "time_unit", "shape")
+                        if key in info}
                 if isinstance(info.get("axes"), str):
                     meta["axes"] = info["axes"].upper()
                 return meta
@@ -164,9 +173,24 @@ def _ome_xml_scale(xml: str, axes: str) -> dict[str, Any]:
             except ValueError:  # not a number: no pixel size rather than a wrong one
                 return {}
             unit = unit or pixels.get(f"PhysicalSize{letter}Unit", "µm")
+    meta: dict[str, Any] = {"unit": unit} if sizes else {}
+    interval = _positive(pixels.get("TimeIncrement"))
+    if interval is not None and "T" in axes:
+        sizes["T"] = interval
+        meta["time_unit"] = pixels.get("TimeIncrementUnit", "s")
     if not sizes:
         return {}
-    return {"scale": [sizes.get(a, 1.0) for a in axes], "unit": unit or "µm"}
+    meta["scale"] = [sizes.get(a, 1.0) for a in axes]
+    return meta
+
+
+def _positive(value: Any) -> float | None:
+    """``value`` as a finite positive number, or None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 _UM_PER_CM = 10_000.0
@@ -189,16 +213,22 @@ def _resolution_scale(imagej: dict[str, Any], page: Any, axes: str) -> dict[str,
                 sizes[letter] = den / num
     if "spacing" in imagej:
         sizes["Z"] = float(imagej["spacing"])
-    if not sizes:
-        return {}
     meta: dict[str, Any] = {}
-    if imagej.get("unit"):
+    if not sizes:
+        pass
+    elif imagej.get("unit"):
         unit = str(imagej["unit"]).replace("\\u00B5", "µ")
         meta["unit"] = length_unit(unit) or unit
     elif resunit == 3:  # centimetre
         sizes = {a: v * _UM_PER_CM if a in "XY" else v for a, v in sizes.items()}
         meta["unit"] = "µm"
     else:
+        sizes = {}
+    interval = _positive(imagej.get("finterval"))
+    if interval is not None and "T" in axes:  # ImageJ's frame interval, in seconds by default
+        sizes["T"] = interval
+        meta["time_unit"] = imagej.get("tunit") or "s"
+    if not sizes:
         return {}
     meta["scale"] = [sizes.get(a, 1.0) for a in axes]
     return meta
@@ -234,14 +264,17 @@ def ome_zarr_scale(location: str, ndim: int) -> dict[str, Any]:
             return {}
         if values.shape == (ndim,):
             scale = scale * values
-    if np.all(scale == 1):
+    axes = [a for a in image.get("axes", []) if isinstance(a, dict)]
+    times = [a.get("unit") for a in axes if a.get("type") == "time" and a.get("unit")]
+    if np.all(scale == 1) and not times:
         return {}
     meta: dict[str, Any] = {"scale": [float(s) for s in scale]}
-    units = [a.get("unit") for a in image.get("axes", []) if isinstance(a, dict)
-             and a.get("type") == "space" and a.get("unit")]
+    units = [a.get("unit") for a in axes if a.get("type") == "space" and a.get("unit")]
     if units:  # OME-Zarr names lengths as UDUNITS-2 does (micrometer): here, as TIFF does (µm)
         unit = str(units[-1])
         meta["unit"] = length_unit(unit) or unit
+    if times:
+        meta["time_unit"] = str(times[0])
     return meta
 
 
@@ -253,6 +286,25 @@ name and their size in centimetres (TIFF's metric resolution unit)."""
 
 _SPELLINGS = {"um": "µm", "micron": "µm", "microns": "µm", "\\u00B5m": "µm", "\u03bcm": "µm",
               **{name: short for short, (name, _) in LENGTHS.items()}}
+
+
+TIMES = {"s": ("second", 1.0), "ms": ("millisecond", 1e-3), "µs": ("microsecond", 1e-6),
+         "min": ("minute", 60.0), "h": ("hour", 3600.0)}
+"""The time units napari-gr2r writes, as its metadata (and OME-XML) spells them: their OME-Zarr
+(UDUNITS-2) name and their length in seconds."""
+
+_TIME_SPELLINGS = {"sec": "s", "secs": "s", "seconds": "s", "msec": "ms", "milliseconds": "ms",
+                   "us": "µs", "\u03bcs": "µs", "microseconds": "µs", "mins": "min",
+                   "minutes": "min", "hr": "h", "hrs": "h", "hours": "h",
+                   **{name: short for short, (name, _) in TIMES.items()}}
+
+
+def time_unit(unit: Any) -> str | None:
+    """A time unit as napari-gr2r's metadata spells it (ImageJ's ``sec``, OME-Zarr's ``second``
+    and napari's are ``s``), or None for anything that is not a time it knows."""
+    text = str(unit).strip() if unit is not None else ""
+    text = _TIME_SPELLINGS.get(text, _TIME_SPELLINGS.get(text.lower(), text))
+    return text if text in TIMES else None
 
 
 def length_unit(unit: Any) -> str | None:
@@ -306,6 +358,11 @@ def plain_tiff_layout(axes: str, nbytes: int, description: dict[str, Any]) -> di
             kwargs["resolution"] = (1 / size["X"], 1 / size["Y"])
             if "Z" in size:
                 metadata["spacing"] = size["Z"]
+        seconds = time_unit(description.get("time_unit"))
+        if seconds is not None and "T" in size:  # a real time axis, not samples as frames
+            metadata["finterval"] = size["T"]
+            if seconds != "s":  # ImageJ's default unit
+                metadata["tunit"] = "us" if seconds == "µs" else seconds
         return kwargs
     kwargs = {"description": text, "metadata": None, "extratags": []}
     if cm is not None:
