@@ -182,6 +182,7 @@ def test_settings_and_curves_speak_plain_words(viewer_widget):
         assert control.toolTip()
     plot = widget.training_panel.loss_plot
     plot.add_point(1, {"loss": 1.0, "unsupervised": 0.5, "pseudo": 0.2, "regular": 0.1})
+    plot.add_estimated_psnr(1, 30.0)
     legend = [label.text for _, label in plot.legend.items]
     assert not any(word in " ".join(legend) for word in ("unsupervised", "pseudo"))
     assert any("held-out" in text for text in legend)  # the curve's PSNR is named apart
@@ -312,9 +313,34 @@ def test_the_curves_legend_fits_in_the_plot_at_the_docks_width(qtbot):
         return view.left() <= legend.left() and legend.right() <= view.right() + 1
 
     qtbot.waitUntil(fits, timeout=5_000)
+    assert [label.text for _, label in plot.legend.items][-1] == "est. PSNR, held-out (right)"
     rows = len(plot.legend.items)
     plot.show_whole_image(100, 32.5, 31.0, 34.0)
     assert len(plot.legend.items) == rows + 1
     qtbot.waitUntil(fits, timeout=5_000)
-    plot.clear()  # a new model: its entry leaves the legend rather than leave a blank row
-    assert not any(sample.item is plot.whole_point for sample, _ in plot.legend.items)
+    plot.clear()  # a new model: the estimates leave the legend rather than leave blank rows
+    assert not any(sample.item in (plot.whole_point, plot.psnr_curve)
+                   for sample, _ in plot.legend.items)
+
+
+def test_the_loss_axis_has_values_from_the_first_points(qtbot):
+    """Early in training the losses span less than the gap between two of log mode's usual
+    ticks (0.02 and 0.03): the axis still shows values, distinct from each other."""
+    from napari_gr2r._qt._loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(376, 420)
+    plot.show()
+    qtbot.waitExposed(plot)
+    for step, value in ((10, 0.0241), (20, 0.0232), (30, 0.0224)):
+        plot.add_point(step, {"loss": value})
+    axis = plot.plot.getAxis("left")
+    qtbot.waitUntil(lambda: axis.range[1] - axis.range[0] < 0.1, timeout=5_000)
+    low, high = axis.range
+    values = [v for _, level in axis.tickValues(low, high, 300) for v in level]
+    assert len(values) >= 2
+    assert all(low <= v <= high for v in values)
+    strings = axis.tickStrings(values, 1.0, 0.0)
+    assert len(set(strings)) == len(strings)
+    assert not plot.plot.getPlotItem().getAxis("right").style["showValues"]  # no PSNR yet

@@ -30,6 +30,31 @@ PSNR_LABEL = "est. PSNR, held-out (right)"
 WHOLE_LABEL = "est. PSNR, whole image (right)"
 
 
+class _LossAxis(pg.AxisItem):
+    """The loss axis: in log mode, pyqtgraph labels only multiples of powers of ten, so a range
+    narrower than the gap between two of them (early in training) had no labels at all; such
+    a range gets evenly spaced round values instead, each written with the digits that tell
+    them apart."""
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        ticks = super().logTickValues(minVal, maxVal, size, stdTicks)
+        if sum(len(values) for _, values in ticks) >= 2 or not maxVal > minVal:
+            return ticks
+        low, high = 10.0**minVal, 10.0**maxVal
+        step = 10.0 ** math.floor(math.log10((high - low) / 3))
+        step *= next(f for f in (1, 2, 5, 10) if (high - low) / (step * f) <= 5)
+        values = np.arange(math.ceil(low / step) * step, high, step)
+        return [(None, [float(v) for v in np.log10(values[values > 0])])]
+
+    def logTickStrings(self, values, scale, spacing):
+        numbers = 10 ** np.asarray(values, float) * scale
+        for digits in range(1, 5):
+            strings = [f"{x:.{digits}g}" for x in numbers]
+            if len(set(strings)) == len(strings):
+                return strings
+        return strings
+
+
 _PSNR_COLOUR = (255, 210, 80)
 _WHOLE_COLOUR = (255, 140, 0)
 
@@ -47,7 +72,7 @@ class LossPlot(QWidget):
     def __init__(self, parent: QWidget | None = None, smoothing: float = 0.6) -> None:
         super().__init__(parent)
         self.smoothing = smoothing
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(axisItems={"left": _LossAxis("left")})
         self.plot.setMinimumHeight(160)
         self.plot.setToolTip(
             "Training losses (lower is better) and, on the right, the estimated PSNR of the "
@@ -96,8 +121,7 @@ class LossPlot(QWidget):
                                                                style=Qt.PenStyle.DashLine),
                                           symbol="t", symbolSize=7, symbolBrush=_PSNR_COLOUR)
         self.psnr_view.addItem(self.psnr_curve)
-        self.legend.addItem(self.psnr_curve, PSNR_LABEL)
-        self.psnr_curve.setVisible(False)
+        self._show_psnr(False)
         self._psnr: tuple[list[int], list[float]] = ([], [])
         # the whole image's estimate (Assess after training) with its 90 % interval
         zero = np.zeros(1)
@@ -111,15 +135,26 @@ class LossPlot(QWidget):
         self._show_whole(False)
         item.vb.sigResized.connect(self._sync_psnr_view)
 
+    def _show_psnr(self, visible: bool) -> None:
+        """The estimated PSNR's curve, its legend entry and its axis' values: shown once there
+        is a point to show (before, the axis' 0 to 1 meant nothing)."""
+        self.psnr_curve.setVisible(visible)
+        self.plot.getPlotItem().getAxis("right").setStyle(showValues=visible)
+        self._list_in_legend(self.psnr_curve, PSNR_LABEL, visible)
+
     def _show_whole(self, visible: bool) -> None:
         self.whole_bar.setVisible(visible)
         self.whole_point.setVisible(visible)
-        # added and removed rather than hidden: a hidden legend row keeps its width and height
-        listed = any(sample.item is self.whole_point for sample, _ in self.legend.items)
-        if visible and not listed:
-            self.legend.addItem(self.whole_point, WHOLE_LABEL)
-        elif listed and not visible:
-            self.legend.removeItem(self.whole_point)
+        self._list_in_legend(self.whole_point, WHOLE_LABEL, visible)
+
+    def _list_in_legend(self, item: pg.GraphicsObject, label: str, listed: bool) -> None:
+        # added and removed rather than hidden: a hidden legend row keeps its width and
+        # height, and pyqtgraph draws it as a crossed-out eye
+        present = any(sample.item is item for sample, _ in self.legend.items)
+        if listed and not present:
+            self.legend.addItem(item, label)
+        elif present and not listed:
+            self.legend.removeItem(item)
 
     def _sync_psnr_view(self) -> None:
         self.psnr_view.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
@@ -133,7 +168,7 @@ class LossPlot(QWidget):
         xs.append(step)
         ys.append(value)
         self.psnr_curve.setData(xs, ys)
-        self.psnr_curve.setVisible(True)
+        self._show_psnr(True)
 
     def show_whole_image(self, step: int, psnr: float, low: float, high: float) -> None:
         """The whole image's estimated PSNR (dB) at ``step`` with its 90 % interval
@@ -160,7 +195,7 @@ class LossPlot(QWidget):
         self._series = {}
         self._psnr = ([], [])
         self.psnr_curve.setData([], [])
-        self.psnr_curve.setVisible(False)
+        self._show_psnr(False)
         self._whole = None
         self._show_whole(False)
 
