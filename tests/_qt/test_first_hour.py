@@ -63,6 +63,7 @@ def test_time_units_make_a_time_axis(viewer_widget):
     viewer.add_image(np.zeros((6, 48, 48), np.float32), name="movie",
                      units=("s", "µm", "µm"))
     assert widget.data_panel.axes_edit.text() == "TYX"
+    assert "guessed from the shape and the units" in widget.data_panel.axes_message.text()
 
 
 def test_axes_the_file_gives_are_known(viewer_widget):

@@ -136,4 +136,8 @@ def axes_guess(layer: Any) -> AxesGuess:
         if found is not None:
             return AxesGuess(found, source, True, [r for r in readings if r != found][:3])
     source = "the shape" if len(shape) > 2 + rgb else "the shape (a single plane)"
+    lead = len(shape) - (3 if rgb else 2)
+    if readings[0] != engine.guess_axes(shape, rgb=rgb) and \
+            any(_unit_kind(layer, i) for i in range(lead)):  # the units chose the reading
+        source = "the shape and the units (seconds or minutes make T, lengths Z)"
     return AxesGuess(readings[0], source, len(shape) == 2 + rgb, readings[1:4])
