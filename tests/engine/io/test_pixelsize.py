@@ -138,6 +138,10 @@ def test_a_frame_interval_alone_and_samples_written_as_frames(tmp_path):
                      metadata={"axes": "TYX", "finterval": 2.0})
     assert read_image(tmp_path / "t.tif")[1] == {"axes": "TYX", "scale": [2.0, 1.0, 1.0],
                                                  "time_unit": "s"}
+    # an interval in a unit that is not a time (ImageJ allows any text) is not taken for one
+    tifffile.imwrite(tmp_path / "f.tif", stack, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 2.0, "tunit": "frame"})
+    assert read_image(tmp_path / "f.tif")[1] == {"axes": "TYX"}
     # independent images stored as ImageJ frames have no time between them
     write_image(tmp_path / "s.tif", stack, "SYX",
                 {"scale": [1.0, 0.2, 0.2], "unit": "µm", "time_unit": "s"})

@@ -175,9 +175,10 @@ def _ome_xml_scale(xml: str, axes: str) -> dict[str, Any]:
             unit = unit or pixels.get(f"PhysicalSize{letter}Unit", "µm")
     meta: dict[str, Any] = {"unit": unit} if sizes else {}
     interval = _positive(pixels.get("TimeIncrement"))
-    if interval is not None and "T" in axes:
+    seconds = time_unit(pixels.get("TimeIncrementUnit", "s"))
+    if interval is not None and seconds is not None and "T" in axes:
         sizes["T"] = interval
-        meta["time_unit"] = pixels.get("TimeIncrementUnit", "s")
+        meta["time_unit"] = seconds
     if not sizes:
         return {}
     meta["scale"] = [sizes.get(a, 1.0) for a in axes]
@@ -225,9 +226,10 @@ def _resolution_scale(imagej: dict[str, Any], page: Any, axes: str) -> dict[str,
     else:
         sizes = {}
     interval = _positive(imagej.get("finterval"))
-    if interval is not None and "T" in axes:  # ImageJ's frame interval, in seconds by default
+    seconds = time_unit(imagej.get("tunit") or "s")  # ImageJ's default unit: seconds
+    if interval is not None and seconds is not None and "T" in axes:
         sizes["T"] = interval
-        meta["time_unit"] = imagej.get("tunit") or "s"
+        meta["time_unit"] = seconds
     if not sizes:
         return {}
     meta["scale"] = [sizes.get(a, 1.0) for a in axes]
