@@ -181,3 +181,39 @@ def test_multiscale_layer_denoises_its_full_resolution(viewer_widget, qtbot, laz
                                engine.denoise(model, values, axes="ZYX", device="cpu"),
                                rtol=1e-4, atol=1e-2)
     assert layer.data[0] is lazy
+
+
+def test_a_large_planes_result_becomes_multiscale_when_done(viewer_widget, qtbot, tmp_path,
+                                                            monkeypatch):
+    """A result whose planes are large (here above 128 pixels on a side) is shown, once its
+    lower-resolution levels are written, as one multiscale layer: napari reads the level the
+    view needs instead of the whole plane."""
+    from napari_gr2r.engine.io import pyramid
+    from tests.helpers import tiny_model
+
+    monkeypatch.setattr(pyramid, "PYRAMID_MIN", 128)
+    monkeypatch.setattr(pyramid, "PYRAMID_TOP", 64)
+    viewer, widget = viewer_widget
+    lazy, _ = zarr_stack(tmp_path, 2)
+    viewer.add_image(lazy, name="lazy", scale=(1.0, 0.5, 0.5), units=("µm", "µm", "µm"))
+    widget.state.set_model(tiny_model(axes="ZYX"))
+    widget.settings_panel.device.setCurrentIndex(widget.settings_panel.device.findData("cpu"))
+    out = tmp_path / "denoised.zarr"
+    widget.denoise_panel.zarr_out = str(out)
+    widget.denoise_panel.start()
+    qtbot.waitUntil(lambda: not widget.state.denoising, timeout=60_000)
+    result = viewer.layers["lazy [denoised]"]
+    assert result.multiscale
+    assert [tuple(level.shape) for level in result.data] == [(2, 256, 256), (2, 128, 128),
+                                                             (2, 64, 64)]
+    np.testing.assert_allclose(result.scale, (1.0, 0.5, 0.5))
+    np.testing.assert_array_equal(np.asarray(result.data[1]),
+                                  pyramid.halve(engine.open_result(str(out))[:]))
+    assert "stored in" in widget.state.message.text()
+    # opened again later as a result file (a folder run's): multiscale too
+    from napari_gr2r._qt._results import open_result_file
+
+    (opened,) = open_result_file(viewer, str(out))
+    assert opened.multiscale
+    assert len(opened.data) == 3
+    np.testing.assert_allclose(opened.scale, (1.0, 0.5, 0.5))

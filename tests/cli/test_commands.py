@@ -47,7 +47,8 @@ def test_train_then_denoise_tif_and_zarr(model_file, noisy_tif, gaussian2d, clea
     np.testing.assert_allclose(open_result(str(out_zarr), mode="r")[...], denoised, atol=1e-4)
 
 
-def test_results_keep_the_pixel_size_and_say_so(model_file, gaussian2d, tmp_path, capsys):
+def test_results_keep_the_pixel_size_and_say_so(model_file, gaussian2d, tmp_path, capsys,
+                                                monkeypatch):
     src = tmp_path / "um.tif"
     tifffile.imwrite(src, gaussian2d, imagej=True, resolution=(1 / 0.13, 1 / 0.13),
                      metadata={"axes": "YX", "unit": "micron"})
@@ -59,14 +60,20 @@ def test_results_keep_the_pixel_size_and_say_so(model_file, gaussian2d, tmp_path
         meta = engine.read_image(tmp_path / name)[1]
         np.testing.assert_allclose(meta["scale"], [0.13, 0.13])
         assert meta["unit"] == "µm"
-    # a time-lapse without a pixel size keeps the time between its frames
+    # a time-lapse without a pixel size keeps the time between its frames; and a large plane
+    # (here above 32 pixels on a side) gets lower-resolution levels
+    from napari_gr2r.engine.io import pyramid
+
+    monkeypatch.setattr(pyramid, "PYRAMID_MIN", 32)
+    monkeypatch.setattr(pyramid, "PYRAMID_TOP", 16)
     movie = tmp_path / "movie.tif"
     tifffile.imwrite(movie, np.stack([gaussian2d] * 2), imagej=True,
                      metadata={"axes": "TYX", "finterval": 2.5})
     result = run_main(capsys, "denoise", str(movie), "-m", str(model_file), "-o",
                       str(tmp_path / "movie-dn.zarr"))
     assert result.stdout.rstrip().endswith(
-        "(OME-Zarr; the input has no pixel size; frames every 2.5 s)"), result.stdout
+        f"(OME-Zarr with {pyramid.levels_for(gaussian2d.shape)} lower-resolution levels; "
+        "the input has no pixel size; frames every 2.5 s)"), result.stdout
     assert engine.read_image(tmp_path / "movie-dn.zarr")[1]["scale"] == [2.5, 1.0, 1.0]
 
 

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QFileDialog, QGridLayout, QPushButton, QWidget
 
 from napari_gr2r import engine
 from napari_gr2r.engine.io.hotpixels import hot_pixel_message
+from napari_gr2r.engine.io.pyramid import result_levels
 
 from ._jobs import Job, ProgressRelay, Refused
 from ._layers import (
@@ -184,6 +185,15 @@ class DenoisePanel(Panel):
             lazy = da.from_zarr(engine.open_result(out))
             self._zarr_layer = add_result_layer(self.viewer, layer, lazy, self.state.model,
                                                 store=out, **self._estimate(layer))
+        elif step.levels and self._zarr_layer in self.viewer.layers:
+            # a large plane's result has lower-resolution levels now: shown as one multiscale
+            # layer, so that napari reads the level the view needs, not the whole plane
+            import dask.array as da
+
+            levels = result_levels(engine.open_result(out))
+            self._zarr_layer = add_result_layer(
+                self.viewer, layer, [da.from_zarr(level) for level in levels],
+                self.state.model, store=out, **self._estimate(layer))
         elif step.written and self._zarr_layer in self.viewer.layers:  # not if removed
             self._zarr_layer.refresh()
 

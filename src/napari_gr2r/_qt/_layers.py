@@ -206,15 +206,19 @@ def as_display_dtype(result: np.ndarray, layer: Any) -> np.ndarray:
     return result
 
 
-def put_layer(viewer: Any, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
+def put_layer(viewer: Any, data: Any, kwargs: dict[str, Any]) -> Any:
     """Add an image layer, or replace the data of the existing layer with the same name.
 
-    The layer selection stays as it was.
+    ``data``: an array, or a list of arrays for a multiscale layer (full resolution first),
+    which replaces the existing layer rather than its data. The layer selection stays as it
+    was.
     """
     name = kwargs["name"]
     if name in viewer.layers:
         existing = viewer.layers[name]
-        if is_image_layer(existing) and existing.ndim == data.ndim - int(kwargs.get("rgb", False)) \
+        if is_image_layer(existing) and not isinstance(data, list) \
+                and not getattr(existing, "multiscale", False) \
+                and existing.ndim == data.ndim - int(kwargs.get("rgb", False)) \
                 and bool(getattr(existing, "rgb", False)) == bool(kwargs.get("rgb", False)):
             existing.data = data
             for key in ("scale", "translate", "axis_labels", "units", "contrast_limits", "metadata"):

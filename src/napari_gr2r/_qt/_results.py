@@ -14,6 +14,7 @@ import numpy as np
 
 from napari_gr2r import engine
 from napari_gr2r.engine.io.formats import read_image, stem_of, suffix_of
+from napari_gr2r.engine.io.pyramid import result_levels
 
 from ._layers import DENOISED_SUFFIX, as_display_dtype, denoised_name, output_kwargs, put_layer
 
@@ -36,7 +37,7 @@ def add_result_layer(viewer: Any, layer: Any, data: Any, model: Any, *, name: st
     A lazy array (a zarr store being written) is shown without napari's slice cache, so that
     refreshing it shows the blocks written since.
     """
-    lazy = not isinstance(data, np.ndarray)
+    lazy = not isinstance(data, np.ndarray)  # a dask array, or a list of them (multiscale)
     kwargs = output_kwargs(layer, name or denoised_name(layer),
                            metadata=result_metadata(layer, model, **gr2r))
     if lazy:
@@ -80,7 +81,8 @@ def open_result_file(viewer: Any, path: str) -> list[Any]:
     if suffix_of(path).endswith(".zarr"):
         import dask.array as da
 
-        data = da.from_zarr(data)
+        levels = [da.from_zarr(level) for level in result_levels(data)]
+        data = levels if len(levels) > 1 else levels[0]
     axes = meta.get("axes") or ""
     kwargs: dict[str, Any] = {"name": f"{stem_of(path)}{DENOISED_SUFFIX}",
                               "metadata": {"gr2r": {"file": str(path)}}}
@@ -91,7 +93,8 @@ def open_result_file(viewer: Any, path: str) -> list[Any]:
     scale = meta.get("scale")
     if scale is not None and len(scale) == len(axes):
         kwargs["scale"] = [s for a, s in zip(axes, scale) if a in kept]
-    if len(kept) == data.ndim - (1 if "channel_axis" in kwargs else 0):
+    ndim = len(data[0].shape) if isinstance(data, list) else data.ndim
+    if len(kept) == ndim - (1 if "channel_axis" in kwargs else 0):
         units = {a: meta.get("unit") or "pixel" for a in SPATIAL}
         units["T"] = meta.get("time_unit") or "pixel"
         kwargs["units"] = tuple(units.get(a, "pixel") for a in kept)

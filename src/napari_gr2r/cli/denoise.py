@@ -157,13 +157,17 @@ def _kept(out: Path, axes: str, meta: dict[str, Any]) -> str:
     """What the result holds besides its pixels, in words: its format, pixel size and the
     time between frames."""
     from ..engine.io.formats import suffix_of
-    from ..engine.io.omezarr import fits_ome_zarr
+    from ..engine.io.omezarr import fits_ome_zarr, open_result
     from ..engine.io.pixelsize import clean_scale
+    from ..engine.io.pyramid import result_levels
 
     suffix = suffix_of(out)
     kind = "OME-TIFF" if suffix.startswith(".ome.tif") else "TIFF"
     if suffix.endswith(".zarr"):
         kind = "OME-Zarr" if fits_ome_zarr(axes) else "zarr array"
+        levels = len(result_levels(open_result(out))) - 1
+        if levels:
+            kind += f" with {levels} lower-resolution level{'s' if levels > 1 else ''}"
     meta = clean_scale(meta, len(axes))
     scale = dict(zip(axes, meta.get("scale") or []))
     sizes = " × ".join(f"{a} {scale[a]:g}" for a in "ZYX" if a in scale)

@@ -1,7 +1,8 @@
 """Zarr results as OME-Zarr images, so that any OME-Zarr reader sees their axes and pixel size.
 
 A result written to a path is an OME-Zarr 0.5 image (a zarr v3 group with ``ome`` metadata,
-the pixels in its array ``0``, the full and only resolution level) when its axes fit
+the pixels in its array ``0``, the full resolution; a large one also has lower-resolution
+levels ``1``, ``2``..., :mod:`.pyramid`) when its axes fit
 OME-Zarr's order: time, then a channel or one other axis (a sample axis ``S``, independent
 images), then two or three space axes ending in ``YX`` (``TCZYX`` and its subsets, ``SYX``).
 Other orders (``YXC``, ``ZCYX``) have no OME-Zarr form without moving the pixels: such a
@@ -26,6 +27,8 @@ NGFF_VERSION = "0.5"
 
 _AXES = {"T": ("t", "time"), "C": ("c", "channel"), "S": ("s", None),
          "Z": ("z", "space"), "Y": ("y", "space"), "X": ("x", "space")}
+AXIS_NAMES = {letter: name for letter, (name, _) in _AXES.items()}
+"""Each axis letter's name in OME-Zarr metadata and in the arrays' ``dimension_names``."""
 _RANK = {"T": 0, "C": 1, "S": 1, "Z": 2, "Y": 2, "X": 2}
 
 
@@ -37,9 +40,11 @@ def fits_ome_zarr(axes: str) -> bool:
     return axes.endswith("YX") and ranks.count(1) <= 1 and 2 <= ranks.count(2) <= 3
 
 
-def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    """The group's ``ome`` attribute: one multiscale image of one level, with its scale and
-    (where it is a length napari-gr2r knows) the space axes' unit."""
+def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str,
+                 levels: int = 1) -> dict[str, Any]:
+    """The group's ``ome`` attribute: one multiscale image of ``levels`` levels (each after the
+    first half the one before in Y and X), with its scale and (where it is a length
+    napari-gr2r knows) the space axes' unit."""
     meta = clean_scale(meta or {}, len(axes))
     scale = list(meta.get("scale") or [1.0] * len(axes))
     short = length_unit(meta.get("unit")) if meta.get("scale") is not None else None
@@ -57,11 +62,13 @@ def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str) -> dict[str,
         if kind != "space" and letter != "T":
             scale[i] = 1.0  # channels and samples are not a distance
         entries.append(entry)
-    transform = {"type": "scale", "scale": [float(s) for s in scale]}
+    datasets = []
+    for level in range(levels):
+        factor = [2.0**level if a in "YX" else 1.0 for a in axes]
+        transform = {"type": "scale", "scale": [float(s * f) for s, f in zip(scale, factor)]}
+        datasets.append({"path": str(level), "coordinateTransformations": [transform]})
     return {"version": NGFF_VERSION,
-            "multiscales": [{"name": name, "axes": entries,
-                             "datasets": [{"path": LEVEL, "coordinateTransformations":
-                                           [transform]}]}]}
+            "multiscales": [{"name": name, "axes": entries, "datasets": datasets}]}
 
 
 def create_result(location: str, axes: str, shape: tuple[int, ...], chunks: tuple[int, ...],
@@ -77,29 +84,31 @@ def create_result(location: str, axes: str, shape: tuple[int, ...], chunks: tupl
     group = zarr.open_group(store=location, mode="w", zarr_format=3,
                             attributes={"ome": ome_metadata(axes, None, name)})
     return group.create_array(LEVEL, shape=shape, chunks=chunks, dtype="float32",
-                              fill_value=0.0, dimension_names=[_AXES[a][0] for a in axes])
+                              fill_value=0.0, dimension_names=[AXIS_NAMES[a] for a in axes])
 
 
 def open_result(location: str | os.PathLike, mode: str = "r") -> Any | None:
     """The result array of the store at ``location``: the store itself when it is an array,
-    the full-resolution level of an OME-Zarr image napari-gr2r wrote; None for any other
-    group. Raises what zarr raises where there is no store."""
+    the full-resolution level ``0`` of an OME-Zarr image (napari-gr2r's results, and others
+    whose first level is ``0``: :func:`~..inference.outofcore.store.existing_array` tells
+    them apart); None for any other group. Raises what zarr raises where there is no store."""
     import zarr
 
     node = zarr.open(store=os.fspath(location), mode=mode)
     if isinstance(node, zarr.Array):
         return node
-    level = node.get(LEVEL) if _one_level(node) else None
+    level = node.get(LEVEL) if levels_listed(node) else None
     return level if isinstance(level, zarr.Array) else None
 
 
-def _one_level(group: Any) -> bool:
-    """Whether a group's metadata is that of a result: an OME-Zarr image of one level, ``0``."""
+def levels_listed(group: Any) -> int:
+    """How many levels a group's ``ome`` metadata lists, when it is an OME-Zarr image whose
+    first level is ``0`` (as napari-gr2r writes them); else 0."""
     try:
         datasets = dict(group.attrs)["ome"]["multiscales"][0]["datasets"]
-        return len(datasets) == 1 and datasets[0]["path"] == LEVEL
+        return len(datasets) if datasets[0]["path"] == LEVEL else 0
     except (KeyError, IndexError, TypeError):
-        return False
+        return 0
 
 
 def tag_result(arr: Any, axes: str, meta: dict[str, Any] | None) -> None:
@@ -112,20 +121,21 @@ def tag_result(arr: Any, axes: str, meta: dict[str, Any] | None) -> None:
         if meta.get(key) is not None:
             attrs[key] = list(meta[key]) if key == "scale" else meta[key]
     arr.attrs.update(attrs)
-    group = _image_group(arr)
+    group = image_group(arr)
     if group is not None:
         name = group.attrs["ome"]["multiscales"][0].get("name", "denoised")
-        group.attrs["ome"] = ome_metadata(axes, meta, name)
+        group.attrs["ome"] = ome_metadata(axes, meta, name, levels_listed(group))
 
 
-def _image_group(arr: Any) -> Any | None:
-    """The OME-Zarr group ``arr`` is the level of, or None (a plain array)."""
+def image_group(arr: Any) -> Any | None:
+    """The OME-Zarr group ``arr`` is the level of, or None (a plain array); writable where
+    ``arr``'s store is."""
     import zarr
 
     if getattr(arr, "path", "") != LEVEL or getattr(arr, "store", None) is None:
         return None
     try:
-        group = zarr.open_group(store=arr.store, mode="r+")
+        group = zarr.open_group(store=arr.store, mode="r" if arr.store.read_only else "r+")
     except Exception:  # no group above the array (zarr raises several types)
         return None
-    return group if _one_level(group) else None
+    return group if levels_listed(group) else None

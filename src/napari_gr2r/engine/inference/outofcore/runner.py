@@ -18,6 +18,7 @@ from ...io.hotpixels import HotPixelWarning, hot_pixel_message
 from ...io.omezarr import tag_result
 from ...io.outputs import OutputClaim, check_not_input, store_location
 from ...io.provenance import RangeWarning, input_fingerprint, range_label, range_message
+from ...io.pyramid import write_levels
 from ...io.sources import open_lazy
 from ...model.model import GR2RModel
 from ..tiling import check_arguments, tta_views
@@ -48,6 +49,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
     its ``warning`` (else None): the generator issues no warning. ``name``: the file the
     message names (by default the input's path or store). ``pixel_size``: as for
     :func:`denoise_to_zarr`.
+
+    A large plane's OME-Zarr result then gets lower-resolution levels (a last step says how
+    many: :mod:`napari_gr2r.engine.io.pyramid`).
 
     The generator's return value (``StopIteration.value``, or napari's worker ``returned``
     signal) is the output zarr array. Stopping the iteration, or ``should_stop`` returning
@@ -90,14 +94,9 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
         if existing is None:
             grid = plan_blocks(model, info, tile, chunks, tuple(arr.chunks),
                                input_z_chunk(data, info))
-        settings = {"model": model_fingerprint(model), "input": input_fingerprint(data),
-                    "source": source_path or store_location(data) or "", "axes": info.axes,
-                    "shape": list(info.shape), "block": list(grid.block),
-                    "halo": list(grid.halo)}
-        if views > 1:  # stores of one pass keep the record they had before test-time flips
-            settings["views"] = views
         total = len(grid)
-        state = resume_state(arr, settings, total, overwrite, owner=claim.record)
+        state = resume_state(arr, _settings(model, data, source_path, grid, views), total,
+                             overwrite, owner=claim.record)
         skipped = int(state.done.sum())
         todo = [i for i in range(total) if not state.done[i]]
         yield ChunkProgress(skipped, total, 0, skipped, warning)
@@ -110,9 +109,24 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                                       todo, tile=tile, overlap=overlap, batch_size=batch_size,
                                       should_stop=should_stop, precision=precision,
                                       tta=views)
+        levels = write_levels(arr, info.axes, should_stop)  # every block is done
+        if levels:
+            yield ChunkProgress(total, total, 0, skipped, levels=levels)
     finally:
         claim.release()
     return arr
+
+
+def _settings(model: GR2RModel, data: Any, source_path: str | None, grid: Any,
+              views: int) -> dict[str, Any]:
+    """What a store records of its run, so that only the same run resumes it."""
+    info = grid.info
+    settings = {"model": model_fingerprint(model), "input": input_fingerprint(data),
+                "source": source_path or store_location(data) or "", "axes": info.axes,
+                "shape": list(info.shape), "block": list(grid.block), "halo": list(grid.halo)}
+    if views > 1:  # stores of one pass keep the record they had before test-time flips
+        settings["views"] = views
+    return settings
 
 
 def _output_location(out: Any, data: Any, source_path: str | None) -> str | None:
@@ -170,11 +184,13 @@ def denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any, *,
     out : path or zarr array
         Where the float32 result goes, with the input's shape and axes. A new path is created
         with chunks aligned with the blocks, as an OME-Zarr image (the pixels in its array
-        ``0``) where the axes fit OME-Zarr's order (``TCZYX`` and its subsets, ``SYX``), else
-        as a zarr array (:mod:`napari_gr2r.engine.io.omezarr`); an existing output of an
-        interrupted run with the same model and settings is resumed (blocks already written
-        are skipped); an existing zarr array given as an object is written into, and its
-        chunks set the blocks.
+        ``0``; a plane larger than 4096 pixels on a side also gets lower-resolution levels,
+        :mod:`napari_gr2r.engine.io.pyramid`) where the axes fit OME-Zarr's order (``TCZYX``
+        and its subsets, ``SYX``), else as a zarr array
+        (:mod:`napari_gr2r.engine.io.omezarr`); an existing output of an interrupted run
+        with the same model and settings is resumed (blocks already written are skipped);
+        an existing zarr array given as an object is written into, and its chunks set the
+        blocks.
     tile, overlap : int or tuple, optional
         Tiling inside a block, as for :func:`~napari_gr2r.engine.denoise`.
     chunks : int or tuple, optional

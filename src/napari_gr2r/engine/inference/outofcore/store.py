@@ -44,6 +44,9 @@ class ChunkProgress:
     hot_pixels: int = 0
     """On the last step of a run on this machine: the isolated hot or dead pixels replaced
     (:mod:`napari_gr2r.engine.io.hotpixels`) in the blocks it denoised."""
+    levels: int = 0
+    """On a last step of its own: the lower-resolution levels the finished result has
+    (:mod:`napari_gr2r.engine.io.pyramid`; a large plane's OME-Zarr result only)."""
 
 
 def existing_array(location: str) -> Any | None:
