@@ -171,8 +171,8 @@ def _kept(out: Path, axes: str, meta: dict[str, Any]) -> str:
     meta = clean_scale(meta, len(axes))
     scale = dict(zip(axes, meta.get("scale") or []))
     sizes = " × ".join(f"{a} {scale[a]:g}" for a in "ZYX" if a in scale)
-    words = [kind, f"pixel size {sizes} {meta.get('unit') or ''}".rstrip()
-             if meta.get("unit") or any(scale.get(a, 1) != 1 for a in "ZYX")
+    sized = sizes and (meta.get("unit") or any(scale.get(a, 1) != 1 for a in "ZYX"))
+    words = [kind, f"pixel size {sizes} {meta.get('unit') or ''}".rstrip() if sized
              else "the input has no pixel size"]
     if meta.get("time_unit") and "T" in scale:
         words.append(f"frames every {scale['T']:g} {meta['time_unit']}")
