@@ -188,8 +188,9 @@ def test_a_large_planes_result_becomes_multiscale_when_done(viewer_widget, qtbot
     """A result whose planes are large (here above 128 pixels on a side) is shown, once its
     lower-resolution levels are written, as one multiscale layer: napari reads the level the
     view needs instead of the whole plane."""
-    from napari_gr2r.engine.io import pyramid
     from tests.helpers import tiny_model
+
+    from napari_gr2r.engine.io import pyramid
 
     monkeypatch.setattr(pyramid, "PYRAMID_MIN", 128)
     monkeypatch.setattr(pyramid, "PYRAMID_TOP", 64)

@@ -16,9 +16,11 @@ from tests.helpers import tiny_model
 
 @pytest.fixture
 def small_pyramids(monkeypatch):
-    """Levels for planes above 64 pixels on a side, down to 20: large results in miniature."""
+    """Levels for planes above 64 pixels on a side, down to 20, written a chunk at a time:
+    large results in miniature."""
     monkeypatch.setattr(pyramid, "PYRAMID_MIN", 64)
     monkeypatch.setattr(pyramid, "PYRAMID_TOP", 20)
+    monkeypatch.setattr(pyramid, "READ_BYTES", 1)
 
 
 def noisy(shape: tuple[int, ...]) -> np.ndarray:

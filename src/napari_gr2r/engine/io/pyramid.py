@@ -7,7 +7,8 @@ instead. So a result whose plane has a side above :data:`PYRAMID_MIN` pixels get
 ``1``, ``2``... beside its full-resolution ``0``, each half the one before in Y and X (each
 pixel the mean of 2 x 2, the last row or column repeated where a side is odd), until the
 larger side is at most :data:`PYRAMID_TOP`. They are written from level ``0`` once every
-block of it is done, one band of rows at a time (bounded memory, stoppable between bands),
+block of it is done, a piece of whole chunks at a time (bounded memory, stoppable between
+pieces),
 and listed in the image's metadata last: a store stopped while they are written lists level
 ``0`` only, and the next run into it writes them again. Only OME-Zarr results have levels
 (in their axes, ``Y`` and ``X`` come last).
@@ -30,6 +31,9 @@ PYRAMID_TOP = 1024
 """The last level's larger side is at most this."""
 MAX_BAND = 512
 """Rows of a new level written at a time (twice as many read from the level before)."""
+READ_BYTES = 64 * 2**20
+"""About how much of the level before is read at a time (at least one chunk of the new level's
+width)."""
 
 
 def levels_for(shape: tuple[int, ...]) -> int:
@@ -46,7 +50,7 @@ def write_levels(arr: Any, axes: str,
     ``arr`` (nothing for a plain array or a small plane); returns how many it has.
 
     Levels already listed are kept (a finished store run again). ``should_stop`` is polled
-    between bands of rows: an :class:`InterruptedError` leaves level ``0`` as it was.
+    between the pieces it writes: an :class:`InterruptedError` leaves level ``0`` as it was.
     """
     group = image_group(arr)
     count = levels_for(tuple(arr.shape))
@@ -65,8 +69,9 @@ def write_levels(arr: Any, axes: str,
 
 def _halve_into(group: Any, path: str, source: Any, axes: str,
                 should_stop: Callable[[], bool] | None) -> Any:
-    """A new level ``path`` of ``group``: ``source`` halved in Y and X, written a band of
-    rows at a time across the leading axes of one of ``source``'s chunks."""
+    """A new level ``path`` of ``group``: ``source`` halved in Y and X, written a piece at a
+    time: the leading axes of one of ``source``'s chunks, one chunk of rows of the new level,
+    and as many whole chunks of its columns as :data:`READ_BYTES` allows."""
     height, width = source.shape[-2:]
     lead, lead_chunks = tuple(source.shape[:-2]), tuple(source.chunks[:-2])
     shape = (*lead, -(-height // 2), -(-width // 2))
@@ -75,17 +80,21 @@ def _halve_into(group: Any, path: str, source: Any, axes: str,
     target = group.create_array(path, shape=shape, chunks=chunks, dtype="float32",
                                 fill_value=0.0, dimension_names=[AXIS_NAMES[a] for a in axes],
                                 overwrite=True)
+    # columns per piece: whole chunks of the new level, about READ_BYTES read at a time
+    per_column = 4 * (2 * band) * 2 * math.prod(lead_chunks)
+    cols = max(chunks[-1], READ_BYTES // per_column // chunks[-1] * chunks[-1])
     grid = [range(0, n, c) for n, c in zip(lead, lead_chunks)]
     for starts in itertools.product(*grid):
         index = tuple(slice(a, a + c) for a, c in zip(starts, lead_chunks))
-        for row in range(0, shape[-2], band):
+        for row, col in itertools.product(range(0, shape[-2], band), range(0, shape[-1], cols)):
             if should_stop is not None and should_stop():
                 raise InterruptedError("Denoising was stopped while its lower-resolution levels "
                                        "were written; run it again to write them.")
-            rows = np.asarray(source[(*index, slice(2 * row, 2 * (row + band)), slice(None))],
-                              np.float32)
-            half = halve(rows)
-            target[(*index, slice(row, row + half.shape[-2]), slice(None))] = half
+            piece = np.asarray(source[(*index, slice(2 * row, 2 * (row + band)),
+                                       slice(2 * col, 2 * (col + cols)))], np.float32)
+            half = halve(piece)
+            target[(*index, slice(row, row + half.shape[-2]),
+                    slice(col, col + half.shape[-1]))] = half
     return target
 
 
