@@ -58,7 +58,7 @@ def ome_metadata(axes: str, meta: dict[str, Any] | None, name: str,
         if kind == "space" and unit is not None:
             entry["unit"] = unit
         if kind == "time" and meta.get("time_unit") in TIMES:
-            entry["unit"] = TIMES[meta["time_unit"]][0]
+            entry["unit"] = TIMES[meta["time_unit"]]
         if kind != "space" and letter != "T":
             scale[i] = 1.0  # channels and samples are not a distance
         entries.append(entry)
@@ -135,7 +135,8 @@ def image_group(arr: Any) -> Any | None:
     if getattr(arr, "path", "") != LEVEL or getattr(arr, "store", None) is None:
         return None
     try:
-        group = zarr.open_group(store=arr.store, mode="r" if arr.store.read_only else "r+")
+        read_only = getattr(arr.store, "read_only", False)
+        group = zarr.open_group(store=arr.store, mode="r" if read_only else "r+")
     except Exception:  # no group above the array (zarr raises several types)
         return None
     return group if levels_listed(group) else None

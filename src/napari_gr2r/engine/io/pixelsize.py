@@ -215,12 +215,10 @@ def _resolution_scale(imagej: dict[str, Any], page: Any, axes: str) -> dict[str,
     if "spacing" in imagej:
         sizes["Z"] = float(imagej["spacing"])
     meta: dict[str, Any] = {}
-    if not sizes:
-        pass
-    elif imagej.get("unit"):
+    if sizes and imagej.get("unit"):
         unit = str(imagej["unit"]).replace("\\u00B5", "µ")
         meta["unit"] = length_unit(unit) or unit
-    elif resunit == 3:  # centimetre
+    elif sizes and resunit == 3:  # centimetre
         sizes = {a: v * _UM_PER_CM if a in "XY" else v for a, v in sizes.items()}
         meta["unit"] = "µm"
     else:
@@ -290,15 +288,14 @@ _SPELLINGS = {"um": "µm", "micron": "µm", "microns": "µm", "\\u00B5m": "µm",
               **{name: short for short, (name, _) in LENGTHS.items()}}
 
 
-TIMES = {"s": ("second", 1.0), "ms": ("millisecond", 1e-3), "µs": ("microsecond", 1e-6),
-         "min": ("minute", 60.0), "h": ("hour", 3600.0)}
-"""The time units napari-gr2r writes, as its metadata (and OME-XML) spells them: their OME-Zarr
-(UDUNITS-2) name and their length in seconds."""
+TIMES = {"s": "second", "ms": "millisecond", "µs": "microsecond", "min": "minute", "h": "hour"}
+"""The time units napari-gr2r writes, as its metadata (and OME-XML) spells them, and their
+OME-Zarr (UDUNITS-2) names."""
 
 _TIME_SPELLINGS = {"sec": "s", "secs": "s", "seconds": "s", "msec": "ms", "milliseconds": "ms",
                    "us": "µs", "\u03bcs": "µs", "microseconds": "µs", "mins": "min",
                    "minutes": "min", "hr": "h", "hrs": "h", "hours": "h",
-                   **{name: short for short, (name, _) in TIMES.items()}}
+                   **{name: short for short, name in TIMES.items()}}
 
 
 def time_unit(unit: Any) -> str | None:
