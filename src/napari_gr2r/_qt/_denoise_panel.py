@@ -185,6 +185,10 @@ class DenoisePanel(Panel):
             lazy = da.from_zarr(engine.open_result(out))
             self._zarr_layer = add_result_layer(self.viewer, layer, lazy, self.state.model,
                                                 store=out, **self._estimate(layer))
+        elif step.levels_pending:
+            self.state.show_message(
+                f"Writing {step.levels_pending} lower-resolution levels of the result, so that "
+                "napari can show it without reading whole planes…")
         elif step.levels and self._zarr_layer in self.viewer.layers:
             # a large plane's result has lower-resolution levels now: shown as one multiscale
             # layer, so that napari reads the level the view needs, not the whole plane

@@ -43,6 +43,7 @@ def test_a_large_result_has_levels_that_readers_see(small_pyramids, tmp_path):
                                       pixel_size=pixel))
     assert steps[-1].levels == 3
     assert steps[-1].done == steps[-1].total
+    assert steps[-2].levels_pending == 3  # said before they are written, which takes a while
     group = zarr.open_group(str(out), mode="r")
     Image.from_zarr(group)  # the OME-Zarr validator accepts the multiscale image
     datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
@@ -64,6 +65,7 @@ def test_a_large_result_has_levels_that_readers_see(small_pyramids, tmp_path):
     steps = list(iter_denoise_to_zarr(model, noisy((2, 101, 150)), "TYX", out))
     assert steps[0].skipped == steps[0].total
     assert steps[-1].levels == 3
+    assert not any(step.levels_pending for step in steps)  # nothing left to write
     assert (out / "3" / "zarr.json").stat().st_mtime_ns == written
     assert levels_listed(zarr.open_group(str(out), mode="r")) == 4
 

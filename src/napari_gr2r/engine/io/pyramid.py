@@ -44,6 +44,14 @@ def levels_for(shape: tuple[int, ...]) -> int:
     return math.ceil(math.log2(side / PYRAMID_TOP))
 
 
+def pending_levels(arr: Any) -> int:
+    """How many levels :func:`write_levels` has to write for ``arr`` (0 when none are due or
+    they are listed already)."""
+    group = image_group(arr)
+    count = levels_for(tuple(arr.shape)) if group is not None else 0
+    return 0 if count == 0 or levels_listed(group) == count + 1 else count
+
+
 def write_levels(arr: Any, axes: str,
                  should_stop: Callable[[], bool] | None = None) -> int:
     """Write and list the lower-resolution levels of the OME-Zarr result whose level ``0`` is

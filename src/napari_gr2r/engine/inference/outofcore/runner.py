@@ -18,7 +18,7 @@ from ...io.hotpixels import HotPixelWarning, hot_pixel_message
 from ...io.omezarr import tag_result
 from ...io.outputs import OutputClaim, check_not_input, store_location
 from ...io.provenance import RangeWarning, input_fingerprint, range_label, range_message
-from ...io.pyramid import write_levels
+from ...io.pyramid import pending_levels, write_levels
 from ...io.sources import open_lazy
 from ...model.model import GR2RModel
 from ..tiling import check_arguments, tta_views
@@ -109,12 +109,22 @@ def iter_denoise_to_zarr(model: GR2RModel, data: Any, axes: str | None, out: Any
                                       todo, tile=tile, overlap=overlap, batch_size=batch_size,
                                       should_stop=should_stop, precision=precision,
                                       tta=views)
-        levels = write_levels(arr, info.axes, should_stop)  # every block is done
-        if levels:
-            yield ChunkProgress(total, total, 0, skipped, levels=levels)
+        yield from _levels(arr, info.axes, total, skipped, should_stop)  # every block is done
     finally:
         claim.release()
     return arr
+
+
+def _levels(arr: Any, axes: str, total: int, skipped: int,
+            should_stop: Callable[[], bool] | None) -> Iterator[ChunkProgress]:
+    """A finished result's lower-resolution levels: a step before writing them (they take a
+    while, with no blocks to count), a step after."""
+    pending = pending_levels(arr)
+    if pending:
+        yield ChunkProgress(total, total, 0, skipped, levels_pending=pending)
+    levels = write_levels(arr, axes, should_stop)
+    if levels:
+        yield ChunkProgress(total, total, 0, skipped, levels=levels)
 
 
 def _settings(model: GR2RModel, data: Any, source_path: str | None, grid: Any,

@@ -47,6 +47,8 @@ class ChunkProgress:
     levels: int = 0
     """On a last step of its own: the lower-resolution levels the finished result has
     (:mod:`napari_gr2r.engine.io.pyramid`; a large plane's OME-Zarr result only)."""
+    levels_pending: int = 0
+    """On a step of its own before they are written: how many levels are about to be."""
 
 
 def existing_array(location: str) -> Any | None:
