@@ -63,3 +63,17 @@ def _torch_threads_restored():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each of pytest-xdist's worker processes (``-n auto`` in ``pyproject.toml``) gives torch
+    its share of the cores: two workers on two cores, each with torch's default of one thread
+    per core, would run four threads on two cores, and OpenMP threads that wait for each other
+    on an oversubscribed machine are slower than fewer threads."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
