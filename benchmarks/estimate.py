@@ -116,8 +116,8 @@ def true_mse_shifted(out: np.ndarray, case: dict[str, Any], divergence: float) -
     return measured - s * s * variance / 50 + 2 * s * divergence / 50
 
 
-def load_synthetic(image: str, noise: str) -> dict[str, Any]:
-    clean01, axes = load_clean(image, 256)
+def load_synthetic(image: str, noise: str, crop: int = 256) -> dict[str, Any]:
+    clean01, axes = load_clean(image, crop)
     model = NOISES[noise]
     noisy, clean = model.apply(clean01, seed=0)
     return {"noisy": noisy, "reference": clean.astype(np.float64), "remainder": 0.0,
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fmd", type=Path, default=FMD)
     parser.add_argument("--only", default="", help="comma-separated case labels to run")
-    parser.add_argument("--smoke", action="store_true", help="one small case, 60 steps")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one small case (a 128² crop), 60 steps")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -270,7 +271,9 @@ def main(argv: list[str] | None = None) -> None:
         cases += [(f"FMD {name[:-2]}", "real", lambda n=name: load_fmd(n, args.fmd))
                   for name in FMD_NAMES]
     if args.smoke:
-        cases, args.steps = cases[:1], 60
+        (img, n), = SYNTHETIC[:1]
+        cases = [(cases[0][0], "synthetic", lambda: load_synthetic(img, n, crop=128))]
+        args.steps = 60
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
         cases = [c for c in cases if any(w in c[0] for w in wanted)]
