@@ -33,6 +33,9 @@ def test_manifest_contributions():
     assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d", "fmd_confocal"}
     assert [(w.display_name, w.layer_types) for w in mf.contributions.writers] == [
         ("TIFF with pixel size", ["image"])]
+    (reader,) = mf.contributions.readers
+    assert {"*.tif", "*.tiff", "*.zarr"} <= set(reader.filename_patterns)
+    assert reader.accepts_directories  # a zarr store is a folder
     filter_menu = mf.contributions.menus["napari/layers/filter"]
     assert [item.submenu for item in filter_menu] == ["napari-gr2r.denoise"]
     titles = {c.id: c.title for c in mf.contributions.commands}

@@ -13,14 +13,11 @@ from typing import Any
 import numpy as np
 
 from napari_gr2r import engine
+from napari_gr2r._reader import LARGE_BYTES
 from napari_gr2r.engine.io.pixelsize import length_unit, time_unit
 
 MIN_SIDE = 16
 """Training needs at least this many pixels in Y and X (one patch)."""
-
-LARGE_BYTES = 256 * 2**20
-"""In-memory numpy layers above this size (256 MiB) are denoised into a zarr store, like
-dask, zarr and multiscale layers, instead of into memory."""
 
 DENOISED_SUFFIX = " [denoised]"
 

@@ -13,12 +13,10 @@ from typing import Any
 import numpy as np
 
 from napari_gr2r import engine
-from napari_gr2r.engine.io.formats import read_image, stem_of, suffix_of
-from napari_gr2r.engine.io.pyramid import result_levels
+from napari_gr2r._reader import layer_data
+from napari_gr2r.engine.io.formats import stem_of
 
 from ._layers import DENOISED_SUFFIX, as_display_dtype, denoised_name, output_kwargs, put_layer
-
-SPATIAL = "ZYX"
 
 
 def result_metadata(layer: Any, model: Any, **gr2r: Any) -> dict[str, Any]:
@@ -77,27 +75,8 @@ def open_result_file(viewer: Any, path: str) -> list[Any]:
         for layer in already:
             layer.refresh()
         return already
-    data, meta = read_image(path)
-    if suffix_of(path).endswith(".zarr"):
-        import dask.array as da
-
-        levels = [da.from_zarr(level) for level in result_levels(data)]
-        data = levels if len(levels) > 1 else levels[0]
-    axes = meta.get("axes") or ""
-    kwargs: dict[str, Any] = {"name": f"{stem_of(path)}{DENOISED_SUFFIX}",
-                              "metadata": {"gr2r": {"file": str(path)}}}
-    kept = axes
-    if "C" in axes and len(axes) == data.ndim:
-        kwargs["channel_axis"] = axes.index("C")
-        kept = axes.replace("C", "")
-    scale = meta.get("scale")
-    if scale is not None and len(scale) == len(axes):
-        kwargs["scale"] = [s for a, s in zip(axes, scale) if a in kept]
-    ndim = len(data[0].shape) if isinstance(data, list) else data.ndim
-    if len(kept) == ndim - (1 if "channel_axis" in kwargs else 0):
-        units = {a: meta.get("unit") or "pixel" for a in SPATIAL}
-        units["T"] = meta.get("time_unit") or "pixel"
-        kwargs["units"] = tuple(units.get(a, "pixel") for a in kept)
-        kwargs["axis_labels"] = tuple(a.lower() for a in kept)
+    data, kwargs, _ = layer_data(path)
+    kwargs["name"] = f"{stem_of(path)}{DENOISED_SUFFIX}"
+    kwargs["metadata"] = {"gr2r": {"file": str(path)}}
     layers = viewer.add_image(data, **kwargs)
     return layers if isinstance(layers, list) else [layers]

@@ -1,0 +1,102 @@
+"""napari's File > Open for TIFF files and zarr stores, with their pixel size, units and axes:
+an npe2 reader.
+
+napari's own reader gives a Fiji hyperstack, an OME-TIFF or an OME-Zarr image a pixel size of
+1 and no axis names, so the widget has to guess the axes from the shape and the result keeps
+no pixel size. This reader opens the file through :func:`napari_gr2r.engine.io.formats.
+read_image`, the command line's reader: a TIFF into memory up to :data:`LARGE_BYTES` (the
+widget denoises such a layer in memory), a larger one and every zarr store lazily (read
+chunk by chunk as napari shows them; the widget denoises them block by block into a zarr
+store), each channel its own layer (napari's ``channel_axis``, named as Fiji names split
+channels: ``C1-name``, ``C2-name``...), the other axes
+named (``t``, ``z``, ``y``, ``x``), scaled (the pixel size, the time between frames) and in
+their units; an OME-Zarr image with lower-resolution levels opens as one multiscale layer.
+A file it cannot read is left to other readers (napari shows the reason of the last one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+SPATIAL = "ZYX"
+LARGE_BYTES = 256 * 2**20
+"""A TIFF up to this size opens in memory, a larger one lazily; the widget denoises in-memory
+layers above it into a zarr store, like dask, zarr and multiscale layers."""
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """The reader for one TIFF file or zarr store (napari asks before it reads)."""
+    from napari_gr2r.engine.io.formats import TIFF_SUFFIXES, ZARR_SUFFIXES, suffix_of
+
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    suffix = suffix_of(path).lower()
+    if not suffix.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
+        return None
+    return read_layers
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """The layers of one TIFF file or zarr store (see the module's description)."""
+    return [layer_data(path[0] if isinstance(path, list) else path)]
+
+
+def layer_data(path: str) -> LayerData:
+    """``(data, add_image keyword arguments, "image")`` for the image file ``path``.
+
+    Raises :class:`~napari_gr2r.engine.GR2RError` (one line) when the file cannot be read.
+    """
+    from napari_gr2r.engine.io.formats import read_image, stem_of, suffix_of
+    from napari_gr2r.engine.io.pyramid import result_levels
+
+    data, meta = read_image(path)
+    if suffix_of(path).endswith(".zarr"):
+        levels = result_levels(data)
+        data = [_lazy(level) for level in levels] if len(levels) > 1 else _lazy(data)
+    elif _nbytes(data) <= LARGE_BYTES:
+        data = np.asarray(data)  # a memory map or a compressed TIFF's chunks, read once
+    elif isinstance(data, np.ndarray):  # a memory map: dask keeps napari's channel split lazy
+        import dask.array as da
+
+        data = da.from_array(data, chunks=(1,) * (data.ndim - 2) + tuple(data.shape[-2:]))
+    else:  # a compressed TIFF, read chunk by chunk
+        data = _lazy(data)
+    ndim = len(data[0].shape) if isinstance(data, list) else data.ndim
+    axes = meta.get("axes") or ""
+    kwargs: dict[str, Any] = {"name": stem_of(path)}
+    if len(axes) != ndim:
+        return data, kwargs, "image"
+    kept = axes
+    if "C" in axes:
+        kwargs["channel_axis"] = axes.index("C")
+        kept = axes.replace("C", "")
+        channels = data[0].shape[kwargs["channel_axis"]] if isinstance(data, list) else \
+            data.shape[kwargs["channel_axis"]]
+        if channels > 1:
+            kwargs["name"] = [f"C{c + 1}-{kwargs['name']}" for c in range(channels)]
+    scale = meta.get("scale")
+    if scale is not None and len(scale) == len(axes):
+        kwargs["scale"] = [float(s) for a, s in zip(axes, scale) if a in kept]
+    units = {a: meta.get("unit") or "pixel" for a in SPATIAL}
+    units["T"] = meta.get("time_unit") or "pixel"
+    kwargs["units"] = tuple(units.get(a, "pixel") for a in kept)
+    kwargs["axis_labels"] = tuple(a.lower() for a in kept)
+    return data, kwargs, "image"
+
+
+def _nbytes(array: Any) -> int:
+    return int(np.prod(array.shape, dtype=np.int64)) * np.dtype(array.dtype).itemsize
+
+
+def _lazy(array: Any) -> Any:
+    """A dask array over a zarr array: napari reads the chunks it shows, and a store being
+    written (a result) shows what has been written each time it is refreshed."""
+    import dask.array as da
+
+    return da.from_zarr(array)
