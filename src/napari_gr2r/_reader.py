@@ -62,9 +62,7 @@ def layer_data(path: str) -> LayerData:
     elif _nbytes(data) <= LARGE_BYTES:
         data = np.asarray(data)  # a memory map or a compressed TIFF's chunks, read once
     elif isinstance(data, np.ndarray):  # a memory map: dask keeps napari's channel split lazy
-        import dask.array as da
-
-        data = da.from_array(data, chunks=(1,) * (data.ndim - 2) + tuple(data.shape[-2:]))
+        data = _planes(data, path)
     else:  # a compressed TIFF, read chunk by chunk
         data = _lazy(data)
     ndim = len(data[0].shape) if isinstance(data, list) else data.ndim
@@ -92,6 +90,30 @@ def layer_data(path: str) -> LayerData:
 
 def _nbytes(array: Any) -> int:
     return int(np.prod(array.shape, dtype=np.int64)) * np.dtype(array.dtype).itemsize
+
+
+class _Pages:
+    """A memory map dask does not see as a numpy array: dask copies a numpy array into its
+    chunks (and hashes it for their name) when it wraps it, which reads the whole file."""
+
+    def __init__(self, pages: np.ndarray) -> None:
+        self._pages = pages
+        self.shape, self.dtype, self.ndim = pages.shape, pages.dtype, pages.ndim
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.array(self._pages[index])
+
+
+def _planes(pages: np.ndarray, path: str) -> Any:
+    """A dask array of one plane per chunk over a TIFF's memory map, read as napari shows it."""
+    import os
+
+    import dask.array as da
+
+    stat = os.stat(path)
+    return da.from_array(_Pages(pages), chunks=(1,) * (pages.ndim - 2) + pages.shape[-2:],
+                         name=f"tiff-{os.path.abspath(path)}-{stat.st_mtime_ns}-{stat.st_size}",
+                         meta=np.empty((0,) * pages.ndim, pages.dtype))
 
 
 def _lazy(array: Any) -> Any:
