@@ -10,8 +10,9 @@ chunk by chunk as napari shows them; the widget denoises them block by block int
 store), each channel its own layer (napari's ``channel_axis``, named as Fiji names split
 channels: ``C1-name``, ``C2-name``...), the other axes
 named (``t``, ``z``, ``y``, ``x``), scaled (the pixel size, the time between frames) and in
-their units; an OME-Zarr image with lower-resolution levels opens as one multiscale layer.
-A file it cannot read is left to other readers (napari shows the reason of the last one).
+their units; an 8-bit colour image opens as one RGB layer; an OME-Zarr image with
+lower-resolution levels opens as one multiscale layer. A file it cannot read gets the command
+line's one line saying why.
 """
 
 from __future__ import annotations
@@ -65,17 +66,20 @@ def layer_data(path: str) -> LayerData:
         data = _planes(data, path)
     else:  # a compressed TIFF, read chunk by chunk
         data = _lazy(data)
-    ndim = len(data[0].shape) if isinstance(data, list) else data.ndim
     axes = meta.get("axes") or ""
     kwargs: dict[str, Any] = {"name": stem_of(path)}
-    if len(axes) != ndim:
+    full = data[0] if isinstance(data, list) else data
+    shape = full.shape
+    if len(axes) != len(shape):
         return data, kwargs, "image"
     kept = axes
-    if "C" in axes:
+    if axes.endswith("C") and shape[-1] in (3, 4) and full.dtype == np.uint8:
+        kwargs["rgb"] = True  # a colour image: one RGB layer, as napari's own reader gives it
+        kept = axes[:-1]
+    elif "C" in axes:
         kwargs["channel_axis"] = axes.index("C")
         kept = axes.replace("C", "")
-        channels = data[0].shape[kwargs["channel_axis"]] if isinstance(data, list) else \
-            data.shape[kwargs["channel_axis"]]
+        channels = shape[kwargs["channel_axis"]]
         if channels > 1:
             kwargs["name"] = [f"C{c + 1}-{kwargs['name']}" for c in range(channels)]
     scale = meta.get("scale")

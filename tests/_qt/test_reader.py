@@ -78,6 +78,13 @@ def test_what_the_reader_takes_and_what_it_leaves(tmp_path):
                      photometric="minisblack")
     ((data, kwargs, kind),) = _reader.read_layers(str(tmp_path / "plain.tif"))
     assert (data.shape, kwargs, kind) == ((2, 5, 16, 16), {"name": "plain"}, "image")
+    # a colour image: one RGB layer, as napari's own reader gives it
+    tifffile.imwrite(tmp_path / "photo.tif", np.zeros((16, 24, 3), np.uint8), photometric="rgb")
+    ((data, kwargs, _),) = _reader.read_layers(str(tmp_path / "photo.tif"))
+    assert data.shape == (16, 24, 3)
+    assert kwargs["rgb"]
+    assert kwargs["axis_labels"] == ("y", "x")
+    assert "channel_axis" not in kwargs
     # a damaged file: one line that names it
     (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 10)
     with pytest.raises(engine.GR2RError, match=r"broken\.tif"):
