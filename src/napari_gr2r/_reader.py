@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+SUFFIXES = (".tif", ".tiff", ".btf", ".lsm", ".zarr")
+"""What the reader opens: the TIFFs and zarr stores the engine reads (``napari.yaml``'s
+``filename_patterns``)."""
 SPATIAL = "ZYX"
 LARGE_BYTES = 256 * 2**20
 """A TIFF up to this size opens in memory, a larger one lazily; the widget denoises in-memory
@@ -30,17 +33,13 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """The reader for one TIFF file or zarr store (napari asks before it reads)."""
-    from napari_gr2r.engine.io.formats import TIFF_SUFFIXES, ZARR_SUFFIXES, suffix_of
-
+    """The reader for one TIFF file or zarr store. napari calls this for each file it opens,
+    before asking which reader to use, so it imports nothing (the engine imports torch)."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
-    suffix = suffix_of(path).lower()
-    if not suffix.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
-        return None
-    return read_layers
+    return read_layers if str(path).lower().rstrip("/\\").endswith(SUFFIXES) else None
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:

@@ -33,8 +33,12 @@ def test_manifest_contributions():
     assert {s.key for s in mf.contributions.sample_data} == {"nuclei2d", "nuclei3d", "fmd_confocal"}
     assert [(w.display_name, w.layer_types) for w in mf.contributions.writers] == [
         ("TIFF with pixel size", ["image"])]
+    from napari_gr2r._reader import SUFFIXES
+    from napari_gr2r.engine.io.formats import TIFF_SUFFIXES, ZARR_SUFFIXES
+
     (reader,) = mf.contributions.readers
-    assert {"*.tif", "*.tiff", "*.zarr"} <= set(reader.filename_patterns)
+    assert set(reader.filename_patterns) == {f"*{s}" for s in SUFFIXES}
+    assert set(SUFFIXES) == set(TIFF_SUFFIXES + ZARR_SUFFIXES)
     assert reader.accepts_directories  # a zarr store is a folder
     filter_menu = mf.contributions.menus["napari/layers/filter"]
     assert [item.submenu for item in filter_menu] == ["napari-gr2r.denoise"]
