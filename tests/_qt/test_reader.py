@@ -47,9 +47,17 @@ def test_a_fiji_hyperstack_opens_with_its_grid_and_the_widget_reads_its_axes(
     assert tuple(builtin.scale) == (1.0,) * 5
 
     _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
-    widget.data_panel.layer_combo.setCurrentText("C1-cells")
-    assert widget.data_panel.axes_edit.text() == "TZYX"
-    assert widget.data_panel.axes_message.text().startswith("✓")
+    panel = widget.data_panel
+    panel.layer_combo.setCurrentText("C1-cells")
+    assert panel.axes_edit.text() == "TZYX"
+    assert panel.axes_message.text().startswith("✓")
+    assert "pixel size" not in panel.axes_message.text()
+    # the layer napari's own reader made: its axes read from the file, and what it lost said
+    panel.layer_combo.setCurrentText(builtin.name)
+    assert panel.axes_edit.text() == "TZCYX"
+    message = panel.axes_message.text()
+    assert "from the file it was opened from" in message
+    assert "File > Open, reader napari-gr2r" in message
 
 
 def test_a_tiff_larger_than_memory_allows_opens_lazily(make_napari_viewer, fiji_file,

@@ -48,6 +48,9 @@ class AxesGuess:
     """True when napari or the file said so; False for a guess from the shape."""
     alternatives: list[str] = field(default_factory=list)
     """Other readings of the same shape, the likeliest first."""
+    lost_scale: bool = False
+    """The file the layer was opened from has a pixel size the layer lacks (napari's own
+    reader keeps the pixels only)."""
 
 
 def letter_help(axes: str, shape: tuple[int, ...]) -> str:
@@ -79,6 +82,23 @@ def _from_metadata(layer: Any, shape: tuple[int, ...]) -> str | None:
             if len(letters) == len(shape) and _valid(letters, shape):
                 return letters
     return None
+
+
+def _source_file(layer: Any, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """What the TIFF or zarr store the layer was opened from says (axes, scale), where another
+    reader than napari-gr2r's opened it whole; None otherwise. Reads the file's metadata only."""
+    from napari_gr2r._reader import get_reader
+
+    source = getattr(layer, "source", None)
+    path = getattr(source, "path", None)
+    if not path or getattr(source, "reader_plugin", None) == "napari-gr2r" or \
+            get_reader(str(path)) is None:
+        return None
+    try:
+        data, meta = engine.read_image(path)
+    except (engine.GR2RError, OSError):
+        return None
+    return meta if tuple(data.shape) == tuple(shape) else None
 
 
 def _unit_kind(layer: Any, dim: int) -> str:
@@ -131,13 +151,18 @@ def axes_guess(layer: Any) -> AxesGuess:
     shape = data_shape(layer)
     rgb = bool(getattr(layer, "rgb", False))
     readings = _from_shape(layer, shape, rgb)
+    file = _source_file(layer, shape) or {}
+    lost = "scale" in file and all(float(s) == 1 for s in getattr(layer, "scale", ()))
+    named = file.get("axes") if _valid(file.get("axes") or "", shape) and not rgb else None
     for source, found in (("the layer's axis labels", _from_labels(layer, shape, rgb)),
-                          ("the file", _from_metadata(layer, shape))):
+                          ("the file", _from_metadata(layer, shape)),
+                          ("the file it was opened from", named)):
         if found is not None:
-            return AxesGuess(found, source, True, [r for r in readings if r != found][:3])
+            return AxesGuess(found, source, True, [r for r in readings if r != found][:3],
+                             lost_scale=lost)
     source = "the shape" if len(shape) > 2 + rgb else "the shape (a single plane)"
     lead = len(shape) - (3 if rgb else 2)
     if readings[0] != engine.guess_axes(shape, rgb=rgb) and \
             any(_unit_kind(layer, i) for i in range(lead)):  # the units chose the reading
         source = "the shape and the units (seconds or minutes make T, lengths Z)"
-    return AxesGuess(readings[0], source, len(shape) == 2 + rgb, readings[1:4])
+    return AxesGuess(readings[0], source, len(shape) == 2 + rgb, readings[1:4], lost_scale=lost)

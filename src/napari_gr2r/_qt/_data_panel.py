@@ -31,6 +31,8 @@ from ._layers import (
 from ._state import ERROR_STYLE, OK_STYLE, WARN_STYLE, Panel, WidgetState
 
 GUESS_STYLE = WARN_STYLE.replace("font-weight: bold;", "")
+LOST_SCALE = (" The file has a pixel size this layer lacks (napari's own reader keeps only the "
+              "pixels): open it with File > Open, reader napari-gr2r, and the result keeps it.")
 
 
 class DataPanel(Panel):
@@ -250,14 +252,20 @@ class DataPanel(Panel):
 
     def _show_axes(self, info: Any, guess: AxesGuess | None) -> None:
         sizes = " × ".join(f"{a}{n}" for a, n in zip(info.axes, info.shape))
+        lost = guess is not None and guess.lost_scale
         if guess is not None and not guess.known:
-            self._set_axes_message(f"{sizes}: guessed from {guess.source}. Check the letters "
+            self._set_axes_message(f"{sizes}: guessed from {guess.source}."
+                                   f"{LOST_SCALE if lost else ''} Check the letters "
                                    "(hover for what each means) or pick another reading:",
                                    ok=True, style=GUESS_STYLE)
         else:
             told = guess is not None and not guess.source.startswith("the shape")
             where = f" (from {guess.source})" if told else ""
-            self._set_axes_message(f"✓ {sizes}{where}", ok=True)
+            if lost:
+                self._set_axes_message(f"✓ {sizes}{where}.{LOST_SCALE}", ok=True,
+                                       style=GUESS_STYLE)
+            else:
+                self._set_axes_message(f"✓ {sizes}{where}", ok=True)
         self.axes_message.setToolTip(letter_help(info.axes, info.shape))
 
     def _show_alternatives(self, guess: AxesGuess | None) -> None:
