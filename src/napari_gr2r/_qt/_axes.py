@@ -88,11 +88,12 @@ def _source_file(layer: Any, shape: tuple[int, ...]) -> dict[str, Any] | None:
     """What the TIFF or zarr store the layer was opened from says (axes, scale), where another
     reader than napari-gr2r's opened it whole; None otherwise. Reads the file's metadata only."""
     from napari_gr2r._reader import get_reader
+    from napari_gr2r.engine.io.sources import is_url
 
     source = getattr(layer, "source", None)
     path = getattr(source, "path", None)
     if not path or getattr(source, "reader_plugin", None) == "napari-gr2r" or \
-            get_reader(str(path)) is None:
+            get_reader(str(path)) is None or is_url(str(path)):  # no network on Qt's thread
         return None
     try:
         data, meta = engine.read_image(path)
