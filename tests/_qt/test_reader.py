@@ -99,6 +99,32 @@ def test_what_the_reader_takes_and_what_it_leaves(tmp_path):
         _reader.read_layers(str(tmp_path / "broken.tif"))
 
 
+def test_another_programs_ome_zarr_pyramid_opens_multiscale(tmp_path):
+    """An OME-Zarr 0.4 image with two levels, as ome-zarr-py writes them: napari reads the level
+    the view needs, not the whole plane."""
+    root = zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=2)
+    image = np.arange(2 * 64 * 64, dtype=np.uint16).reshape(2, 64, 64)
+    root.create_array("0", data=image, chunks=(1, 32, 32))
+    root.create_array("1", data=image[:, ::2, ::2], chunks=(1, 32, 32))
+    axes = [{"name": "c", "type": "channel"}] + [
+        {"name": n, "type": "space", "unit": "micrometer"} for n in "yx"]
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
+        {"path": str(k), "coordinateTransformations": [{"type": "scale",
+                                                        "scale": [1, 0.2 * 2**k, 0.2 * 2**k]}]}
+        for k in (0, 1)]}]
+    ((data, kwargs, _),) = _reader.read_layers(str(tmp_path / "other.zarr"))
+    assert [level.shape for level in data] == [(2, 64, 64), (2, 32, 32)]
+    np.testing.assert_array_equal(np.asarray(data[1]), image[:, ::2, ::2])
+    assert kwargs["name"] == ["C1-other", "C2-other"]
+    assert kwargs["scale"] == [0.2, 0.2]
+    assert kwargs["axis_labels"] == ("y", "x")
+    # levels whose sizes do not shrink are not a pyramid: the full resolution alone
+    root.attrs["multiscales"] = [{**root.attrs["multiscales"][0], "datasets": [
+        {"path": "1"}, {"path": "0"}]}]
+    ((data, _, _),) = _reader.read_layers(str(tmp_path / "other.zarr"))
+    assert not isinstance(data, list)
+
+
 def test_a_plain_zarr_array_opens_lazily(tmp_path):
     store = zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=(64, 64), chunks=(32, 32),
                               dtype="float32")
