@@ -53,10 +53,11 @@ def layer_data(path: str) -> LayerData:
     Raises :class:`~napari_gr2r.engine.GR2RError` (one line) when the file cannot be read.
     """
     from napari_gr2r.engine.io.formats import read_image, stem_of, suffix_of
+    from napari_gr2r.engine.io.omezarr import image_levels
 
     data, meta = read_image(path)
     if suffix_of(path).endswith(".zarr"):
-        levels = _levels(path, data)
+        levels = image_levels(path, data)
         data = [_lazy(level) for level in levels] if len(levels) > 1 else _lazy(data)
     elif _nbytes(data) <= LARGE_BYTES:
         data = np.asarray(data)  # a memory map or a compressed TIFF's chunks, read once
@@ -88,26 +89,6 @@ def layer_data(path: str) -> LayerData:
     kwargs["units"] = tuple(units.get(a, "pixel") for a in kept)
     kwargs["axis_labels"] = tuple(a.lower() for a in kept)
     return data, kwargs, "image"
-
-
-def _levels(path: str, full: Any) -> list[Any]:
-    """Every level of the OME-Zarr image (0.4 or 0.5, napari-gr2r's results or another
-    program's) whose full resolution is ``full``, largest first; ``[full]`` for a plain array,
-    or where the levels listed are not each a smaller array of the same axes."""
-    import zarr
-
-    try:
-        group = zarr.open_group(path, mode="r")
-        attrs = dict(group.attrs)
-        multiscales = attrs.get("multiscales") or attrs["ome"]["multiscales"]
-        levels = [group[d["path"]] for d in multiscales[0]["datasets"]]
-    except Exception:  # not a group, or metadata that does not list levels (several types)
-        return [full]
-    sides = [tuple(level.shape[-2:]) for level in levels]
-    fits = (len(levels) > 1 and tuple(levels[0].shape) == tuple(full.shape)
-            and all(level.ndim == full.ndim for level in levels)
-            and all(b[0] <= a[0] and b[1] <= a[1] for a, b in zip(sides, sides[1:])))
-    return levels if fits else [full]
 
 
 def _nbytes(array: Any) -> int:

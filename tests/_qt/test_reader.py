@@ -133,3 +133,17 @@ def test_a_plain_zarr_array_opens_lazily(tmp_path):
     assert isinstance(data, da.Array)
     assert float(data.mean().compute()) == 1.5
     assert kwargs["name"] == "raw"
+
+
+def test_a_file_whose_pixels_are_1_micron_is_not_said_to_lose_its_size(make_napari_viewer,
+                                                                        tmp_path):
+    path = tmp_path / "unit.tif"
+    tifffile.imwrite(path, np.zeros((3, 32, 32), np.uint16), imagej=True, resolution=(1, 1),
+                     metadata={"axes": "ZYX", "spacing": 1.0, "unit": "micron"})
+    assert engine.read_image(path)[1]["scale"] == [1.0, 1.0, 1.0]
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gr2r", "GR2R Denoise")
+    message = widget.data_panel.axes_message.text()
+    assert "from the file it was opened from" in message
+    assert "pixel size" not in message

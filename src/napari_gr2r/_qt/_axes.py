@@ -49,8 +49,8 @@ class AxesGuess:
     alternatives: list[str] = field(default_factory=list)
     """Other readings of the same shape, the likeliest first."""
     lost_scale: bool = False
-    """The file the layer was opened from has a pixel size the layer lacks (napari's own
-    reader keeps the pixels only)."""
+    """The file the layer was opened from has a pixel size the layer lacks (the reader that
+    opened it, napari's own for one, kept the pixels only)."""
 
 
 def letter_help(axes: str, shape: tuple[int, ...]) -> str:
@@ -153,7 +153,8 @@ def axes_guess(layer: Any) -> AxesGuess:
     rgb = bool(getattr(layer, "rgb", False))
     readings = _from_shape(layer, shape, rgb)
     file = _source_file(layer, shape) or {}
-    lost = "scale" in file and all(float(s) == 1 for s in getattr(layer, "scale", ()))
+    lost = any(float(s) != 1 for s in file.get("scale") or ()) and \
+        all(float(s) == 1 for s in getattr(layer, "scale", ()))
     named = file.get("axes") if _valid(file.get("axes") or "", shape) and not rgb else None
     for source, found in (("the layer's axis labels", _from_labels(layer, shape, rgb)),
                           ("the file", _from_metadata(layer, shape)),

@@ -31,8 +31,9 @@ from ._layers import (
 from ._state import ERROR_STYLE, OK_STYLE, WARN_STYLE, Panel, WidgetState
 
 GUESS_STYLE = WARN_STYLE.replace("font-weight: bold;", "")
-LOST_SCALE = (" The file has a pixel size this layer lacks (napari's own reader keeps only the "
-              "pixels): open it with File > Open, reader napari-gr2r, and the result keeps it.")
+LOST_SCALE = (" The file has a pixel size this layer lacks (the reader that opened it kept only "
+              "the pixels): open it with File > Open, reader napari-gr2r, and the result keeps "
+              "it.")
 
 
 class DataPanel(Panel):

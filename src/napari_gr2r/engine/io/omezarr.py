@@ -140,3 +140,30 @@ def image_group(arr: Any) -> Any | None:
     except Exception:  # no group above the array (zarr raises several types)
         return None
     return group if levels_listed(group) else None
+
+
+def multiscales_of(attrs: dict[str, Any]) -> list[Any] | None:
+    """An OME-Zarr group's ``multiscales`` list: at the top of its attributes (0.4) or under
+    ``ome`` (0.5); None when it has none."""
+    ome = attrs.get("ome")
+    return attrs.get("multiscales") or (ome.get("multiscales") if isinstance(ome, dict)
+                                        else None)
+
+
+def image_levels(location: str, full: Any) -> list[Any]:
+    """Every level of the OME-Zarr image at ``location`` (0.4 or 0.5, napari-gr2r's results or
+    another program's) whose full resolution is ``full``, largest first; ``[full]`` for a plain
+    array, or where the levels listed are not each a smaller array of the same axes."""
+    import zarr
+
+    try:
+        group = zarr.open_group(location, mode="r")
+        multiscales = multiscales_of(dict(group.attrs))
+        levels = [group[d["path"]] for d in multiscales[0]["datasets"]]
+    except Exception:  # not a group, or metadata that does not list levels (several types)
+        return [full]
+    sides = [tuple(level.shape[-2:]) for level in levels]
+    fits = (len(levels) > 1 and tuple(levels[0].shape) == tuple(full.shape)
+            and all(level.ndim == full.ndim for level in levels)
+            and all(b[0] <= a[0] and b[1] <= a[1] for a, b in zip(sides, sides[1:])))
+    return levels if fits else [full]

@@ -18,6 +18,7 @@ from ..errors import GR2RError, InputError, one_line
 from .axes import parse_axes
 from .chunks import random_start
 from .hotpixels import HotPixelRule, read_repaired
+from .omezarr import multiscales_of
 
 IN_MEMORY_LIMIT = 64 * 2**20  # elements; above this even numpy arrays are sampled
 SMALL_CHUNK = 2**14
@@ -329,9 +330,7 @@ def open_lazy(path: PathLike) -> tuple[Any, str | None]:
         ) from None
     if isinstance(node, zarr.Array):
         return node, None
-    ome = attrs.get("ome")
-    multiscales = attrs.get("multiscales") or (ome.get("multiscales") if isinstance(ome, dict)
-                                               else None)
+    multiscales = multiscales_of(attrs)
     if not multiscales:
         arrays = sorted(name for name, _ in node.arrays())
         raise InputError(
